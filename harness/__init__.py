@@ -1,0 +1,15 @@
+"""Activation benchmarking harness: train activation x model x dataset combinations and measure what happens."""
+from __future__ import annotations
+
+from harness.config import ActivationError, Config, ConfigError, DataError
+
+BadInput = ConfigError  # ActivationError and DataError are ConfigErrors: bad input, reported before training
+
+__all__ = ["ActivationError", "BadInput", "Config", "ConfigError", "DataError", "run"]
+
+
+def run(config: Config, run_dir, overrides=()) -> dict:
+    """Train one combination in run_dir; see harness.train.run."""
+    from harness.train import run as train_run  # torch loads here, not at import time
+
+    return train_run(config, run_dir, overrides)

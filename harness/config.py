@@ -1,0 +1,152 @@
+"""The run configuration as plain dataclasses (Hydra's schema), its validation and its hash."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+MODELS = ("mlp", "cnn", "rnn")
+INITS = ("default", "kaiming", "xavier", "lecun", "orthogonal")
+NORMS = ("none", "batch", "layer")
+CELLS = ("elman", "gru", "lstm")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+# Keys that change where or how a run is watched, never what it computes: left out of config_hash.
+HASH_EXCLUDED = (
+    "resume",
+    "trainer.device",
+    "trainer.log_every",
+    "trainer.progress",
+    "trainer.checkpoint_every",
+    "dataset.root",
+    "dataset.download",
+)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value, reported in one line before any work starts."""
+
+
+class ActivationError(ConfigError):
+    """A bad activation name or parameter."""
+
+
+class DataError(ConfigError):
+    """A dataset that cannot be loaded, or that the model cannot take."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    depth: int = 2  # hidden, activation-bearing layers
+    width: int = 100  # MLP units, CNN channels, RNN hidden size
+    residual: bool = False
+    init: str = "default"
+    norm: str = "none"
+    kernel_size: int = 5  # CNN: first layer's kernel; later layers use 3 (the MNIST-1D authors' ConvBase)
+    cell: str = "elman"  # RNN only
+    bidirectional: bool = False  # RNN only
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist1d"
+    root: str = "data"
+    download: bool = False
+    train_size: Optional[int] = None  # subsample the training split, for quick runs
+    val_fraction: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 6000
+    batch_size: int = 100
+    lr: float = 1e-2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    grad_clip: Optional[float] = None
+    device: str = "auto"
+    eval_every: int = 250
+    log_every: int = 250
+    precision: str = "fp32"
+    compile: bool = False
+    checkpoint_every: int = 0  # 0: no checkpoints
+    progress: bool = True
+    threads: Optional[int] = None  # torch CPU threads; None leaves torch's default
+
+
+@dataclass
+class Config:
+    activation: Any = field(default_factory=lambda: {"name": "relu"})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    resume: bool = False
+
+
+def activation_params(config: Config) -> tuple[str, dict]:
+    """Split the activation node into its registry name and its keyword arguments."""
+    params = dict(config.activation)
+    return params.pop("name"), params
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(key: str, value: str, valid: tuple[str, ...]) -> None:
+    _check(value in valid, f"{key}={value!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def validate(config: Config) -> None:
+    """Refuse invalid values with one clear line (types are Hydra's job, through the dataclasses)."""
+    t, m, d = config.trainer, config.model, config.dataset
+    _check(t.steps >= 0, f"trainer.steps must be >= 0, got {t.steps}")
+    _check(t.batch_size > 0, f"trainer.batch_size must be > 0, got {t.batch_size}")
+    _check(t.lr > 0, f"trainer.lr must be > 0, got {t.lr}")
+    _check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {t.weight_decay}")
+    _check(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}")
+    _check(t.eval_every > 0, f"trainer.eval_every must be > 0, got {t.eval_every}")
+    _check(t.log_every > 0, f"trainer.log_every must be > 0, got {t.log_every}")
+    _check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
+    _check(t.threads is None or t.threads > 0, f"trainer.threads must be > 0 or null, got {t.threads}")
+    _one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    _one_of("trainer.device", t.device, DEVICES)
+    _one_of("trainer.precision", t.precision, PRECISIONS)
+    _one_of("model", m.name, MODELS)
+    _one_of("model.init", m.init, INITS)
+    _one_of("model.norm", m.norm, NORMS)
+    _one_of("model.cell", m.cell, CELLS)
+    _check(m.depth >= 0, f"model.depth must be >= 0, got {m.depth}")
+    _check(m.width > 0, f"model.width must be > 0, got {m.width}")
+    _check(m.kernel_size > 0, f"model.kernel_size must be > 0, got {m.kernel_size}")
+    _check(m.name == "mlp" or m.depth > 0, "model.depth=0 is only valid for the mlp (logistic regression)")
+    _check(m.name == "mlp" or not m.residual, "model.residual=true is only supported by the mlp")
+    _check(m.name != "rnn" or m.norm == "none", "model.norm is not supported by the rnn; use model.norm=none")
+    _check(d.train_size is None or d.train_size > 0, f"dataset.train_size must be > 0, got {d.train_size}")
+    _check(0 < d.val_fraction < 1, f"dataset.val_fraction must be in (0, 1), got {d.val_fraction}")
+
+
+def to_dict(config: Config) -> dict:
+    """The configuration as plain nested dicts."""
+    return dataclasses.asdict(config)
+
+
+def config_hash(config: Config) -> str:
+    """A stable hash of what a run computes (HASH_EXCLUDED keys left out)."""
+    tree = to_dict(config)
+    for key in HASH_EXCLUDED:
+        *parents, leaf = key.split(".")
+        node = tree
+        for p in parents:
+            node = node[p]
+        node.pop(leaf, None)
+    blob = json.dumps(tree, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,239 @@
+"""Datasets as tensors resident on the training device, fixed train/val/test splits, and a device-side batch iterator."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.config import DataError
+
+# Input kind of each dataset: which models accept it (see check_pair).
+KINDS = {
+    "mnist1d": "sequence",
+    "digits": "image",
+    "spirals": "vector",
+    "mnist": "image",
+    "fashion_mnist": "image",
+    "cifar10": "image",
+}
+MODEL_KINDS = {"mlp": ("vector", "sequence", "image"), "cnn": ("sequence", "image"), "rnn": ("sequence", "image")}
+SPLIT_SEED = 0  # the validation split and subsample are the same for every run seed
+
+
+@dataclass
+class Dataset:
+    """Float inputs (N, C, L) for sequences, (N, C, H, W) for images, (N, D) for vectors; int64 labels."""
+
+    name: str
+    kind: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    checksum: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def check_pair(model: str, dataset: str) -> None:
+    """Refuse a model x dataset pair that cannot work, saying which pairs do."""
+    if dataset not in KINDS:
+        raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join(KINDS)}")
+    if KINDS[dataset] not in MODEL_KINDS[model]:
+        pairs = "; ".join(
+            f"{m}: {', '.join(d for d, k in KINDS.items() if k in kinds)}" for m, kinds in MODEL_KINDS.items()
+        )
+        raise DataError(f"model={model} cannot take dataset={dataset} ({KINDS[dataset]} input). Valid pairs: {pairs}")
+
+
+# ---------------------------------------------------------------- raw loaders: numpy (x_train, y_train, x_test, y_test)
+
+
+def load_mnist1d(root: Path) -> tuple[np.ndarray, ...]:
+    """MNIST-1D from its authors' generator (offline), cached as .npz under root."""
+    cache = root / "mnist1d" / "mnist1d_default.npz"
+    if not cache.exists():
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        data = make_dataset(get_dataset_args())
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, x=data["x"], y=data["y"], x_test=data["x_test"], y_test=data["y_test"])
+        tmp.replace(cache)
+    with np.load(cache) as f:
+        arrays = f["x"][:, None, :], f["y"], f["x_test"][:, None, :], f["y_test"]  # (N, 1, 40)
+    return tuple(arrays)
+
+
+def load_digits() -> tuple[np.ndarray, ...]:
+    """scikit-learn's bundled 8x8 digits, split 80/20 reproducibly and stratified."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    x = bunch.images[:, None, :, :] / 16.0  # (N, 1, 8, 8) in [0, 1]
+    x_tr, x_te, y_tr, y_te = train_test_split(x, bunch.target, test_size=0.2, random_state=0, stratify=bunch.target)
+    return x_tr, y_tr, x_te, y_te
+
+
+def make_spirals(n_per_class: int = 1000, arms: int = 3, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Multi-arm 2-D spirals, one arm per class: the classic non-linear decision boundary."""
+    rng = np.random.RandomState(seed)
+    radius = np.tile(np.linspace(0.05, 1.0, n_per_class), arms)
+    label = np.repeat(np.arange(arms), n_per_class)
+    angle = label * 2 * np.pi / arms + radius * 4 * np.pi + rng.randn(arms * n_per_class) * noise
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    order = rng.permutation(len(x))
+    x, label = x[order], label[order]
+    n_test = len(x) // 5
+    return x[n_test:], label[n_test:], x[:n_test], label[:n_test]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist_like(root: Path, name: str, download: bool) -> tuple[np.ndarray, ...]:
+    """MNIST or Fashion-MNIST in torchvision's layout (root/MNIST/raw/*-ubyte); torchvision downloads it."""
+    folder = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
+    raw = root / folder / "raw"
+    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if download and not all((raw / f).exists() for f in files):
+        import torchvision
+
+        cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    missing = [f for f in files if not (raw / f).exists()]
+    if missing:
+        raise DataError(f"{name} not found in {raw} (missing {missing[0]}); add dataset.download=true to fetch it")
+    x_tr, y_tr, x_te, y_te = (read_idx(raw / f) for f in files)
+    return x_tr[:, None] / 255.0, y_tr, x_te[:, None] / 255.0, y_te  # (N, 1, 28, 28)
+
+
+def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
+    """CIFAR-10 from its python batches (root/cifar-10-batches-py); torchvision downloads it."""
+    folder = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    if download and not all((folder / n).exists() for n in names):
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), download=True)
+    missing = [n for n in names if not (folder / n).exists()]
+    if missing:
+        raise DataError(f"cifar10 not found in {folder} (missing {missing[0]}); add dataset.download=true to fetch it")
+    batches = []
+    for n in names:
+        with open(folder / n, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")  # the format CIFAR-10 ships in
+        batches.append((np.asarray(batch["data"]).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])))
+    x_tr = np.concatenate([b[0] for b in batches[:5]]) / 255.0
+    y_tr = np.concatenate([b[1] for b in batches[:5]])
+    return x_tr, y_tr, batches[5][0] / 255.0, batches[5][1]
+
+
+def load_arrays(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
+    """Dispatch to the raw loader of a dataset."""
+    root_path = Path(root)
+    if name == "mnist1d":
+        return load_mnist1d(root_path)
+    if name == "digits":
+        return load_digits()
+    if name == "spirals":
+        return make_spirals()
+    if name in ("mnist", "fashion_mnist"):
+        return load_mnist_like(root_path, name, download)
+    if name == "cifar10":
+        return load_cifar10(root_path, download)
+    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(KINDS)}")
+
+
+# ---------------------------------------------------------------- splits and tensors
+
+
+def checksum(*arrays: np.ndarray) -> str:
+    """A short hash of the data, so that a report can tell runs on different data apart."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_dataset(
+    name: str,
+    root: str = "data",
+    download: bool = False,
+    train_size: int | None = None,
+    val_fraction: float = 0.1,
+    device: str | torch.device = "cpu",
+) -> Dataset:
+    """Load a dataset, carve a validation split from its training data, and move it to the device."""
+    x_tr, y_tr, x_te, y_te = load_arrays(name, root, download)
+    order = np.random.RandomState(SPLIT_SEED).permutation(len(x_tr))
+    n_val = max(1, int(round(len(x_tr) * val_fraction)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if train_size is not None:
+        train_idx = train_idx[:train_size]
+    if KINDS[name] == "image":  # standardise each channel with training statistics
+        axes = (0, 2, 3)
+        mean, std = x_tr[train_idx].mean(axis=axes, keepdims=True), x_tr[train_idx].std(axis=axes, keepdims=True)
+        x_tr, x_te = (x_tr - mean) / (std + 1e-8), (x_te - mean) / (std + 1e-8)
+
+    def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
+
+    return Dataset(
+        name=name,
+        kind=KINDS[name],
+        x_train=tensor(x_tr[train_idx], torch.float32),
+        y_train=tensor(y_tr[train_idx], torch.int64),
+        x_val=tensor(x_tr[val_idx], torch.float32),
+        y_val=tensor(y_tr[val_idx], torch.int64),
+        x_test=tensor(x_te, torch.float32),
+        y_test=tensor(y_te, torch.int64),
+        num_classes=int(max(y_tr.max(), y_te.max())) + 1,
+        checksum=checksum(x_tr[train_idx], y_tr[train_idx], x_te, y_te),
+    )
+
+
+class BatchIterator:
+    """Shuffled mini-batches indexed on the device; drops the last partial batch so shapes stay fixed."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.generator = torch.Generator(device=x.device).manual_seed(seed)
+        self.perm = torch.randperm(len(x), generator=self.generator, device=x.device)
+        self.position = 0
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position + self.batch_size > len(self.perm):
+            self.perm = torch.randperm(len(self.x), generator=self.generator, device=self.x.device)
+            self.position = 0
+        idx = self.perm[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": self.perm.cpu(), "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm = state["perm"].to(self.x.device)
+        self.position = state["position"]

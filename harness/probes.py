@@ -1,0 +1,148 @@
+"""Probes: dead and saturated units, activation statistics, and gradient norms per layer (and through time)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.activations import derivative, max_abs_derivative
+from harness.models import Recurrent, activation_layers, layer_weights
+
+DEAD_TOL = 1e-8  # |f'(z)| at or below this for every probe sample: the unit is dead
+SATURATION_RATIO = 0.005  # |f'(z)| below this fraction of max|f'| for every sample: the unit is saturated
+PROBE_SIZE = 1024
+
+
+@dataclass
+class LayerStats:
+    """Unit and output statistics of one activation layer over the probe set."""
+
+    units: int
+    dead: int
+    saturated: int
+    mean: float
+    std: float
+
+    @property
+    def dead_fraction(self) -> float:
+        return self.dead / self.units
+
+    @property
+    def saturated_fraction(self) -> float:
+        return self.saturated / self.units
+
+
+class _UnitWatch:
+    """Forward hook on one activation module: ORs 'alive' and 'unsaturated' per unit over every call."""
+
+    def __init__(self, act: nn.Module):
+        self.max_slope = max_abs_derivative(act)
+        self.alive = self.unsaturated = None
+        self.sum = self.sumsq = self.count = 0.0
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        (z,) = inputs  # (B, units, ...) pre-activation
+        slope = derivative(module, z).abs()
+        dims = [d for d in range(slope.dim()) if d != 1]  # every axis but the unit axis
+        alive = (slope > DEAD_TOL).amax(dim=dims)
+        unsaturated = (slope >= SATURATION_RATIO * self.max_slope).amax(dim=dims)
+        self.alive = alive if self.alive is None else self.alive | alive
+        self.unsaturated = unsaturated if self.unsaturated is None else self.unsaturated | unsaturated
+        out = output.detach().float()
+        self.sum = self.sum + out.sum()
+        self.sumsq = self.sumsq + out.square().sum()
+        self.count += out.numel()
+
+
+@torch.no_grad()
+def probe_units(model: nn.Module, x: torch.Tensor) -> dict[str, LayerStats]:
+    """Dead/saturated units and output mean/std of every activation layer, in eval mode, on inputs x."""
+    watches: dict[str, list[_UnitWatch]] = {}
+    handles = []
+    for name, acts in activation_layers(model).items():
+        watches[name] = [_UnitWatch(a) for a in acts]
+        handles += [a.register_forward_hook(w) for a, w in zip(acts, watches[name])]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    stats = {}
+    for name, ws in watches.items():
+        alive = torch.cat([w.alive for w in ws])
+        unsaturated = torch.cat([w.unsaturated for w in ws])
+        total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
+        mean = total / n
+        var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+        values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
+        stats[name] = LayerStats(units=alive.numel(), dead=int(values[0]), saturated=int(values[1]),
+                                 mean=values[2], std=values[3])
+    return stats
+
+
+def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float]:
+    """Dead and saturated fraction over all units, each layer weighted by its number of units."""
+    units = sum(s.units for s in stats.values())
+    if units == 0:
+        return 0.0, 0.0
+    return sum(s.dead for s in stats.values()) / units, sum(s.saturated for s in stats.values()) / units
+
+
+def weight_grad_norms(model: nn.Module) -> torch.Tensor:
+    """L2 norm of each layer's weight gradient, in layer order, as one device tensor (no host sync)."""
+    norms = []
+    for weights in layer_weights(model).values():
+        grads = [w.grad for w in weights if w.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads
+                     else torch.zeros((), device=weights[0].device))
+    return torch.stack(norms)
+
+
+def global_grad_norm(model: nn.Module) -> torch.Tensor:
+    """L2 norm of the whole gradient (every parameter), as a device tensor."""
+    grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros(())
+
+
+def record_through_time(model: nn.Module, on: bool) -> None:
+    """Make every recurrent layer keep its h_t (with retained gradients) on the next forward pass."""
+    for layer in model.hidden:
+        if isinstance(layer, Recurrent):
+            layer.record = on
+            if not on:
+                layer.states = []
+
+
+def hidden_grad_norms(model: nn.Module) -> dict[str, torch.Tensor]:
+    """||dL/dh_t|| per time step of each recurrent layer (directions combined), after a recorded backward."""
+    norms = {}
+    for i, layer in enumerate(model.hidden):
+        if isinstance(layer, Recurrent) and layer.states:
+            per_direction = [torch.stack([h.grad.norm() for h in states]) for states in layer.states]  # (T,) each
+            norms[f"hidden.{i}"] = torch.stack(per_direction).square().sum(0).sqrt()
+    return norms
+
+
+def probe_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
+    """Per-layer weight-gradient norms and per-time-step hidden-state gradient norms of the mean loss on (x, y).
+
+    Runs in eval mode and leaves no gradients behind.
+    """
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    record_through_time(model, True)
+    try:
+        F.cross_entropy(model(x), y).backward()
+        layers = dict(zip(layer_weights(model), weight_grad_norms(model).tolist()))
+        through_time = {k: v.tolist() for k, v in hidden_grad_norms(model).items()}
+    finally:
+        record_through_time(model, False)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return layers, through_time
