@@ -128,7 +128,7 @@ def derivative(act: nn.Module, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return grad
 
 
-def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 4001) -> float:
+def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 40001) -> float:
     """max|f'| over z in [lo, hi], with the module's current parameters (PReLU's learned slope).
 
     Softmax is evaluated on the pair (z, 0), the two-class case, whose Jacobian diagonal is sigmoid'(z).

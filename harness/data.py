@@ -106,7 +106,7 @@ def read_idx(path: Path) -> np.ndarray:
         data = f.read()
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()  # writable
 
 
 def load_mnist_like(root: Path, name: str, download: bool) -> tuple[np.ndarray, ...]:

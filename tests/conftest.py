@@ -20,6 +20,14 @@ def compose_config(*overrides: str) -> Config:
     return OmegaConf.to_object(cfg)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread is faster and never oversubscribed."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> str:
     """One MNIST-1D cache for the whole session (generating it takes about a second)."""
@@ -32,7 +40,7 @@ def tiny(data_root):
 
     def make(*overrides: str) -> Config:
         base = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=false",
-                f"dataset.root={data_root}", "dataset.train_size=300", "trainer.device=cpu"]
+                f"dataset.root={data_root}", "dataset.train_size=300", "trainer.device=cpu", "trainer.threads=1"]
         return compose_config(*base, *overrides)
 
     return make
