@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import nn

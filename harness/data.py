@@ -1,4 +1,4 @@
-"""Datasets as tensors resident on the training device, fixed train/val/test splits, and a device-side batch iterator."""
+"""Datasets as device-resident tensors, fixed train/val/test splits, and a device-side batch iterator."""
 from __future__ import annotations
 
 import gzip

@@ -6,7 +6,7 @@ weights and the activation that follows them share that name, which the probes a
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,7 @@ class CNN(nn.Module):
         return self.head(self.features(x))
 
 
-# ---------------------------------------------------------------- recurrent cells, PyTorch's equations with `act` for tanh
+# ---- recurrent cells: PyTorch's equations, with `act` in place of tanh
 
 
 class Cell(nn.Module):
