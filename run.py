@@ -1,32 +1,40 @@
 """Hydra entry point: compose the config, train one combination with harness.run, exit with its status."""
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import Config
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
-    OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3))  # run-folder names never collide
+    # Folder names never collide; cached, so that every use in one config sees the same id.
+    OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
 
 # Errors that mean "bad input": one line, exit 2, before any training.
 EXIT_BAD_INPUT = 2
 
+log = logging.getLogger(__name__)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> str | None:
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return sweep_job(cfg)
     from harness import BadInput, run  # after Hydra has parsed the command line: `--help` stays fast
     from harness.console import format_summary
 
-    hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
         summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
@@ -38,6 +46,48 @@ def main(cfg: DictConfig) -> None:
     print(format_summary(summary))
     if summary["status"] == "failed":
         sys.exit(1)
+    return None
+
+
+def sweep_job(cfg: DictConfig) -> str:
+    """One job of a sweep: it never exits or raises, so the others run; the sweeper tables the outcome."""
+    from harness import run
+    from harness.sweep import failed_summary, progress
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    config = OmegaConf.to_object(cfg)
+    threads = launcher_threads(hc.launcher)
+    if config.trainer.threads is None and threads:
+        import torch  # not in the config: the thread count must not change config_hash, or resume would miss it
+
+        torch.set_num_threads(threads)
+    if (run_dir / "checkpoint.pt").exists():
+        log.info(f"continuing {run_dir.name} from its checkpoint.pt")
+    try:
+        summary = run(config, run_dir, overrides)
+    except Exception:  # data found missing only now, or a bug outside the loop: a failed job, not a failed sweep
+        summary = failed_summary(config, run_dir, overrides, traceback.format_exc())
+    if summary["status"] == "failed":
+        log.error("job failed: %s\n%s", run_dir.name, summary.get("error"))  # the traceback, in the job's log
+    done, total = progress(Path(hc.sweep.dir))
+    acc = summary.get("test_acc")
+    log.info(f"[{done}/{total} done] {summary['status']} {run_dir.name}"
+             + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {run_dir}")
+    return summary["status"]
+
+
+def launcher_threads(launcher: DictConfig) -> int | None:
+    """Torch threads per job for parallel launchers; None (torch's default) for the sequential basic launcher."""
+    from harness.sweep import threads_per_job
+
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        return threads_per_job(int(launcher.n_jobs))
+    if "submitit" in target:
+        return launcher.get("cpus_per_task") or 1  # what SLURM allocates; local jobs all start at once
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Hydra sweeper of the activation harness: validates every job first, skips finished ones, isolates failures."""
