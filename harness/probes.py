@@ -35,25 +35,33 @@ class LayerStats:
 
 
 class _UnitWatch:
-    """Forward hook on one activation module: ORs 'alive' and 'unsaturated' per unit over every call."""
+    """Forward hook on one activation module: the largest |f'(z)| each unit reaches over every call.
+
+    A unit is alive if that peak exceeds DEAD_TOL and unsaturated if it reaches the saturation threshold, which
+    is the same as 'some sample does', in one reduction instead of two comparisons and two reductions.
+    """
 
     def __init__(self, act: nn.Module):
         self.max_slope = max_abs_derivative(act)
-        self.alive = self.unsaturated = None
+        self.peak = None
         self.sum = self.sumsq = self.count = 0.0
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         (z,) = inputs  # (B, units, ...) pre-activation
-        slope = derivative(module, z).abs()
-        dims = [d for d in range(slope.dim()) if d != 1]  # every axis but the unit axis
-        alive = (slope > DEAD_TOL).amax(dim=dims)
-        unsaturated = (slope >= SATURATION_RATIO * self.max_slope).amax(dim=dims)
-        self.alive = alive if self.alive is None else self.alive | alive
-        self.unsaturated = unsaturated if self.unsaturated is None else self.unsaturated | unsaturated
-        out = output.detach().float()
+        slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # a NaN slope counts as neither alive nor not
+        peak = slope.amax(0)  # (units, ...): the batch axis first, a fast outer reduction (amax over several
+        peak = peak.flatten(1).amax(1) if peak.dim() > 1 else peak  # axes at once is ~40x slower on the CPU)
+        self.peak = peak if self.peak is None else torch.maximum(self.peak, peak)
+        out = output.detach().float().flatten()
         self.sum = self.sum + out.sum()
-        self.sumsq = self.sumsq + out.square().sum()
+        self.sumsq = self.sumsq + torch.dot(out, out)  # one pass, no squared copy
         self.count += out.numel()
+
+    def alive(self) -> torch.Tensor:
+        return self.peak > DEAD_TOL
+
+    def unsaturated(self) -> torch.Tensor:
+        return self.peak >= SATURATION_RATIO * self.max_slope
 
 
 @torch.no_grad()
@@ -74,8 +82,8 @@ def probe_units(model: nn.Module, x: torch.Tensor) -> dict[str, LayerStats]:
             h.remove()
     stats = {}
     for name, ws in watches.items():
-        alive = torch.cat([w.alive for w in ws])
-        unsaturated = torch.cat([w.unsaturated for w in ws])
+        alive = torch.cat([w.alive() for w in ws])
+        unsaturated = torch.cat([w.unsaturated() for w in ws])
         total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)

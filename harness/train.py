@@ -64,6 +64,8 @@ def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
 class Timer:
     """Wall time of training segments only; on CUDA, CUDA events synchronised at the end of each segment."""
 
+    clock = staticmethod(time.perf_counter)  # on the CPU; the overhead benchmark swaps in a CPU-time clock
+
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.total = 0.0
@@ -73,7 +75,7 @@ class Timer:
             self.begin = torch.cuda.Event(enable_timing=True)
             self.begin.record()
         else:
-            self.begin = time.perf_counter()
+            self.begin = self.clock()
 
     def stop(self) -> float:
         """End the segment (synchronising the device) and return the running total in seconds."""
@@ -83,8 +85,58 @@ class Timer:
             end.synchronize()
             self.total += self.begin.elapsed_time(end) / 1000
         else:
-            self.total += time.perf_counter() - self.begin
+            self.total += self.clock() - self.begin
         return self.total
+
+
+class WindowStats:
+    """Mean training loss and accuracy over a logging window, and its first non-finite loss, kept on the device.
+
+    A step only appends tensors (a detach and an argmax: no host sync, one small kernel); every FOLD steps the
+    pending ones are reduced into running sums with a few kernels, so memory stays bounded in a long window.
+    read() is the window's one host sync.
+    """
+
+    FOLD = 32
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device)
+        self.first_bad = torch.full((), -1.0, device=self.device)  # offset in the window of the first bad loss
+        self.losses, self.predictions, self.labels = [], [], []
+        self.batches = self.samples = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.predictions.append(logits.argmax(1))
+        self.labels.append(y)
+        self.batches += 1
+        self.samples += len(y)
+        if len(self.losses) == self.FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        if not self.losses:
+            return
+        losses = torch.stack(self.losses)  # (n,)
+        self.loss_sum += losses.sum()
+        self.correct += (torch.cat(self.predictions) == torch.cat(self.labels)).sum()
+        bad = ~torch.isfinite(losses)
+        offset = self.batches - len(self.losses) + bad.float().argmax()  # first bad one here, if there is one
+        self.first_bad = torch.where((self.first_bad < 0) & bad.any(), offset, self.first_bad)
+        self.losses, self.predictions, self.labels = [], [], []
+
+    def read(self) -> tuple[float, float, int | None]:
+        """(mean loss, accuracy, offset in the window of the first non-finite loss or None); then reset."""
+        self.fold()
+        loss_sum, correct, bad = torch.stack([self.loss_sum, self.correct, self.first_bad]).tolist()
+        result = loss_sum / self.batches, correct / self.samples, None if bad < 0 else int(bad)
+        self.reset()
+        return result
 
 
 @torch.no_grad()
@@ -189,17 +241,16 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
         rows += unit_rows(0, init_units) + gradient_rows(0, "probe", init_grads, init_time)
         state["grad_norm_init_by_layer"] = init_grads
 
-    # Device-side running sums, read only at log steps: the hot loop never waits for the device.
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    seen = batches_seen = 0
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    window = WindowStats(device)  # read only at boundaries: the hot loop never waits for the device
     warmup = min(10, max(t.steps // 10, 1))
     timer = Timer(device)
     timer.total = state["train_time"]
+    loop_timer = Timer(device)  # the whole loop, evaluation and probes included: what the instrumentation costs
+    loop_timer.total = state.get("loop_time", 0.0)
     model.train()
     bar = tqdm(total=t.steps, initial=state["step"], disable=not t.progress, desc=f"{name} {config.model.name}",
                dynamic_ncols=True, leave=False)
+    loop_timer.start()
     timer.start()
     for step in range(state["step"] + 1, t.steps + 1):
         x, y = next(batches)
@@ -223,12 +274,7 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        loss = loss.detach()
-        loss_sum += loss
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        batches_seen += 1
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        window.add(loss, logits, y)
         bar.update()
         if step == warmup:
             state["warm_time"] = (step, timer.stop())
@@ -238,13 +284,11 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
 
         # ---- a boundary: stop the clock, read the device once, measure, then resume
         state["train_time"] = timer.stop()
-        train_loss, train_correct, bad = torch.stack([loss_sum, correct, first_bad.float()]).tolist()
-        train_loss, train_acc = train_loss / batches_seen, train_correct / seen  # means over the window
+        window_start = step - window.batches + 1
+        train_loss, train_acc, bad = window.read()  # means over the window
         rows += [(step, "train", "loss", None, train_loss, None), (step, "train", "acc", None, train_acc, None)]
-        loss_sum.zero_(), correct.zero_()
-        seen = batches_seen = 0
-        if bad >= 0:
-            state["diverged_at_step"] = int(bad)
+        if bad is not None:
+            state["diverged_at_step"] = window_start + bad
             state["step"] = step
             break
         if log_now:
@@ -267,10 +311,13 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
             bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
         state["step"] = step
         if save_now:
+            state["loop_time"] = loop_timer.stop()  # a restarted job continues both clocks
+            loop_timer.start()
             save_checkpoint(checkpoint_path, model, optimizer, scaler, batches, state, config)
             write_metrics(run_dir, rows)
         timer.start()
     bar.close()
+    state["loop_time"] = loop_timer.stop()
     return finish(config, model, data, device, state, autocast, probe_x, probe_y, run_dir)
 
 
@@ -307,7 +354,7 @@ def finish(config, model, data, device, state, autocast, probe_x, probe_y, run_d
         "test_acc_at_best_val": state["test_acc_at_best_val"] if state["test_acc_at_best_val"] is not None
         else test_acc,
         "steps": step, "diverged_at_step": state["diverged_at_step"],
-        "train_time_s": state["train_time"],
+        "train_time_s": state["train_time"], "loop_time_s": state.get("loop_time"),
         "samples_per_s": timed_steps * min(t.batch_size, len(data.x_train)) / timed_time if timed_time > 0 else None,
         "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "dead_fraction": dead, "saturated_fraction": saturated,

@@ -1,0 +1,205 @@
+"""Benchmark helpers without Hydra: device timing, saved-for-backward bytes, bf16 error, the overhead comparison."""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device: a CPU timer then measures the work, not the launches."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_blocks(block: Callable[[object], None], device: torch.device, repeats: int, warmup: int = 2,
+                setup: Callable[[], object] | None = None) -> list[float]:
+    """Seconds of each of `repeats` timed calls of block(setup()), after `warmup` untimed ones.
+
+    setup runs outside the timing (it restores the input of an in-place operation). On CUDA a block is timed with
+    CUDA events recorded around it, then synchronised; on the CPU with perf_counter.
+    """
+    times = []
+    for i in range(warmup + repeats):
+        state = setup() if setup else None
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            block(state)
+            end.record()
+            end.synchronize()
+            elapsed = start.elapsed_time(end) / 1000
+        else:
+            begin = time.perf_counter()
+            block(state)
+            elapsed = time.perf_counter() - begin
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+@contextmanager
+def cpu_clock():
+    """Time the harness's CPU segments in CPU time of the calling thread instead of wall time.
+
+    On a shared machine wall time counts the other processes' turns too; CPU time of a single-threaded run
+    (torch.set_num_threads(1): every op then runs on this thread) counts only the work being compared.
+    """
+    from harness.train import Timer
+
+    Timer.clock = staticmethod(time.thread_time)
+    try:
+        yield
+    finally:
+        Timer.clock = staticmethod(time.perf_counter)
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile)."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+# ---------------------------------------------------------------- what an activation keeps for backward, and bf16
+
+
+def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    """Bytes that autograd keeps for the backward pass of fn(x), each distinct tensor counted once.
+
+    Counted with torch.autograd.graph.saved_tensors_hooks while the graph is built. Parameters (PReLU's slope) count
+    too; a saved tensor that is a view counts its own elements, not the whole storage.
+    """
+    seen: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[(t.data_ptr(), t.dtype, tuple(t.shape))] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(x)
+    del out
+    return sum(seen.values())
+
+
+def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Error of act computed in bf16 against act computed in fp32 on the same (bf16-representable) inputs.
+
+    Also the floor that rounding the exact fp32 result to bf16 would give, so that the op's own error shows.
+    """
+    x16 = x.to(torch.bfloat16)
+    act32 = act.float()
+    with torch.no_grad():
+        ref = act32(x16.float())
+        out = act.to(torch.bfloat16)(x16).float()
+        rounded = ref.to(torch.bfloat16).float()
+    act.float()  # leave the module as it came (PReLU's slope back to fp32)
+    scale = ref.square().mean().sqrt().clamp_min(1e-30)
+    return {
+        "bf16_max_abs_err": (out - ref).abs().max().item(),
+        "bf16_rel_rms_err": ((out - ref).square().mean().sqrt() / scale).item(),
+        "bf16_rounding_rel_rms_err": ((rounded - ref).square().mean().sqrt() / scale).item(),
+    }
+
+
+# ---------------------------------------------------------------- the overhead comparison: harness loop vs a plain loop
+
+
+def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               batch_size: int, steps: int, warmup: int, seed: int) -> tuple[float, float]:
+    """The baseline: a hand-written loop on device-resident data with a device-side running loss.
+
+    Returns (seconds after the first `warmup` steps, seconds in all), timed with the harness's own Timer.
+    """
+    from harness.train import Timer
+
+    device = x.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    perm, position = torch.randperm(len(x), generator=generator, device=device), 0
+    running_loss = torch.zeros((), device=device)
+    total, after_warmup = Timer(device), Timer(device)
+    model.train()
+    total.start()
+    for step in range(1, steps + 1):
+        if position + batch_size > len(x):
+            perm, position = torch.randperm(len(x), generator=generator, device=device), 0
+        idx = perm[position : position + batch_size]
+        position += batch_size
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.detach()
+        if step == warmup:
+            after_warmup.start()
+    running_loss.item()  # the one read of the device, as a loop that logs at the end would do
+    return after_warmup.stop(), total.stop()
+
+
+@dataclass
+class OverheadResult:
+    """One harness run and the plain run just before it, on the same model, data, optimiser and device."""
+
+    model: str
+    probes: str  # "off" or "on"
+    plain_samples_per_s: float  # after warm-up
+    harness_samples_per_s: float  # the harness's own figure: after warm-up, evaluation and probes excluded
+    plain_wall_s: float
+    harness_loop_s: float  # the harness's loop_time_s: evaluation and probes included
+
+    @property
+    def step_ratio(self) -> float:
+        return self.harness_samples_per_s / self.plain_samples_per_s
+
+    @property
+    def wall_ratio(self) -> float:
+        return self.plain_wall_s / self.harness_loop_s
+
+
+def overhead_pair(config, data, device: torch.device, probes: str, plain_first: bool = True) -> OverheadResult:
+    """Run the plain loop and the harness's loop on `config`, one after the other; probes 'off' logs and evaluates
+    only at the last step. Alternate plain_first between calls so that an order effect cancels out.
+
+    `config` is a harness Config whose log_every and eval_every set what 'on' means (the defaults: 250).
+    """
+    from harness.train import train
+
+    t = config.trainer
+    if probes == "off":
+        config = replace(config, trainer=replace(t, log_every=t.steps, eval_every=t.steps))
+    if plain_first:
+        plain = run_plain(config, data, device)
+    with tempfile.TemporaryDirectory() as run_dir:
+        summary = train(config, data, device, Path(run_dir))
+    if not plain_first:
+        plain = run_plain(config, data, device)
+    return OverheadResult(config.model.name, probes, plain[0], summary["samples_per_s"], plain[1],
+                          summary["loop_time_s"])
+
+
+def run_plain(config, data, device: torch.device) -> tuple[float, float]:
+    """(samples/s after warm-up, seconds in all) of the plain loop on the harness's model and optimiser."""
+    from harness.activations import activation_factory
+    from harness.config import activation_params
+    from harness.models import build_model, init_gain
+    from harness.train import make_optimizer, seed_everything
+
+    t = config.trainer
+    batch = min(t.batch_size, len(data.x_train))
+    warmup = min(10, max(t.steps // 10, 1))  # the harness's own warm-up
+    seed_everything(config.seed)
+    name, params = activation_params(config)
+    model = build_model(config.model, activation_factory(name, **params), data.input_shape, data.num_classes,
+                        init_gain(name, params)).to(device)
+    timed, wall = plain_loop(model, make_optimizer(model, t), data.x_train, data.y_train, batch, t.steps, warmup,
+                             config.seed)
+    return (t.steps - warmup) * batch / timed, wall
