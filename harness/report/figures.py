@@ -1,0 +1,344 @@
+"""Seaborn figures of a report; every figure colours an activation the same way."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from harness.report.stats import mean_ci
+
+DPI = 110
+PANEL = 3.2  # inches per facet
+LEGEND = "activation"
+
+
+def palette(acts: list[str], baseline: str | None = None) -> dict[str, tuple]:
+    """One fixed colour per activation, baseline first then alphabetical, shared by every figure of a report."""
+    order = sorted(acts, key=lambda a: (a != baseline, a))
+    colours = sns.color_palette("colorblind" if len(order) <= 10 else "husl", len(order))
+    return dict(zip(order, colours))
+
+
+@contextmanager
+def style():
+    """Seaborn's look for our figures only: a notebook user's own rcParams are left alone."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+        yield
+
+
+def t_interval(values) -> tuple[float, float]:
+    """The bands of every figure: the same Student-t 95% interval of the mean as the tables."""
+    return mean_ci(values)[2:]
+
+
+def nonnegative_interval(values) -> tuple[float, float]:
+    """The t-interval clipped at 0, for losses and accuracies."""
+    lo, hi = t_interval(values)
+    return max(lo, 0.0), hi
+
+
+def fraction_interval(values) -> tuple[float, float]:
+    """The t-interval clipped to [0, 1]: a fraction of units cannot be negative."""
+    lo, hi = t_interval(values)
+    return max(lo, 0.0), min(hi, 1.0)
+
+
+def geometric_mean(values) -> float:
+    """Norms span decades and are drawn on log axes: average them on the log scale."""
+    x = np.asarray(values, dtype=float)
+    x = x[x > 0]
+    return float(np.exp(np.log(x).mean())) if len(x) else math.nan
+
+
+def log_interval(values) -> tuple[float, float]:
+    """The t-interval of the mean log, back on the original scale: positive, symmetric on a log axis."""
+    x = np.asarray(values, dtype=float)
+    lo, hi = mean_ci(np.log(x[x > 0]))[2:]
+    return math.exp(lo), math.exp(hi)
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def layer_order(frame: pd.DataFrame) -> list[str]:
+    """Layers by depth: the order in which a run logged them first (the model's order)."""
+    return list(pd.unique(frame.sort_values("step", kind="stable")["layer"].dropna()))
+
+
+def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "step", y: str = "value",
+           col_order=None, row_order=None, sharey=False, log: bool = False, errorbar=t_interval,
+           height: float = 2.6):
+    """Mean lines with a 95% band across seeds on a row x col grid, rows named on the left, legend on the right.
+
+    log=True: a log axis, with the geometric mean and its interval on the log scale.
+    """
+    hue_order = [a for a in colours if a in set(data["act"])]
+    g = sns.relplot(data=data, x=x, y=y, hue="act", hue_order=hue_order, palette=colours, row=row, col=col,
+                    row_order=row_order, col_order=col_order, kind="line",
+                    estimator=geometric_mean if log else "mean", errorbar=log_interval if log else errorbar,
+                    height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True})
+    for ax in g.axes.flat:  # column names once, on top; row names as the first column's y label
+        ax.set_title("")
+    for ax, name in zip(g.axes[0], col_order or g.col_names or [""]):
+        ax.set_title(name)
+    for ax, name in zip(g.axes[:, 0], row_order or g.row_names or [""]):
+        ax.set_ylabel(name)
+    if log:
+        g.set(yscale="log")
+    g.legend.set_title(LEGEND)
+    return g
+
+
+def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Training loss, validation loss and validation accuracy against step, one row per task."""
+    panels = {("train", "loss"): "train loss", ("val", "loss"): "validation loss", ("val", "acc"): "validation accuracy"}
+    keys = pd.MultiIndex.from_frame(metrics[["split", "metric"]])
+    data = metrics[keys.isin(list(panels)) & metrics["layer"].isna()].copy()
+    data["panel"] = [panels[k] for k in zip(data["split"], data["metric"])]
+    with style():
+        g = curves(data, colours, row="task", col="panel", col_order=list(panels.values()),
+                   row_order=sorted(data["task"].unique()), errorbar=nonnegative_interval)
+        g.set_xlabels("step")
+        return save(g.figure, path)
+
+
+def per_layer(metrics: pd.DataFrame, colours: dict, names: dict[str, str], path: Path, sharey, errorbar) -> Path:
+    """Probe metrics per layer against step: one row per metric, one column per activation layer."""
+    data = metrics[(metrics["split"] == "probe") & metrics["metric"].isin(list(names))].copy()
+    data["quantity"] = data["metric"].map(names)
+    with style():
+        g = curves(data, colours, row="quantity", col="layer", row_order=list(names.values()),
+                   col_order=layer_order(data), sharey=sharey, errorbar=errorbar)
+        g.set_xlabels("step")
+        return save(g.figure, path)
+
+
+def units(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Dead and saturated fraction of each layer's units over training."""
+    names = {"dead_fraction": "dead fraction", "saturated_fraction": "saturated fraction"}
+    return per_layer(metrics, colours, names, path, sharey=True, errorbar=fraction_interval)
+
+
+def activation_stats(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Mean and standard deviation of each activation layer's output over training (Glorot and Bengio, 2010)."""
+    names = {"act_mean": "output mean", "act_std": "output std"}
+    return per_layer(metrics, colours, names, path, sharey="row", errorbar=t_interval)
+
+
+def gradient_phases(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Weight-gradient norm per run and layer at initialisation, averaged over training, and at the end."""
+    grads = metrics[(metrics["metric"] == "grad_norm") & metrics["layer"].notna()]
+    probe = grads[grads["split"] == "probe"]
+    init = probe[probe["step"] == 0].assign(phase="at initialisation")
+    last = probe.groupby("run_dir")["step"].transform("max")
+    end = probe[(probe["step"] == last) & (last > 0)].assign(phase="at the end")
+    train = grads[grads["split"] == "train"].groupby(["run_dir", "act", "layer"], as_index=False)["value"].mean()
+    return pd.concat([init, train.assign(phase="mean over training"), end], ignore_index=True)
+
+
+def gradients_by_depth(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Gradient norm against depth (lines by layer): the vanishing- or exploding-gradient picture."""
+    data = gradient_phases(metrics)
+    phases = [p for p in ["at initialisation", "mean over training", "at the end"] if p in set(data["phase"])]
+    order = layer_order(metrics[metrics["metric"] == "grad_norm"])
+    data["depth"] = data["layer"].map({name: i for i, name in enumerate(order)})
+    hue_order = [a for a in colours if a in set(data["act"])]
+    with style():
+        g = sns.relplot(data=data, x="depth", y="value", hue="act", hue_order=hue_order, palette=colours,
+                        col="phase", col_order=phases, kind="line", marker="o", estimator=geometric_mean,
+                        errorbar=log_interval,
+                        height=2.8, aspect=1.2, facet_kws={"sharey": True})
+        g.set(yscale="log", xticks=range(len(order)))
+        for ax in g.axes.flat:
+            ax.set_xticklabels(order, rotation=90 if len(order) > 5 else 0)
+            ax.margins(x=0.08)
+        g.set_titles("{col_name}")
+        g.set_axis_labels("layer (input → output)", "‖∇W‖ (log scale)")
+        g.legend.set_title(LEGEND)
+        return save(g.figure, path)
+
+
+def gradient_heatmap(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Layer x step heatmaps of the training gradient norm, one per activation, on one shared log colour scale."""
+    grads = metrics[(metrics["split"] == "train") & (metrics["metric"] == "grad_norm") & metrics["layer"].notna()]
+    order = layer_order(grads)
+    acts = [a for a in colours if a in set(grads["act"])]
+    logged = grads.assign(value=np.log10(grads["value"].where(grads["value"] > 0)))
+    logs = {a: logged[logged["act"] == a].pivot_table(index="layer", columns="step", values="value", aggfunc="mean")
+            .reindex(order) for a in acts}  # mean of log10 over seeds: the log of the geometric mean
+    finite = np.concatenate([v.to_numpy().ravel() for v in logs.values()])
+    finite = finite[np.isfinite(finite)]
+    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0, 1)
+    ncols = min(len(acts), 3)
+    nrows = math.ceil(len(acts) / ncols)
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1, 0.35 * len(order) * nrows + 1.4 * nrows),
+                                 squeeze=False, constrained_layout=True)
+        for ax, act in zip(axes.flat, acts):
+            image = sns.heatmap(logs[act], ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", cbar=False,
+                                xticklabels="auto", yticklabels=True)
+            ax.set_title(act, color=colours[act], fontweight="bold")
+            ax.set_xlabel("step")
+            ax.set_ylabel("")
+            ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+            ax.tick_params(axis="y", labelrotation=0)
+        for ax in axes.flat[len(acts):]:
+            ax.axis("off")
+        fig.colorbar(image.collections[0], ax=axes, label="log10 ‖∇W‖ (training batches)", shrink=0.8)
+        return save(fig, path)
+
+
+def through_time(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """RNNs: ||dL/dh_t|| against time step t at initialisation and at the end (vanishing through time)."""
+    data = metrics[(metrics["split"] == "probe") & (metrics["metric"] == "grad_norm_h")].copy()
+    last = data.groupby("run_dir")["step"].transform("max")
+    data["phase"] = np.where(data["step"] == 0, "at initialisation", np.where(data["step"] == last, "at the end", ""))
+    data = data[data["phase"] != ""]
+    with style():
+        g = curves(data, colours, row="layer", col="phase", x="t", col_order=["at initialisation", "at the end"],
+                   row_order=layer_order(data), sharey=True, log=True)
+        g.set_xlabels("time step t")
+        for ax, layer in zip(g.axes[:, 0], layer_order(data)):
+            ax.set_ylabel(f"{layer}: ‖∂L/∂h_t‖")
+        return save(g.figure, path)
+
+
+def relative_speed(runs: pd.DataFrame, baseline: str, colours: dict, path: Path) -> Path:
+    """Each run's samples/s over the baseline's median in the same task; bars are medians, dots single runs."""
+    base = runs[runs["act"] == baseline].groupby("task")["samples_per_s"].median()
+    data = runs.assign(relative=runs["samples_per_s"] / runs["task"].map(base)).dropna(subset=["relative"])
+    order = [a for a in colours if a in set(data["act"])]
+    with style():
+        g = sns.catplot(data=data, x="relative", y="act", hue="act", order=order, hue_order=order, palette=colours,
+                        col="task", col_order=sorted(data["task"].unique()), col_wrap=min(3, data["task"].nunique()),
+                        kind="bar", estimator="median",
+                        errorbar=None, alpha=0.6, height=0.35 * len(order) + 1.2, aspect=1.6 if len(order) > 6 else 2,
+                        legend=False)
+        g.map_dataframe(sns.stripplot, x="relative", y="act", order=order, color="black", size=3, jitter=0.15)
+        for ax in g.axes.flat:
+            ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+        g.set_titles("{col_name}")
+        g.set_axis_labels(f"samples/s relative to {baseline} (1 = as fast)", "")
+        return save(g.figure, path)
+
+
+def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Mean accuracy (95% interval) against median samples/s (whiskers: slowest to fastest run), per task."""
+    tasks = sorted(summary["task"].unique())
+    speed = runs.groupby(["task", "act"])["samples_per_s"].agg(["median", "min", "max"])
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.8, 3.3 * nrows), squeeze=False,
+                                 constrained_layout=True)
+        for ax, task in zip(axes.flat, tasks):
+            for r in summary[summary["task"] == task].itertuples():
+                if (task, r.act) not in speed.index:
+                    continue
+                med, fastest, slowest = speed.loc[(task, r.act), ["median", "max", "min"]]
+                xerr = [[med - slowest], [fastest - med]] if np.isfinite(med) else None
+                yerr = interval_err(r.acc_mean, r.acc_ci_low, r.acc_ci_high)
+                ax.errorbar(med, r.acc_mean, xerr=xerr, yerr=yerr, fmt="o", color=colours[r.act],
+                            ecolor=colours[r.act], elinewidth=1, capsize=2, markersize=7)
+            log_axis_in_thousands(ax)
+            ax.set_title(task)
+            ax.set_xlabel("samples/s, median (log scale; faster →)")
+            ax.set_ylabel("test accuracy at best validation")
+        for ax in axes.flat[len(tasks):]:
+            ax.axis("off")
+        shown = [a for a in colours if a in set(summary["act"])]
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[a]) for a in shown]
+        fig.legend(handles, shown, title=LEGEND, loc="outside right center")
+        return save(fig, path)
+
+
+def log_axis_in_thousands(ax) -> None:
+    """A log x axis labelled 2k, 5k, 10k... (matplotlib's default crowds 2x10^3 3x10^3 ... into each other)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+
+
+def interval_err(mean: float, lo: float, hi: float):
+    """matplotlib's (2, 1) error-bar array from an interval; None without one."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    return [[max(mean - lo, 0)], [max(hi - mean, 0)]]
+
+
+def accuracy_vs_lr(summary: pd.DataFrame, choice: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Accuracy against learning rate per activation; the learning rate chosen on validation is ringed."""
+    data = summary.copy()
+    tasks = sorted(data["task"].unique())
+    chosen = data.merge(choice, on=["task", "act", "lr"])
+    hue_order = [a for a in colours if a in set(data["act"])]
+    with style():
+        g = sns.FacetGrid(data, col="task", col_order=tasks, col_wrap=min(3, len(tasks)), height=3.2, aspect=1.3,
+                          sharey=False)
+        g.map_dataframe(sns.lineplot, x="lr", y="acc_mean", hue="act", hue_order=hue_order, palette=colours,
+                        marker="o")
+        for ax, task in zip(g.axes.flat, tasks):
+            for r in data[data["task"] == task].itertuples():
+                err = interval_err(r.acc_mean, r.acc_ci_low, r.acc_ci_high)
+                if err is not None:
+                    ax.errorbar(r.lr, r.acc_mean, yerr=err, color=colours[r.act], capsize=2, linewidth=1)
+            best = chosen[chosen["task"] == task]
+            ax.scatter(best["lr"], best["acc_mean"], s=160, facecolors="none",
+                       edgecolors=[colours[a] for a in best["act"]], linewidths=1.8, zorder=5)
+        g.set(xscale="log")
+        g.set_titles("{col_name}")
+        g.set_axis_labels("learning rate (log scale)", "test accuracy at best validation")
+        g.add_legend(title=LEGEND, label_order=hue_order)
+        return save(g.figure, path)
+
+
+def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Path) -> Path:
+    """Demšar's critical-difference diagram: average ranks on a line; a bar joins activations whose ranks
+    differ by less than the critical difference (not significantly different by the Nemenyi test)."""
+    k = len(ranks)
+    r = ranks.set_index("act")["mean_rank"].sort_values()
+    with style():
+        fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.32 * k))
+        ax.set_xlim(0.5, k + 0.5)
+        ax.set_ylim(-(k // 2 + 2.5), 1.6)
+        ax.hlines(0, 1, k, color="black", linewidth=1)
+        for i in range(1, k + 1):
+            ax.vlines(i, 0, 0.15, color="black")
+            ax.text(i, 0.3, str(i), ha="center", va="bottom")
+        ax.hlines(1.2, 1, 1 + cd, color="black", linewidth=2)
+        ax.text(1 + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", va="bottom")
+        for i, (act, rank) in enumerate(r.items()):
+            left = i < math.ceil(k / 2)
+            y = -(i + 1) if left else -(k - i)
+            x_text = 0.6 if left else k + 0.4
+            ax.plot([rank, rank, x_text], [0, y, y], color=colours[act], linewidth=1.5)
+            ax.text(x_text, y + 0.12, f"{act} ({rank:.2f})", ha="left" if left else "right", va="bottom",
+                    color=colours[act], fontweight="bold")
+        for j, (lo, hi) in enumerate(cliques(r.to_numpy(), cd)):
+            ax.hlines(-0.4 - 0.25 * j, r.iloc[lo] - 0.03, r.iloc[hi] + 0.03, color="black", linewidth=3)
+        ax.set_title("average rank across tasks (1 = best); a bar joins activations not significantly different")
+        ax.axis("off")
+        return save(fig, path)
+
+
+def cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
+    """Maximal runs i..j of sorted average ranks spanning less than cd (the bars of a CD diagram)."""
+    spans = []
+    for i in range(len(sorted_ranks)):
+        j = i
+        while j + 1 < len(sorted_ranks) and sorted_ranks[j + 1] - sorted_ranks[i] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in spans):
+            spans.append((i, j))
+    return spans

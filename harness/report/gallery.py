@@ -1,0 +1,159 @@
+"""The activation gallery: f and f' of each activation on one grid, and its properties computed numerically."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from harness.activations import ACTIVATIONS, make_activation, max_abs_derivative
+
+PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
+PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows
+DENSE = torch.linspace(-10, 10, 20001, dtype=torch.float64)  # step 1e-3: kinks and flat regions show up here
+FAR = torch.tensor([1e2, 1e4], dtype=torch.float64)  # still growing out here: unbounded
+ZERO_CENTRED = 0.05  # |E f(z)| below this on z ~ N(0, 1) counts as zero-centred
+SMOOTH_JUMP = 0.01  # a step of f' larger than this fraction of max|f'| between grid neighbours is a kink
+
+
+def curve(act: nn.Module, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(f(z), f'(z)) in float64 by autograd; softmax is taken on the pair (z, 0), as max_abs_derivative does.
+
+    float64, unlike the probes' float32, so that a tanh far out is not mistaken for a flat region.
+    """
+    act = act.double().eval()  # RReLU: its deterministic eval-mode slope
+    z = z.detach().clone().requires_grad_(True)
+    if isinstance(act, nn.Softmax):
+        f = act(torch.stack([z, torch.zeros_like(z)], dim=1))[:, 0]  # (n,)
+    elif next(act.parameters(), None) is not None and next(act.parameters()).numel() > 1:
+        f = act(z[:, None].expand(-1, next(act.parameters()).numel()))[:, 0]  # PReLU with a slope per channel
+    else:
+        f = act(z)
+    (df,) = torch.autograd.grad(f.sum(), z)
+    return f.detach().numpy(), df.numpy()
+
+
+def zero_gradient_region(z: np.ndarray, df: np.ndarray) -> str:
+    """Where f' is exactly 0, entered through a kink: 'z ≤ 0', 'z ≥ 6', '-1 ≤ z ≤ 1'; '' if nowhere.
+
+    A region must be entered by a jump of f' (ReLU at 0, Hardtanh at ±1): a smooth tail that decays below
+    float64's resolution (the tanh inside gelu_tanh past z ~ -7) is not a zero-gradient region.
+    """
+    flat = np.concatenate([[False], df == 0, [False]])
+    starts = np.flatnonzero(~flat[:-1] & flat[1:])
+    ends = np.flatnonzero(flat[:-1] & ~flat[1:]) - 1
+    kink = 1e-3 * np.abs(df).max()
+    parts = []
+    for a, b in zip(starts, ends):
+        edges = [abs(df[i]) for i in (a - 1, b + 1) if 0 <= i < len(z)]
+        if b <= a or (edges and max(edges) < kink):
+            continue
+        lo, hi = fmt_number(z[a]), fmt_number(z[b])
+        if a == 0 and b == len(z) - 1:
+            parts.append("everywhere")
+        elif a == 0:
+            parts.append(f"z ≤ {hi}")
+        elif b == len(z) - 1:
+            parts.append(f"z ≥ {lo}")
+        else:
+            parts.append(f"{lo} ≤ z ≤ {hi}")
+    return " or ".join(parts)
+
+
+def fmt_number(value: float) -> str:
+    """Three significant digits, and no '-0' or '-2e-16' where the grid point is zero."""
+    value = round(float(value), 6) + 0.0
+    return f"{value:.3g}"
+
+
+def fmt_bound(value: float) -> str:
+    return "∞" if value == math.inf else "-∞" if value == -math.inf else fmt_number(value)
+
+
+def normal_mean(act: nn.Module) -> float:
+    """E f(z) for z ~ N(0, 1), by quadrature on [-10, 10] (the tails beyond carry under 1e-22 of the mass)."""
+    f, _ = curve(act, DENSE)
+    z = DENSE.numpy()
+    return float(np.trapezoid(f * np.exp(-z**2 / 2) / math.sqrt(2 * math.pi), z))
+
+
+def properties(name: str, params: dict | None = None) -> dict:
+    """The properties of one activation, all measured on the function itself rather than typed in."""
+    act = make_activation(name, **(params or {}))
+    z = DENSE.numpy()
+    f, df = curve(act, DENSE)
+    f_far_pos, _ = curve(act, FAR)
+    f_far_neg, _ = curve(act, -FAR)
+    up = f_far_pos[1] > f_far_pos[0] + 1  # still climbing between 1e2 and 1e4
+    down = f_far_neg[1] < f_far_neg[0] - 1
+    lo = -math.inf if down else float(min(f.min(), f_far_neg.min(), f_far_pos.min()))
+    hi = math.inf if up else float(max(f.max(), f_far_neg.max(), f_far_pos.max()))
+    max_df = max_abs_derivative(make_activation(name, **(params or {})))
+    f0, _ = curve(act, torch.zeros(1, dtype=torch.float64))
+    mean = normal_mean(act)
+    return {
+        "activation": name,
+        "output range": f"{fmt_bound(lo)} to {fmt_bound(hi)}",
+        "bounded": {(False, False): "yes", (True, True): "no", (True, False): "below only",
+                    (False, True): "above only"}[(up, down)],
+        "monotonic": "yes" if np.all(np.diff(f) >= -1e-12) else "no",
+        "f(0)": float(f0[0]),
+        "E f(z), z~N(0,1)": mean,
+        "zero-centred": "yes" if abs(mean) < ZERO_CENTRED else "no",
+        "smooth (C¹)": "yes" if np.abs(np.diff(df)).max() < SMOOTH_JUMP * max_df else "no",
+        "zero-gradient region": zero_gradient_region(z, df) or "none",
+        "max |f'|": max_df,
+    }
+
+
+Item = tuple[str, str, dict]  # (label shown, registry name, keyword parameters)
+
+
+def default_activations() -> list[Item]:
+    """Every registered activation with its default parameters, the reference article's seven first."""
+    return [(name, name, {}) for name in ACTIVATIONS]
+
+
+def property_table(items: list[Item]) -> pd.DataFrame:
+    """One row of properties per activation, named by its label."""
+    return pd.DataFrame([{**properties(name, params), "activation": text} for text, name, params in items])
+
+
+def broken_at_jumps(df: np.ndarray) -> np.ndarray:
+    """f' with a gap at each jump, so that ReLU's derivative is not drawn as a vertical wall at 0."""
+    df = df.copy()
+    jumps = np.flatnonzero(np.abs(np.diff(df)) > 0.05 * max(np.abs(df).max(), 1e-12))
+    df[jumps + 1] = np.nan
+    return df
+
+
+def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int = 4) -> Path:
+    """f (solid, the activation's colour) and f' (dashed grey) of each activation, one small plot each."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    colours = colours or dict(zip([i[0] for i in items], sns.color_palette("husl", len(items))))
+    ncols = min(ncols, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.4 * nrows + 0.5), squeeze=False,
+                                 constrained_layout=True)
+        for ax, (text, name, params) in zip(axes.flat, items):
+            lo, hi = PLOT_RANGES.get(name, PLOT_RANGE)
+            z = torch.linspace(lo, hi, 1001, dtype=torch.float64)
+            f, df = curve(make_activation(name, **params), z)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.axvline(0, color="black", linewidth=0.6)
+            ax.plot(z.numpy(), f, color=colours.get(text, "C0"), linewidth=2)
+            ax.plot(z.numpy(), broken_at_jumps(df), color="0.35", linewidth=1.3, linestyle="--")
+            ax.set_title(text, fontsize=10)
+        for ax in axes.flat[len(items):]:
+            ax.axis("off")
+        handles = [plt.Line2D([], [], color="black", linewidth=2), plt.Line2D([], [], color="0.35", linestyle="--")]
+        fig.legend(handles, ["f(x)", "f'(x)"], loc="outside upper center", ncols=2, frameon=False)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return path

@@ -1,0 +1,129 @@
+"""Gather runs for a report: load them, set aside the unusable ones, label each run's task, activation and lr."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.config import HASH_EXCLUDED
+from harness.results import find_run_dirs, load_runs
+
+REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.lr")
+# Config keys that never split runs into separate tasks: the report's own axes (seed, lr, activation, the task's
+# dataset and model) and keys that change how a run is watched, not what it computes.
+AXES = {"config.seed", "config.trainer.lr", "config.model.name", "config.dataset.name", "config.trainer.threads"}
+WATCH_ONLY = {f"config.{key}" for key in HASH_EXCLUDED}
+
+
+@dataclass
+class Runs:
+    """Runs ready for statistics: one row per usable run, their long metrics, and what was set aside and why."""
+
+    runs: pd.DataFrame  # summary columns plus task, act, lr
+    metrics: pd.DataFrame  # metrics.csv rows plus task, act, lr, seed
+    skipped: pd.DataFrame  # run_dir, reason
+
+
+def gather(paths: list[Path]) -> Runs:
+    """Load every run under the paths; failed, duplicate and incomplete runs go to `skipped` with the reason."""
+    runs, metrics, skipped = load_each(paths)
+    if runs.empty:
+        return Runs(runs, metrics, skipped)
+    skipped = [skipped]
+    runs, set_aside = set_aside_unusable(runs)
+    skipped.append(set_aside)
+    no_metrics = sorted(set(runs["run_dir"]) - set(metrics["run_dir"]))
+    skipped.append(skipped_frame([(d, "no metrics.csv: in the tables, not in the figures") for d in no_metrics]))
+    runs = label(runs)
+    keys = runs[["run_dir", "task", "act", "lr", "seed"]]
+    metrics = metrics.merge(keys, on="run_dir", how="inner")
+    return Runs(runs.reset_index(drop=True), metrics, pd.concat(skipped, ignore_index=True))
+
+
+def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """load_runs one run folder at a time, so that each row keeps the folder it was read from.
+
+    summary.json stores the `run_dir` it was written in, and load_runs' row takes that value: a folder that was
+    copied or moved would otherwise point at the original (and never meet its own metrics).
+    """
+    found = sorted({d.resolve() for p in paths for d in find_run_dirs(Path(p))})  # overlapping paths: once
+    runs, metrics, skipped = [], [], []
+    for run_dir in found:
+        r, m, s = load_runs(run_dir)
+        if len(r):  # a run folder nested in another is found, and kept, on its own
+            runs.append(r.iloc[:1].assign(run_dir=str(run_dir)))
+        if len(m):
+            metrics.append(m[m["run_dir"] == str(run_dir)])
+        skipped.append(s[s["run_dir"] == str(run_dir)])
+    return (pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
+            pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["run_dir"]),
+            pd.concat(skipped, ignore_index=True) if skipped else skipped_frame([]))
+
+
+def skipped_frame(rows: list[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["run_dir", "reason"])
+
+
+def set_aside_unusable(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off runs that lack required keys, failed, or repeat another run's exact configuration."""
+    reasons = []
+    runs = runs.assign(**{k: None for k in REQUIRED if k not in runs.columns})
+    absent = runs[list(REQUIRED)].isna()
+    for d, row in zip(runs["run_dir"], absent.itertuples(index=False)):
+        if any(row):
+            reasons.append((d, "summary.json lacks " + ", ".join(k for k, a in zip(REQUIRED, row) if a)))
+    runs = runs[~absent.any(axis=1)]
+    if "error" not in runs:
+        runs = runs.assign(error=None)
+    failed = runs["status"] == "failed"
+    for d, error in zip(runs.loc[failed, "run_dir"], runs.loc[failed, "error"]):
+        reasons.append((d, f"failed: {last_line(error)}"))
+    runs = runs[~failed]
+    if "config_hash" in runs:
+        # The same configuration (seed included) run twice would count one seed twice: keep the latest.
+        order = runs.sort_values([c for c in ["finished_at", "run_dir"] if c in runs], ascending=False, kind="stable")
+        dup = order.duplicated("config_hash", keep="first") & order["config_hash"].notna()
+        kept = order.drop_duplicates("config_hash").set_index("config_hash")["run_dir"]
+        for d, h in zip(order.loc[dup, "run_dir"], order.loc[dup, "config_hash"]):
+            reasons.append((d, f"duplicate of {kept[h]} (same configuration and seed; the latest is kept)"))
+        runs = runs.drop(index=order.index[dup])
+    return runs, skipped_frame(reasons)
+
+
+def last_line(error) -> str:
+    """The last line of a traceback: the exception itself."""
+    lines = [line for line in str(error or "no error recorded").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no error recorded"
+
+
+def varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns among `columns` that take more than one value in runs."""
+    return [c for c in columns if runs[c].astype(str).nunique(dropna=False) > 1]
+
+
+def label(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add task (dataset / model, plus any other setting that differs), act (name plus varying parameters), lr."""
+    runs = runs.copy()
+    runs["lr"] = runs["config.trainer.lr"].astype(float)
+    runs["seed"] = runs["seed"].astype(int)
+    config = [c for c in runs.columns if c.startswith("config.") and not c.startswith("config.activation.")]
+    candidates = [c for c in config if c not in AXES | WATCH_ONLY]
+    runs["task"] = runs["dataset"].astype(str) + " / " + runs["model"].astype(str)
+    for task, group in runs.groupby("task"):
+        # Only settings that differ within one dataset x model split it: the MLP's width is not the RNN's.
+        extra = varying(group, candidates)
+        if extra:
+            runs.loc[group.index, "task"] = [
+                " ".join([task, *(f"{c.removeprefix('config.')}={r[c]}" for c in extra)]) for _, r in group.iterrows()
+            ]
+    runs["act"] = runs["activation"].astype(str)
+    params = [c for c in runs.columns if c.startswith("config.activation.") and c != "config.activation.name"]
+    for name, group in runs.groupby("act"):
+        shown = varying(group, [c for c in params if group[c].notna().any()])
+        if shown:
+            runs.loc[group.index, "act"] = [
+                f"{name}(" + ", ".join(f"{c.rsplit('.', 1)[1]}={r[c]}" for c in shown) + ")"
+                for _, r in group.iterrows()
+            ]
+    return runs

@@ -1,0 +1,163 @@
+"""Turn a report's blocks (headings, text, tables, figures) into Markdown and one self-contained HTML page."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    path: Path  # inside the report's figures/ folder
+    caption: str
+
+
+Block = Heading | Text | Bullets | Table | Figure
+
+
+# ---- number formatting shared by every table
+
+
+def num(value, digits: int = 3) -> str:
+    """A number for a table cell; '–' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def with_ci(mean, lo, hi, digits: int = 3) -> str:
+    """'0.637 [0.611, 0.663]': the mean and its 95% interval (the interval left out when there is none)."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    if lo is None or math.isnan(lo):
+        return num(mean, digits)
+    return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+
+
+def p_value(p) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def percent(x) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def rate(x) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:,.0f}"
+
+
+# ---- Markdown
+
+
+def md_cell(value) -> str:
+    """A table cell that cannot break the table or inject HTML on GitHub."""
+    return md_text(str(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def md_text(text: str) -> str:
+    """Text that GitHub shows as written: anything that could open an HTML tag is escaped, 'p < 0.05' is not."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("&", "&amp;"))
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(md_cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def to_markdown(title: str, blocks: list[Block], out: Path) -> str:
+    """The report as GitHub-flavoured Markdown; figures are linked relative to `out`."""
+    parts = [f"# {md_text(title)}"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"{'#' * b.level} {md_text(b.text)}")
+        elif isinstance(b, Text):
+            parts.append(md_text(b.text))
+        elif isinstance(b, Bullets):
+            parts.append("\n".join(f"- {md_text(item)}" for item in b.items))
+        elif isinstance(b, Table):
+            parts.append((f"{md_text(b.caption)}\n\n" if b.caption else "") + md_table(b.frame))
+        elif isinstance(b, Figure):
+            rel = b.path.relative_to(out).as_posix()
+            parts.append(f"![{md_text(b.caption.split('.')[0])}]({rel})\n\n{md_text(b.caption)}")
+    return "\n\n".join(parts) + "\n"
+
+
+# ---- HTML
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+tr:nth-child(even) td { background: #fafafa; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; max-width: 60em; }
+caption { caption-side: top; text-align: left; font-size: 0.9em; color: #444; padding-bottom: 0.3em; }
+"""
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def html_table(frame: pd.DataFrame, caption: str) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def to_html(title: str, blocks: list[Block]) -> str:
+    """One self-contained page: images embedded as data URIs, no script, nothing fetched; all text escaped."""
+    parts = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Text):
+            parts.append(f"<p>{html.escape(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            parts.append(html_table(b.frame, b.caption))
+        elif isinstance(b, Figure):
+            alt = html.escape(b.caption.split(".")[0], quote=True)
+            parts.append(f'<figure><img src="{data_uri(b.path)}" alt="{alt}">'
+                         f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+    # An empty data: icon stops the browser asking for /favicon.ico, which would log an error offline.
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title><style>{STYLE}</style></head>'
+            f"<body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")

@@ -1,0 +1,34 @@
+"""Command line: turn any folders of runs into a comparison report (tables, figures, report.md, report.html)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or folders of them")
+    parser.add_argument("--baseline", default=None, help="activation every other is compared with (default: relu)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: report/ beside the runs)")
+    parser.add_argument("--no-figures", action="store_true", help="tables and text only (much faster)")
+    args = parser.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, no display needed
+    from harness.report import ReportError, build_report
+
+    try:
+        out = build_report(args.paths, baseline=args.baseline, out=args.out, figures=not args.no_figures)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {out / 'report.html'}\n        {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
