@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from harness import probes
 from harness.activations import activation_factory
+from harness.born_dead import born_dead_trials
 from harness.config import Config, ConfigError, activation_params, config_hash, to_dict, validate
 from harness.data import BatchIterator, check_pair, load_dataset
 from harness.models import build_model, init_gain
@@ -195,6 +196,10 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dic
     }
     try:
         summary.update(train(config, data, device, run_dir))
+        if config.trainer.init_trials:  # probe only: many fresh initialisations in this one job
+            probe_x = data.x_train[: probes.PROBE_SIZE]
+            summary.update(born_dead_trials(config, data.input_shape, data.num_classes, probe_x,
+                                            config.trainer.init_trials, config.seed))
     except Exception:  # recorded, not raised: one failed run must not take a sweep down
         summary["error"] = traceback.format_exc()
     summary["finished_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,148 @@
+"""The built-in studies (conf/experiment/NAME.yaml) compose, validate and run in a tiny configuration; the born-dead
+probe (harness/born_dead.py) agrees with a direct computation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from harness import run
+from harness.activations import activation_factory
+from harness.born_dead import born_dead_trials, trial_seed
+from harness.config import ConfigError
+from harness.data import load_dataset
+from harness.models import build_model
+from harness.train import check
+from tests.conftest import CONF_DIR, compose_config
+
+STUDIES = ["article_claims", "vanishing_gradients", "dying_relu", "mnist1d_baselines", "modern_activations",
+           "lr_fairness"]
+TINY = ["trainer.steps=4", "trainer.eval_every=2", "trainer.log_every=2", "dataset.train_size=200",
+        "trainer.device=cpu", "trainer.threads=1", "trainer.progress=false"]
+
+
+def sweep_axes(name: str) -> list[list[str]]:
+    """A study's sweep as Hydra's sweeper expands it: one list of `key=value` overrides per swept key."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return [[f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override()
+                                                    else [o.value()])] for o in parsed]
+
+
+def covering_jobs(axes: list[list[str]]) -> list[list[str]]:
+    """Jobs that use every value of every axis at least once (the full product is too many to compose in CI)."""
+    jobs = []
+    for i, axis in enumerate(axes):
+        for value in axis:
+            jobs.append([value if j == i else other[0] for j, other in enumerate(axes)])
+    return jobs
+
+
+def sweep_jobs(name: str) -> list[list[str]]:
+    """The first and the last job of a study's full product: between them they use every variant file."""
+    axes = sweep_axes(name)
+    return [[a[0] for a in axes], [a[-1] for a in axes]]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_value_of_every_study_composes_and_validates(name):
+    for job in covering_jobs(sweep_axes(name)):
+        check(compose_config(f"+experiment={name}", *job, "trainer.device=cpu"))
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_a_study_composes_the_same_whatever_the_order_of_its_config_files(name):
+    """The sweeper puts a job's own overrides before `+experiment=NAME`: variant files must not fight it."""
+    for job in covering_jobs(sweep_axes(name)):
+        assert compose_config(*job, f"+experiment={name}") == compose_config(f"+experiment={name}", *job)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_each_study_runs_tiny(name, data_root, tmp_path):
+    jobs = sweep_jobs(name)
+    for i, job in enumerate([jobs[0], jobs[-1]]):  # the first and the last job span every variant file
+        extra = ["trainer.init_trials=5"] if name == "dying_relu" else TINY
+        config = compose_config(f"+experiment={name}", *job, *extra, f"dataset.root={data_root}",
+                                "trainer.device=cpu")
+        summary = run(config, tmp_path / str(i))
+        assert summary["status"] in ("ok", "diverged"), summary.get("error")
+
+
+def test_command_line_overrides_win_over_the_study():
+    config = compose_config("+experiment=article_claims", "+experiment/article=rnn", "trainer.steps=7",
+                            "model.width=3", "seed=5")
+    assert (config.trainer.steps, config.model.width, config.model.cell, config.seed) == (7, 3, "elman", 5)
+    assert compose_config("+experiment=dying_relu", "trainer.init_trials=9").trainer.init_trials == 9
+
+
+def test_baseline_variants_are_the_mnist1d_authors_models():
+    logistic = compose_config("+experiment=mnist1d_baselines", "+experiment/baseline=logistic")
+    gru = compose_config("+experiment=mnist1d_baselines", "+experiment/baseline=gru")
+    mlp = compose_config("+experiment=mnist1d_baselines", "+experiment/baseline=mlp_residual")
+    assert (logistic.model.name, logistic.model.depth) == ("mlp", 0)
+    assert (gru.model.name, gru.model.cell, gru.model.width, gru.model.bidirectional) == ("rnn", "gru", 6, True)
+    assert gru.activation["name"] == "tanh"
+    assert (mlp.model.depth, mlp.model.width, mlp.model.residual) == (2, 100, True)
+    for c in (logistic, gru, mlp):
+        assert (c.trainer.steps, c.trainer.lr, c.trainer.batch_size, c.trainer.optimizer) == (6000, 0.01, 100, "adam")
+
+
+def test_init_trials_needs_steps_zero():
+    with pytest.raises(ConfigError, match="trainer.steps=0"):
+        check(compose_config("trainer.init_trials=3", "trainer.device=cpu"))
+    with pytest.raises(ConfigError, match="init_trials"):
+        check(compose_config("trainer.init_trials=-1", "trainer.steps=0", "trainer.device=cpu"))
+
+
+def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int, x: torch.Tensor) -> int:
+    """Reference: build each trial's network anew and walk its layers by hand (z <= 0 for every input)."""
+    config = compose_config(f"model.depth={depth}", f"model.width={width}", f"model.init={init}", "trainer.steps=0")
+    count = 0
+    for i in range(trials):
+        torch.manual_seed(trial_seed(seed, i))
+        model = build_model(config.model, activation_factory("relu"), tuple(x.shape[1:]), 10,
+                            math.sqrt(2.0))
+        h = x.flatten(1)
+        dead = False
+        with torch.no_grad():
+            for layer in model.hidden:
+                z = layer.linear(h)
+                dead |= bool((z <= 0).all())
+                h = z.clamp_min(0)
+        count += dead
+    return count
+
+
+@pytest.mark.parametrize("init", ["default", "kaiming"])
+def test_born_dead_matches_a_direct_computation(init, data_root):
+    data = load_dataset("mnist1d", data_root, False, None, 0.1, torch.device("cpu"))
+    x = data.x_train[:256]
+    config = compose_config("model.depth=12", "model.width=2", f"model.init={init}", "trainer.steps=0")
+    result = born_dead_trials(config, data.input_shape, data.num_classes, x, 40, seed=3)
+    expected = born_dead_directly(12, 2, init, 3, 40, x)
+    assert result["born_dead_count"] == expected
+    assert 0 < expected < 40  # the test can tell right from wrong: neither all nor none
+    assert result["born_dead_se"] == pytest.approx(math.sqrt(expected / 40 * (1 - expected / 40) / 40))
+    assert sum(result["born_dead_first_layer"].values()) == expected
+
+
+def test_leaky_relu_is_never_born_dead(data_root):
+    data = load_dataset("mnist1d", data_root, False, None, 0.1, torch.device("cpu"))
+    config = compose_config("model.depth=20", "model.width=2", "activation=leaky_relu", "trainer.steps=0")
+    result = born_dead_trials(config, data.input_shape, data.num_classes, data.x_train[:256], 20, seed=0)
+    assert result["born_dead_fraction"] == 0.0 and result["init_dead_fraction_mean"] == 0.0
+
+
+def test_born_dead_summary_keys_from_a_run(tiny, tmp_path):
+    config = tiny("trainer.steps=0", "trainer.init_trials=10", "model.depth=8", "model.width=2")
+    summary = run(config, tmp_path)
+    assert summary["status"] == "ok", summary.get("error")
+    assert summary["init_trials"] == 10 and 0 <= summary["born_dead_fraction"] <= 1
+    assert summary["born_dead_count"] == round(summary["born_dead_fraction"] * 10)
