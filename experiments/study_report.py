@@ -194,13 +194,12 @@ def baseline_name(row) -> str:
 
 
 def mnist1d_baselines(runs, metrics, out: Path) -> list[str]:
-    r = runs.assign(baseline=runs.apply(baseline_name, axis=1))
+    r = runs.assign(baseline=runs.apply(baseline_name, axis=1),
+                    train_n=lambda d: (4000 * (1 - d["config.dataset.val_fraction"])).round().astype(int))
     rows = []
-    for name in ["logistic", "mlp", "mlp_residual", "cnn", "gru"]:
-        g = r[r.baseline == name]
-        if not len(g):
-            continue
-        rows.append({"model": name, "seeds": len(g), "steps": int(g.steps.max()),
+    for (train_n, name), g in sorted(r.groupby(["train_n", "baseline"]),
+                                     key=lambda kv: (-kv[0][0], list(PUBLISHED).index(kv[0][1]))):
+        rows.append({"model": name, "train samples": train_n, "seeds": len(g), "steps": int(g.steps.max()),
                      "test acc % (final)": mean_sd(g.test_acc),
                      "test acc % (at best val)": mean_sd(g.test_acc_at_best_val),
                      "published %": f"{100 * PUBLISHED[name]:.0f}",
@@ -208,11 +207,11 @@ def mnist1d_baselines(runs, metrics, out: Path) -> list[str]:
                      "train time s": f"{g.train_time_s.mean():.1f}"})
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
-    r[["baseline", "seed", "status", "test_acc", "test_acc_at_best_val", "best_val_acc", "train_acc",
-       "train_time_s", "run_dir"]].sort_values(["baseline", "seed"]).to_csv(out / "runs.csv", index=False)
+    r[["baseline", "train_n", "seed", "status", "test_acc", "test_acc_at_best_val", "best_val_acc", "train_acc",
+       "train_time_s"]].sort_values(["baseline", "train_n", "seed"]).to_csv(out / "runs.csv", index=False)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     order = [n for n in PUBLISHED if n in set(r.baseline)]
-    sns.stripplot(data=r, x="baseline", y="test_acc", order=order, ax=ax, color="k", size=5)
+    sns.stripplot(data=r, x="baseline", y="test_acc", hue="train_n", order=order, ax=ax, size=5, dodge=True)
     ax.scatter(range(len(order)), [PUBLISHED[n] for n in order], marker="_", s=900, color="red",
                label="published (MNIST-1D README)")
     ax.set(ylabel="test accuracy", xlabel="")
