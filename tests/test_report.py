@@ -272,3 +272,63 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
 def test_unknown_baseline_is_an_error(sweeps):
     with pytest.raises(ReportError, match="baseline 'swish' is not among"):
         build_report(sweeps[1:], baseline="swish", figures=False)
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+EVIL = '<img src=x onerror="document.title=1">'
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Debian's headless Chromium driven by selenium; skipped where it is not installed (CI installs it)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, page: Path) -> tuple[list, list]:
+    """Load a file; return (complete and natural width of each image, console errors)."""
+    driver.get(page.as_uri())
+    images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return images, errors
+
+
+def test_the_browser_check_can_fail(browser, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+                    '<img src="missing.png"><script>console.error("boom")</script></body></html>')
+    images, errors = open_page(browser, page)
+    assert images == [[True, 0]] and len(errors) >= 1
+
+
+def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_path):
+    folder = tmp_path / "runs"
+    shutil.copytree(sweeps[1], folder)  # spirals: three activations x three seeds, figures on
+    evil = folder / f"run {EVIL}"
+    (evil / ".hydra").mkdir(parents=True)  # an unfinished run whose folder name is markup
+    out = build_report([folder], out=tmp_path / "report")
+    html = (out / "report.html").read_text()
+    assert EVIL not in html and "&lt;img src=x" in html  # escaped, in the skipped-runs table
+    figures = sorted((out / "figures").glob("*.png"))
+    names = {p.stem for p in figures}
+    assert {"learning_curves", "speed", "accuracy_vs_speed", "gallery", "spirals-mlp_units",
+            "spirals-mlp_activations", "spirals-mlp_gradients", "spirals-mlp_gradient_heatmap"} <= names
+    md = (out / "report.md").read_text()
+    assert all(f"](figures/{p.name})" in md for p in figures)  # every figure is linked from the Markdown
+
+    images, errors = open_page(browser, out / "report.html")
+    assert len(images) == len(figures)
+    assert all(complete and width > 0 for complete, width in images), images
+    assert errors == []
+    assert browser.title == "Activation comparison"  # the markup in the folder name did not run

@@ -295,12 +295,13 @@ def rank_blocks(a: Analysis, drawn: dict) -> list[Block]:
 def gallery_blocks(properties: pd.DataFrame, drawn: dict) -> list[Block]:
     if properties.empty:
         return []
-    shown = properties.copy()
-    for column in ["f(0)", "E f(z), z~N(0,1)", "max |f'|"]:
-        shown[column] = shown[column].map(lambda v: num(v, 3).replace("-0.000", "0.000"))
+    from harness.report.gallery import display
+
+    shown = display(properties)
     text = ("Computed numerically from each function, not typed in: range over z in [-10, 10] and far out (∞ when "
             "still growing at 10^4); monotonic = never decreasing; zero-centred = |E f(z)| < 0.05 for standard "
-            "normal z; smooth = f' has no jump; zero-gradient region = where f' is exactly 0.")
+            "normal z; smooth = f' has no jump; zero-gradient region = where f' is exactly 0. Softmax is taken on "
+            "the pair (z, 0), where it equals the sigmoid.")
     return [Heading("Activation gallery"), *figure_blocks(drawn, ["gallery"]), Text(text), Table(shown)]
 
 

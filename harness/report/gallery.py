@@ -122,6 +122,14 @@ def property_table(items: list[Item]) -> pd.DataFrame:
     return pd.DataFrame([{**properties(name, params), "activation": text} for text, name, params in items])
 
 
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """The property table with its numbers to three decimals (and no '-0.000')."""
+    shown = table.copy()
+    for column in ["f(0)", "E f(z), z~N(0,1)", "max |f'|"]:
+        shown[column] = shown[column].map(lambda v: f"{round(v, 3) + 0.0:.3f}")
+    return shown
+
+
 def broken_at_jumps(df: np.ndarray) -> np.ndarray:
     """f' with a gap at each jump, so that ReLU's derivative is not drawn as a vertical wall at 0."""
     df = df.copy()

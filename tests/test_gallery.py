@@ -1,0 +1,100 @@
+"""The gallery's properties against closed forms and scipy; the gallery command's files and bad input."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from scipy import integrate, optimize
+from scipy.stats import norm
+
+from harness.activations import make_activation
+from harness.report.gallery import default_activations, properties, property_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def f(name: str, **params):
+    """The activation as a plain float function, for scipy."""
+    act = make_activation(name, **params).double().eval()
+    return lambda x: act(torch.tensor([x], dtype=torch.float64)).item()
+
+
+@pytest.mark.parametrize("name, params", [("relu", {}), ("elu", {}), ("selu", {}), ("gelu", {}), ("silu", {}),
+                                          ("sigmoid", {}), ("softplus", {}), ("leaky_relu", {"negative_slope": 0.2})])
+def test_mean_on_standard_normal_matches_scipy_quadrature(name, params):
+    g = f(name, **params)
+    expected, _ = integrate.quad(lambda z: g(z) * norm.pdf(z), -12, 12, points=[0], limit=200)
+    assert properties(name, params)["E f(z), z~N(0,1)"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_closed_forms():
+    assert properties("relu")["E f(z), z~N(0,1)"] == pytest.approx(1 / math.sqrt(2 * math.pi), abs=1e-7)
+    assert properties("leaky_relu", {"negative_slope": 0.2})["E f(z), z~N(0,1)"] == pytest.approx(
+        0.8 / math.sqrt(2 * math.pi), abs=1e-7)
+    assert properties("softplus")["f(0)"] == pytest.approx(math.log(2))
+    assert properties("sigmoid")["max |f'|"] == pytest.approx(0.25, abs=1e-6)
+    assert properties("hardswish")["max |f'|"] == pytest.approx(1.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "mish"])
+def test_lower_bound_of_non_monotonic_activations_matches_scipy_minimum(name):
+    found = optimize.minimize_scalar(f(name), bounds=(-5, 0), method="bounded", options={"xatol": 1e-9})
+    row = properties(name)
+    assert row["output range"] == f"{found.fun:.3g} to ∞"
+    assert row["monotonic"] == "no" and row["bounded"] == "below only"
+
+
+EXPECTED = {  # activation: (output range, bounded, monotonic, zero-centred, smooth, zero-gradient region)
+    "relu": ("0 to ∞", "below only", "yes", "no", "no", "z ≤ 0"),
+    "leaky_relu": ("-∞ to ∞", "no", "yes", "no", "no", "none"),
+    "sigmoid": ("0 to 1", "yes", "yes", "no", "yes", "none"),
+    "tanh": ("-1 to 1", "yes", "yes", "yes", "yes", "none"),
+    "softmax": ("0 to 1", "yes", "yes", "no", "yes", "none"),
+    "relu6": ("0 to 6", "yes", "yes", "no", "no", "z ≤ 0 or z ≥ 6"),
+    "elu": ("-1 to ∞", "below only", "yes", "no", "yes", "none"),
+    "selu": ("-1.76 to ∞", "below only", "yes", "yes", "no", "none"),
+    "gelu_tanh": ("-0.17 to ∞", "below only", "no", "no", "yes", "none"),  # its float64 tail is not a flat region
+    "hardswish": ("-0.375 to ∞", "below only", "no", "no", "no", "z ≤ -3"),
+    "hardsigmoid": ("0 to 1", "yes", "yes", "no", "no", "z ≤ -3 or z ≥ 3"),
+    "hardtanh": ("-1 to 1", "yes", "yes", "yes", "no", "z ≤ -1 or z ≥ 1"),
+    "softsign": ("-1 to 1", "yes", "yes", "yes", "yes", "none"),
+    "tanhshrink": ("-∞ to ∞", "no", "yes", "yes", "yes", "none"),
+    "logsigmoid": ("-∞ to 0", "above only", "yes", "no", "yes", "none"),
+    "identity": ("-∞ to ∞", "no", "yes", "yes", "yes", "none"),
+}
+
+
+def test_properties_of_the_reference_article_and_others():
+    table = property_table([(n, n, {}) for n in EXPECTED]).set_index("activation")
+    columns = ["output range", "bounded", "monotonic", "zero-centred", "smooth (C¹)", "zero-gradient region"]
+    got = {name: tuple(table.loc[name, columns]) for name in EXPECTED}
+    assert got == EXPECTED
+
+
+def test_every_registered_activation_has_properties():
+    table = property_table(default_activations())
+    assert len(table) == len(default_activations()) and table.notna().all().all()
+    assert list(table["activation"][:7]) == ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "rrelu", "relu6"]
+
+
+def test_gallery_command_writes_figure_and_table(tmp_path):
+    cmd = [sys.executable, str(ROOT / "scripts" / "gallery.py"), "--out", str(tmp_path), "--activations", "relu,tanh"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "gallery.png").stat().st_size > 10_000
+    assert list(pd.read_csv(tmp_path / "properties.csv")["activation"]) == ["relu", "tanh"]
+
+
+def test_gallery_command_refuses_an_unknown_activation_in_one_line(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("gallery_script", ROOT / "scripts" / "gallery.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--out", str(tmp_path), "--activations", "relu,swish"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown activation swish; valid: relu,") and err.count("\n") == 1
