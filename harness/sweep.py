@@ -60,6 +60,14 @@ def set_aside(job_dir: Path) -> Path:
     return target
 
 
+def remove_leftovers(job_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed attempt left half-written (the files they were to replace are whole)."""
+    leftovers = [p for p in Path(job_dir).glob(".*.tmp")] + [p for p in Path(job_dir).glob("checkpoint.tmp")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def failed_summary(config: Config, run_dir: Path, overrides: list[str], error: str) -> dict:
     """Record a job that failed outside the training loop (data missing, a bug) like any failed run."""
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -261,7 +261,11 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
         x, y = next(batches)
         log_now = step % t.log_every == 0 or step == t.steps
         eval_now = step % t.eval_every == 0 or step == t.steps
-        save_now = t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and step < t.steps
+        # Checkpoint at the first log or eval step after each multiple of checkpoint_every (state["step"] is the
+        # previous one): the running train window is empty there, so a resumed run logs exactly what an
+        # uninterrupted one does.
+        save_now = (t.checkpoint_every > 0 and (log_now or eval_now) and step < t.steps
+                    and step // t.checkpoint_every > state["step"] // t.checkpoint_every)
         if log_now:
             probes.record_through_time(model, True)
         with autocast():
@@ -399,7 +403,10 @@ def save_checkpoint(path: Path, model, optimizer, scaler, batches, state: dict, 
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": state, "config_hash": config_hash(config)}
     tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
+    with open(tmp, "wb") as f:  # on disk before the rename: a kill or power cut leaves the old or the new one
+        torch.save(blob, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

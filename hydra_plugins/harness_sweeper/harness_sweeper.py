@@ -157,14 +157,15 @@ class HarnessSweeper(BasicSweeper):
 
     def start(self, jobs: list[Job], command: str) -> None:
         """Create the sweep folder, set corrupt summaries aside, write the manifest and say what will happen."""
-        from harness.sweep import job_state, set_aside, write_manifest
+        from harness.sweep import job_state, remove_leftovers, set_aside, write_manifest
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-        for job in jobs:
-            if job.skip_to is None and job_state(self.sweep_dir / job.name)[0] == "corrupt":
-                kept = set_aside(self.sweep_dir / job.name)
-                print(f"{job.name}: corrupt summary.json moved to {kept.name}; the job reruns")
+        for job in (j for j in jobs if j.skip_to is None):
+            folder = self.sweep_dir / job.name
+            remove_leftovers(folder)  # nothing of this job runs now: its temporary files are a killed writer's
+            if job_state(folder)[0] == "corrupt":
+                print(f"{job.name}: corrupt summary.json moved to {set_aside(folder).name}; the job reruns")
         manifest = [{"dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
                      "overrides": j.overrides, "config_hash": j.config_hash} for j in jobs]
         write_manifest(self.sweep_dir, manifest, command)
