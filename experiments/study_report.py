@@ -229,9 +229,12 @@ def mnist1d_baselines(runs, metrics, out: Path) -> list[str]:
 def vanishing_gradients(runs, metrics, out: Path) -> list[str]:
     r = runs.rename(columns={"config.model.init": "init"})
     r["part"] = r["config.model.name"].map({"mlp": "mlp10", "rnn": "elman"})
+    r["lr"] = r["config.trainer.lr"]
     keep = ["run_dir", "part", "activation", "init"]
     lines = []
-    acc = r.pivot_table(index=["part", "activation"], columns="init", values="test_acc", aggfunc="mean")
+    acc = r.pivot_table(index=["part", "activation", "lr"], columns="init", values="test_acc", aggfunc="mean")
+    main_lr = r["lr"].mode().iloc[0]  # the study's own rate; other rates only enter the accuracy table
+    r = r[r["lr"] == main_lr]
     status = r[r.status != "ok"][["part", "activation", "init", "status", "diverged_at_step"]]
     gi = by_layer(r, "grad_norm_init", keep)
     gi = gi[gi.layer != "head"]
@@ -241,7 +244,8 @@ def vanishing_gradients(runs, metrics, out: Path) -> list[str]:
     mlp = mlp.join(rat)
     sat_end = mlp.pivot_table(index="activation", columns="init", values="saturated_fraction")
     dead_end = mlp.pivot_table(index="activation", columns="init", values="dead_fraction")
-    lines += ["## Test accuracy (final)", "", md_table(acc), ""]
+    lines += ["## Test accuracy (final)", "", md_table(acc), "",
+              f"Every table and figure below is at the study's learning rate, {main_lr:g}.", ""]
     if len(status):
         lines += ["Runs that did not finish ok:", "", md_table(status), ""]
     lines += ["## 10-layer MLP: gradient norm of the first hidden layer / the last hidden layer, at initialisation",
@@ -277,7 +281,7 @@ def vanishing_gradients(runs, metrics, out: Path) -> list[str]:
             sel["when"] = np.where(sel.step == steps[0], "init", f"step {steps[-1]}")
             grid = sns.relplot(data=sel, x="depth", y="value", hue="activation", style="when", col="init",
                                kind="line", height=2.8, aspect=1.0)
-            grid.set(xlabel="hidden layer", ylabel=label)
+            grid.set(xlabel="hidden layer", ylabel=label, yscale="log" if metric == "act_std" else "linear")
             lines += [save(grid.figure, out, f"mlp_{metric}_by_layer.png"), ""]
         ht = m[(m.metric == "grad_norm_h") & (m.part == "elman")]
         if len(ht):
@@ -321,7 +325,7 @@ def article_claims(runs, metrics, out: Path) -> list[str]:
     if len(metrics):
         el = early_loss(metrics, r, keep)
         r = r.merge(el[["run_dir", "value"]].rename(columns={"value": "early_loss"}), on="run_dir", how="left")
-        lines += ["## Train loss over the first logging window (steps 1-250 MLP/CNN, 1-100 RNN): speed of early "
+        lines += ["## Train loss over the first logging window (steps 1-250 MLP/CNN, 1-50 RNN): speed of early "
                   "learning", "", md_table(r.groupby(["activation", "model"]).early_loss.mean().unstack()
                                            .reindex(order)), ""]
     for col, title, fmt in [("dead_fraction", "Dead fraction of hidden units at the end", "{:.3f}"),
@@ -454,7 +458,12 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path("results") / args.name
     out.mkdir(parents=True, exist_ok=True)
-    runs, metrics, skipped = load_runs(*args.paths, with_metrics=args.name in NEEDS_METRICS)
+    # absolute paths: a run's `run_dir` column comes from its summary (absolute), its metrics' from the search path
+    runs, metrics, skipped = load_runs(*[Path(p).resolve() for p in args.paths],
+                                       with_metrics=args.name in NEEDS_METRICS)
+    if len(metrics) and not set(metrics.run_dir) <= set(runs.run_dir):
+        sys.exit("run folders were moved since they ran (summary run_dir differs from the folder): cannot join "
+                 "metrics to runs")
     if not len(runs):
         sys.exit(f"no finished runs under {' '.join(args.paths)}")
     lines = header(args.name, args.paths, runs, skipped) + STUDIES[args.name](runs, metrics, out)
