@@ -8,7 +8,7 @@ import pandas as pd
 from harness.report import ReportError, stats
 from harness.report.load import Runs
 
-BEST_LR = "each at its best validation lr"
+BEST_LR = "at best val lr"
 LOST_UNITS = 0.10  # a mean dead or saturated fraction at the end above this is called out in the summary
 
 
@@ -51,8 +51,9 @@ def analyse(data: Runs, baseline: str | None = None) -> Analysis:
     comparison = stats.compare(tuned, baseline, ["task"])
     if not comparison.empty:
         comparison.insert(1, "setting", BEST_LR if several else "")
-    if several:
-        per_lr = stats.compare(runs, baseline, ["task", "lr"])
+    if several:  # also at each shared lr, in the tasks that tried several
+        tuned_tasks = runs.groupby("task")["lr"].transform("nunique") > 1
+        per_lr = stats.compare(runs[tuned_tasks], baseline, ["task", "lr"])
         if not per_lr.empty:
             per_lr.insert(1, "setting", [f"lr={lr:g}" for lr in per_lr.pop("lr")])
             comparison = pd.concat([comparison, per_lr], ignore_index=True)
@@ -94,28 +95,29 @@ def plain_summary(a: Analysis) -> list[str]:
 
 
 def task_sentence(a: Analysis, task: str) -> str:
-    """'mnist1d / mlp: gelu is best (0.637 [0.611, 0.663], 3 seeds); against relu ...'"""
+    """'mnist1d / mlp: gelu has the best mean test accuracy (0.637 [0.613, 0.661], 3 seeds); against relu ...'"""
     rows = a.summary[(a.summary["task"] == task) & a.summary["chosen"]].sort_values("acc_mean", ascending=False)
     best = rows.iloc[0]
     ci = f" [{best.acc_ci_low:.3f}, {best.acc_ci_high:.3f}]" if pd.notna(best.acc_ci_low) else ""
-    text = f"{task}: {best.act} is best (test accuracy {best.acc_mean:.3f}{ci}, {best.seeds} seeds)."
+    text = f"{task}: {best.act} has the best mean test accuracy ({best.acc_mean:.3f}{ci}, {best.seeds} seeds)."
     cmp = a.comparison
+    cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST_LR, ""])] if not cmp.empty else cmp
     if cmp.empty:
-        return text
-    cmp = cmp[(cmp["task"] == task) & (cmp["setting"].isin([BEST_LR, ""]))]
-    if cmp.empty:
-        return text + f" No {a.baseline} runs to compare with."
+        return text + f" Nothing to compare with {a.baseline} here."
     tested = cmp[cmp["p_t_holm"].notna()]
+    if len(tested) and not tested["significant"].any():
+        text += f" No activation differs significantly from {a.baseline} (Holm-corrected p ≥ {stats.ALPHA})."
     better = [f"{r.act} ({r.diff_mean:+.3f})" for r in tested.itertuples() if r.significant and r.diff_mean > 0]
     worse = [f"{r.act} ({r.diff_mean:+.3f})" for r in tested.itertuples() if r.significant and r.diff_mean < 0]
     same = [f"{r.act} ({r.diff_mean:+.3f}, p = {r.p_t_holm:.2f})" for r in tested.itertuples() if not r.significant]
     untested = [f"{r.act} ({r.pairs} pair)" for r in cmp[cmp["p_t_holm"].isna()].itertuples()]
     parts = [f"significantly better than {a.baseline}: {', '.join(better)}" if better else "",
              f"significantly worse than {a.baseline}: {', '.join(worse)}" if worse else "",
-             f"not significantly different from {a.baseline}: {', '.join(same)}" if same else "",
+             f"not significantly different from {a.baseline}: {', '.join(same)}" if same and len(same) < len(tested)
+             else f"differences: {', '.join(same)}" if same else "",
              f"too few paired seeds to test: {', '.join(untested)}" if untested else ""]
     sentence = "; ".join(p for p in parts if p)
-    return f"{text} {sentence[:1].upper()}{sentence[1:]}."
+    return f"{text} {sentence[:1].upper()}{sentence[1:]}." if sentence else text
 
 
 def lost_units(a: Analysis) -> list[str]:

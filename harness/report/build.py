@@ -117,7 +117,8 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
     jobs["accuracy_vs_speed"] = lambda p: fig.accuracy_vs_speed(chosen, a.tuned, colours, p)
     if a.several_lrs:
         choice = chosen[["task", "act", "lr"]]
-        jobs["accuracy_vs_lr"] = lambda p: fig.accuracy_vs_lr(a.summary, choice, colours, p)
+        several = a.summary[a.summary.groupby("task")["lr"].transform("nunique") > 1]  # tasks that tried several
+        jobs["accuracy_vs_lr"] = lambda p: fig.accuracy_vs_lr(several, choice, colours, p)
     if a.friedman["tasks"] >= stats.MIN_TASKS_CD and len(a.ranks) >= 3:
         jobs["critical_difference"] = lambda p: fig.critical_difference(a.ranks, a.friedman["cd"], colours, p)
     if gallery:
@@ -213,7 +214,8 @@ def results_blocks(a: Analysis, drawn: dict) -> list[Block]:
               Table(display_summary(chosen, a.several_lrs), "Accuracy over the runs that did not diverge; samples/s "
                     "is training throughput; dead and saturated are the mean fractions of units at the end." + lr_note)]
     if a.several_lrs:
-        blocks += [Heading("Learning rates", 3), Table(display_lrs(a.summary)),
+        several = a.summary.groupby("task")["lr"].transform("nunique") > 1
+        blocks += [Heading("Learning rates", 3), Table(display_lrs(a.summary[several])),
                    *figure_blocks(drawn, ["accuracy_vs_lr"])]
     return blocks
 

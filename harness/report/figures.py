@@ -76,7 +76,7 @@ def layer_order(frame: pd.DataFrame) -> list[str]:
 
 
 def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "step", y: str = "value",
-           col_order=None, row_order=None, sharey=False, log: bool = False, errorbar=t_interval,
+           col_order=None, row_order=None, sharex=True, sharey=False, log: bool = False, errorbar=t_interval,
            height: float = 2.6):
     """Mean lines with a 95% band across seeds on a row x col grid, rows named on the left, legend on the right.
 
@@ -86,7 +86,7 @@ def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "s
     g = sns.relplot(data=data, x=x, y=y, hue="act", hue_order=hue_order, palette=colours, row=row, col=col,
                     row_order=row_order, col_order=col_order, kind="line",
                     estimator=geometric_mean if log else "mean", errorbar=log_interval if log else errorbar,
-                    height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True})
+                    height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": sharex})
     for ax in g.axes.flat:  # column names once, on top; row names as the first column's y label
         ax.set_title("")
     for ax, name in zip(g.axes[0], col_order or g.col_names or [""]):
@@ -107,7 +107,8 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     data["panel"] = [panels[k] for k in zip(data["split"], data["metric"])]
     with style():
         g = curves(data, colours, row="task", col="panel", col_order=list(panels.values()),
-                   row_order=sorted(data["task"].unique()), errorbar=nonnegative_interval)
+                   row_order=sorted(data["task"].unique()), errorbar=nonnegative_interval,
+                   sharex="row")  # tasks may train for different numbers of steps
         g.set_xlabels("step")
         return save(g.figure, path)
 
@@ -265,7 +266,11 @@ def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, 
 def log_axis_in_thousands(ax) -> None:
     """A log x axis labelled 2k, 5k, 10k... (matplotlib's default crowds 2x10^3 3x10^3 ... into each other)."""
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    lo, hi = ax.get_xlim()
+    # Within a decade LogLocator falls back to linear ticks every 5k, which crowd a small panel: ask for four.
+    wide = hi / max(lo, 1e-9) > 10
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)) if wide
+                               else matplotlib.ticker.MaxNLocator(4))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
 
@@ -306,28 +311,32 @@ def accuracy_vs_lr(summary: pd.DataFrame, choice: pd.DataFrame, colours: dict, p
 def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Path) -> Path:
     """Demšar's critical-difference diagram: average ranks on a line; a bar joins activations whose ranks
     differ by less than the critical difference (not significantly different by the Nemenyi test)."""
-    k = len(ranks)
     r = ranks.set_index("act")["mean_rank"].sort_values()
+    k, bars = len(r), cliques(r.to_numpy(), cd)
+    half = math.ceil(k / 2)  # the better half is labelled on the left, the worse on the right
+    first = -0.45 - 0.2 * len(bars)  # label rows start below the bars
     with style():
-        fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.32 * k))
-        ax.set_xlim(0.5, k + 0.5)
-        ax.set_ylim(-(k // 2 + 2.5), 1.6)
+        fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.3 * half + 0.15 * len(bars)))
         ax.hlines(0, 1, k, color="black", linewidth=1)
         for i in range(1, k + 1):
-            ax.vlines(i, 0, 0.15, color="black")
-            ax.text(i, 0.3, str(i), ha="center", va="bottom")
-        ax.hlines(1.2, 1, 1 + cd, color="black", linewidth=2)
-        ax.text(1 + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", va="bottom")
+            ax.vlines(i, 0, 0.12, color="black")
+            ax.text(i, 0.2, str(i), ha="center", va="bottom")
+        ax.hlines(0.75, 1, 1 + cd, color="black", linewidth=2)
+        ax.vlines([1, 1 + cd], 0.68, 0.82, color="black")
+        ax.text(1 + cd / 2, 0.85, f"critical difference = {cd:.2f}", ha="center", va="bottom")
         for i, (act, rank) in enumerate(r.items()):
-            left = i < math.ceil(k / 2)
-            y = -(i + 1) if left else -(k - i)
-            x_text = 0.6 if left else k + 0.4
-            ax.plot([rank, rank, x_text], [0, y, y], color=colours[act], linewidth=1.5)
-            ax.text(x_text, y + 0.12, f"{act} ({rank:.2f})", ha="left" if left else "right", va="bottom",
-                    color=colours[act], fontweight="bold")
-        for j, (lo, hi) in enumerate(cliques(r.to_numpy(), cd)):
-            ax.hlines(-0.4 - 0.25 * j, r.iloc[lo] - 0.03, r.iloc[hi] + 0.03, color="black", linewidth=3)
-        ax.set_title("average rank across tasks (1 = best); a bar joins activations not significantly different")
+            left = i < half
+            y = first - 0.35 * (i if left else k - 1 - i)
+            end = 0.6 if left else k + 0.4
+            ax.plot([rank, rank, end], [0, y, y], color=colours[act], linewidth=1.5)
+            ax.text(end - 0.05 if left else end + 0.05, y, f"{act} ({rank:.2f})", ha="right" if left else "left",
+                    va="center", color=colours[act], fontweight="bold")
+        for j, (lo, hi) in enumerate(bars):
+            ax.hlines(-0.25 - 0.2 * j, r.iloc[lo] - 0.05, r.iloc[hi] + 0.05, color="black", linewidth=4)
+        ax.set_xlim(0.5, k + 0.5)
+        ax.set_ylim(first - 0.35 * (half - 1) - 0.3, 1.2)
+        ax.set_title("average rank across tasks (1 = best); a black bar joins activations that do not differ "
+                     "significantly", fontsize=9)
         ax.axis("off")
         return save(fig, path)
 
