@@ -4,10 +4,10 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,7 @@ def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
     Also the floor that rounding the exact fp32 result to bf16 would give, so that the op's own error shows.
     """
     x16 = x.to(torch.bfloat16)
-    act32 = act.float()
+    act32 = act.float().eval()  # eval: RReLU's fixed slope, the same in both precisions
     with torch.no_grad():
         ref = act32(x16.float())
         out = act.to(torch.bfloat16)(x16).float()
@@ -114,19 +114,23 @@ def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
 # ---------------------------------------------------------------- the overhead comparison: harness loop vs a plain loop
 
 
-def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               batch_size: int, steps: int, warmup: int, seed: int) -> tuple[float, float]:
-    """The baseline: a hand-written loop on device-resident data with a device-side running loss.
+def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, data, batch_size: int, steps: int, warmup: int,
+               eval_every: int, seed: int) -> tuple[float, float]:
+    """The baseline: a hand-written loop on device-resident data with a device-side running loss, which reads the
+    device and measures validation and test accuracy every `eval_every` steps and at the end, as any loop that
+    reports accuracy must.
 
-    Returns (seconds after the first `warmup` steps, seconds in all), timed with the harness's own Timer.
+    Returns (training seconds after the first `warmup` steps, evaluation left out; seconds in all), timed with
+    the harness's own Timer.
     """
     from harness.train import Timer
 
+    x, y = data.x_train, data.y_train
     device = x.device
     generator = torch.Generator(device=device).manual_seed(seed)
     perm, position = torch.randperm(len(x), generator=generator, device=device), 0
     running_loss = torch.zeros((), device=device)
-    total, after_warmup = Timer(device), Timer(device)
+    total, training = Timer(device), Timer(device)
     model.train()
     total.start()
     for step in range(1, steps + 1):
@@ -140,9 +144,24 @@ def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
         optimizer.step()
         running_loss += loss.detach()
         if step == warmup:
-            after_warmup.start()
-    running_loss.item()  # the one read of the device, as a loop that logs at the end would do
-    return after_warmup.stop(), total.stop()
+            training.start()
+        if step % eval_every == 0 or step == steps:
+            if step > warmup:
+                training.stop()
+            running_loss.item()  # a log line
+            running_loss.zero_()
+            plain_accuracy(model, data.x_val, data.y_val), plain_accuracy(model, data.x_test, data.y_test)
+            training.start()
+    return training.total, total.stop()
+
+
+@torch.no_grad()
+def plain_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000) -> float:
+    """Accuracy on a whole split, in eval mode, the way a plain loop would measure it."""
+    model.eval()
+    correct = sum((model(x[i : i + chunk]).argmax(1) == y[i : i + chunk]).sum() for i in range(0, len(x), chunk))
+    model.train()
+    return correct.item() / len(x)
 
 
 @dataclass
@@ -200,6 +219,5 @@ def run_plain(config, data, device: torch.device) -> tuple[float, float]:
     name, params = activation_params(config)
     model = build_model(config.model, activation_factory(name, **params), data.input_shape, data.num_classes,
                         init_gain(name, params)).to(device)
-    timed, wall = plain_loop(model, make_optimizer(model, t), data.x_train, data.y_train, batch, t.steps, warmup,
-                             config.seed)
+    timed, wall = plain_loop(model, make_optimizer(model, t), data, batch, t.steps, warmup, t.eval_every, config.seed)
     return (t.steps - warmup) * batch / timed, wall

@@ -93,9 +93,10 @@ class Timer:
 class WindowStats:
     """Mean training loss and accuracy over a logging window, and its first non-finite loss, kept on the device.
 
-    A step only appends tensors (a detach and an argmax: no host sync, one small kernel); every FOLD steps the
-    pending ones are reduced into running sums with a few kernels, so memory stays bounded in a long window.
-    read() is the window's one host sync.
+    A step only keeps references to its loss, logits and labels (no kernel, no host sync); every FOLD steps a few
+    kernels stack the losses (one float per step) and add up the correct predictions, so memory stays bounded in a
+    long window. read() is the window's one host sync. Every op here runs in the hot loop, where even a tiny
+    kernel costs microseconds: keep them few.
     """
 
     FOLD = 32
@@ -105,37 +106,34 @@ class WindowStats:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), device=self.device)
-        self.first_bad = torch.full((), -1.0, device=self.device)  # offset in the window of the first bad loss
-        self.losses, self.predictions, self.labels = [], [], []
+        self.loss_chunks = []  # (FOLD,) each
+        self.losses, self.logits, self.labels = [], [], []
         self.batches = self.samples = 0
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.losses.append(loss.detach())
-        self.predictions.append(logits.argmax(1))
+        self.logits.append(logits.detach())
         self.labels.append(y)
         self.batches += 1
-        self.samples += len(y)
+        self.samples += y.shape[0]
         if len(self.losses) == self.FOLD:
             self.fold()
 
     def fold(self) -> None:
-        if not self.losses:
-            return
-        losses = torch.stack(self.losses)  # (n,)
-        self.loss_sum += losses.sum()
-        self.correct += (torch.cat(self.predictions) == torch.cat(self.labels)).sum()
-        bad = ~torch.isfinite(losses)
-        offset = self.batches - len(self.losses) + bad.float().argmax()  # first bad one here, if there is one
-        self.first_bad = torch.where((self.first_bad < 0) & bad.any(), offset, self.first_bad)
-        self.losses, self.predictions, self.labels = [], [], []
+        if self.losses:
+            self.loss_chunks.append(torch.stack(self.losses))
+            self.correct += (torch.cat(self.logits).argmax(1) == torch.cat(self.labels)).sum()
+            self.losses, self.logits, self.labels = [], [], []
 
     def read(self) -> tuple[float, float, int | None]:
         """(mean loss, accuracy, offset in the window of the first non-finite loss or None); then reset."""
         self.fold()
-        loss_sum, correct, bad = torch.stack([self.loss_sum, self.correct, self.first_bad]).tolist()
-        result = loss_sum / self.batches, correct / self.samples, None if bad < 0 else int(bad)
+        losses = torch.cat(self.loss_chunks)  # (batches,)
+        bad = ~torch.isfinite(losses)
+        loss_sum, correct, any_bad, first_bad = torch.stack(
+            [losses.sum(), self.correct, bad.any().float(), bad.float().argmax().float()]).tolist()
+        result = loss_sum / self.batches, correct / self.samples, int(first_bad) if any_bad else None
         self.reset()
         return result
 
@@ -270,7 +268,7 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
             probes.record_through_time(model, True)
         with autocast():
             logits = (model if log_now else forward)(x)  # logged steps stay eager: hooks and h_t need it
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(logits.float() if amp_dtype else logits, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if log_now or t.grad_clip:

