@@ -245,6 +245,15 @@ def corrupt_folder(tmp_path: Path, sweeps: list[Path]) -> Path:
     bad_metrics = shutil.copytree(sorted(sweeps[1].iterdir())[3], folder / "bad_metrics")
     (bad_metrics / "metrics.csv").write_bytes(b'step,split\n1,"unterminated\n')
     shutil.copytree(good[1], folder / "duplicate")
+    listed = shutil.copytree(good[0], folder / "not_an_object")
+    (listed / "summary.json").write_text("[1, 2]")
+    nameless = shutil.copytree(good[0], folder / "no_activation")
+    summary = json.loads((nameless / "summary.json").read_text())
+    del summary["activation"]
+    summary["seed"] = "zero"
+    (nameless / "summary.json").write_text(json.dumps(summary))
+    binary = shutil.copytree(good[0], folder / "binary_metrics")
+    (binary / "metrics.csv").write_bytes(bytes(range(256)) * 4)
     return folder
 
 
@@ -258,7 +267,10 @@ def test_corrupt_runs_are_listed_as_skipped(sweeps, tmp_path):
     assert reasons["unfinished"] == "unfinished (no summary.json)"
     assert reasons["failed"] == "failed: RuntimeError: out of memory"
     assert reasons["bad_metrics"].startswith("unreadable metrics.csv")
-    assert len(reasons) == 5 and any(r.startswith("duplicate of") for r in reasons.values())
+    assert reasons["not_an_object"].startswith("unreadable summary.json")
+    assert reasons["no_activation"] == "summary.json lacks a usable activation, seed"
+    assert reasons["binary_metrics"].startswith("unreadable metrics.csv")
+    assert len(reasons) == 8 and any(r.startswith("duplicate of") for r in reasons.values())
     assert pd.read_csv(out / "summary.csv")["seeds"].tolist() == [2]  # the two good runs: relu, seeds 0 and 1
     md = (out / "report.md").read_text()
     assert "## Skipped runs" in md and "failed: RuntimeError: out of memory" in md
@@ -336,3 +348,24 @@ def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_
     assert all(complete and width > 0 for complete, width in images), images
     assert errors == []
     assert browser.title == "Activation comparison"  # the markup in the folder name did not run
+
+
+def test_every_figure_gives_an_activation_the_same_colour(sweeps, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from harness.report import figures as fig
+    from harness.report.load import gather
+
+    data = gather(sweeps[1:])
+    colours = fig.palette(["tanh", "sigmoid", "relu"], baseline="relu")
+    assert list(colours) == ["relu", "sigmoid", "tanh"]  # baseline first, then alphabetical: stable across reports
+    captured = []
+    monkeypatch.setattr(fig, "save", lambda figure, path: captured.append(figure) or path)
+    for draw in [fig.learning_curves, fig.units, fig.activation_stats, fig.gradients_by_depth]:
+        draw(data.metrics, colours, Path("unused.png"))
+    for figure in captured:
+        handles, labels = figure.legends[0].legend_handles, [t.get_text() for t in figure.legends[0].get_texts()]
+        assert {label: to_rgb(h.get_color()) for h, label in zip(handles, labels)} == {
+            act: to_rgb(c) for act, c in colours.items()}
+        plt.close(figure)

@@ -89,6 +89,10 @@ def plain_summary(a: Analysis) -> list[str]:
         items.append(f"Few seeds (as few as {seeds} per combination): the intervals are wide, and the exact "
                      f"sign-flip test cannot reach p < {stats.ALPHA} with fewer than 6 pairs. Run more seeds before "
                      "trusting a ranking.")
+    elif not a.comparison.empty and a.comparison["pairs"].min() < 6:
+        items.append(f"With {int(a.comparison['pairs'].min())} paired seeds the exact sign-flip test cannot reach "
+                     f"p < {stats.ALPHA} (its smallest p is 2/2^n): 'significant' rests on the t-test, and 6 or more "
+                     "seeds would let the distribution-free test confirm it.")
     if len(a.data.skipped):
         items.append(f"{len(a.data.skipped)} run folder(s) were skipped or are incomplete; see the last section.")
     return items

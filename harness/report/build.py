@@ -140,7 +140,7 @@ CAPTIONS = {
     "apart are a real difference; bands that overlap throughout are not.",
     "units": "Dead and saturated units per layer over training (step 0 = initialisation). A dead unit has f'(z) = 0 "
     "on every probe sample, a saturated one |f'(z)| < 0.5% of max|f'|; both no longer learn. A line that climbs "
-    "means units are being lost as training goes on.",
+    "means units are being lost as training goes on; activations that lose none lie on top of each other at 0.",
     "activations": "Mean and standard deviation of each activation layer's output over training (Glorot and "
     "Bengio, 2010). A mean far from 0 shifts the next layer's input; a standard deviation that shrinks layer by "
     "layer towards 0 means the signal is dying out with depth, one that grows means it is exploding.",
@@ -189,10 +189,9 @@ def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, draw
     intro = (f"{len(runs)} runs ({runs['task'].nunique()} task(s), {runs['act'].nunique()} activation(s), seeds "
              f"{', '.join(map(str, sorted(runs['seed'].unique())))}) from {', '.join(map(str, paths))}; made {when}. "
              f"Baseline: {a.baseline}. {HEADLINE}")
-    blocks: list[Block] = [Text(intro)]
+    blocks: list[Block] = [Heading("Summary"), Bullets(plain_summary(a)), Heading("The runs"), Text(intro)]
     if a.baseline_note:
         blocks.append(Text(a.baseline_note))
-    blocks += [Heading("Summary"), Bullets(plain_summary(a))]
     blocks += results_blocks(a, drawn) + comparison_blocks(a) + rank_blocks(a, drawn)
     blocks += [Heading("Training"), *figure_blocks(drawn, ["learning_curves"])]
     for task in sorted(runs["task"].unique()):

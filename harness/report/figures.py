@@ -302,6 +302,10 @@ def accuracy_vs_lr(summary: pd.DataFrame, choice: pd.DataFrame, colours: dict, p
             ax.scatter(best["lr"], best["acc_mean"], s=160, facecolors="none",
                        edgecolors=[colours[a] for a in best["act"]], linewidths=1.8, zorder=5)
         g.set(xscale="log")
+        lrs = sorted(data["lr"].unique())
+        for ax in g.axes.flat:  # label the learning rates that were tried, not powers of ten
+            ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         g.set_titles("{col_name}")
         g.set_axis_labels("learning rate (log scale)", "test accuracy at best validation")
         g.add_legend(title=LEGEND, label_order=hue_order)

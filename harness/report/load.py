@@ -14,6 +14,9 @@ REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.
 # dataset and model) and keys that change how a run is watched, not what it computes.
 AXES = {"config.seed", "config.trainer.lr", "config.model.name", "config.dataset.name", "config.trainer.threads"}
 WATCH_ONLY = {f"config.{key}" for key in HASH_EXCLUDED}
+# The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
+OUTCOMES = ["test_acc_at_best_val", "test_acc", "best_val_acc", "train_loss", "test_loss", "samples_per_s",
+            "dead_fraction", "saturated_fraction"]
 
 
 @dataclass
@@ -50,7 +53,11 @@ def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     found = sorted({d.resolve() for p in paths for d in find_run_dirs(Path(p))})  # overlapping paths: once
     runs, metrics, skipped = [], [], []
     for run_dir in found:
-        r, m, s = load_runs(run_dir)
+        try:
+            r, m, s = load_runs(run_dir)
+        except Exception as exc:  # whatever is wrong with one folder, the report of the others goes on
+            skipped.append(skipped_frame([(str(run_dir), f"unreadable: {type(exc).__name__}: {exc}")]))
+            continue
         if len(r):  # a run folder nested in another is found, and kept, on its own
             runs.append(r.iloc[:1].assign(run_dir=str(run_dir)))
         if len(m):
@@ -69,10 +76,12 @@ def set_aside_unusable(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off runs that lack required keys, failed, or repeat another run's exact configuration."""
     reasons = []
     runs = runs.assign(**{k: None for k in REQUIRED if k not in runs.columns})
+    for key in ["seed", "config.trainer.lr"]:  # a string here would break grouping and pairing later
+        runs[key] = pd.to_numeric(runs[key], errors="coerce")
     absent = runs[list(REQUIRED)].isna()
     for d, row in zip(runs["run_dir"], absent.itertuples(index=False)):
         if any(row):
-            reasons.append((d, "summary.json lacks " + ", ".join(k for k, a in zip(REQUIRED, row) if a)))
+            reasons.append((d, "summary.json lacks a usable " + ", ".join(k for k, a in zip(REQUIRED, row) if a)))
     runs = runs[~absent.any(axis=1)]
     if "error" not in runs:
         runs = runs.assign(error=None)
@@ -105,6 +114,8 @@ def varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
 def label(runs: pd.DataFrame) -> pd.DataFrame:
     """Add task (dataset / model, plus any other setting that differs), act (name plus varying parameters), lr."""
     runs = runs.copy()
+    for column in OUTCOMES:
+        runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else float("nan")
     runs["lr"] = runs["config.trainer.lr"].astype(float)
     runs["seed"] = runs["seed"].astype(int)
     config = [c for c in runs.columns if c.startswith("config.") and not c.startswith("config.activation.")]
