@@ -1,17 +1,28 @@
 """Benchmark helpers without Hydra: device timing, saved-for-backward bytes, bf16 error, the overhead comparison."""
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2 (argparse's own adds the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def synchronize(device: torch.device) -> None:

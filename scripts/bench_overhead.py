@@ -34,7 +34,9 @@ MODELS = ("mlp", "cnn", "rnn")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from harness.bench import OneLineParser
+
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: mlp,cnn,rnn")
     parser.add_argument("--steps", type=int, default=500, help="training steps per run (default 500)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating repeats per model (default 5)")

@@ -50,8 +50,9 @@ def parse_size(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from harness.activations import ACTIVATIONS
+    from harness.bench import OneLineParser
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--activations", default=None,
                         help="comma-separated registry names (default: all but identity); relu is always measured, "
                              "as the reference of the x-ReLU column")
@@ -95,7 +96,8 @@ def resolve_device(name: str):
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA GPU is available; use --device auto or cpu")
+        print("error: --device cuda but no CUDA GPU is available; use --device auto or cpu", file=sys.stderr)
+        sys.exit(2)
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 

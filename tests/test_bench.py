@@ -1,0 +1,107 @@
+"""The benchmarks: helpers against hand counts, and both scripts end to end in a tiny configuration."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks
+from scripts import bench_overhead, microbench
+
+N = 1000  # elements of the hand-counted tensors
+
+
+def leaf(dtype=torch.float32) -> torch.Tensor:
+    return torch.randn(N, dtype=dtype).requires_grad_()
+
+
+def test_saved_bytes_match_a_hand_count():
+    assert saved_bytes(nn.ReLU(), leaf()) == 4 * N  # its output
+    assert saved_bytes(nn.GELU(), leaf()) == 4 * N  # its input
+    assert saved_bytes(nn.ReLU(), leaf(torch.bfloat16)) == 2 * N
+    assert saved_bytes(nn.RReLU(), leaf()) == 8 * N  # training mode: the input and the random slopes
+    # in place on a non-leaf: the result, which is the input's storage, once
+    assert saved_bytes(lambda x: nn.ReLU(inplace=True)(x.clone()), leaf()) == 4 * N
+    # a hand-written SiLU keeps x and sigmoid(x); sigmoid's own saved output is that same tensor, counted once
+    assert saved_bytes(lambda x: x * torch.sigmoid(x), leaf()) == 8 * N
+    assert saved_bytes(lambda x: x + 1, leaf()) == 0
+
+
+def test_bf16_error_is_zero_for_relu_and_small_for_tanh():
+    x = 3 * torch.randn(4096)
+    assert bf16_error(nn.ReLU(), x)["bf16_max_abs_err"] == 0
+    tanh = bf16_error(nn.Tanh(), x)
+    assert 0 < tanh["bf16_rel_rms_err"] < 1e-2
+    assert tanh["bf16_rounding_rel_rms_err"] <= tanh["bf16_rel_rms_err"] * 1.5  # the floor is of the same order
+    prelu = nn.PReLU()
+    bf16_error(prelu, x)
+    assert prelu.weight.dtype == torch.float32  # the module comes back as it went in
+
+
+def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
+    calls = []
+    times = time_blocks(lambda state: calls.append(state), torch.device("cpu"), repeats=4, warmup=2,
+                        setup=lambda: len(calls))
+    assert calls == list(range(6)) and len(times) == 4 and all(t >= 0 for t in times)
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 100.0])[1] == 3.0
+
+
+def test_microbench_writes_well_formed_csv_table_and_figures(tmp_path, capsys):
+    argv = ["--activations", "gelu,relu", "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
+            "--modes", "eager", "--threads", "1", "--out", str(tmp_path)]
+    assert microbench.main(argv) == 0
+    rows = list(csv.DictReader(open(tmp_path / "microbench.csv")))
+    # relu: out-of-place and in-place, gelu: out-of-place only; each forward and forward+backward
+    assert sorted((r["activation"], r["placement"], r["pass"]) for r in rows) == [
+        ("gelu", "out", "fwd"), ("gelu", "out", "fwd+bwd"), ("relu", "in", "fwd"), ("relu", "in", "fwd+bwd"),
+        ("relu", "out", "fwd"), ("relu", "out", "fwd+bwd")]
+    for r in rows:
+        assert r["device"] == "cpu" and r["threads"] == "1" and int(r["size"]) == 4096
+        for key in ("median_us", "elements_per_s", "gb_per_s", "copy_gb_per_s", "copy_fraction"):
+            assert math.isfinite(float(r[key])) and float(r[key]) > 0
+        assert float(r["p25_us"]) <= float(r["median_us"]) <= float(r["p75_us"])
+        assert float(r["saved_bytes_per_element"]) == 4.0  # ReLU its output, GELU its input: one fp32 each
+    assert {float(r["vs_relu"]) for r in rows if r["activation"] == "relu"} == {1.0}
+    table = (tmp_path / "microbench.md").read_text()
+    assert "| gelu | fwd+bwd |" in table and "1 threads" in table and "copy bandwidth" in table
+    assert table in capsys.readouterr().out
+    assert (tmp_path / "microbench_copy_fraction.png").stat().st_size > 0
+    assert (tmp_path / "microbench_vs_relu.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--activations", "relu,nope"], "unknown activation 'nope'"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--dtype", "float8"], "unknown dtype"),
+    (["--sizes", "12q"], "bad size"),
+])
+def test_microbench_refuses_bad_input_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        microbench.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_path, capsys):
+    argv = ["--models", "mlp", "--steps", "30", "--repeats", "1", "--device", "cpu", "--threads", "1", "--clock", "cpu",
+            "--out", str(tmp_path), f"dataset.root={data_root}", "dataset.train_size=300", "trainer.log_every=10",
+            "trainer.eval_every=10"]
+    assert bench_overhead.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cpu clock" in out and "| mlp | off |" in out and "| mlp | on |" in out
+    rows = list(csv.DictReader(open(tmp_path / "overhead.csv")))
+    assert [r["probes"] for r in rows] == ["off", "on"]
+    for r in rows:
+        for key in ("plain_samples_per_s", "harness_samples_per_s", "step_ratio", "wall_ratio"):
+            assert 0 < float(r[key]) < math.inf
+        assert float(r["harness_loop_s"]) > 0 and r["threads"] == "1"
+
+
+def test_overhead_benchmark_refuses_bad_input_in_one_line(capsys):
+    for argv in (["--models", "mlp,transformer"], ["--device", "tpu"], ["--clock", "cpu"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_overhead.parse_args(argv)
+        assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1

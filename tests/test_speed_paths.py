@@ -1,0 +1,126 @@
+"""The fast paths of the training loop: bf16 and compile run and are recorded; no per-step host sync creeps back."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+
+from harness import run
+from harness.train import WindowStats
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")  # Tensor methods that wait for it
+
+
+def test_bf16_autocast_trains_and_is_recorded(tiny, tmp_path):
+    s = run(tiny("trainer.precision=bf16", "trainer.steps=4", "model=cnn"), tmp_path / "bf16")
+    assert s["status"] == "ok" and s["precision"] == "bf16" and s["compile"] is False
+    assert math_finite(s["train_loss"]) and s["samples_per_s"] > 0
+
+
+def test_compile_trains_and_is_recorded(tiny, tmp_path):
+    # The one compile test (a first compile takes tens of seconds): step 1 runs compiled, the logged step 2 eager.
+    s = run(tiny("trainer.compile=true", "trainer.steps=2"), tmp_path / "compiled")
+    assert s["status"] == "ok", s.get("error")
+    assert s["compile"] is True and math_finite(s["train_loss"])
+
+
+def math_finite(value) -> bool:
+    return value is not None and value == value and abs(value) != float("inf")
+
+
+def count_host_syncs(monkeypatch, config, run_dir) -> int:
+    """Run a training job, counting the calls of Tensor methods that wait for the device.
+
+    Calls from torch's own code are left out: Adam reads its step counter, a CPU tensor, with .item() every step.
+    """
+    count = 0
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            nonlocal count
+            if not sys._getframe(1).f_globals.get("__name__", "").startswith("torch"):
+                count += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    with monkeypatch.context() as patch:
+        for name in SYNCS:
+            patch.setattr(torch.Tensor, name, counting(name))
+        summary = run(config, run_dir)
+    assert summary["status"] == "ok", summary.get("error")
+    return count
+
+
+@pytest.mark.parametrize("per_step_sync", [False, True])
+def test_host_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path, monkeypatch, per_step_sync):
+    # Two runs with the same two log/eval boundaries, one three times as long: the same number of host syncs.
+    if per_step_sync:  # the guard's own check: a sync added to every step must show
+        add = WindowStats.add
+        monkeypatch.setattr(WindowStats, "add", lambda self, loss, logits, y: (add(self, loss, logits, y),
+                                                                                 loss.item()))
+    short = count_host_syncs(monkeypatch, tiny("trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=10"),
+                             tmp_path / "short")
+    long = count_host_syncs(monkeypatch, tiny("trainer.steps=60", "trainer.log_every=30", "trainer.eval_every=30"),
+                            tmp_path / "long")
+    assert short > 0
+    assert (long == short) != per_step_sync, (short, long)
+
+
+def test_window_stats_find_the_first_non_finite_loss_across_folds():
+    window = WindowStats(torch.device("cpu"))
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # predicts classes 0, 1
+    for i in range(70):  # three folds of 32, the last one partial
+        loss = torch.tensor(float("nan") if i in (40, 50) else 1.0)
+        window.add(loss, logits, torch.tensor([0, 0]))
+    loss, accuracy, first_bad = window.read()
+    assert first_bad == 40 and accuracy == 0.5 and loss != loss
+    for _ in range(5):
+        window.add(torch.tensor(2.0), logits, torch.tensor([0, 1]))
+    assert window.read() == (2.0, 1.0, None)  # read() started a new window
+
+
+# ---------------------------------------------------------------- on a GPU (gpu_check.sh runs these: pytest -m cuda)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_run_records_device_memory_and_precision(tiny, tmp_path):
+    s = run(tiny("trainer.device=cuda", "trainer.precision=bf16", "model=cnn"), tmp_path / "gpu")
+    assert s["status"] == "ok" and s["device"] == "cuda" and s["precision"] == "bf16"
+    assert s["device_name"] == torch.cuda.get_device_name() and s["peak_mem_mb"] > 0 and s["samples_per_s"] > 0
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_compile_trains(tiny, tmp_path):
+    s = run(tiny("trainer.device=cuda", "trainer.compile=true", "trainer.steps=12"), tmp_path / "compiled")
+    assert s["status"] == "ok", s.get("error")
+    assert s["compile"] is True
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path):
+    """CUDA's own sync detector: warnings per synchronising call, counted in two runs with the same boundaries."""
+
+    def syncs(steps: int, every: int) -> int:
+        config = tiny("trainer.device=cuda", f"trainer.steps={steps}", f"trainer.log_every={every}",
+                      f"trainer.eval_every={every}")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert run(config, tmp_path / f"s{steps}")["status"] == "ok"
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    syncs(20, 10)  # warm-up: the first CUDA run initialises kernels and the allocator
+    assert syncs(20, 10) == syncs(60, 30)
