@@ -13,7 +13,19 @@ from harness.report import ReportError, stats
 from harness.report.analysis import Analysis, analyse, plain_summary
 from harness.report.load import gather
 from harness.report.render import (
-    Block, Bullets, Figure, Heading, Table, Text, num, p_value, percent, rate, to_html, to_markdown, with_ci,
+    Block,
+    Bullets,
+    Figure,
+    Heading,
+    Table,
+    Text,
+    num,
+    p_value,
+    percent,
+    rate,
+    to_html,
+    to_markdown,
+    with_ci,
 )
 
 TITLE = "Activation comparison"

@@ -101,7 +101,8 @@ def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "s
 
 def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Training loss, validation loss and validation accuracy against step, one row per task."""
-    panels = {("train", "loss"): "train loss", ("val", "loss"): "validation loss", ("val", "acc"): "validation accuracy"}
+    panels = {("train", "loss"): "train loss", ("val", "loss"): "validation loss",
+              ("val", "acc"): "validation accuracy"}
     keys = pd.MultiIndex.from_frame(metrics[["split", "metric"]])
     data = metrics[keys.isin(list(panels)) & metrics["layer"].isna()].copy()
     data["panel"] = [panels[k] for k in zip(data["split"], data["metric"])]
@@ -272,7 +273,8 @@ def log_axis_in_thousands(ax) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)) if wide
                                else matplotlib.ticker.MaxNLocator(4))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+    ax.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
 
 
 def interval_err(mean: float, lo: float, hi: float):
