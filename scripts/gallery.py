@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     table = property_table(items)
     table.to_csv(args.out / "properties.csv", index=False)
-    (args.out / "properties.md").write_text(md_table(display(table)) + "\n")
+    (args.out / "properties.md").write_text(md_table(display(table)) + "\n", encoding="utf-8")
     plot(items, args.out / "gallery.png")
     print(md_table(display(table)))
     print(f"\ngallery: {args.out / 'gallery.png'}\ntable:   {args.out / 'properties.csv'}")

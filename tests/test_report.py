@@ -60,7 +60,7 @@ def truth(sweeps) -> pd.DataFrame:
     """The runs read straight from their summary.json files, without the harness's loader."""
     rows = []
     for path in sorted(p for s in sweeps for p in s.glob("*/summary.json")):
-        s = json.loads(path.read_text())
+        s = json.loads(path.read_text(encoding="utf-8"))
         rows.append({"task": f"{s['dataset']} / {s['model']}", "act": s["activation"], "seed": s["seed"],
                      "lr": s["config"]["trainer"]["lr"], "status": s["status"], "acc": s["test_acc_at_best_val"],
                      "final_acc": s["test_acc"], "val": s["best_val_acc"], "loss": s["train_loss"],
@@ -184,7 +184,7 @@ def test_ranks_and_friedman_match_scipy(report):
     expected_ranks = means.rank(axis=1, ascending=False).mean().sort_values()
     ranks = pd.read_csv(report / "ranks.csv").set_index("act")["mean_rank"]
     pd.testing.assert_series_equal(ranks.sort_index(), expected_ranks.sort_index(), check_names=False)
-    friedman = json.loads((report / "friedman.json").read_text())
+    friedman = json.loads((report / "friedman.json").read_text(encoding="utf-8"))
     statistic, p = sps.friedmanchisquare(*[means[a] for a in means.columns])
     assert (friedman["statistic"], friedman["p"]) == pytest.approx((statistic, p))
     assert friedman["cd"] == pytest.approx(2.343 * math.sqrt(3 * 4 / (6 * 2)), abs=1e-3)  # Demšar's q(0.05, 3)
@@ -192,8 +192,8 @@ def test_ranks_and_friedman_match_scipy(report):
 
 
 def test_report_files_and_summary_text(report):
-    md = (report / "report.md").read_text()
-    html = (report / "report.html").read_text()
+    md = (report / "report.md").read_text(encoding="utf-8")
+    html = (report / "report.html").read_text(encoding="utf-8")
     for name in ["summary.csv", "comparison.csv", "ranks.csv", "skipped.csv", "properties.csv"]:
         assert (report / name).exists(), name
     summary = md.split("## Summary")[1].split("\n## ")[0]
@@ -236,10 +236,10 @@ def corrupt_folder(tmp_path: Path, sweeps: list[Path]) -> Path:
     for src in good:
         shutil.copytree(src, folder / src.name)
     truncated = shutil.copytree(good[0], folder / "truncated")
-    (truncated / "summary.json").write_text((good[0] / "summary.json").read_text()[:50])
+    (truncated / "summary.json").write_text((good[0] / "summary.json").read_text(encoding="utf-8")[:50])
     (folder / "unfinished" / ".hydra").mkdir(parents=True)
     failed = shutil.copytree(good[0], folder / "failed")
-    summary = json.loads((failed / "summary.json").read_text())
+    summary = json.loads((failed / "summary.json").read_text(encoding="utf-8"))
     summary.update(status="failed", error="Traceback (most recent call last):\nRuntimeError: out of memory\n")
     (failed / "summary.json").write_text(json.dumps(summary))
     bad_metrics = shutil.copytree(sorted(sweeps[1].iterdir())[3], folder / "bad_metrics")
@@ -248,7 +248,7 @@ def corrupt_folder(tmp_path: Path, sweeps: list[Path]) -> Path:
     listed = shutil.copytree(good[0], folder / "not_an_object")
     (listed / "summary.json").write_text("[1, 2]")
     nameless = shutil.copytree(good[0], folder / "no_activation")
-    summary = json.loads((nameless / "summary.json").read_text())
+    summary = json.loads((nameless / "summary.json").read_text(encoding="utf-8"))
     del summary["activation"]
     summary["seed"] = "zero"
     (nameless / "summary.json").write_text(json.dumps(summary))
@@ -272,7 +272,7 @@ def test_corrupt_runs_are_listed_as_skipped(sweeps, tmp_path):
     assert reasons["binary_metrics"].startswith("unreadable metrics.csv")
     assert len(reasons) == 8 and any(r.startswith("duplicate of") for r in reasons.values())
     assert pd.read_csv(out / "summary.csv")["seeds"].tolist() == [2]  # the two good runs: relu, seeds 0 and 1
-    md = (out / "report.md").read_text()
+    md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Skipped runs" in md and "failed: RuntimeError: out of memory" in md
 
 
@@ -334,13 +334,13 @@ def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_
     evil = folder / f"run {EVIL}"
     (evil / ".hydra").mkdir(parents=True)  # an unfinished run whose folder name is markup
     out = build_report([folder], out=tmp_path / "report")
-    html = (out / "report.html").read_text()
+    html = (out / "report.html").read_text(encoding="utf-8")
     assert EVIL not in html and "&lt;img src=x" in html  # escaped, in the skipped-runs table
     figures = sorted((out / "figures").glob("*.png"))
     names = {p.stem for p in figures}
     assert {"learning_curves", "speed", "accuracy_vs_speed", "gallery", "spirals-mlp_units",
             "spirals-mlp_activations", "spirals-mlp_gradients", "spirals-mlp_gradient_heatmap"} <= names
-    md = (out / "report.md").read_text()
+    md = (out / "report.md").read_text(encoding="utf-8")
     assert all(f"](figures/{p.name})" in md for p in figures)  # every figure is linked from the Markdown
 
     images, errors = open_page(browser, out / "report.html")

@@ -103,7 +103,8 @@ def task_sentence(a: Analysis, task: str) -> str:
     rows = a.summary[(a.summary["task"] == task) & a.summary["chosen"]].sort_values("acc_mean", ascending=False)
     best = rows.iloc[0]
     ci = f" [{best.acc_ci_low:.3f}, {best.acc_ci_high:.3f}]" if pd.notna(best.acc_ci_low) else ""
-    text = f"{task}: {best.act} has the best mean test accuracy ({best.acc_mean:.3f}{ci}, {best.seeds} seeds)."
+    seeds = f"{best.seeds} seed" + ("s" if best.seeds != 1 else "")
+    text = f"{task}: {best.act} has the best mean test accuracy ({best.acc_mean:.3f}{ci}, {seeds})."
     cmp = a.comparison
     cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST_LR, ""])] if not cmp.empty else cmp
     if cmp.empty:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -56,7 +57,10 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
         raise ReportError(f"no finished runs under {', '.join(map(str, paths))}{found}{first}")
     a = analyse(data, baseline)
     out = Path(out) if out is not None else default_out(paths)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out}: {exc}") from None
     for old in (out / "figures").glob("*.png"):  # figures/ is the report's own: no stale figure survives a rerun
         old.unlink()
     write_tables(a, out)
@@ -67,8 +71,8 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
     properties.to_csv(out / "properties.csv", index=False)
     drawn = draw_figures(a, gallery, out / "figures") if figures else {}
     blocks = report_blocks(a, paths, properties, drawn)
-    (out / "report.md").write_text(to_markdown(TITLE, blocks, out))
-    (out / "report.html").write_text(to_html(TITLE, blocks))
+    (out / "report.md").write_text(to_markdown(TITLE, blocks, out), encoding="utf-8")
+    (out / "report.html").write_text(to_html(TITLE, blocks), encoding="utf-8")
     return out
 
 
@@ -78,7 +82,8 @@ def write_tables(a: Analysis, out: Path) -> None:
     a.comparison.to_csv(out / "comparison.csv", index=False)
     a.ranks.to_csv(out / "ranks.csv", index=False)
     a.means.to_csv(out / "task_means.csv")
-    (out / "friedman.json").write_text(json.dumps(a.friedman, indent=2, allow_nan=True) + "\n")
+    friedman = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in a.friedman.items()}  # valid JSON
+    (out / "friedman.json").write_text(json.dumps(friedman, indent=2) + "\n", encoding="utf-8")
     a.data.skipped.to_csv(out / "skipped.csv", index=False)
 
 
@@ -88,7 +93,8 @@ def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
 
     found = []
     for act, group in a.data.runs.groupby("act", sort=False):
-        config = json.loads((Path(group["run_dir"].iloc[0]) / "summary.json").read_text()).get("config", {})
+        summary = json.loads((Path(group["run_dir"].iloc[0]) / "summary.json").read_text(encoding="utf-8"))
+        config = summary.get("config", {})
         params = dict(config.get("activation") or {"name": group["activation"].iloc[0]})
         name = params.pop("name", None)
         if name in ACTIVATIONS:  # `custom` points at user code the report need not import

@@ -117,8 +117,9 @@ def to_markdown(title: str, blocks: list[Block], out: Path) -> str:
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; white-space: nowrap; }
+td:last-child { white-space: normal; min-width: 12em; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1em 0 2em; }
