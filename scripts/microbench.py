@@ -218,26 +218,29 @@ def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
             / 1e9 for p in ("out", "in")}
 
 
-def measure_activation(name: str, mode: str, bank: Bank, copy_gbs: dict, device, repeats: int) -> list[dict]:
-    """Every (placement, pass) of one activation in one mode, as CSV rows."""
+def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dict], device,
+                       repeats: int) -> list[dict]:
+    """Every (size, placement, pass) of one activation in one mode, as CSV rows; one compiled module serves all
+    sizes (dynamic shapes), so a compile costs once per activation, dtype and form."""
     import torch
 
     from harness.bench import quartiles
 
     rows = []
     for placement in ("out", "in") if has_inplace(name) else ("out",):
-        act = make_module(name, placement == "in", device, bank.dtype)
+        act = make_module(name, placement == "in", device, banks[0].dtype)
         if mode == "compile":
-            act = torch.compile(act, dynamic=True)  # one graph for every size
-        for pass_ in ("fwd", "fwd+bwd"):
-            block, setup = blocks(act, placement, pass_, bank)
-            q1, median, q3 = quartiles(time_per_call(block, setup, bank, device, repeats, pass_ != "fwd"))
-            gbs = TRAFFIC[pass_] * bank.size * bank.element_bytes / median / 1e9
-            rows.append({"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size,
-                         "mode": mode, "placement": placement, "pass": pass_, "median_us": median * 1e6,
-                         "p25_us": q1 * 1e6, "p75_us": q3 * 1e6, "spread": (q3 - q1) / median,
-                         "elements_per_s": bank.size / median, "gb_per_s": gbs, "copy_gb_per_s": copy_gbs[placement],
-                         "copy_fraction": gbs / copy_gbs[placement]})
+            act = torch.compile(act, dynamic=True)
+        for bank, copy_gbs in zip(banks, copies):
+            for pass_ in ("fwd", "fwd+bwd"):
+                block, setup = blocks(act, placement, pass_, bank)
+                q1, median, q3 = quartiles(time_per_call(block, setup, bank, device, repeats, pass_ != "fwd"))
+                gbs = TRAFFIC[pass_] * bank.size * bank.element_bytes / median / 1e9
+                rows.append({"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size,
+                             "mode": mode, "placement": placement, "pass": pass_, "median_us": median * 1e6,
+                             "p25_us": q1 * 1e6, "p75_us": q3 * 1e6, "spread": (q3 - q1) / median,
+                             "elements_per_s": bank.size / median, "gb_per_s": gbs,
+                             "copy_gb_per_s": copy_gbs[placement], "copy_fraction": gbs / copy_gbs[placement]})
     return rows
 
 
@@ -253,7 +256,7 @@ def compile_works(device) -> str | None:
 
 
 def measure_all(args, device, notes: list[str]) -> list[dict]:
-    """Every row, activations innermost so that a size's bank is built once."""
+    """Every row: per dtype, the banks of every size and their copy baselines first, then each activation."""
     import torch
 
     modes = list(args.modes)
@@ -265,21 +268,19 @@ def measure_all(args, device, notes: list[str]) -> list[dict]:
     sizes = args.size_list or [parse_size(s) for s in DEFAULT_SIZES[device.type].split(",")]
     rows = []
     for dtype_name in args.dtypes:
-        dtype = getattr(torch, dtype_name)
-        for size in sizes:
-            bank = make_bank(size, dtype, device)
-            copy_gbs = measure_copy(bank, device, args.repeats)
-            for name in args.activations:
-                for mode in modes:
-                    if mode == "compile":
-                        torch._dynamo.reset()  # a fresh cache per activation: no recompile limit is reached
-                    try:
-                        rows += measure_activation(name, mode, bank, copy_gbs, device, args.repeats)
-                    except Exception as exc:  # one activation that fails to compile must not stop the rest
-                        notes.append(f"{name} {mode} {dtype_name} size {size}: {type(exc).__name__}: "
-                                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
-                print(f"  {dtype_name} {size:>10,} {name}", file=sys.stderr)
-            del bank
+        banks = [make_bank(size, getattr(torch, dtype_name), device) for size in sizes]
+        copies = [measure_copy(bank, device, args.repeats) for bank in banks]
+        for name in args.activations:
+            for mode in modes:
+                if mode == "compile":
+                    torch._dynamo.reset()  # a fresh cache per activation: no recompile limit is reached
+                try:
+                    rows += measure_activation(name, mode, banks, copies, device, args.repeats)
+                except Exception as exc:  # one activation that fails to compile must not stop the rest
+                    notes.append(f"{name} {mode} {dtype_name}: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            print(f"  {dtype_name} {name}", file=sys.stderr)
+        del banks
     return rows
 
 

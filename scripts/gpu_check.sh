@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The GPU check: CUDA-marked tests, the activation micro-benchmark and the overhead benchmark on CUDA, and a short
+# sweep, printing every figure, in at most about 5 minutes on one GPU. Works offline, on another Python and torch:
+# where Hydra is missing it installs the wheels of .whl/ first (fetch them with scripts/fetch_gpu_wheels.sh).
+#
+#   scripts/gpu_check.sh           # on the GPU machine
+#   scripts/gpu_check.sh --cpu     # the same steps on the CPU, tiny: tests this script where there is no GPU
+#
+# Figures and a log go to $OUT (default /tmp/gpu_check): gpu_check.log, microbench.{csv,md}, microbench_*.png,
+# overhead.csv. Each step has a time limit; every step runs even if one fails, and the exit status is non-zero
+# if any did. PYTHON picks the interpreter (default python3).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+
+MODE=cuda
+if [[ "${1:-}" == "--cpu" ]]; then MODE=cpu; fi
+FAILED=()
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, report its status and duration
+  local name=$1 limit=$2 start=$SECONDS status
+  shift 2
+  echo; echo "==== $name (limit ${limit}s)"
+  timeout --kill-after=10 "$limit" "$@"
+  status=$?
+  if [[ $status -eq 0 ]]; then echo "==== $name: ok in $((SECONDS - start)) s"
+  elif [[ $status -eq 124 || $status -eq 137 ]]; then echo "==== $name: TIMED OUT after $((SECONDS - start)) s"; FAILED+=("$name")
+  else echo "==== $name: FAILED (exit $status) after $((SECONDS - start)) s"; FAILED+=("$name"); fi
+}
+
+# ---- offline dependencies: Hydra, its parser runtime and MNIST-1D's generator from carried wheels
+if ! "$PYTHON" -c "import hydra, omegaconf, mnist1d" 2>/dev/null; then
+  if ! ls .whl/*.whl >/dev/null 2>&1; then
+    echo "error: hydra, omegaconf or mnist1d is missing and there is no .whl/; run scripts/fetch_gpu_wheels.sh" \
+         "where PyPI is reachable and bring .whl/ along"
+    exit 2
+  fi
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "error: installing .whl/ failed"; exit 2; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+"$PYTHON" - <<'EOF' || { echo "error: the environment is not usable"; exit 2; }
+import platform, torch, hydra, omegaconf
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
+print(f"python {platform.python_version()}, torch {torch.__version__}, hydra {hydra.__version__}, "
+      f"omegaconf {omegaconf.__version__}, {gpu}, {torch.get_num_threads()} CPU threads")
+EOF
+if [[ $MODE == cuda ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+  echo "error: no CUDA GPU here; scripts/gpu_check.sh --cpu tests the script on the CPU"
+  exit 2
+fi
+WORK=$(mktemp -d)
+
+# ---- the steps: about 4.5 minutes at most on CUDA
+if [[ $MODE == cuda ]]; then
+  step "CUDA tests" 75 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
+  step "micro-benchmark" 100 "$PYTHON" scripts/microbench.py --device cuda --out "$OUT" \
+    --activations relu,leaky_relu,sigmoid,tanh,gelu,silu,mish,elu,softplus --sizes 1M,16M,64M
+  step "overhead benchmark" 80 "$PYTHON" scripts/bench_overhead.py --device cuda --models mlp,cnn,rnn \
+    --steps 500 --repeats 2 --out "$OUT"
+  step "sweep" 45 "$PYTHON" run.py -m activation=relu,gelu model=mlp,cnn trainer.precision=fp32,bf16 \
+    trainer.device=cuda trainer.steps=500 trainer.progress=false "hydra.sweep.dir=$WORK/sweep"
+else
+  step "CUDA tests (skip without a GPU)" 75 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
+  step "micro-benchmark" 100 "$PYTHON" scripts/microbench.py --device cpu --threads 1 --out "$OUT" \
+    --activations relu,gelu --sizes 4k,64k --repeats 3 --modes eager
+  step "overhead benchmark" 80 "$PYTHON" scripts/bench_overhead.py --device cpu --threads 1 --models mlp \
+    --steps 60 --repeats 1 --out "$OUT" trainer.log_every=30 trainer.eval_every=30
+  step "sweep" 45 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
+    trainer.device=cpu trainer.steps=60 trainer.progress=false dataset.train_size=500 "hydra.sweep.dir=$WORK/sweep"
+fi
+
+# ---- the sweep's figures, one line per run
+step "sweep figures" 20 "$PYTHON" - "$WORK/sweep" <<'EOF'
+import sys
+from harness.results import load_runs
+
+runs, _, skipped = load_runs(sys.argv[1])
+columns = ["activation", "model", "precision", "status", "test_acc", "samples_per_s", "train_time_s", "peak_mem_mb",
+           "device_name"]
+print(runs[columns].sort_values(["model", "activation", "precision"]).to_string(index=False))
+if len(runs) == 0 or len(skipped) or (runs.status != "ok").any():
+    sys.exit(f"{len(runs)} runs, {len(skipped)} unreadable, statuses {sorted(set(runs.status))}")
+EOF
+rm -rf "$WORK"
+
+echo
+if [[ ${#FAILED[@]} -eq 0 ]]; then echo "gpu_check ($MODE): all steps ok in $SECONDS s; figures in $OUT"
+else echo "gpu_check ($MODE): FAILED: ${FAILED[*]} ($SECONDS s); log in $OUT/gpu_check.log"; exit 1; fi
