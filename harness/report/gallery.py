@@ -26,10 +26,11 @@ def curve(act: nn.Module, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """
     act = act.double().eval()  # RReLU: its deterministic eval-mode slope
     z = z.detach().clone().requires_grad_(True)
+    param = next(act.parameters(), None)
     if isinstance(act, nn.Softmax):
         f = act(torch.stack([z, torch.zeros_like(z)], dim=1))[:, 0]  # (n,)
-    elif next(act.parameters(), None) is not None and next(act.parameters()).numel() > 1:
-        f = act(z[:, None].expand(-1, next(act.parameters()).numel()))[:, 0]  # PReLU with a slope per channel
+    elif param is not None and param.numel() > 1:
+        f = act(z[:, None].expand(-1, param.numel()))[:, 0]  # PReLU with a slope per channel: the first one
     else:
         f = act(z)
     (df,) = torch.autograd.grad(f.sum(), z)
