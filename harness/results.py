@@ -133,8 +133,9 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
             except (OSError, ValueError) as exc:
                 skipped.append({"run_dir": str(run_dir), "reason": f"unreadable summary.json: {exc}"})
                 continue
-            row = {"run_dir": str(run_dir)}
+            row = {}
             flatten("", summary, row)
+            row["run_dir"] = str(run_dir)  # where it is now, not where it was written (runs can be moved)
             rows.append(row)
             if with_metrics and (run_dir / METRICS).exists():
                 try:

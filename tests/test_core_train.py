@@ -92,3 +92,11 @@ def test_load_runs_gives_one_row_per_run_and_lists_the_unusable(tiny, tmp_path):
     assert {"config.model.depth", "config.trainer.lr", "dead_fraction_by_layer.hidden.0"} <= set(runs.columns)
     assert set(metrics.run_dir) == set(runs.run_dir)
     assert sorted(p.rsplit("/", 1)[-1] for p in skipped.run_dir) == ["c", "d"]
+
+
+def test_load_runs_points_at_where_a_moved_run_is_now(tiny, tmp_path):
+    run(tiny(), tmp_path / "before")
+    (tmp_path / "before").rename(tmp_path / "after")
+    runs, metrics, _ = load_runs(tmp_path / "after")
+    assert runs.run_dir.tolist() == [str(tmp_path / "after")]
+    assert set(metrics.run_dir) == {str(tmp_path / "after")}
