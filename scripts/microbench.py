@@ -218,10 +218,11 @@ def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
             / 1e9 for p in ("out", "in")}
 
 
-def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dict], device,
-                       repeats: int) -> list[dict]:
+def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dict], device, repeats: int,
+                       notes: list[str]) -> list[dict]:
     """Every (size, placement, pass) of one activation in one mode, as CSV rows; one compiled module serves all
-    sizes (dynamic shapes), so a compile costs once per activation, dtype and form."""
+    sizes (dynamic shapes), so a compile costs once per activation, dtype and form. A form that fails (to compile,
+    say) is left out with a note, and the others go on."""
     import torch
 
     from harness.bench import quartiles
@@ -231,17 +232,32 @@ def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dic
         act = make_module(name, placement == "in", device, banks[0].dtype)
         if mode == "compile":
             act = torch.compile(act, dynamic=True)
-        for bank, copy_gbs in zip(banks, copies):
-            for pass_ in ("fwd", "fwd+bwd"):
-                block, setup = blocks(act, placement, pass_, bank)
-                q1, median, q3 = quartiles(time_per_call(block, setup, bank, device, repeats, pass_ != "fwd"))
-                gbs = TRAFFIC[pass_] * bank.size * bank.element_bytes / median / 1e9
-                rows.append({"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size,
-                             "mode": mode, "placement": placement, "pass": pass_, "median_us": median * 1e6,
-                             "p25_us": q1 * 1e6, "p75_us": q3 * 1e6, "spread": (q3 - q1) / median,
-                             "elements_per_s": bank.size / median, "gb_per_s": gbs,
-                             "copy_gb_per_s": copy_gbs[placement], "copy_fraction": gbs / copy_gbs[placement]})
+        for pass_ in ("fwd", "fwd+bwd"):
+            try:
+                for bank, copy_gbs in zip(banks, copies):
+                    block, setup = blocks(act, placement, pass_, bank)
+                    q1, median, q3 = quartiles(time_per_call(block, setup, bank, device, repeats, pass_ != "fwd"))
+                    rows.append(row(name, mode, placement, pass_, bank, copy_gbs[placement], q1, median, q3))
+            except Exception as exc:  # reported, and the other forms still run
+                form = "in-place" if placement == "in" else "out-of-place"
+                notes.append(f"{name} {mode} {form} {pass_} {banks[0].dtype} failed: {type(exc).__name__}: "
+                             f"{first_line(exc)}")
     return rows
+
+
+def row(name: str, mode: str, placement: str, pass_: str, bank: Bank, copy_gbs: float, q1: float, median: float,
+        q3: float) -> dict:
+    """One CSV row from the quartiles of the seconds per call."""
+    gbs = TRAFFIC[pass_] * bank.size * bank.element_bytes / median / 1e9
+    return {"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size, "mode": mode,
+            "placement": placement, "pass": pass_, "median_us": median * 1e6, "p25_us": q1 * 1e6, "p75_us": q3 * 1e6,
+            "spread": (q3 - q1) / median, "elements_per_s": bank.size / median, "gb_per_s": gbs,
+            "copy_gb_per_s": copy_gbs, "copy_fraction": gbs / copy_gbs}
+
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def compile_works(device) -> str | None:
@@ -252,7 +268,7 @@ def compile_works(device) -> str | None:
         torch.compile(torch.nn.ReLU(), dynamic=True)(torch.randn(8, device=device))
         return None
     except Exception as exc:  # a missing compiler or Triton: report and go on eager
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def measure_all(args, device, notes: list[str]) -> list[dict]:
@@ -274,11 +290,7 @@ def measure_all(args, device, notes: list[str]) -> list[dict]:
             for mode in modes:
                 if mode == "compile":
                     torch._dynamo.reset()  # a fresh cache per activation: no recompile limit is reached
-                try:
-                    rows += measure_activation(name, mode, banks, copies, device, args.repeats)
-                except Exception as exc:  # one activation that fails to compile must not stop the rest
-                    notes.append(f"{name} {mode} {dtype_name}: {type(exc).__name__}: "
-                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+                rows += measure_activation(name, mode, banks, copies, device, args.repeats, notes)
             print(f"  {dtype_name} {name}", file=sys.stderr)
         del banks
     return rows
