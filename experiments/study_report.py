@@ -158,6 +158,16 @@ def dying_relu(runs, metrics, out: Path) -> list[str]:
         cell = mc[mc["init"] == "kaiming"].assign(v=lambda d: d.single_input_heuristic.map("{:.2f}".format))
         lines += ["Single-input heuristic 1 - (1 - 2^-width)^depth (one input, zero biases: each unit off with "
                   "probability 1/2):", "", md_table(cell.pivot(index="width", columns="depth", values="v")), ""]
+    first_cols = [c for c in r.columns if c.startswith("born_dead_first_layer.")]
+    if first_cols:
+        depth_of = {c: layer_index(c.removeprefix("born_dead_first_layer.")) + 1 for c in first_cols}
+        counts = r[first_cols].fillna(0)
+        weighted = sum(counts[c] * d for c, d in depth_of.items())
+        r = r.assign(first_dead=(weighted / counts.sum(axis=1)).where(counts.sum(axis=1) > 0))
+        deep = r[(r.activation == "relu") & (r.depth == r.depth.max())]
+        lines += [f"Where the network dies: mean position (1 = first hidden layer) of the first all-dead layer among "
+                  f"born-dead initialisations, depth {int(r.depth.max())}:", "",
+                  md_table(deep.pivot_table(index="width", columns="init", values="first_dead"), "{:.1f}"), ""]
     leaky = table[table["activation"] == "leaky_relu"]
     if len(leaky):
         lines += [f"**Leaky ReLU control:** {len(leaky)} configurations, "
