@@ -88,8 +88,9 @@ def by_layer(runs: pd.DataFrame, key: str, keep: list[str]) -> pd.DataFrame:
 
 def save(fig, out: Path, name: str) -> str:
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out / "figures" / name, dpi=DPI)
+    if not fig.legends:  # seaborn's figure-level plots already lay out room for their outside legend
+        fig.tight_layout()
+    fig.savefig(out / "figures" / name, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return f"![{name}](figures/{name})"
 
