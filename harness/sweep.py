@@ -54,7 +54,7 @@ def finished_runs(sweep_dir: Path) -> dict[str, Path]:
 def set_aside(job_dir: Path) -> Path:
     """Move a corrupt summary.json out of the way (kept, not deleted) so the job counts as unfinished."""
     path = Path(job_dir) / SUMMARY
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     target = path.with_name(f"{SUMMARY}.corrupt-{stamp}")
     os.replace(path, target)
     return target
@@ -62,7 +62,7 @@ def set_aside(job_dir: Path) -> Path:
 
 def remove_leftovers(job_dir: Path) -> list[Path]:
     """Delete the temporary files a killed attempt left half-written (the files they were to replace are whole)."""
-    leftovers = [p for p in Path(job_dir).glob(".*.tmp")] + [p for p in Path(job_dir).glob("checkpoint.tmp")]
+    leftovers = list(Path(job_dir).glob(".*.tmp")) + list(Path(job_dir).glob("checkpoint.tmp"))
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers

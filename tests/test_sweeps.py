@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # digits ships with scikit-learn: nothing to generate or download, so every job starts at once
 TINY = ["dataset=digits", "dataset.train_size=300", "trainer.steps=10", "trainer.eval_every=5",
         "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu"]
+ONE_THREAD = "trainer.threads=1"  # for the basic launcher: tiny networks run several times faster on a busy CPU
 
 
 class Boom(torch.nn.Module):
@@ -179,7 +180,7 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
 def smoke_sweep(tmp_path_factory):
     """The smoke study end to end with the basic launcher, trainer.steps overridden on the command line."""
     out = tmp_path_factory.mktemp("smoke") / "sweep"
-    result = run_py("+experiment=smoke", "trainer.steps=10", f"hydra.sweep.dir={out}")
+    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={out}")
     return out, result
 
 
@@ -204,7 +205,7 @@ def test_resume_skips_finished_jobs_untouched_and_reruns_a_corrupt_one(smoke_swe
     (copy / rerun / ".metrics.csv.x1y2z3.tmp").write_text("step,spl")  # a killed writer's temporary file
     kept = {k: v for k, v in files(copy).items() if not k.startswith(rerun)}
     kept_hydra = {p: p.read_bytes() for p in copy.glob("*/.hydra/*") if rerun not in str(p)}
-    result = run_py("+experiment=smoke", "trainer.steps=10", "resume=true", f"hydra.sweep.dir={copy}")
+    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, "resume=true", f"hydra.sweep.dir={copy}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "3 finished earlier (skipped), 1 to run" in result.stdout
     assert set(states(copy).values()) == {"ok"}
@@ -218,7 +219,7 @@ def test_a_finished_sweep_is_not_overwritten_without_resume(smoke_sweep, tmp_pat
     copy = tmp_path / "sweep"
     shutil.copytree(smoke_sweep[0], copy)
     before = files(copy)
-    result = run_py("+experiment=smoke", "trainer.steps=10", f"hydra.sweep.dir={copy}")
+    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={copy}")
     assert result.returncode == 2
     assert "already holds a finished run; add resume=true" in result.stderr
     assert files(copy) == before
@@ -227,7 +228,8 @@ def test_a_finished_sweep_is_not_overwritten_without_resume(smoke_sweep, tmp_pat
 def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path):
     out = tmp_path / "sweep"
     targets = "torch.nn.ReLU,torch.nn.Tanh,tests.test_sweeps.Boom,torch.nn.GELU"
-    result = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, f"hydra.sweep.dir={out}")
+    result = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD,
+                    f"hydra.sweep.dir={out}")
     assert result.returncode == 1
     boom = next(name for name in states(out) if "Boom" in name)
     assert list(states(out).values()).count("ok") == 3 and states(out)[boom] == "failed"
@@ -238,7 +240,7 @@ def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path)
     assert f"{boom}  RuntimeError: boom" in table and "3 ok, 1 failed of 4 jobs" in table
 
     ok_files = {k: v for k, v in files(out).items() if "Boom" not in k}
-    again = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, "resume=true",
+    again = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD, "resume=true",
                    f"hydra.sweep.dir={out}")
     assert again.returncode == 1 and "3 finished earlier (skipped), 1 to run" in again.stdout  # only it reruns
     assert {k: v for k, v in files(out).items() if "Boom" not in k} == ok_files
@@ -266,7 +268,7 @@ def test_sigkill_mid_job_then_resume_completes_every_run(tmp_path):
     out = tmp_path / "sweep"
     args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=120", "trainer.log_every=10",
             "trainer.eval_every=60", "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.device=cpu",
-            f"hydra.sweep.dir={out}"]
+            ONE_THREAD, f"hydra.sweep.dir={out}"]
     first = tmp_path / "first.out"
     with first.open("w") as log:
         proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,

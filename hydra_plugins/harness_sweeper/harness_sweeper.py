@@ -175,9 +175,11 @@ class HarnessSweeper(BasicSweeper):
               f"with the {launcher} launcher")
         print(f"results: {self.sweep_dir}")
         print(f"resume:  {command}")
-        timeout = self.config.hydra.launcher.get("timeout_min")
-        if timeout is not None:
-            print(f"note: the launcher stops a job after hydra.launcher.timeout_min={timeout} minutes")
+        launcher_cfg = self.config.hydra.launcher
+        if launcher_cfg.get("timeout_min") is not None:
+            print(f"note: the launcher stops a job after hydra.launcher.timeout_min={launcher_cfg.timeout_min} minutes")
+        if launcher_cfg.get("max_num_timeout") and not self.config.trainer.checkpoint_every:
+            print("note: a job requeued after its time limit starts over; set trainer.checkpoint_every to continue it")
         sys.stdout.flush()
 
     # ---------------------------------------------------------------- running and reporting
@@ -202,9 +204,9 @@ class HarnessSweeper(BasicSweeper):
         rows = []
         for job in jobs:
             state, summary = job_state(job.skip_to or self.sweep_dir / job.name)
-            if summary is None and tuple(job.overrides) in raised:
-                summary = {"error": f"{type(raised[tuple(job.overrides)]).__name__}: {raised[tuple(job.overrides)]}"}
-                state = "failed"
+            error = raised.get(tuple(job.overrides))
+            if summary is None and error is not None:  # raised before it could write its summary
+                state, summary = "failed", {"error": f"{type(error).__name__}: {error}"}
             rows.append((state, job.name, summary))
         print(f"\nsweep results: {self.sweep_dir}")
         print(format_table(rows))
