@@ -5,6 +5,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -90,6 +91,19 @@ def test_two_sweeps_started_in_the_same_microsecond_get_different_folders(monkey
     assert len(dirs) == 20
     assert all(d.startswith(f"results/sweeps/{frozen}_") and d.endswith("_sweep") for d in dirs)
     assert str(hydra_config("+experiment=smoke").hydra.sweep.dir).endswith("_smoke")  # the readable name
+
+
+def test_two_sweeps_started_together_land_in_two_folders_each_holding_all_its_jobs(tmp_path):
+    # Default folders (no hydra.sweep.dir), relative to where the command runs: here tmp_path.
+    command = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, "trainer.steps=0", ONE_THREAD]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    sweeps = sorted((tmp_path / "results" / "sweeps").iterdir())
+    assert len(sweeps) == 2
+    for folder in sweeps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}_[0-9a-f]{6}_sweep", folder.name)
+        assert sorted(states(folder).values()) == ["ok", "ok"]  # the random id is drawn once per sweep
 
 
 # ---------------------------------------------------------------- what counts as finished
