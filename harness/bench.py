@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import tempfile
@@ -23,6 +24,19 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name where Linux tells it (platform.processor() is often just x86_64)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def synchronize(device: torch.device) -> None:

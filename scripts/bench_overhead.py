@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import platform
 import statistics
 import sys
 from contextlib import nullcontext
@@ -127,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 def header(device, config, clock: str) -> str:
     import torch
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    from harness.bench import device_name
+
+    name = device_name(device)
     threads = f", {torch.get_num_threads()} threads, {clock} clock" if device.type == "cpu" else ", CUDA events"
     return (f"# harness overhead, {datetime.date.today()}, {device.type} ({name}{threads}), torch {torch.__version__}, "
             f"{config.dataset.name}, {config.trainer.steps} steps, batch {config.trainer.batch_size}, "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import inspect
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,11 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     import torch
 
+    from harness.bench import device_name
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    meta = {"device": device.type,
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else platform.processor() or platform.machine(),
+    meta = {"device": device.type, "device_name": device_name(device),
             "threads": torch.get_num_threads(), "torch_version": torch.__version__,
             "date": datetime.date.today().isoformat()}
     notes: list[str] = []
