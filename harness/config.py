@@ -5,7 +5,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 MODELS = ("mlp", "cnn", "rnn")
 INITS = ("default", "kaiming", "xavier", "lecun", "orthogonal")
@@ -57,7 +57,7 @@ class DatasetConfig:
     name: str = "mnist1d"
     root: str = "data"
     download: bool = False
-    train_size: Optional[int] = None  # subsample the training split, for quick runs
+    train_size: int | None = None  # subsample the training split, for quick runs
     val_fraction: float = 0.1
 
 
@@ -69,7 +69,7 @@ class TrainerConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
-    grad_clip: Optional[float] = None
+    grad_clip: float | None = None
     device: str = "auto"
     eval_every: int = 250
     log_every: int = 250
@@ -77,7 +77,7 @@ class TrainerConfig:
     compile: bool = False
     checkpoint_every: int = 0  # 0: no checkpoints
     progress: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None leaves torch's default
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
     init_trials: int = 0  # with steps=0: born-dead fraction over this many fresh initialisations (harness/born_dead.py)
 
 

@@ -387,7 +387,7 @@ def finish(config, model, data, device, state, autocast, probe_x, probe_y, run_d
 def last_values(rows: list[tuple]) -> tuple[float, ...]:
     """The last logged train loss/acc, val acc, test loss/acc."""
     latest = {}
-    for step, split, metric, layer, value, _ in rows:
+    for _, split, metric, layer, value, _ in rows:
         if layer is None:
             latest[(split, metric)] = value
     return tuple(latest.get(k, math.nan) for k in
