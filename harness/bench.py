@@ -39,12 +39,6 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device: a CPU timer then measures the work, not the launches."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_blocks(block: Callable[[object], None], device: torch.device, repeats: int, warmup: int = 2,
                 setup: Callable[[], object] | None = None) -> list[float]:
     """Seconds of each of `repeats` timed calls of block(setup()), after `warmup` untimed ones.

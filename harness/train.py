@@ -96,10 +96,11 @@ class WindowStats:
     A step only keeps references to its loss, logits and labels (no kernel, no host sync); every FOLD steps a few
     kernels stack the losses (one float per step) and add up the correct predictions, so memory stays bounded in a
     long window. read() is the window's one host sync. Every op here runs in the hot loop, where even a tiny
-    kernel costs microseconds: keep them few.
+    kernel costs microseconds (measured on a CPU MLP step of 430 us: folding every 8, 32 and 128 steps cost about
+    4, 3.5 and 3% of it, and any per-step accuracy op more): keep them few.
     """
 
-    FOLD = 32
+    FOLD = 128
 
     def __init__(self, device: torch.device):
         self.device = device

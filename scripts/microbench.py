@@ -134,6 +134,7 @@ class Bank:
 
 
 def make_bank(size: int, dtype, device) -> Bank:
+    """As many distinct tensors of `size` elements as fit in BANK_BYTES (at most MAX_BANK), values N(0, 2^2)."""
     import torch
 
     shape = (size // 1024, 1024) if size % 1024 == 0 else (1, size)  # softmax runs over the last 1,024

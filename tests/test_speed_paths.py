@@ -71,14 +71,15 @@ def test_host_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path, monkeypa
     assert (long == short) != per_step_sync, (short, long)
 
 
-def test_window_stats_find_the_first_non_finite_loss_across_folds():
+def test_window_stats_find_the_first_non_finite_loss_across_folds(monkeypatch):
+    monkeypatch.setattr(WindowStats, "FOLD", 16)
     window = WindowStats(torch.device("cpu"))
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # predicts classes 0, 1
-    for i in range(70):  # three folds of 32, the last one partial
-        loss = torch.tensor(float("nan") if i in (40, 50) else 1.0)
+    for i in range(40):  # three folds of 16, the last one partial
+        loss = torch.tensor(float("nan") if i in (20, 30) else 1.0)
         window.add(loss, logits, torch.tensor([0, 0]))
     loss, accuracy, first_bad = window.read()
-    assert first_bad == 40 and accuracy == 0.5 and loss != loss
+    assert first_bad == 20 and accuracy == 0.5 and loss != loss
     for _ in range(5):
         window.add(torch.tensor(2.0), logits, torch.tensor([0, 1]))
     assert window.read() == (2.0, 1.0, None)  # read() started a new window
