@@ -48,7 +48,7 @@ class _UnitWatch:
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         (z,) = inputs  # (B, units, ...) pre-activation
-        slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # a NaN slope counts as neither alive nor not
+        slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # NaN: neither alive nor unsaturated, as before
         peak = slope.amax(0)  # (units, ...): the batch axis first, a fast outer reduction (amax over several
         peak = peak.flatten(1).amax(1) if peak.dim() > 1 else peak  # axes at once is ~40x slower on the CPU)
         self.peak = peak if self.peak is None else torch.maximum(self.peak, peak)
