@@ -149,14 +149,3 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
     runs = pd.DataFrame(rows)
     metrics_frame = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=METRIC_COLUMNS)
     return runs, metrics_frame, pd.DataFrame(skipped, columns=["run_dir", "reason"])
-
-
-def new_run_dir(root: Path, label: str) -> Path:
-    """A fresh run folder whose name cannot collide: time to the microsecond, a random id, then a readable label."""
-    import datetime
-    import secrets
-
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    path = Path(root) / f"{stamp}_{secrets.token_hex(3)}_{label}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
