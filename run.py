@@ -5,7 +5,6 @@ import logging
 import secrets
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
 import hydra
@@ -51,8 +50,8 @@ def main(cfg: DictConfig) -> str | None:
 
 def sweep_job(cfg: DictConfig) -> str:
     """One job of a sweep: it never exits or raises, so the others run; the sweeper tables the outcome."""
-    from harness import run
-    from harness.sweep import failed_summary, progress
+    from harness.joblock import JobBusy
+    from harness.sweep import progress, run_locked
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -65,10 +64,11 @@ def sweep_job(cfg: DictConfig) -> str:
         torch.set_num_threads(threads)
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
-    try:
-        summary = run(config, run_dir, overrides)
-    except Exception:  # data found missing only now, or a bug outside the loop: a failed job, not a failed sweep
-        summary = failed_summary(config, run_dir, overrides, traceback.format_exc())
+    try:  # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
+        summary = run_locked(config, run_dir, overrides, watch_parent="joblib" in str(hc.launcher.get("_target_")))
+    except JobBusy as exc:
+        log.warning(f"{exc}: left alone")
+        return "running"
     if summary["status"] == "failed":
         log.error("job failed: %s\n%s", run_dir.name, summary.get("error"))  # the traceback, in the job's log
     done, total = progress(Path(hc.sweep.dir))

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import datetime
+import faulthandler
 import json
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.config import Config, activation_params, config_hash, to_dict, validate
+from harness.joblock import JobLock, lock_state
 from harness.results import SCHEMA_VERSION, SUMMARY, atomic_write, read_summary, write_summary
 
 MANIFEST = "sweep.json"
+FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
 FINISHED = ("ok", "diverged")  # diverged runs are results: resume keeps them
 
 
@@ -25,10 +31,10 @@ def check_job(config: Config) -> None:
 
 
 def job_state(job_dir: Path) -> tuple[str, dict | None]:
-    """(state, summary) of a job folder; state is ok, diverged, failed, corrupt or unfinished."""
+    """(state, summary) of a job folder; state is ok, diverged, failed, corrupt, running or unfinished."""
     path = Path(job_dir) / SUMMARY
     if not path.exists():
-        return "unfinished", None
+        return ("running" if lock_state(job_dir) == "running" else "unfinished"), None
     try:
         summary = read_summary(job_dir)
     except (OSError, ValueError):  # truncated, half-written or hand-edited: the job did not finish
@@ -51,13 +57,69 @@ def finished_runs(sweep_dir: Path) -> dict[str, Path]:
     return found
 
 
-def set_aside(job_dir: Path) -> Path:
-    """Move a corrupt summary.json out of the way (kept, not deleted) so the job counts as unfinished."""
+def set_aside(job_dir: Path) -> Path | None:
+    """Move a corrupt summary.json out of the way (kept, not deleted) so the job counts as unfinished.
+
+    None when it is gone already: another sweep of the same folder set it aside first.
+    """
     path = Path(job_dir) / SUMMARY
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     target = path.with_name(f"{SUMMARY}.corrupt-{stamp}")
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
     return target
+
+
+@contextmanager
+def fault_log(job_dir: Path):
+    """Have Python write its traceback to fault.log if the process dies of a signal; remove it if nothing did."""
+    path = Path(job_dir) / FAULT_LOG
+    was_enabled = faulthandler.is_enabled()
+    with open(path, "w") as f:
+        faulthandler.enable(file=f)
+        try:
+            yield
+        finally:
+            faulthandler.disable()
+            if was_enabled:
+                faulthandler.enable(file=sys.stderr)
+    if path.stat().st_size == 0:
+        path.unlink(missing_ok=True)
+
+
+def crash_note(job_dir: Path) -> str | None:
+    """How the process of an unfinished, unlocked job died, from its fault.log; None if it was not a crash."""
+    job_dir = Path(job_dir)
+    if (job_dir / SUMMARY).exists() or lock_state(job_dir) == "running":
+        return None
+    try:
+        lines = [line.strip() for line in (job_dir / FAULT_LOG).read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    return next((line for line in lines if line), None)
+
+
+def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False) -> dict:
+    """Run one job as the only writer of its folder (JobBusy if a live process holds it).
+
+    A job that raises anything but Ctrl-C (SystemExit too) is a failed job: the sweep goes on.
+    """
+    from harness import run
+
+    run_dir = Path(run_dir)
+    with JobLock(run_dir, watch_parent), fault_log(run_dir):
+        remove_leftovers(run_dir)  # under the lock: no live writer owns them
+        state, summary = job_state(run_dir)
+        if state in FINISHED and summary["config_hash"] == config_hash(config):
+            return summary  # another sweep of this folder finished it after ours planned
+        try:
+            return run(config, run_dir, overrides)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # data found missing only now, a bug outside the loop, a job's sys.exit
+            return failed_summary(config, run_dir, overrides, traceback.format_exc())
 
 
 def remove_leftovers(job_dir: Path) -> list[Path]:
@@ -86,6 +148,16 @@ def write_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
     """sweep.json: every job's folder and overrides, so that running jobs can report progress."""
     text = json.dumps({"command": command, "jobs": jobs}, indent=2)
     atomic_write(Path(sweep_dir) / MANIFEST, lambda f: f.write(text + "\n"))
+
+
+def extend_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
+    """Write sweep.json with these jobs added to those it lists already (a resume with more seeds adds them)."""
+    try:
+        earlier = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    dirs = {job["dir"] for job in jobs}
+    write_manifest(sweep_dir, [job for job in earlier if job.get("dir") not in dirs] + jobs, command)
 
 
 def progress(sweep_dir: Path) -> tuple[int, int]:
@@ -119,6 +191,8 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
         note = s["error"].strip().splitlines()[-1]
     elif state in ("unfinished", "corrupt"):
         note = "no summary.json" if state == "unfinished" else "corrupt summary.json"
+    elif state == "running":
+        note = "another process holds its job.lock"
     return _fmt(s.get("test_acc"), ".4f"), _fmt(s.get("train_time_s"), ".1f"), note
 
 
