@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from harness.config import DataError
+from harness.safe_pickle import UnsafePickle, load_data_pickle
 
 # Input kind of each dataset: which models accept it (see check_pair).
 KINDS = {
@@ -127,6 +128,19 @@ def load_mnist_like(root: Path, name: str, download: bool) -> tuple[np.ndarray, 
     return x_tr[:, None] / 255.0, y_tr, x_te[:, None] / 255.0, y_te  # (N, 1, 28, 28)
 
 
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 3, 32, 32), labels) of one CIFAR-10 python batch, unpickled without running any code in it."""
+    try:
+        with open(path, "rb") as f:
+            batch = load_data_pickle(f, encoding="latin1")  # the format CIFAR-10 ships in
+        return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])
+    except UnsafePickle as exc:
+        raise DataError(f"refusing to read {path}: {exc}; delete it and add dataset.download=true") from None
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc}); delete it and add "
+                        "dataset.download=true") from None
+
+
 def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     """CIFAR-10 from its python batches (root/cifar-10-batches-py); torchvision downloads it."""
     folder = root / "cifar-10-batches-py"
@@ -138,11 +152,7 @@ def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     missing = [n for n in names if not (folder / n).exists()]
     if missing:
         raise DataError(f"cifar10 not found in {folder} (missing {missing[0]}); add dataset.download=true to fetch it")
-    batches = []
-    for n in names:
-        with open(folder / n, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # the format CIFAR-10 ships in
-        batches.append((np.asarray(batch["data"]).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])))
+    batches = [read_cifar_batch(folder / n) for n in names]
     x_tr = np.concatenate([b[0] for b in batches[:5]]) / 255.0
     y_tr = np.concatenate([b[1] for b in batches[:5]])
     return x_tr, y_tr, batches[5][0] / 255.0, batches[5][1]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from harness.config import Config, activation_params, config_hash, to_dict, validate
 from harness.joblock import JobLock, lock_state
-from harness.results import SCHEMA_VERSION, SUMMARY, atomic_write, read_summary, write_summary
+from harness.results import (METRICS, SCHEMA_VERSION, SUMMARY, atomic_write, damaged_file, read_summary,
+                             set_aside_file, write_summary)
 
 MANIFEST = "sweep.json"
 FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
@@ -42,6 +43,9 @@ def job_state(job_dir: Path) -> tuple[str, dict | None]:
     status = summary.get("status")
     if status not in ("ok", "diverged", "failed") or (status in FINISHED and not summary.get("config_hash")):
         return "corrupt", None
+    damage = damaged_file(job_dir, summary) if status in FINISHED else None
+    if damage:  # a finished run whose metrics were truncated or overwritten afterwards is not finished any more
+        return "corrupt", {"note": damage}
     return status, summary
 
 
@@ -58,17 +62,16 @@ def finished_runs(sweep_dir: Path) -> dict[str, Path]:
 
 
 def set_aside(job_dir: Path) -> Path | None:
-    """Move a corrupt summary.json out of the way (kept, not deleted) so the job counts as unfinished.
+    """Move a damaged run's summary.json and metrics.csv out of the way (kept, not deleted): the job reruns.
 
-    None when it is gone already: another sweep of the same folder set it aside first.
+    Returns the summary's new path; None when it is gone already (another sweep of the folder set it aside first).
     """
-    path = Path(job_dir) / SUMMARY
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    target = path.with_name(f"{SUMMARY}.corrupt-{stamp}")
     try:
-        os.replace(path, target)
+        target = set_aside_file(Path(job_dir) / SUMMARY)
     except FileNotFoundError:
         return None
+    if (Path(job_dir) / METRICS).exists():
+        set_aside_file(Path(job_dir) / METRICS)
     return target
 
 
@@ -190,7 +193,7 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
     elif state == "failed" and s.get("error"):
         note = s["error"].strip().splitlines()[-1]
     elif state in ("unfinished", "corrupt"):
-        note = "no summary.json" if state == "unfinished" else "corrupt summary.json"
+        note = "no summary.json" if state == "unfinished" else s.get("note", "corrupt summary.json")
     elif state == "running":
         note = "another process holds its job.lock"
     return _fmt(s.get("test_acc"), ".4f"), _fmt(s.get("train_time_s"), ".1f"), note

@@ -22,7 +22,8 @@ from harness.born_dead import born_dead_trials
 from harness.config import Config, ConfigError, activation_params, config_hash, to_dict, validate
 from harness.data import BatchIterator, check_pair, load_dataset
 from harness.models import build_model, init_gain
-from harness.results import SCHEMA_VERSION, git_state, package_versions, write_metrics, write_summary
+from harness.results import (SCHEMA_VERSION, atomic_write, git_state, package_versions, read_checkpoint,
+                             write_metrics, write_summary)
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_CHUNK = 1000  # evaluation batch: bounds memory on the larger datasets
@@ -235,8 +236,8 @@ def train(config: Config, data, device: torch.device, run_dir: Path) -> dict:
              "test_acc_at_best_val": None, "grad_sum": torch.zeros(len(layer_names)), "grad_global_sum": 0.0,
              "grad_count": 0, "diverged_at_step": None}
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, model, optimizer, scaler, batches, config)
+    if checkpoint_path.exists():  # a damaged one is set aside and the run starts over
+        state = load_checkpoint(checkpoint_path, model, optimizer, scaler, batches, config) or state
     rows = state["rows"]
 
     if state["step"] == 0:  # the network at initialisation
@@ -401,19 +402,14 @@ def save_checkpoint(path: Path, model, optimizer, scaler, batches, state: dict, 
             "batches": batches.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": state, "config_hash": config_hash(config)}
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:  # on disk before the rename: a kill or power cut leaves the old or the new one
-        torch.save(blob, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(blob, f), binary=True)  # a kill leaves the old one or the new one
 
 
-def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> dict:
-    """Restore a checkpoint written by save_checkpoint (weights_only: no code runs on load)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob["config_hash"] != config_hash(config):
-        raise RuntimeError(f"{path} belongs to another configuration; remove it to start afresh")
+def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> dict | None:
+    """Restore a checkpoint written by save_checkpoint; None when it was set aside (damaged, another config)."""
+    blob = read_checkpoint(path, config_hash(config))
+    if blob is None:
+        return None
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     scaler.load_state_dict(blob["scaler"])

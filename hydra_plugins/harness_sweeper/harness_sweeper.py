@@ -3,6 +3,7 @@
 # and dataclasses then cannot resolve string annotations.
 
 import copy
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -78,8 +79,10 @@ def pin_sweep_dir(config: DictConfig) -> str:
 def resume_command(sweep_dir: str) -> str:
     """The command line that continues this sweep: the same arguments, resume=true and the pinned folder."""
     args = [a for a in sys.argv[1:] if not a.lstrip("+").startswith(("resume=", "hydra.sweep.dir="))]
+    plain = re.fullmatch(r"[\w./-]+", sweep_dir)  # what Hydra reads unquoted
+    folder_override = f"hydra.sweep.dir={sweep_dir}" if plain else quoted_override("hydra.sweep.dir", sweep_dir)
     return " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in args]
-                    + ["resume=true", shlex.quote(quoted_override("hydra.sweep.dir", sweep_dir))])
+                    + ["resume=true", shlex.quote(folder_override)])
 
 
 def check_folder(sweep_dir: Path, name: str) -> None:
@@ -199,8 +202,10 @@ class HarnessSweeper(BasicSweeper):
             OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         for job in self.to_run(jobs):
             folder = self.sweep_dir / job.name
-            if job_state(folder)[0] == "corrupt" and (aside := set_aside(folder)):
-                print(f"{job.name}: corrupt summary.json moved to {aside.name}; the job reruns")
+            state, summary = job_state(folder)
+            if state == "corrupt" and (aside := set_aside(folder)):
+                why = (summary or {}).get("note", "corrupt summary.json")
+                print(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns")
         self.record_crashes(jobs, "its process died in an earlier attempt; resume again to retry it")
         manifest = [{"dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
                      "overrides": j.overrides, "config_hash": j.config_hash} for j in jobs]
