@@ -33,19 +33,33 @@ def main(cfg: DictConfig) -> str | None:
         return sweep_job(cfg)
     from harness import BadInput, run  # after Hydra has parsed the command line: `--help` stays fast
     from harness.console import format_summary
+    from harness.joblock import JobBusy, JobLock
 
     run_dir = Path(hc.runtime.output_dir)
     try:
-        summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
+        with JobLock(run_dir):  # one writer per run folder
+            summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
+    except JobBusy as exc:  # another process took the folder after preflight looked
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     except BadInput as exc:
-        if not any(run_dir.glob("*.json")) and not any(run_dir.glob("*.csv")):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: leave no empty run folder behind
+        remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     print(format_summary(summary))
     if summary["status"] == "failed":
         sys.exit(1)
     return None
+
+
+def remove_hydra_files(run_dir: Path) -> None:
+    """Remove what Hydra wrote into a run folder whose run refused to start, and the folder if that empties it."""
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "run.log").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # it holds other files: not ours to remove
+        pass
 
 
 def sweep_job(cfg: DictConfig) -> str:
@@ -90,5 +104,13 @@ def launcher_threads(launcher: DictConfig) -> int | None:
     return None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python run.py ...`: a command that cannot work gets one line and exit 2 before Hydra writes anything."""
+    from hydra_plugins.harness_sweeper.preflight import preflight
+
+    preflight(sys.argv[1:], Path(__file__).resolve().parent / "conf")
     main()
+
+
+if __name__ == "__main__":
+    cli()

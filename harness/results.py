@@ -83,7 +83,8 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
     It records the size and checksum of the run's other files (summary["files"]), so a damaged one is caught.
     """
-    summary["files"] = {name: file_record(Path(run_dir) / name) for name in RECORDED if (Path(run_dir) / name).is_file()}
+    paths = [Path(run_dir) / name for name in RECORDED]
+    summary["files"] = {path.name: file_record(path) for path in paths if path.is_file()}
     text = json.dumps(finite_or_none(summary), indent=2, allow_nan=False)
     atomic_write(Path(run_dir) / SUMMARY, lambda f: f.write(text + "\n"))
 

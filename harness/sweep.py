@@ -12,8 +12,16 @@ from pathlib import Path
 
 from harness.config import Config, activation_params, config_hash, to_dict, validate
 from harness.joblock import JobLock, lock_state
-from harness.results import (METRICS, SCHEMA_VERSION, SUMMARY, atomic_write, damaged_file, read_summary,
-                             set_aside_file, write_summary)
+from harness.results import (
+    METRICS,
+    SCHEMA_VERSION,
+    SUMMARY,
+    atomic_write,
+    damaged_file,
+    read_summary,
+    set_aside_file,
+    write_summary,
+)
 
 MANIFEST = "sweep.json"
 FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)

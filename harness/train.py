@@ -22,8 +22,15 @@ from harness.born_dead import born_dead_trials
 from harness.config import Config, ConfigError, activation_params, config_hash, to_dict, validate
 from harness.data import BatchIterator, check_pair, load_dataset
 from harness.models import build_model, init_gain
-from harness.results import (SCHEMA_VERSION, atomic_write, git_state, package_versions, read_checkpoint,
-                             write_metrics, write_summary)
+from harness.results import (
+    SCHEMA_VERSION,
+    atomic_write,
+    git_state,
+    package_versions,
+    read_checkpoint,
+    write_metrics,
+    write_summary,
+)
 
 CHECKPOINT = "checkpoint.pt"
 EVAL_CHUNK = 1000  # evaluation batch: bounds memory on the larger datasets

@@ -58,6 +58,9 @@ def compact(exc: BaseException) -> str:
         text += f"; valid {group}: " + ", ".join(names.split())
     noise = ("full_key:", "reference_type", "object_type")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise)]
+    full_key = getattr(exc, "full_key", None)
+    if full_key and lines and lines[0].endswith(f": {full_key.rpartition('.')[2]}"):  # name the whole key
+        lines[0] = lines[0].rpartition(": ")[0] + f": {full_key}"
     return ": ".join(lines)
 
 
@@ -171,8 +174,10 @@ class HarnessSweeper(BasicSweeper):
             check_job(config)
         except BadSweep as exc:
             raise BadSweep(f"{exc} (job {label})") from None
-        except Exception as exc:
-            raise BadSweep(f"{compact(exc)} (job {label})") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a custom target probed here may call sys.exit
+            raise BadSweep(f"{compact(exc) or type(exc).__name__} (job {label})") from None
         return Job(list(overrides), name, config_hash(config), bool(config.resume), config)
 
     def match(self, job: Job, finished: dict) -> None:
