@@ -257,3 +257,31 @@ def test_the_printed_resume_command_parses_for_a_folder_with_spaces_and_brackets
     argv = shlex.split(next(x for x in text.splitlines() if x.startswith("resume:")).removeprefix("resume:"))
     code, text = sweep_here(capsys, *[a for a in argv[2:] if a not in ("-m", "--config-path", CONF_DIR)])
     assert code == 0 and "1 finished earlier (skipped), 0 to run" in text
+
+
+def run_once(capsys, *args: str) -> tuple[int, str]:
+    """`python run.py ARGS` (a single run) in this process: (exit code, stdout + stderr)."""
+    saved = sys.argv
+    sys.argv = ["run.py", "--config-path", CONF_DIR, *args]
+    try:
+        run.cli()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_a_single_run_never_replaces_a_finished_run_in_its_folder(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_once(capsys, *TINY, f"hydra.run.dir={run_dir}")[0] == 0
+    before = {str(p): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    code, text = run_once(capsys, *TINY, "trainer.lr=0.001", f"hydra.run.dir={run_dir}")
+    assert code == 2 and "already holds a finished run of another configuration" in text
+    code, text = run_once(capsys, *TINY, f"hydra.run.dir={run_dir}")
+    assert code == 2 and "already holds this finished run; add resume=true" in text
+    code, text = run_once(capsys, *TINY, "resume=true", f"hydra.run.dir={run_dir}")
+    assert code == 0 and "nothing to do" in text
+    assert {str(p): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before  # .hydra too
