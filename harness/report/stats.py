@@ -51,7 +51,9 @@ def diverged(runs: pd.DataFrame) -> pd.Series:
 
 
 def summarise(runs: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
-    """One row per task x activation x lr: seeds, divergence, mean/sd/CI of each metric over non-diverged runs."""
+    """One row per task x activation x setting: seeds, divergence, mean/sd/CI of each metric over non-diverged runs."""
+    if "setting" in keys and "setting" not in runs:  # a frame from before settings: the lr is the setting
+        runs = runs.assign(setting=runs["lr"].map(lambda v: f"lr={v:g}"))
     rows = []
     for key, group in runs.groupby(keys, sort=True):
         ok = group[~diverged(group)]
