@@ -183,9 +183,8 @@ def first_screen(a, task: str, figures: dict[str, str], overview_png=None) -> li
 
     blocks = [Heading(task), Text(f"{test_set(a, task)} {settings_line(a, task)}")]
     for question in QUESTIONS:
-        blocks.append(Answer(question.capitalize(), ANSWERS[question](a, task)))
-        if question in figures:
-            blocks.append(Interactive(figures[question], CAPTIONS[f"q_{question}"]))
+        blocks.append(Answer(question.capitalize(), ANSWERS[question](a, task), figures.get(question, ""),
+                             CAPTIONS[f"q_{question}"]))
     if overview_png is not None:
         blocks.append(Interactive("", CAPTIONS["overview"], overview_png))
     return blocks

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
-HEIGHT = 340
+HEIGHT = 300
 
 
 def colour(rgb) -> str:
@@ -21,6 +21,7 @@ def plotly_script() -> str:
 
 
 def to_div(fig) -> str:
+    fig.update_traces(selector={"type": "box"}, fillcolor="rgba(0,0,0,0)", line={"width": 1}, marker={"size": 8})
     fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="plotly_white",
                       legend={"title": {"text": "activation"}, "itemclick": "toggle"}, autosize=True)
     return fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config=CONFIG)
@@ -45,7 +46,7 @@ def accuracy(runs: pd.DataFrame, colours: dict) -> str:
                              customdata=np.stack([r["seed"], r["setting"]], axis=1),
                              hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
                                            "test acc %{y:.4f}<extra></extra>"))
-    fig.update_layout(title="test accuracy at best validation, one dot per seed",
+    fig.update_layout(title="test accuracy, one dot per seed",
                       yaxis_title="test accuracy", xaxis_title="")
     return to_div(fig)
 
@@ -56,14 +57,16 @@ def validation_curves(metrics: pd.DataFrame, colours: dict) -> str:
 
     val = metrics[(metrics["split"] == "val") & (metrics["metric"] == "acc") & metrics["layer"].isna()]
     fig, shown = go.Figure(), set()
-    for (act, seed), r in val.sort_values("step").groupby(["act", "seed"], sort=False):
+    order = {act: i for i, act in enumerate(colours)}  # the legend in the palette's order, baseline first
+    groups = sorted(val.sort_values("step").groupby(["act", "seed"]), key=lambda g: (order.get(g[0][0], -1), g[0][1]))
+    for (act, seed), r in groups:
         if act not in colours:
             continue
         fig.add_trace(go.Scatter(x=r["step"], y=r["value"], mode="lines", name=act, legendgroup=act,
                                  showlegend=legend_once(shown, act), line={"color": colour(colours[act]), "width": 1.5},
                                  hovertemplate=f"{act}<br>seed {seed}<br>step %{{x}}<br>val acc %{{y:.4f}}"
                                                "<extra></extra>"))
-    fig.update_layout(title="validation accuracy, one line per seed (a drawdown is a fall below its best)",
+    fig.update_layout(title="validation accuracy, one line per seed",
                       xaxis_title="step", yaxis_title="validation accuracy")
     return to_div(fig)
 
@@ -74,7 +77,7 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=["dead at initialisation",
-                                                                        "lost in training (alive at init, dead at end)"])
+                                                                        "lost in training"])
     shown = set()
     for col, key in [(1, "dead_init"), (2, "lost")]:
         for act in [a for a in colours if a in set(layers["act"])]:
@@ -86,6 +89,10 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
                                  customdata=r[["seed"]],
                                  hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{x}}<br>%{{y:.1%}}"
                                                "<extra></extra>"), row=1, col=col)
+    if layers["lost"].isna().all():
+        right = fig.layout.xaxis2.domain  # in paper coordinates: an axis without traces is not drawn
+        fig.add_annotation(text="n/a: these runs predate<br>the trainer's per-unit masks", showarrow=False,
+                           xref="paper", yref="paper", x=sum(right) / 2, y=0.5)
     fig.update_layout(boxmode="group", yaxis_title="fraction of the layer's units", yaxis_tickformat=".0%")
     return to_div(fig)
 
@@ -98,7 +105,9 @@ def gradient_flow(layers: pd.DataFrame, colours: dict) -> str:
     fig = make_subplots(rows=1, cols=2, subplot_titles=["at initialisation", "mean over training"])
     shown = set()
     for col, key in [(1, "grad_init"), (2, "grad_train")]:
-        for (act, seed), r in layers.dropna(subset=[key]).groupby(["act", "seed"], sort=False):
+        groups = layers.dropna(subset=[key]).sort_values("depth").groupby(["act", "seed"])
+        for (act, seed), r in sorted(groups, key=lambda g: (list(colours).index(g[0][0]) if g[0][0] in colours
+                                                            else -1, g[0][1])):
             if act not in colours:
                 continue
             fig.add_trace(go.Scatter(x=r["layer"], y=r[key], mode="lines+markers", name=act, legendgroup=act,

@@ -41,10 +41,13 @@ class Figure:
 
 @dataclass
 class Answer:
-    """One of the first screen's answers: the question in bold, then its numbers."""
+    """One of the first screen's answers: the question in bold, its numbers, and beside them (HTML only) the
+    interactive figure that shows them."""
 
     question: str
     text: str
+    figure: str = ""  # a plotly <div> from harness.report.interactive
+    caption: str = ""
 
 
 @dataclass
@@ -150,9 +153,12 @@ figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #444; max-width: 60em; }
 caption { caption-side: top; text-align: left; font-size: 0.9em; color: #444; padding-bottom: 0.3em; }
-.answer { margin: 0.4em 0; }
-.plot { width: 100%; }
+.question { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 1.2em; align-items: start;
+            border-top: 1px solid #eee; }
+.answer { margin: 0.6em 0; }
+.plot { width: 100%; margin: 0.3em 0 0.8em; min-width: 0; }
 @media (max-width: %STACK%px) {
+  .question { display: block; }
   table.wide, table.wide tbody, table.wide tr, table.wide td, table.wide caption { display: block; width: auto; }
   table.wide thead { display: none; }
   table.wide tr { border: 1px solid #ccc; margin-bottom: 0.6em; }
@@ -189,7 +195,10 @@ def to_html(title: str, blocks: list[Block], script: str = "") -> str:
         elif isinstance(b, Bullets):
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Answer):
-            parts.append(f'<p class="answer"><b>{html.escape(b.question)}.</b> {html.escape(b.text)}</p>')
+            text = f'<p class="answer"><b>{html.escape(b.question)}.</b> {html.escape(b.text)}</p>'
+            plot = (f'<figure class="plot">{b.figure}<figcaption>{html.escape(b.caption)}</figcaption></figure>'
+                    if b.figure else "")
+            parts.append(f'<div class="question">{text}{plot}</div>')
         elif isinstance(b, Table):
             parts.append(html_table(b.frame, b.caption))
         elif isinstance(b, Figure):
