@@ -186,7 +186,8 @@ def html_table(frame: pd.DataFrame, caption: str) -> str:
 def to_html(title: str, blocks: list[Block], script: str = "") -> str:
     """One self-contained page: images as data URIs, `script` (plotly.js) inlined once, nothing fetched; text
     escaped. Without interactive blocks the page has no script at all."""
-    parts = [script] if any(isinstance(b, Interactive) for b in blocks) else []
+    plots = any((isinstance(b, Interactive) and b.html) or (isinstance(b, Answer) and b.figure) for b in blocks)
+    parts = [script] if plots else []
     for b in blocks:
         if isinstance(b, Heading):
             parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
