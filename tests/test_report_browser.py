@@ -7,13 +7,16 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from harness.config import to_dict
 from harness.report.analysis import analyse
 from harness.report.build import interactive_figures, report_blocks
 from harness.report.interactive import plotly_script
 from harness.report.load import gather
 from harness.report.render import STACK_BELOW, to_html
+from tests.conftest import compose_config
 from tests.test_report_known import write_runs
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -26,13 +29,10 @@ QUESTIONS = 5
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     """The report's HTML for known runs, with its interactive figures (static figures are not drawn: faster)."""
-    from tests.conftest import compose_config
-    from harness.config import to_dict
-
-    folder = write_runs(tmp_path_factory.mktemp("page") / "runs", to_dict(compose_config("model=mlp",
-                        "model.depth=2", "model.width=8", "dataset=digits")), new_keys=True)
+    config = to_dict(compose_config("model=mlp", "model.depth=2", "model.width=8", "dataset=digits"))
+    folder = write_runs(tmp_path_factory.mktemp("page") / "runs", config, new_keys=True)
     a = analyse(gather([folder]))
-    blocks = report_blocks(a, [folder], __import__("pandas").DataFrame(), {}, interactive_figures(a))
+    blocks = report_blocks(a, [folder], pd.DataFrame(), {}, interactive_figures(a))
     path = folder.parent / "report.html"
     path.write_text(to_html("Activation comparison", blocks, plotly_script()), encoding="utf-8")
     return path

@@ -156,7 +156,9 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
         several = a.summary[a.summary.groupby("task")["setting"].transform("nunique") > 1]
         jobs["accuracy_by_setting"] = lambda p: fig.accuracy_by_setting(several, colours, p)
     if a.friedman["tasks"] >= stats.MIN_TASKS_CD and len(a.ranks) >= 3:
-        jobs["critical_difference"] = lambda p: fig.critical_difference(a.ranks, a.friedman["cd"], colours, p)
+        from harness.report.cd_diagram import critical_difference
+
+        jobs["critical_difference"] = lambda p: critical_difference(a.ranks, a.friedman["cd"], colours, p)
     if gallery:
         jobs["gallery"] = lambda p: plot_gallery(gallery, p, colours)
     drawn = {}

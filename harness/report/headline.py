@@ -34,9 +34,15 @@ def settings_line(a, task: str) -> str:
     tried = a.summary.loc[a.summary["task"] == task, "setting"].nunique()
     if tried < 2:
         return f"One setting: {rows['setting'].iloc[0]}."
-    picks = "; ".join(f"{r.act}: {r.setting}" for r in rows.itertuples())
+    picks = "; ".join(f"{r.act}: {r.setting}{init_used(r)}" for r in rows.itertuples())
     return (f"{tried} settings tried; each activation at its setting with the best mean validation accuracy "
             f"(never the test split): {picks}.")
+
+
+def init_used(row) -> str:
+    """' (init used: kaiming)' for runs that recorded which initialisation model.init=auto chose."""
+    used = getattr(row, "init_used", None)
+    return f" (init used: {used})" if isinstance(used, str) and used else ""
 
 
 def accuracy(a, task: str) -> str:
@@ -49,7 +55,8 @@ def accuracy(a, task: str) -> str:
     cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST, ""]) & cmp["p_t_holm"].notna()]
     if len(cmp):
         m = int(cmp["family"].iloc[0])
-        parts = [f"{r.act} {r.diff_mean:+.3f} [{num(r.diff_adj_low)}, {num(r.diff_adj_high)}], p = {p_value(r.p_t_holm)}"
+        parts = [f"{r.act} {r.diff_mean:+.3f} [{num(r.diff_adj_low)}, {num(r.diff_adj_high)}], "
+                 f"p = {p_value(r.p_t_holm)}"
                  f" ({'significant' if r.significant else 'not significant'})" for r in cmp.itertuples()]
         text += (f" Against {a.baseline}, paired by seed (interval Bonferroni-adjusted for {m} comparison"
                  f"{'s' if m != 1 else ''}, p Holm-corrected t-test): " + "; ".join(parts) + ".")
@@ -64,7 +71,7 @@ def stability(a, task: str) -> str:
         if math.isnan(r.drawdown_mean):
             draws.append(f"{r.act} {NA}")
             continue
-        ci = f" [{points(r.drawdown_ci_low)}, {points(r.drawdown_ci_high)}]" if not math.isnan(r.drawdown_ci_low) else ""
+        ci = "" if math.isnan(r.drawdown_ci_low) else f" [{points(r.drawdown_ci_low)}, {points(r.drawdown_ci_high)}]"
         draws.append(f"{r.act} {points(r.drawdown_mean)}{ci}, worst {points(r.drawdown_worst)} "
                      f"(seed {int(r.drawdown_worst_seed)})")
     return (f"Diverged: {diverged}. Validation drawdown (worst fall below the running best, in accuracy points), "
@@ -158,11 +165,13 @@ ANSWERS = {"accuracy": accuracy, "stability": stability, "dead units": dead_unit
 def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The five answers as columns, one row per task x activation x setting; n_params and width beside them."""
     s = summary
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"],
-        "test acc [95% CI]": [with_ci(m, lo, hi) for m, lo, hi in zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])],
+        "test acc [95% CI]": [with_ci(m, lo, hi) for m, lo, hi in
+                              zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])],
         "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
-        "drawdown mean (worst)": [f"{points(m)} ({points(w)})" for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])],
+        "drawdown mean (worst)": [f"{points(m)} ({points(w)})"
+                                  for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])],
         "dead at init": s["dead_init_mean"].map(percent),
         "lost in training": s["lost_mean"].map(lambda v: NA if math.isnan(v) else percent(v)),
         "dead at end": s["dead_mean"].map(percent),
@@ -174,6 +183,9 @@ def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
         "width": s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}"),
         "note": s["note"],
     }).reset_index(drop=True)
+    if "init_used" in s and s["init_used"].notna().any():
+        table.insert(3, "init used", s["init_used"].fillna(NA).to_numpy())
+    return table
 
 
 def first_screen(a, task: str, figures: dict[str, str], overview_png=None) -> list:

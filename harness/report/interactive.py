@@ -42,7 +42,8 @@ def accuracy(runs: pd.DataFrame, colours: dict) -> str:
     for act in [a for a in colours if a in set(runs["act"])]:
         r = runs[(runs["act"] == act) & (runs["status"] == "ok")]
         fig.add_trace(go.Box(y=r["test_acc_at_best_val"], x=[act] * len(r), name=act, legendgroup=act,
-                             boxpoints="all", hoveron="points", jitter=0.4, pointpos=0, marker_color=colour(colours[act]),
+                             boxpoints="all", hoveron="points", jitter=0.4, pointpos=0,
+                             marker_color=colour(colours[act]),
                              customdata=np.stack([r["seed"], r["setting"]], axis=1),
                              hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
                                            "test acc %{y:.4f}<extra></extra>"))
@@ -85,7 +86,8 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
             if r.empty:
                 continue
             fig.add_trace(go.Box(x=r["layer"], y=r[key], name=act, legendgroup=act, showlegend=legend_once(shown, act),
-                                 boxpoints="all", hoveron="points", pointpos=0, jitter=0.3, marker_color=colour(colours[act]),
+                                 boxpoints="all", hoveron="points", pointpos=0, jitter=0.3,
+                                 marker_color=colour(colours[act]),
                                  customdata=r[["seed"]],
                                  hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{x}}<br>%{{y:.1%}}"
                                                "<extra></extra>"), row=1, col=col)
@@ -126,7 +128,8 @@ def cost(runs: pd.DataFrame, colours: dict) -> str:
     fig = go.Figure()
     for act in [a for a in colours if a in set(runs["act"])]:
         r = runs[(runs["act"] == act) & runs["speed"].notna()]
-        fig.add_trace(go.Box(y=r["speed"], x=[act] * len(r), name=act, legendgroup=act, boxpoints="all", hoveron="points",
+        fig.add_trace(go.Box(y=r["speed"], x=[act] * len(r), name=act, legendgroup=act, boxpoints="all",
+                             hoveron="points",
                              pointpos=0, jitter=0.4, marker_color=colour(colours[act]),
                              customdata=np.stack([r["seed"], r["measured_as"]], axis=1),
                              hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{y:,.0f}} samples/s<br>"

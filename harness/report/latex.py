@@ -11,7 +11,8 @@ from harness.report.render import num, p_value
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-UNICODE = {"±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$", "–": "--", "‖∇W‖": r"$\|\nabla W\|$", "≥": r"$\geq$", "<": "$<$", ">": "$>$"}
+UNICODE = {"±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$", "–": "--", "‖∇W‖": r"$\|\nabla W\|$", "≥": r"$\geq$",
+           "<": "$<$", ">": "$>$"}
 RESULT_COLUMNS = ["activation", "setting", "seeds", "test acc [95% CI]", "diverged", "drawdown mean (worst)",
                   "dead at init", "lost in training", "grad ratio init", "samples/s (mean ± sd)", "n_params"]
 

@@ -29,7 +29,7 @@ METRICS = {  # run column -> table prefix
     "val_drawdown_max": "drawdown",
 }
 RATIOS = {"grad_flow_ratio_init": "ratio_init", "grad_flow_ratio": "ratio_train"}  # averaged on the log scale
-FIRST = ["lr", "n_params", "width", "n_test"]  # one value per row: the first run's
+FIRST = ["lr", "n_params", "width", "n_test", "init_used"]  # one value per row: the first run's
 
 
 def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float, float]:
