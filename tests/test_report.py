@@ -124,6 +124,8 @@ def test_each_activation_is_chosen_at_its_best_validation_lr(report, truth):
     for r in expected.itertuples():
         assert chosen[(chosen["task"] == r.task) & (chosen["act"] == r.act)]["lr"].item() == pytest.approx(r.lr)
     assert not chosen["lr"].gt(1).any()  # the diverging learning rate is never chosen
+    old = rs.best_lr(table)  # the name notebooks used before settings: the same choice, by lr
+    assert sorted(zip(old["task"], old["act"], old["lr"])) == sorted(zip(chosen["task"], chosen["act"], chosen["lr"]))
 
 
 def expected_comparisons(runs: pd.DataFrame) -> pd.DataFrame:

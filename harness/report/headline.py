@@ -24,7 +24,7 @@ def test_set(a, task: str) -> str:
     """'Test set: 360 samples; one sample = 0.28 points of accuracy.'"""
     n = a.summary.loc[a.summary["task"] == task, "n_test"].dropna()
     if n.empty:
-        return "Test-set size unknown (no accuracy in these runs is a multiple of 1/n for any n up to 100,000)."
+        return "Test-set size unknown (the runs did not record it, and their logged accuracies do not pin it down)."
     n = int(n.iloc[0])
     return f"Test set: {n:,} samples; one sample is worth {100 / n:.2g} points of accuracy."
 

@@ -123,6 +123,19 @@ def at_best_setting(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
     return runs.merge(choice, on=["task", "act", "setting"], how="inner")
 
 
+def best_lr(summary: pd.DataFrame) -> pd.DataFrame:
+    """The old name: best_setting with each choice's lr beside it (task, act, lr, setting)."""
+    choice = best_setting(summary)
+    return choice.merge(summary[["task", "act", "setting", "lr"]], on=["task", "act", "setting"])[
+        ["task", "act", "lr", "setting"]]
+
+
+def at_best_lr(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
+    """The old name of at_best_setting (a choice without `setting` is matched on lr)."""
+    keys = ["task", "act", "setting"] if "setting" in choice and "setting" in runs else ["task", "act", "lr"]
+    return runs.merge(choice[keys], on=keys, how="inner")
+
+
 def sign_flip_test(diffs) -> float:
     """Two-sided p-value of the paired sign-flip permutation test on the mean difference.
 
