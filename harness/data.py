@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,3 +248,23 @@ class BatchIterator:
         self.generator.set_state(state["generator"])
         self.perm = state["perm"].to(self.x.device)
         self.position = state["position"]
+
+
+# Datasets read from (and cached or downloaded into) dataset.root; the others are generated or bundled.
+ROOTED = {"mnist1d", "mnist", "fashion_mnist", "cifar10"}
+
+
+def check_root(name: str, root: str) -> None:
+    """Refuse a dataset.root that is a file or cannot be read; one that cannot be created or written is refused
+    only when the data may have to be written there (a cache, a download) - a read-only copy of the data is fine."""
+    if name not in ROOTED:
+        return
+    path = Path(root)
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise DataError(f"dataset.root={root} is a file, not a folder" if existing == path
+                        else f"dataset.root={root} lies under {existing}, which is a file")
+    if existing == path and not os.access(path, os.R_OK | os.X_OK):
+        raise DataError(f"dataset.root={root} cannot be read (permissions)")
+    if not os.access(existing, os.W_OK | os.X_OK) and not any(path.iterdir() if existing == path else []):
+        raise DataError(f"dataset.root={root} cannot be written (permissions), and holds no data to read")
