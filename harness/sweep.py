@@ -129,8 +129,19 @@ def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent
             return run(config, run_dir, overrides)
         except KeyboardInterrupt:
             raise
-        except BaseException:  # data found missing only now, a bug outside the loop, a job's sys.exit
+        except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
+            if requeue_exit(exc):
+                raise
             return failed_summary(config, run_dir, overrides, traceback.format_exc())
+
+
+def requeue_exit(exc: BaseException) -> bool:
+    """submitit ends a job it has just requeued (time limit, preemption) with sys.exit from its signal handler:
+    that job is not over, and must not be recorded as failed."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(exc, SystemExit) and tb is not None and "submitit" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def remove_leftovers(job_dir: Path) -> list[Path]:

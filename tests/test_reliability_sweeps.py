@@ -285,3 +285,22 @@ def test_a_single_run_never_replaces_a_finished_run_in_its_folder(capsys, tmp_pa
     code, text = run_once(capsys, *TINY, "resume=true", f"hydra.run.dir={run_dir}")
     assert code == 0 and "nothing to do" in text
     assert {str(p): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before  # .hydra too
+
+
+def test_submitits_requeue_exit_is_not_a_failed_job_but_a_jobs_own_exit_is(tiny, tmp_path, monkeypatch):
+    import harness
+
+    # submitit's signal handler ends a requeued job with sys.exit(-1) from submitit/core/job_environment.py
+    handler = {}
+    exec(compile("import sys\ndef _exit():\n    sys.exit(-1)\n", "/site-packages/submitit/core/job_environment.py",
+                 "exec"), handler)
+
+    def requeued(*args):
+        handler["_exit"]()
+
+    monkeypatch.setattr(harness, "run", requeued)
+    with pytest.raises(SystemExit):
+        sweep.run_locked(tiny(), tmp_path / "requeued", [])
+    assert not (tmp_path / "requeued" / "summary.json").exists() and not (tmp_path / "requeued" / LOCK).exists()
+    monkeypatch.setattr(harness, "run", lambda *args: sys.exit(-1))
+    assert sweep.run_locked(tiny(), tmp_path / "own", [])["status"] == "failed"
