@@ -108,7 +108,7 @@ def cli() -> None:
     """`python run.py ...`: a command that cannot work gets one line and exit 2 before Hydra writes anything."""
     from hydra_plugins.harness_sweeper.preflight import preflight
 
-    preflight(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    preflight(sys.argv[1:], Path(__file__).resolve().parent)
     main()
 
 

@@ -81,7 +81,7 @@ def check_run_dir(run_dir: Path, config) -> bool:
     return True
 
 
-def check_command(argv: list[str], conf_dir: Path) -> Path | None:
+def check_command(argv: list[str], script_dir: Path) -> Path | None:
     """Raise BadCommand for a command that cannot work; return the run folder of a finished run to keep (resume)."""
     from harness.config import ConfigError
     from harness.sweep import check_job
@@ -93,7 +93,7 @@ def check_command(argv: list[str], conf_dir: Path) -> Path | None:
     parsed = parse(overrides)
     if multirun:  # the sweeper composes and checks every job; here only what Hydra itself would trip on
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
-    conf_dir = conf_dir / flags["cp"] if "cp" in flags else conf_dir
+    conf_dir = script_dir / flags.get("cp", "conf")  # Hydra's config_path: relative to the script
     try:
         with initialize_config_dir(config_dir=str(conf_dir.absolute()), version_base="1.3"):
             cfg = compose(config_name=flags.get("cn", "config"), overrides=overrides, return_hydra_config=True)
@@ -120,10 +120,10 @@ def check_command(argv: list[str], conf_dir: Path) -> Path | None:
     return folder if check_run_dir(folder, config) else None
 
 
-def preflight(argv: list[str], conf_dir: Path) -> None:
+def preflight(argv: list[str], script_dir: Path) -> None:
     """Exit 2 with one line for a command that cannot work; exit 0 for a finished run kept by resume=true."""
     try:
-        kept = check_command(argv, conf_dir)
+        kept = check_command(argv, script_dir)
     except BadCommand as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
