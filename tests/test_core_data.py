@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import DataError
-from harness.data import BatchIterator, check_pair, load_dataset
+from harness.data import DATASETS, BatchIterator, check_pair, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -39,7 +39,7 @@ def test_mnist_formats_are_read_from_idx_files(tmp_path, name, folder):
     # the test images are standardised with training statistics, order preserved
     raw = torch.as_tensor(x_te / 255.0, dtype=torch.float32)
     assert torch.corrcoef(torch.stack([raw.flatten(), d.x_test.flatten()]))[0, 1] > 0.999
-    assert d.kind == "image" and d.num_classes == 10
+    assert DATASETS[name].kind == "image" and d.num_classes == DATASETS[name].num_classes == 10
 
 
 def test_cifar10_is_read_from_its_python_batches(tmp_path):
