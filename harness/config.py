@@ -94,7 +94,7 @@ class TrainerConfig:
 
 @dataclass
 class Config:
-    activation: Any = field(default_factory=lambda: {"name": "relu"})
+    activation: dict[str, Any] = field(default_factory=lambda: {"name": "relu"})  # name + its parameters
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -102,3 +102,13 @@ def test_batches_cover_an_epoch_and_resume_exactly():
     it2 = BatchIterator(x, y, 3, seed=0)
     it2.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(ahead, [next(it2)[1] for _ in range(5)]))
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits", "spirals"])
+def test_the_registry_knows_each_dataset_before_loading_it(name, data_root):
+    spec = DATASETS[name]
+    d = load_dataset(name, data_root, val_fraction=0.15, train_size=None)
+    assert d.input_shape == spec.input_shape and d.num_classes == spec.num_classes
+    assert len(d.x_train) + len(d.x_val) == spec.train and len(d.x_test) == spec.test
+    assert len(d.x_train) == spec.train_split(0.15, None)
+    assert len(load_dataset(name, data_root, train_size=123).x_train) == spec.train_split(0.1, 123) == 123
