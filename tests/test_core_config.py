@@ -113,3 +113,13 @@ def test_resolve_refuses_names_from_the_registries():
                             ("trainer.optimizer=lion", "adam, adamw, sgd")]:
         with pytest.raises(harness.config.ConfigError, match=valid):
             resolve(compose_config(override, "trainer.device=cpu"))
+
+
+def test_every_registry_name_has_its_config_group_file_and_back():
+    from harness.activations import NAMES
+    from harness.data import DATASETS
+    from harness.models import MODELS
+
+    conf = Path(__file__).parents[1] / "conf"
+    for group, names in [("model", MODELS), ("dataset", DATASETS), ("activation", NAMES)]:
+        assert sorted(p.stem for p in (conf / group).glob("*.yaml")) == sorted(names), group

@@ -12,7 +12,7 @@ from harness.results import find_run_dirs, load_runs
 REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.lr")
 # Config keys that never split runs into separate tasks: the report's own axes (seed, lr, activation, the task's
 # dataset and model) and keys that change how a run is watched, not what it computes.
-AXES = {"config.seed", "config.trainer.lr", "config.model.name", "config.dataset.name", "config.trainer.threads"}
+AXES = {"config.seed", "config.trainer.lr", "config.model.name", "config.dataset.name"}
 WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
 # The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
 OUTCOMES = ["test_acc_at_best_val", "test_acc", "best_val_acc", "train_loss", "test_loss", "samples_per_s",
