@@ -15,6 +15,7 @@ from harness import probes
 from harness.data import BatchIterator
 from harness.meters import evaluate
 from harness.recorder import CHECKPOINT, Recorder, TrainState, load_checkpoint
+from harness.resolve import Job
 from harness.results import git_state, package_versions, write_metrics
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -24,7 +25,7 @@ AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class Loop:
     """One run's training machinery, built once by Loop.start: what every step and boundary uses."""
 
-    job: object  # harness.train.Job
+    job: Job
     run_dir: Path
     state: TrainState
     rec: Recorder
@@ -41,7 +42,7 @@ class Loop:
         return self.run_dir / CHECKPOINT
 
     @classmethod
-    def start(cls, job, run_dir: Path) -> Loop:
+    def start(cls, job: Job, run_dir: Path) -> Loop:
         """Build the machinery; continue from run_dir's checkpoint if there is one, else probe the initial network."""
         t, model, data = job.config.trainer, job.model, job.data
         scaler = torch.amp.GradScaler(job.device.type, enabled=t.precision == "fp16")
@@ -190,7 +191,7 @@ class Loop:
                 "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
 
 
-def provenance(job) -> dict:
+def provenance(job: Job) -> dict:
     """Where and with what a run ran: device, threads, precision, sizes, versions, git, data, host."""
     device, t = job.device, job.config.trainer
     sha, dirty = git_state()

@@ -7,7 +7,7 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import check_pair
+from harness.data import Dataset, check_pair
 from harness.models import CELLS, INITS, MODELS, NORMS
 
 # trainer.optimizer: (parameters, trainer config) -> optimizer
@@ -25,6 +25,18 @@ class Resolved:
     config: Config
     activation: ActivationSpec
     device: torch.device | None  # None when checked without the device (a sweep's login node may lack the GPU)
+
+
+@dataclass
+class Job:
+    """Everything one run is built from, made once by run(): nothing downstream parses the config's names again."""
+
+    config: Config
+    activation: ActivationSpec
+    device: torch.device
+    data: Dataset
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
 
 
 def resolve(config: Config, device: bool = True) -> Resolved:

@@ -5,7 +5,6 @@ import dataclasses
 import datetime
 import random
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +12,15 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import probes
-from harness.activations import ActivationSpec
 from harness.born_dead import born_dead_trials
 from harness.config import Config, config_hash, to_dict
-from harness.data import BatchIterator, Dataset, load_dataset
+from harness.data import Dataset, load_dataset
 from harness.loop import Loop
 from harness.meters import Timer, WindowStats
 from harness.models import build_model
 from harness.recorder import CHECKPOINT, save_checkpoint
-from harness.resolve import OPTIMIZERS, Resolved, resolve
+from harness.resolve import OPTIMIZERS, Job, Resolved, resolve
 from harness.results import SCHEMA_VERSION, write_metrics, write_summary
-
-@dataclass
-class Job:
-    """Everything one run is built from, made once by run(): nothing downstream parses the config's names again."""
-
-    config: Config
-    activation: ActivationSpec
-    device: torch.device
-    data: Dataset
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
 
 
 def check(config: Config) -> torch.device:
