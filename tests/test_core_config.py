@@ -123,3 +123,17 @@ def test_every_registry_name_has_its_config_group_file_and_back():
     conf = Path(__file__).parents[1] / "conf"
     for group, names in [("model", MODELS), ("dataset", DATASETS), ("activation", NAMES)]:
         assert sorted(p.stem for p in (conf / group).glob("*.yaml")) == sorted(names), group
+
+
+@pytest.mark.parametrize("activation", ["rrelu", "prelu", "softmax"])
+def test_resolving_draws_nothing_from_the_global_generators(activation):
+    import random
+
+    import numpy as np
+    import torch
+
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    spec = resolve(compose_config(f"activation={activation}", "trainer.device=cpu")).activation
+    spec.max_slope  # noqa: B018  computed on first use, before the seed too
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert (np.random.get_state()[1] == before[2]).all()
