@@ -13,15 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import Config
+from harness.config import EXIT_BAD_INPUT, Config
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
     # Folder names never collide; cached, so that every use in one config sees the same id.
     OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
-
-# Errors that mean "bad input": one line, exit 2, before any training.
-EXIT_BAD_INPUT = 2
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +28,7 @@ def main(cfg: DictConfig) -> str | None:
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:
         return sweep_job(cfg)
-    from harness import BadInput, run  # after Hydra has parsed the command line: `--help` stays fast
+    from harness import ConfigError, run  # after Hydra has parsed the command line: `--help` stays fast
     from harness.console import format_summary
     from harness.joblock import JobBusy, JobLock
 
@@ -42,7 +39,7 @@ def main(cfg: DictConfig) -> str | None:
     except JobBusy as exc:  # another process took the folder after preflight looked
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    except BadInput as exc:
+    except ConfigError as exc:
         remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

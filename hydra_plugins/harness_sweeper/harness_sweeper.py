@@ -16,8 +16,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from harness.config import EXIT_BAD_INPUT  # nothing ran
+
 EXIT_FAILED = 1  # a job failed or did not finish
-EXIT_BAD_INPUT = 2  # nothing ran
 EXIT_INTERRUPTED = 130
 
 
@@ -176,8 +177,10 @@ class HarnessSweeper(BasicSweeper):
             raise BadSweep(f"{exc} (job {label})") from None
         except KeyboardInterrupt:
             raise
-        except BaseException as exc:  # SystemExit too: a custom target probed here may call sys.exit
-            raise BadSweep(f"{compact(exc) or type(exc).__name__} (job {label})") from None
+        except Exception as exc:
+            raise BadSweep(f"{compact(exc)} (job {label})") from None
+        except BaseException as exc:  # SystemExit: a custom activation probed here may call sys.exit
+            raise BadSweep(f"the activation could not be built: {type(exc).__name__}: {exc} (job {label})") from None
         return Job(list(overrides), name, config_hash(config), bool(config.resume), config)
 
     def match(self, job: Job, finished: dict) -> None:
