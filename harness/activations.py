@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harness.config import ActivationError
+from harness.gated import GATED_ACTIVATIONS, SQUARED_ACTIVATIONS
 
 
 def identity() -> nn.Module:
@@ -48,6 +49,9 @@ ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "tanhshrink": nn.Tanhshrink,
     "logsigmoid": nn.LogSigmoid,
     "identity": identity,
+    # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py)
+    **GATED_ACTIVATIONS,
+    **SQUARED_ACTIVATIONS,
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])
