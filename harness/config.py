@@ -50,6 +50,7 @@ class ModelConfig:
     kernel_size: int = 5  # CNN: first layer's kernel; later layers use 3 (the MNIST-1D authors' ConvBase)
     cell: str = "elman"  # RNN only
     bidirectional: bool = False  # RNN only
+    match_params: bool = False  # gated activations: the hidden width whose n_params is closest to the ungated model's
 
 
 @dataclass
@@ -152,5 +153,7 @@ def config_hash(config: Config) -> str:
         for p in parents:
             node = node[p]
         node.pop(leaf, None)
+    if not tree["model"].get("match_params", False):  # added after v1: at its default, the hash of before
+        tree["model"].pop("match_params", None)
     blob = json.dumps(tree, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -5,6 +5,7 @@ weights and the activation that follows them share that name, which the probes a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -12,17 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.config import ConfigError
+from harness.gated import expansion
+
 ActFactory = Callable[[], nn.Module]
 
 
 class Dense(nn.Module):
-    """Linear -> optional norm -> activation."""
+    """Linear -> optional norm -> activation; the Linear gives 2 x n_out features for a gated activation."""
 
     def __init__(self, n_in: int, n_out: int, act: ActFactory, norm: str):
         super().__init__()
+        activation = act()
+        n_out *= expansion(activation)
         self.linear = nn.Linear(n_in, n_out)
         self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](n_out)
-        self.act = act()
+        self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.linear(x)))
@@ -47,14 +53,16 @@ class MLP(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Strided convolution -> optional norm -> activation, 1-D or 2-D."""
+    """Strided convolution -> optional norm -> activation, 1-D or 2-D; 2 x c_out channels for a gated activation."""
 
     def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, act: ActFactory, norm: str):
         super().__init__()
+        activation = act()
+        c_out *= expansion(activation)
         self.conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, kernel, stride=2, padding=1)
         batch = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
         self.norm = {"none": nn.Identity(), "batch": batch(c_out), "layer": nn.GroupNorm(1, c_out)}[norm]
-        self.act = act()
+        self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
@@ -223,8 +231,9 @@ class RNN(nn.Module):
 # ---------------------------------------------------------------- construction and initialisation
 
 # Activations that torch.nn.init.calculate_gain knows; the others use the ReLU gain.
+# A gated unit's name stands for its gate's gain (its value half always gets the identity's; see initialise).
 GAIN_NAMES = {"identity": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-              "leaky_relu": "leaky_relu", "selu": "selu"}
+              "leaky_relu": "leaky_relu", "selu": "selu", "glu": "sigmoid", "bilinear": "linear"}
 
 
 def init_gain(act_name: str, act_params: dict) -> float:
@@ -252,25 +261,28 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     return acts
 
 
+def halves(model: nn.Module) -> dict[str, bool]:
+    """Per hidden layer, whether its weights feed a gated activation (rows [u; g]: the value, then the gate)."""
+    return {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
+
+
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
-    """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own."""
+    """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own.
+
+    A gated layer's two halves are drawn as two matrices: the rows of u as for the identity (gain 1), the rows of
+    g with the activation's gain, each with its own n outputs as fan-out.
+    """
     if scheme == "default":
         return
+    gated = halves(model)
     for name, weights in layer_weights(model).items():
         if name == "head":
             continue
-        for w in weights:
-            fan_in = w[0].numel()
-            fan_out = w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
-            with torch.no_grad():
-                if scheme == "kaiming":
-                    w.normal_(0, gain / math.sqrt(fan_in))
-                elif scheme == "xavier":
-                    w.normal_(0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
-                elif scheme == "lecun":
-                    w.normal_(0, 1 / math.sqrt(fan_in))
-                elif scheme == "orthogonal":
-                    nn.init.orthogonal_(w, gain)
+        parts = [(w, gain) for w in weights]
+        if gated.get(name):
+            parts = [(half, g) for w in weights for half, g in zip(w.detach().chunk(2, dim=0), (1.0, gain))]
+        for w, gain_here in parts:
+            draw(w, scheme, gain_here)
     for module in model.hidden.modules():
         for n, p in module.named_parameters(recurse=False):
             if n.startswith("bias") and not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
@@ -278,17 +290,75 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
                 nn.init.zeros_(p)
 
 
+def draw(w: torch.Tensor, scheme: str, gain: float) -> None:
+    """Redraw one weight matrix (or a gated layer's half of one) in place."""
+    fan_in = w[0].numel()
+    fan_out = w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
+    with torch.no_grad():
+        if scheme == "kaiming":
+            w.normal_(0, gain / math.sqrt(fan_in))
+        elif scheme == "xavier":
+            w.normal_(0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+        elif scheme == "lecun":
+            w.normal_(0, 1 / math.sqrt(fan_in))
+        elif scheme == "orthogonal":
+            nn.init.orthogonal_(w, gain)
+
+
+def construct(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The configured model, with PyTorch's initialisation."""
+    if m.name == "mlp":
+        return MLP(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
+    if m.name == "cnn":
+        return CNN(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
+    if m.name == "rnn":
+        return RNN(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
+    raise ValueError(f"unknown model {m.name!r}")
+
+
+def n_params(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """The configured model's parameter count, built on the meta device: no memory, and no draw from the RNG."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in construct(m, act, input_shape, num_classes).parameters())
+
+
+def matched_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """The hidden width whose n_params with `act` is closest to the ungated twin's (the same model at model.width
+    with a parameter-free elementwise activation); a tie goes to the wider. Bisection: n_params grows with width."""
+    target = n_params(m, nn.Identity, input_shape, num_classes)
+
+    def count(width: int) -> int:
+        return n_params(dataclasses.replace(m, width=width), act, input_shape, num_classes)
+
+    lo, hi = 1, m.width  # the widest width at or under the target lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count(mid) <= target else (lo, mid - 1)
+    return min({lo, min(lo + 1, m.width)}, key=lambda w: (abs(count(w) - target), -w))
+
+
+def hidden_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """model.width, or with model.match_params=true and a gated activation, the parameter-matched width."""
+    if not m.match_params or m.depth == 0 or expansion(act()) == 1:
+        return m.width
+    return matched_width(m, act, input_shape, num_classes)
+
+
+def check_fits(model_name: str, act_name: str, act: ActFactory) -> None:
+    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
+    if model_name == "rnn" and expansion(act()) == 2:
+        raise ConfigError(f"activation={act_name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
+                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
+
+
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
                 gain: float = 1.0) -> nn.Module:
-    """Build the configured model for an input shape, then apply model.init."""
-    m = model_cfg
-    if m.name == "mlp":
-        model = MLP(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
-    elif m.name == "cnn":
-        model = CNN(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
-    elif m.name == "rnn":
-        model = RNN(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
-    else:
-        raise ValueError(f"unknown model {m.name!r}")
-    initialise(model, m.init, gain)
+    """Build the configured model for an input shape (at the matched width if asked), then apply model.init.
+
+    The width it was built with is `model.width_used`.
+    """
+    width = hidden_width(model_cfg, act, input_shape, num_classes)
+    model = construct(dataclasses.replace(model_cfg, width=width), act, input_shape, num_classes)
+    model.width_used = width
+    initialise(model, model_cfg.init, gain)
     return model

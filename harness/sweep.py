@@ -17,10 +17,11 @@ def check_job(config: Config) -> None:
     """Every check a job would fail before training, minus the device (a login node may lack the GPU)."""
     from harness.activations import activation_factory  # torch loads here, not at import time
     from harness.data import check_pair
+    from harness.models import check_fits
 
     validate(config)
     name, params = activation_params(config)
-    activation_factory(name, **params)
+    check_fits(config.model.name, name, activation_factory(name, **params))
     check_pair(config.model.name, config.dataset.name)
 
 

@@ -21,7 +21,7 @@ from harness.activations import activation_factory
 from harness.born_dead import born_dead_trials
 from harness.config import Config, ConfigError, activation_params, config_hash, to_dict, validate
 from harness.data import BatchIterator, check_pair, load_dataset
-from harness.models import build_model, init_gain
+from harness.models import build_model, check_fits, init_gain
 from harness.results import SCHEMA_VERSION, git_state, package_versions, write_metrics, write_summary
 
 CHECKPOINT = "checkpoint.pt"
@@ -44,7 +44,7 @@ def check(config: Config) -> torch.device:
     """Every check that needs no data: values, activation parameters, the model x dataset pair, the device."""
     validate(config)
     name, params = activation_params(config)
-    activation_factory(name, **params)
+    check_fits(config.model.name, name, activation_factory(name, **params))
     check_pair(config.model.name, config.dataset.name)
     return resolve_device(config.trainer.device)
 
@@ -379,7 +379,8 @@ def finish(config, model, data, device, state, autocast, probe_x, probe_y, run_d
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
         "num_threads": torch.get_num_threads(), "precision": t.precision, "compile": t.compile,
-        "n_params": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
+        "n_params": sum(p.numel() for p in model.parameters()), "width_used": model.width_used,
+        "torch_version": torch.__version__,
         "package_versions": package_versions(), "git_sha": sha, "git_dirty": dirty,
         "dataset_checksum": data.checksum, "hostname": platform.node(), "pid": os.getpid(),
     }
