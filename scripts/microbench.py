@@ -412,15 +412,15 @@ def figures(rows: list[dict], out: Path) -> None:
     grid = sns.catplot(data=eager, x="activation", y="copy_fraction", hue="pass", col="dtype", kind="bar",
                        height=3.5, aspect=2.2)
     grid.set_axis_labels("", "fraction of copy bandwidth").set_xticklabels(rotation=60)
-    grid.figure.text(0.01, 0.01, f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) "
-                                 "per input element, against 2 and 5", fontsize=8)
+    grid.figure.suptitle(f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) per "
+                         "input element, against 2 and 5", y=1.04, fontsize=9)
     grid.savefig(out / "microbench_copy_fraction.png", dpi=110)
     backward = df[(df["pass"] == "fwd+bwd") & (df["placement"] == "out")]
     grid = sns.catplot(data=backward, x="activation", y="vs_relu", hue="mode", col="dtype", kind="bar",
                        height=3.5, aspect=2.2)
     grid.set(yscale="log")
     grid.set_axis_labels("", "forward+backward time / eager ReLU's").set_xticklabels(rotation=60)
-    grid.figure.text(0.01, 0.01, f"{GATED_MARK.strip()}: the same 2n inputs as ReLU's n, n outputs", fontsize=8)
+    grid.figure.suptitle(f"{GATED_MARK.strip()}: 2n inputs (the same size as ReLU's), n outputs", y=1.04, fontsize=9)
     grid.savefig(out / "microbench_vs_relu.png", dpi=110)
 
 
