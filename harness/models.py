@@ -261,7 +261,7 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     return acts
 
 
-def halves(model: nn.Module) -> dict[str, bool]:
+def gated_layers(model: nn.Module) -> dict[str, bool]:
     """Per hidden layer, whether its weights feed a gated activation (rows [u; g]: the value, then the gate)."""
     return {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
 
@@ -274,7 +274,7 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     """
     if scheme == "default":
         return
-    gated = halves(model)
+    gated = gated_layers(model)
     for name, weights in layer_weights(model).items():
         if name == "head":
             continue
