@@ -13,10 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import ConfigError
 from harness.gated import expansion
 
 ActFactory = Callable[[], nn.Module]
+
+# Normalisation after each hidden layer, by the layer's spatial dimensions (0: dense, 1: sequence, 2: image).
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "none": lambda dims, n: nn.Identity(),
+    "batch": lambda dims, n: (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n),
+    "layer": lambda dims, n: nn.LayerNorm(n) if dims == 0 else nn.GroupNorm(1, n),
+}
 
 
 class Dense(nn.Module):
@@ -27,7 +33,7 @@ class Dense(nn.Module):
         activation = act()
         n_out *= expansion(activation)
         self.linear = nn.Linear(n_in, n_out)
-        self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](n_out)
+        self.norm = NORMS[norm](0, n_out)
         self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,6 +42,12 @@ class Dense(nn.Module):
 
 class MLP(nn.Module):
     """Fully connected classifier; depth 0 is logistic regression, residual adds skips between equal widths."""
+
+    inputs = ("vector", "sequence", "image")  # the dataset kinds it takes
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> MLP:
+        return cls(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
 
     def __init__(self, in_features: int, num_classes: int, act: ActFactory, depth: int = 2, width: int = 100,
                  residual: bool = False, norm: str = "none"):
@@ -60,8 +72,7 @@ class ConvBlock(nn.Module):
         activation = act()
         c_out *= expansion(activation)
         self.conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, kernel, stride=2, padding=1)
-        batch = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        self.norm = {"none": nn.Identity(), "batch": batch(c_out), "layer": nn.GroupNorm(1, c_out)}[norm]
+        self.norm = NORMS[norm](dims, c_out)
         self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +81,12 @@ class ConvBlock(nn.Module):
 
 class CNN(nn.Module):
     """The MNIST-1D authors' ConvBase generalised: stride-2 convolutions, then a linear head on the flat features."""
+
+    inputs = ("sequence", "image")
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> CNN:
+        return cls(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 3,
                  width: int = 25, kernel_size: int = 5, norm: str = "none"):
@@ -200,6 +217,12 @@ class Recurrent(nn.Module):
 class RNN(nn.Module):
     """Stacked recurrent layers; the head reads the outputs of all time steps, as in the MNIST-1D authors' GRU."""
 
+    inputs = ("sequence", "image")
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> RNN:
+        return cls(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 1,
                  width: int = 6, cell: str = "gru", bidirectional: bool = True):
         super().__init__()
@@ -261,65 +284,52 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     return acts
 
 
-def gated_layers(model: nn.Module) -> dict[str, bool]:
-    """Per hidden layer, whether its weights feed a gated activation (rows [u; g]: the value, then the gate)."""
-    return {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
+def _fans(w: torch.Tensor) -> tuple[int, int]:
+    fan_in = w[0].numel()
+    return fan_in, w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
+
+
+# model.init: how each hidden weight matrix is redrawn (in place, with the activation's gain); None keeps PyTorch's.
+INITS: dict[str, Callable[[torch.Tensor, float], None] | None] = {
+    "default": None,
+    "kaiming": lambda w, gain: w.normal_(0, gain / math.sqrt(_fans(w)[0])),
+    "xavier": lambda w, gain: w.normal_(0, gain * math.sqrt(2.0 / sum(_fans(w)))),
+    "lecun": lambda w, gain: w.normal_(0, 1 / math.sqrt(_fans(w)[0])),
+    "orthogonal": lambda w, gain: nn.init.orthogonal_(w, gain),
+}
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
 
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own.
 
-    A gated layer's two halves are drawn as two matrices: the rows of u as for the identity (gain 1), the rows of
-    g with the activation's gain, each with its own n outputs as fan-out.
+    A gated layer's weight is drawn as two matrices: the rows of its value half u as for the identity (gain 1), the
+    rows of its gate half g with the activation's gain, each half with its own n outputs as fan-out.
     """
-    if scheme == "default":
+    draw = INITS[scheme]
+    if draw is None:
         return
-    gated = gated_layers(model)
+    gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
     for name, weights in layer_weights(model).items():
-        if name == "head":
-            continue
-        parts = [(w, gain) for w in weights]
-        if gated.get(name):
-            parts = [(half, g) for w in weights for half, g in zip(w.detach().chunk(2, dim=0), (1.0, gain))]
-        for w, gain_here in parts:
-            draw(w, scheme, gain_here)
+        if name != "head":
+            for w in weights:
+                parts = zip(w.detach().chunk(2, dim=0), (1.0, gain)) if gated[name] else [(w, gain)]
+                for part, part_gain in parts:
+                    with torch.no_grad():
+                        draw(part, part_gain)
     for module in model.hidden.modules():
         for n, p in module.named_parameters(recurse=False):
-            if n.startswith("bias") and not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
-                                                                nn.GroupNorm)):
+            if n.startswith("bias") and not isinstance(module, NORM_TYPES):
                 nn.init.zeros_(p)
 
 
-def draw(w: torch.Tensor, scheme: str, gain: float) -> None:
-    """Redraw one weight matrix (or a gated layer's half of one) in place."""
-    fan_in = w[0].numel()
-    fan_out = w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
-    with torch.no_grad():
-        if scheme == "kaiming":
-            w.normal_(0, gain / math.sqrt(fan_in))
-        elif scheme == "xavier":
-            w.normal_(0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
-        elif scheme == "lecun":
-            w.normal_(0, 1 / math.sqrt(fan_in))
-        elif scheme == "orthogonal":
-            nn.init.orthogonal_(w, gain)
-
-
-def construct(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The configured model, with PyTorch's initialisation."""
-    if m.name == "mlp":
-        return MLP(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
-    if m.name == "cnn":
-        return CNN(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
-    if m.name == "rnn":
-        return RNN(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
-    raise ValueError(f"unknown model {m.name!r}")
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN}
 
 
 def n_params(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
     """The configured model's parameter count, built on the meta device: no memory, and no draw from the RNG."""
     with torch.device("meta"):
-        return sum(p.numel() for p in construct(m, act, input_shape, num_classes).parameters())
+        return sum(p.numel() for p in MODELS[m.name].from_config(m, input_shape, num_classes, act).parameters())
 
 
 def matched_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
@@ -344,13 +354,6 @@ def hidden_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: 
     return matched_width(m, act, input_shape, num_classes)
 
 
-def check_fits(model_name: str, act_name: str, act: ActFactory) -> None:
-    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
-    if model_name == "rnn" and expansion(act()) == 2:
-        raise ConfigError(f"activation={act_name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
-                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
-
-
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
                 gain: float = 1.0) -> nn.Module:
     """Build the configured model for an input shape (at the matched width if asked), then apply model.init.
@@ -358,7 +361,8 @@ def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_cl
     The width it was built with is `model.width_used`.
     """
     width = hidden_width(model_cfg, act, input_shape, num_classes)
-    model = construct(dataclasses.replace(model_cfg, width=width), act, input_shape, num_classes)
+    model = MODELS[model_cfg.name].from_config(dataclasses.replace(model_cfg, width=width), input_shape,
+                                               num_classes, act)
     model.width_used = width
     initialise(model, model_cfg.init, gain)
     return model

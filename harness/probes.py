@@ -42,8 +42,11 @@ class _UnitWatch:
     is the same as 'some sample does', in one reduction instead of two comparisons and two reductions.
     """
 
-    def __init__(self, act: nn.Module):
-        self.max_slope = max_abs_derivative(act) if saturation_defined(act) else None
+    def __init__(self, act: nn.Module, max_slope: float | None):
+        if not saturation_defined(act):  # relu_squared, star_relu: f' is unbounded, saturation is not defined
+            self.max_slope = None
+        else:
+            self.max_slope = max_abs_derivative(act) if max_slope is None else max_slope
         self.peak = None
         self.sum = self.sumsq = self.count = 0.0
 
@@ -75,8 +78,8 @@ class _GatedUnitWatch(_UnitWatch):
     its gate input, max(|f(g)|, |u f'(g)|) > DEAD_TOL, on some sample; unsaturated while its gate's slope |f'(g)|
     reaches SATURATION_RATIO x the gate's max|f'| on some sample."""
 
-    def __init__(self, act: nn.Module):
-        self.max_slope = gate_max_slope(act)
+    def __init__(self, act: nn.Module, max_slope: float | None):
+        self.max_slope = gate_max_slope(act) if max_slope is None else max_slope
         self.peak = self.gate_peak = None
         self.sum = self.sumsq = self.count = 0.0
 
@@ -91,17 +94,22 @@ class _GatedUnitWatch(_UnitWatch):
         return self.gate_peak >= SATURATION_RATIO * self.max_slope
 
 
-def unit_watch(act: nn.Module) -> _UnitWatch:
-    return _GatedUnitWatch(act) if expansion(act) == 2 else _UnitWatch(act)
+def unit_watch(act: nn.Module, max_slope: float | None) -> _UnitWatch:
+    """The watch for one activation module; max_slope as for probe_units (a gated unit's: its gate's)."""
+    return (_GatedUnitWatch if expansion(act) == 2 else _UnitWatch)(act, max_slope)
 
 
 @torch.no_grad()
-def probe_units(model: nn.Module, x: torch.Tensor) -> dict[str, LayerStats]:
-    """Dead/saturated units and output mean/std of every activation layer, in eval mode, on inputs x."""
+def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = None) -> dict[str, LayerStats]:
+    """Dead/saturated units and output mean/std of every activation layer, in eval mode, on inputs x.
+
+    max_slope: the activation's max|f'| where it is fixed (ActivationSpec.max_slope, computed once per run);
+    None computes it from each module's current parameters (PReLU's learned slope).
+    """
     watches: dict[str, list[_UnitWatch]] = {}
     handles = []
     for name, acts in activation_layers(model).items():
-        watches[name] = [unit_watch(a) for a in acts]
+        watches[name] = [unit_watch(a, max_slope) for a in acts]
         handles += [a.register_forward_hook(w) for a, w in zip(acts, watches[name])]
     was_training = model.training
     model.eval()

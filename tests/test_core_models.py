@@ -36,12 +36,12 @@ def test_every_activation_and_model_builds_and_steps(model, act):
 @pytest.mark.parametrize("act", sorted(GATED))
 def test_every_pair_that_cannot_build_is_refused_in_one_line(act):
     from harness.config import ConfigError
-    from harness.models import check_fits
+    from harness.resolve import check_fits
 
-    check_fits("mlp", act, activation_factory(act))
-    check_fits("cnn", act, activation_factory(act))
+    check_fits("mlp", activation_factory(act))
+    check_fits("cnn", activation_factory(act))
     with pytest.raises(ConfigError, match=f"^activation={act} is gated [^\n]*model=mlp or model=cnn$"):
-        check_fits("rnn", act, activation_factory(act))
+        check_fits("rnn", activation_factory(act))
 
 
 def test_each_layer_has_its_own_activation_instance():
