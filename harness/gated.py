@@ -1,4 +1,5 @@
-"""Gated activations (GLU and its variants) and the squared-ReLU family, with the probe definitions they need.
+"""Gated activations (GLU and its variants) and the squared-ReLU family, with the probe definitions and the
+parameter-matched width they need.
 
 A gated activation takes 2n inputs and gives n outputs: the input is split along `dim` into halves [u, g], and
 out = u * f(g). The first half u is the value and passes as the identity; the second half g is the gate and goes
@@ -6,7 +7,9 @@ through f. This is torch.nn.functional.glu's order, and it is fixed: model.init 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -156,3 +159,35 @@ def gated_dead_saturated(act: GatedActivation, x: torch.Tensor, dead_tol: float,
     saturation_ratio x max|f'|, so the gate input learns nothing whatever u is (stuck open or shut)."""
     grad_peak, slope_peak = gated_unit_peaks(act, x)
     return grad_peak <= dead_tol, slope_peak < saturation_ratio * gate_max_slope(act)
+
+
+# ---------------------------------------------------------------- model.match_params
+
+
+def parameter_count(construct: Callable, m, act: Callable[[], nn.Module]) -> int:
+    """n_params of construct(m, act), built on the meta device: no memory, and no draw from the RNG."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in construct(m, act).parameters())
+
+
+def matched_width(m, act: Callable[[], nn.Module], construct: Callable) -> int:
+    """The hidden width whose n_params with `act` is closest to the ungated twin's (the same model at model.width
+    with a parameter-free elementwise activation); a tie goes to the wider. Bisection: n_params grows with width."""
+    target = parameter_count(construct, m, nn.Identity)
+
+    def count(width: int) -> int:
+        return parameter_count(construct, dataclasses.replace(m, width=width), act)
+
+    lo, hi = 1, m.width  # the widest width at or under the target lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count(mid) <= target else (lo, mid - 1)
+    return min({lo, min(lo + 1, m.width)}, key=lambda w: (abs(count(w) - target), -w))
+
+
+def hidden_width(m, act: Callable[[], nn.Module], construct: Callable) -> int:
+    """model.width, or with model.match_params=true and a gated activation, the parameter-matched width.
+    construct(model config, act) builds the model (harness.models.build_model passes its own)."""
+    if not m.match_params or m.depth == 0 or expansion(act()) == 1:
+        return m.width
+    return matched_width(m, act, construct)

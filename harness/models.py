@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.gated import expansion
+from harness.gated import expansion, hidden_width
 
 ActFactory = Callable[[], nn.Module]
 
@@ -326,43 +326,17 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN}
 
 
-def n_params(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
-    """The configured model's parameter count, built on the meta device: no memory, and no draw from the RNG."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in MODELS[m.name].from_config(m, input_shape, num_classes, act).parameters())
-
-
-def matched_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
-    """The hidden width whose n_params with `act` is closest to the ungated twin's (the same model at model.width
-    with a parameter-free elementwise activation); a tie goes to the wider. Bisection: n_params grows with width."""
-    target = n_params(m, nn.Identity, input_shape, num_classes)
-
-    def count(width: int) -> int:
-        return n_params(dataclasses.replace(m, width=width), act, input_shape, num_classes)
-
-    lo, hi = 1, m.width  # the widest width at or under the target lies in [lo, hi]
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if count(mid) <= target else (lo, mid - 1)
-    return min({lo, min(lo + 1, m.width)}, key=lambda w: (abs(count(w) - target), -w))
-
-
-def hidden_width(m, act: ActFactory, input_shape: tuple[int, ...], num_classes: int) -> int:
-    """model.width, or with model.match_params=true and a gated activation, the parameter-matched width."""
-    if not m.match_params or m.depth == 0 or expansion(act()) == 1:
-        return m.width
-    return matched_width(m, act, input_shape, num_classes)
-
-
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
                 gain: float = 1.0) -> nn.Module:
     """Build the configured model for an input shape (at the matched width if asked), then apply model.init.
 
     The width it was built with is `model.width_used`.
     """
-    width = hidden_width(model_cfg, act, input_shape, num_classes)
-    model = MODELS[model_cfg.name].from_config(dataclasses.replace(model_cfg, width=width), input_shape,
-                                               num_classes, act)
+    def construct(m, act: ActFactory) -> nn.Module:
+        return MODELS[m.name].from_config(m, input_shape, num_classes, act)
+
+    width = hidden_width(model_cfg, act, construct)
+    model = construct(dataclasses.replace(model_cfg, width=width), act)
     model.width_used = width
     initialise(model, model_cfg.init, gain)
     return model

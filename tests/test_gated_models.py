@@ -11,7 +11,7 @@ from torch import nn
 
 from harness.activations import activation_factory
 from harness.config import ConfigError, ModelConfig
-from harness.models import CNN, MLP, Dense, build_model, init_gain, initialise, matched_width
+from harness.models import CNN, MLP, Dense, build_model, init_gain, initialise
 from harness.probes import overall_fractions, probe_units
 
 SHAPE = (1, 40)
@@ -41,7 +41,6 @@ def test_matched_width_is_the_closest_by_brute_force(model, width, depth):
     gated = {w: count(build_model(dataclasses.replace(m, width=w, match_params=False), activation_factory("swiglu"),
                                   SHAPE, 10)) for w in range(width // 3, width + 1)}  # 2/3 x width lies inside
     best = min(gated, key=lambda w: (abs(gated[w] - target), -w))
-    assert matched_width(m, activation_factory("swiglu"), SHAPE, 10) == best
     net = build_model(m, activation_factory("swiglu"), SHAPE, 10)
     assert net.width_used == best and count(net) == gated[best]
     if width >= 25:  # coarse below: one unit of width is a large step
