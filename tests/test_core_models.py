@@ -111,3 +111,20 @@ def test_gain_falls_back_to_relu_for_unknown_activations():
     assert init_gain("mish", {}) == pytest.approx(2**0.5)
     assert init_gain("tanh", {}) == pytest.approx(5 / 3)
     assert init_gain("leaky_relu", {"negative_slope": 0.2}) == pytest.approx((2 / 1.04) ** 0.5)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "rnn"])
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier", "lecun", "orthogonal"])
+def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
+    """The weight layers are the Linear/Conv/cell weights: model.init leaves PReLU's slope (`act.weight`) at 0.25
+    (kaiming/xavier/lecun used to redraw it, orthogonal to crash on it)."""
+    cfg = ModelConfig(name=model, depth=2, width=8, cell="lstm", init=scheme)
+    torch.manual_seed(0)
+    net = build_model(cfg, activation_factory("prelu"), SHAPES[model], 10, init_gain("prelu", {}))
+    slopes = [m.weight for m in net.modules() if isinstance(m, nn.PReLU)]
+    assert len(slopes) == (4 if model == "rnn" else 2)  # an LSTM cell has two: act and act_cell
+    assert all(torch.equal(s, torch.full_like(s, 0.25)) for s in slopes)  # the cells' own init left them, too
+    weights = layer_weights(net)
+    assert not any(w is s for ws in weights.values() for w in ws for s in slopes)
+    per_layer = 2 if model == "rnn" else 1  # a Linear/Conv weight; a cell's weight_ih and weight_hh
+    assert [len(ws) for ws in weights.values()] == [per_layer, per_layer, 1]
