@@ -31,6 +31,7 @@ class TrainState:
     grad_count: int = 0
     diverged_at_step: int | None = None
     grad_norm_init_by_layer: dict = field(default_factory=dict)
+    alive_init_by_layer: dict = field(default_factory=dict)  # layer -> (units,) bool on the CPU: the step-0 probe's
     latest: dict = field(default_factory=dict)  # "split.metric" -> the last value recorded of each scalar
 
 
