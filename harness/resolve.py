@@ -10,6 +10,8 @@ from harness.config import Config, ConfigError, one_of, validate
 from harness.data import Dataset, check_pair
 from harness.models import CELLS, INITS, MODELS, NORMS
 
+AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
+
 # trainer.optimizer: (parameters, trainer config) -> optimizer
 OPTIMIZERS = {
     "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
@@ -25,6 +27,7 @@ class Resolved:
     config: Config
     activation: ActivationSpec
     device: torch.device | None  # None when checked without the device (a sweep's login node may lack the GPU)
+    init: str  # the model.init drawn: model.init itself, or for `auto` the activation's recommended one
 
 
 @dataclass
@@ -45,13 +48,14 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     validate(config)
     m, t = config.model, config.trainer
     one_of("model", m.name, MODELS)
-    one_of("model.init", m.init, INITS)
+    one_of("model.init", m.init, [*INITS, AUTO])
     one_of("model.norm", m.norm, NORMS)
     one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     spec = activation_spec(config.activation)
     check_pair(m.name, config.dataset.name)
-    return Resolved(config, spec, resolve_device(t.device) if device else None)
+    init = spec.init if m.init == AUTO else m.init
+    return Resolved(config, spec, resolve_device(t.device) if device else None, init)
 
 
 def resolve_device(requested: str) -> torch.device:
