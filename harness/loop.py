@@ -52,8 +52,8 @@ class Loop:
         if job.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(job.device)
         state = TrainState(grad_sum=torch.zeros(len(layer_names)))
-        if (run_dir / CHECKPOINT).exists():
-            state = load_checkpoint(run_dir / CHECKPOINT, model, job.optimizer, scaler, batches, job.config)
+        if (run_dir / CHECKPOINT).exists():  # a damaged one is set aside (None) and the run starts over
+            state = load_checkpoint(run_dir / CHECKPOINT, model, job.optimizer, scaler, batches, job.config) or state
         loop = cls(job, run_dir, state, Recorder(state), scaler, batches, forward, AMP_DTYPES[t.precision],
                    data.x_train[: probes.PROBE_SIZE], data.y_train[: probes.PROBE_SIZE], layer_names)
         if state.step == 0:  # the network at initialisation

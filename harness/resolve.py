@@ -7,7 +7,7 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import Dataset, check_pair
+from harness.data import Dataset, check_fits, check_pair, check_root
 from harness.models import CELLS, INITS, MODELS, NORMS
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
@@ -54,6 +54,8 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     spec = activation_spec(config.activation)
     check_pair(m.name, config.dataset.name)
+    check_fits(config)
+    check_root(config.dataset.name, config.dataset.root)
     init = spec.init if m.init == AUTO else m.init
     return Resolved(config, spec, resolve_device(t.device) if device else None, init)
 

@@ -41,7 +41,7 @@ CASES = {
 # Timings, hosts and versions differ from run to run; everything else a run records must not.
 VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "peak_mem_mb", "pid", "started_at", "finished_at",
             "run_dir", "hostname", "git_sha", "git_dirty", "package_versions", "torch_version", "device_name",
-            "config", "num_threads",
+            "config", "num_threads", "files",  # files: metrics.csv's size and checksum, compared line by line below
             "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
 # config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
 HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],
