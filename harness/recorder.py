@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 from harness.config import Config, config_hash
-from harness.results import atomic_write, read_checkpoint
+from harness.results import CHECKPOINT, atomic_write, read_checkpoint  # noqa: F401  (CHECKPOINT: for the loop)
 
-CHECKPOINT = "checkpoint.pt"
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 
 
