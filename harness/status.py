@@ -1,5 +1,5 @@
 """Where a sweep stands, for `python -m harness.sweep DIR`: running, pending, finished and failed jobs, and an
-estimate of the time left from the jobs that finished (docs/flow.md, "Sweep status")."""
+estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
 from __future__ import annotations
 
 import datetime
