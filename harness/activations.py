@@ -1,4 +1,4 @@
-"""Activation registry: name -> factory and recommended init, plus each activation's derivative and max|f'| for probes and plots."""
+"""Activation registry: name -> factory and recommended init; each activation's derivative and max|f'| for probes."""
 from __future__ import annotations
 
 import importlib
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from harness.config import ActivationError
+from harness.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, expansion, gate_max_slope
 
 
 def identity() -> nn.Module:
@@ -60,6 +61,15 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanhshrink": Activation(nn.Tanhshrink, "kaiming"),  # flat at 0, slope 1 far out: needs the larger variance
     "logsigmoid": Activation(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
     "identity": Activation(identity, "xavier"),  # Glorot's derivation is exact for linear units
+    # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py); a
+    # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models.py)
+    "glu": Activation(GLU, "xavier"),  # a sigmoid gate
+    "reglu": Activation(ReGLU, "kaiming"),  # rectifier gates
+    "geglu": Activation(GEGLU, "kaiming"),
+    "swiglu": Activation(SwiGLU, "kaiming"),
+    "bilinear": Activation(Bilinear, "xavier"),  # a linear gate: a product of two linear units
+    "relu_squared": Activation(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
+    "star_relu": Activation(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])
@@ -150,9 +160,12 @@ class ActivationSpec:
 
     @cached_property
     def max_slope(self) -> float | None:
-        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then)."""
+        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then).
+        A gated unit's is its gate function's (docs/activations.md)."""
         act = self()
-        return None if next(act.parameters(), None) is not None else max_abs_derivative(act)
+        if next(act.parameters(), None) is not None:
+            return None
+        return gate_max_slope(act) if expansion(act) == 2 else max_abs_derivative(act)
 
     @property
     def gain(self) -> float:

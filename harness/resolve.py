@@ -8,6 +8,7 @@ import torch
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
 from harness.data import Dataset, check_fits, check_pair, check_root
+from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
@@ -53,11 +54,19 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     spec = activation_spec(config.activation)
+    check_gated_fits(m.name, spec)
     check_pair(m.name, config.dataset.name)
     check_fits(config)
     check_root(config.dataset.name, config.dataset.root)
     init = spec.init if m.init == AUTO else m.init
     return Resolved(config, spec, resolve_device(t.device) if device else None, init)
+
+
+def check_gated_fits(model_name: str, spec: ActivationSpec) -> None:
+    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
+    if model_name == "rnn" and expansion(spec()) == 2:
+        raise ConfigError(f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
+                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
 
 
 def resolve_device(requested: str) -> torch.device:
