@@ -143,3 +143,14 @@ def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
     assert not any(w is s for ws in weights.values() for w in ws for s in slopes)
     per_layer = 2 if model == "rnn" else 1  # a Linear/Conv weight; a cell's weight_ih and weight_hh
     assert [len(ws) for ws in weights.values()] == [per_layer, per_layer, 1]
+
+
+def test_model_init_leaves_an_activations_own_bias_alone():
+    """initialise zeroes the weight layers' biases only: StarReLU's learnable bias keeps its value."""
+    from harness.gated import STAR_BIAS
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="mlp", depth=2, width=8, init="kaiming"), activation_factory("star_relu"),
+                      SHAPES["mlp"], 10, init_gain("star_relu", {}))
+    assert [layer.act.bias.item() for layer in net.hidden] == pytest.approx([STAR_BIAS] * 2)
+    assert all(torch.count_nonzero(layer.linear.bias) == 0 for layer in net.hidden)
