@@ -65,17 +65,15 @@ def file_record(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def damaged_file(run_dir: Path, summary: dict) -> str | None:
-    """The first recorded file that is missing or differs from its record in summary.json; None if all match.
-
-    Summaries written before files were recorded have no record: they are taken as they are.
-    """
+def damaged_file(run_dir: Path, summary: dict) -> tuple[str, str] | None:
+    """(name, what is wrong) of the first recorded file that is missing or differs from its record in summary.json;
+    None if all match. Summaries written before files were recorded have no record: they are taken as they are."""
     for name, record in (summary.get("files") or {}).items():
         path = Path(run_dir) / name
         if not path.is_file():
-            return f"{name} is missing"
+            return name, "missing"
         if path.stat().st_size != record.get("bytes") or file_record(path) != record:
-            return f"{name} does not match its size and checksum in {SUMMARY}"
+            return name, f"its size or checksum differs from the one in {SUMMARY}"
     return None
 
 
@@ -209,7 +207,7 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
                 continue
             damage = damaged_file(run_dir, summary) if with_metrics else None
             if damage:
-                skipped.append({"run_dir": str(run_dir), "reason": damage})
+                skipped.append({"run_dir": str(run_dir), "reason": f"unreadable {damage[0]}: {damage[1]}"})
                 continue
             row = {}
             flatten("", summary, row)

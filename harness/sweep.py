@@ -51,7 +51,7 @@ def job_state(job_dir: Path) -> tuple[str, dict | None]:
         return "corrupt", None
     damage = damaged_file(job_dir, summary) if status in FINISHED else None
     if damage:  # a finished run whose metrics were truncated or overwritten afterwards is not finished any more
-        return "corrupt", {"note": damage}
+        return "corrupt", {"note": f"{damage[0]} damaged ({damage[1]})"}
     return status, summary
 
 
