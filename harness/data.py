@@ -257,7 +257,7 @@ class BatchIterator:
         self.position = state["position"]
 
 
-def check_sizes(config) -> None:
+def check_fits(config) -> None:
     """Refuse what the dataset's sizes make impossible: an empty training split, a subsample or a batch larger than
     the data (the batch would be cut silently while the config records the size asked for), a CNN kernel larger
     than the input."""

@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 from harness.config import Config, config_hash
-from harness.results import atomic_write, read_checkpoint
+from harness.results import CHECKPOINT, atomic_write, read_checkpoint  # noqa: F401  (CHECKPOINT: for the loop)
 
-CHECKPOINT = "checkpoint.pt"
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 
 
@@ -31,6 +30,7 @@ class TrainState:
     grad_count: int = 0
     diverged_at_step: int | None = None
     grad_norm_init_by_layer: dict = field(default_factory=dict)
+    alive_init_by_layer: dict = field(default_factory=dict)  # layer -> (units,) bool on the CPU: the step-0 probe's
     latest: dict = field(default_factory=dict)  # "split.metric" -> the last value recorded of each scalar
 
 

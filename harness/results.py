@@ -18,6 +18,7 @@ import pandas as pd
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"  # a job's resumable state (harness/recorder.py writes it)
 METRIC_COLUMNS = ["step", "split", "metric", "layer", "value", "t"]
 RECORDED = (METRICS,)  # files whose size and checksum summary.json records: a damaged one is told from a whole one
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pandas", "mnist1d", "scikit-learn")

@@ -205,8 +205,8 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
         note = f"diverged at step {s.get('diverged_at_step')}"
     elif state == "failed" and s.get("error"):
         note = s["error"].strip().splitlines()[-1]
-    elif state in ("unfinished", "corrupt"):
-        note = "no summary.json" if state == "unfinished" else s.get("note", "corrupt summary.json")
+    elif state in ("unfinished", "corrupt", "pending"):
+        note = s.get("note") or ("corrupt summary.json" if state == "corrupt" else "no summary.json")
     elif state == "running":
         note = "another process holds its job.lock"
     return fmt(s.get("test_acc"), ".4f"), fmt(s.get("train_time_s"), ".1f"), note
@@ -226,14 +226,6 @@ def format_table(rows: list[tuple[str, str, dict | None]]) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(sweep_dir: Path) -> tuple[str, int, int]:
-    """(table, finished jobs, all jobs) of a sweep folder as it stands now, from its manifest."""
-    jobs = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
-    rows = [(*job_state(Path(sweep_dir) / job["dir"]), job["dir"]) for job in jobs]
-    table = format_table([(state, name, summary) for state, summary, name in rows])
-    return table, sum(state in FINISHED for state, _, _ in rows), len(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m harness.sweep DIR`: where a running or stopped sweep stands, e.g. on a cluster's login node."""
     import sys
@@ -242,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
         print("usage: python -m harness.sweep SWEEP_DIR  (a folder with a sweep.json)", file=sys.stderr)
         return 2
-    table, done, total = sweep_table(Path(args[0]))
-    print(f"{args[0]}: {done}/{total} jobs finished\n{table}")
+    from harness.status import status_report
+
+    print(status_report(Path(args[0])))
     return 0
 
 

@@ -32,7 +32,7 @@ class ExitsInInit(torch.nn.Module):
 # (case id, overrides, a fragment of the one line); {file}: an existing file, {tmp}: this case's folder
 CASES = [
     # Hydra's own multi-line messages, made one line naming the key and the valid choices
-    ("unknown activation", ["activation=lrelu"], "valid 'activation': bilinear, celu, custom"),
+    ("unknown activation", ["activation=lrelu"], "Could not find 'activation/lrelu'; valid 'activation': "),
     ("unknown model", ["model=transformer"], "valid 'model': cnn, mlp, rnn"),
     ("unknown dataset", ["dataset=imagenet"], "valid 'dataset': cifar10, digits"),
     ("unknown experiment", ["+experiment=nosuch"], "valid 'experiment': article_claims"),
