@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import run as run_module
-
 from harness.config import ConfigError
 from harness.train import check
 
