@@ -237,9 +237,16 @@ def modern_activations(runs, metrics, out: Path, draw: bool = True) -> list:
     if draw:
         with figures.style():
             fig, ax = plt.subplots(figsize=(10, 4))
-            comparisons["setting"] = comparisons.model + "/" + comparisons.dataset
-            sns.pointplot(data=comparisons, x="activation", y="diff_mean", hue="setting", dodge=0.4, linestyle="none",
-                          ax=ax)
+            settings = comparisons.model + "/" + comparisons.dataset
+            acts = sorted(comparisons.activation.unique())
+            for j, (setting, part) in enumerate(comparisons.groupby(settings)):  # one dodged series per setting
+                part = part.set_index("activation").reindex(acts)
+                x = np.arange(len(acts)) + (j - (settings.nunique() - 1) / 2) * 0.18
+                ax.errorbar(x, part.diff_mean, yerr=[part.diff_mean - part.diff_ci_low,
+                                                     part.diff_ci_high - part.diff_mean], fmt="o", capsize=3,
+                            label=setting)
+            ax.set_xticks(range(len(acts)), acts)
+            ax.legend(fontsize=8)
             ax.axhline(0, color="k", lw=0.8)
             ax.set(ylabel="test acc - ReLU's (paired by seed)", xlabel="")
     blocks = [Heading("Test accuracy % (mean [95% CI] over seeds)"), Table(cells(acc)),
