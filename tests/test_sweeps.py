@@ -347,10 +347,17 @@ def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         main_in_process(*args)
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    saved_at = []  # the steps the resumed job checkpoints at: it continues from step 10, it does not start over
+
+    def save_and_note(*a, **kw):
+        real_save(*a, **kw)
+        saved_at.append(a[-2]["step"])
+
+    monkeypatch.setattr(train, "save_checkpoint", save_and_note)
     finished = files(out)
     assert sorted(states(out).values()) == ["ok", "unfinished"] and len(mid_job(out)) == 1
     result = main_in_process(*args, "resume=true")
+    assert saved_at == [20, 30]
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(states(out).values()) == ["ok", "ok"]
     assert {k: v for k, v in files(out).items() if k in finished} == finished  # not retrained, not rewritten
