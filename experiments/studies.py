@@ -143,7 +143,7 @@ def vanishing_gradients(runs, metrics, out: Path, draw: bool = True) -> list:
         g = by_layer(r[r.part == "mlp10"], key, keep).query("layer != 'head'")
         with figures.style():
             grid = sns.relplot(data=g, x="depth", y="value", hue="activation", palette=colours, col="init",
-                               kind="line", marker="o", height=figures.PANEL, aspect=1.0)
+                               kind="line", marker="o", height=2.8, aspect=1.0)
             grid.set(yscale="log", xlabel="hidden layer", ylabel="||dL/dW||")
         blocks.append(figure(grid.figure, out, f"mlp_{key}_by_layer.png",
                              f"10-layer MLP: weight-gradient norm per layer, {title}."))
@@ -155,7 +155,7 @@ def vanishing_gradients(runs, metrics, out: Path, draw: bool = True) -> list:
             when=lambda d: np.where(d.step == steps[0], "init", f"end (step {steps[-1]})"))
         with figures.style():
             grid = sns.relplot(data=ht, x="t", y="value", hue="activation", palette=colours, col="init", row="when",
-                               kind="line", height=figures.PANEL * 0.8, aspect=1.1)
+                               kind="line", height=2.5, aspect=1.1)
             grid.set(yscale="log", xlabel="time step t", ylabel="||dL/dh_t||")
         blocks += [Heading("Elman RNN: gradient through time"),
                    figure(grid.figure, out, "elman_grad_through_time.png",
