@@ -15,7 +15,6 @@ import seaborn as sns
 from harness.report.stats import mean_ci
 
 DPI = 110
-PANEL = 3.2  # inches per facet
 LEGEND = "activation"
 WRAP = 3  # panels per row of a per-layer figure
 

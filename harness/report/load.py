@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import HASH_EXCLUDED
+from harness.config import WATCH_ONLY as WATCH_ONLY_KEYS
 from harness.report import outcomes
 from harness.results import find_run_dirs, load_runs
 
 REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.lr")
 # Config keys that are never settings: the report's own axes (seed, activation, the task's dataset and model) and
-# keys that change how a run is watched or timed, not what it computes.
-AXES = {"config.seed", "config.model.name", "config.dataset.name", "config.trainer.threads"}
-WATCH_ONLY = {f"config.{key}" for key in HASH_EXCLUDED}
+# keys that change how a run is watched or timed, not what it computes (harness.config.WATCH_ONLY).
+AXES = {"config.seed", "config.model.name", "config.dataset.name"}
+WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
 # The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
 OUTCOMES = ["test_acc_at_best_val", "test_acc", "best_val_acc", "train_loss", "test_loss", "samples_per_s",
             "dead_fraction", "saturated_fraction", "n_params", "config.model.width", "val_drawdown_max",
@@ -53,11 +53,7 @@ def gather(paths: list[Path]) -> Runs:
 
 
 def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """load_runs one run folder at a time, so that each row keeps the folder it was read from.
-
-    summary.json stores the `run_dir` it was written in, and load_runs' row takes that value: a folder that was
-    copied or moved would otherwise point at the original (and never meet its own metrics).
-    """
+    """load_runs one run folder at a time, so that one unreadable folder is skipped, not fatal."""
     found = sorted({d.resolve() for p in paths for d in find_run_dirs(Path(p))})  # overlapping paths: once
     runs, metrics, skipped = [], [], []
     for run_dir in found:
@@ -67,7 +63,7 @@ def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
             skipped.append(skipped_frame([(str(run_dir), f"unreadable: {type(exc).__name__}: {exc}")]))
             continue
         if len(r):  # a run folder nested in another is found, and kept, on its own
-            runs.append(r.iloc[:1].assign(run_dir=str(run_dir)))
+            runs.append(r.iloc[:1])
         if len(m):
             metrics.append(m[m["run_dir"] == str(run_dir)])
         skipped.append(s[s["run_dir"] == str(run_dir)])
