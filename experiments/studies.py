@@ -227,7 +227,8 @@ def modern_activations(runs, metrics, out: Path, draw: bool = True) -> list:
         rows.append(compared)
         wide = part.pivot_table(index="seed", columns="activation", values="test_acc").dropna()
         f = stats.friedman(wide)  # seeds as blocks, activations as treatments
-        friedman.append(f"{model}/{dataset}: chi2={f['statistic']:.1f}, p={f['p']:.2g}")
+        friedman.append(f"{model}/{dataset}: " + (f"chi2={f['statistic']:.1f}, p={f['p']:.2g}" if f["p"] == f["p"]
+                                                   else f["note"]))
     comparisons = pd.concat(rows, ignore_index=True)
     write_csv(comparisons, out, "paired_vs_relu.csv")
     write_csv(runs[["activation", "model", "dataset", "seed", "status", "test_acc", "test_acc_at_best_val",

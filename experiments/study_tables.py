@@ -17,7 +17,8 @@ def cells(frame: pd.DataFrame, digits: int = 3, significant: bool = False) -> pd
     if frame.index.name or any(frame.index.names):
         frame = frame.reset_index()
     frame = frame.copy()
-    frame.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in frame.columns]
+    frame.columns = [" / ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c)
+                     for c in frame.columns]
 
     def cell(v):
         if not isinstance(v, float) or v != v:
