@@ -5,6 +5,7 @@ scripts/ci_slurm.sh starts it, runs `pytest -m slurm` and stops it. The default 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,12 +70,22 @@ SLURM = "hydra/launcher=slurm_cpu"
 VARYING = {"started_at", "finished_at", "train_time_s", "loop_time_s", "samples_per_s", "pid", "hostname", "run_dir"}
 
 
-def start_sweep(out: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    """`python run.py -m ARGS hydra.sweep.dir=OUT` in the background, stdout and stderr to OUT.log."""
+@contextlib.contextmanager
+def running(out: Path, *args: str, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """`python run.py -m ARGS hydra.sweep.dir=OUT` in the background, stdout and stderr to OUT.log. A test that
+    fails leaves neither the sweep nor its SLURM jobs behind to hold the node for the next tests."""
     env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env or {})}
     with open(f"{out}.log", "w") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "run.py", "-m", *args, f"hydra.sweep.dir={out}"], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "run.py", "-m", *args, f"hydra.sweep.dir={out}"], cwd=ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            if (out / ".submitit").is_dir():
+                subprocess.run(["scancel", *slurm_ids(out)], capture_output=True)
 
 
 def finish(proc: subprocess.Popen, out: Path) -> str:
@@ -83,8 +95,8 @@ def finish(proc: subprocess.Popen, out: Path) -> str:
 
 
 def sweep(out: Path, *args: str, env: dict | None = None) -> tuple[int, str]:
-    proc = start_sweep(out, *args, env=env)
-    return proc.wait(timeout=240), finish(proc, out)
+    with running(out, *args, env=env) as proc:
+        return proc.wait(timeout=240), finish(proc, out)
 
 
 def wait_until(condition, what: str, timeout: float = 120) -> None:
@@ -157,13 +169,13 @@ def interrupted(tmp_path_factory) -> tuple[Path, subprocess.Popen, str, dict]:
     timeout_min=5: submitit takes any USR2 as the time limit's warning and spends one of max_num_timeout on
     it; SLURM's own warning would come 120 s before that limit, long after this sweep."""
     out = tmp_path_factory.mktemp("interrupted") / "sweep"
-    proc = start_sweep(out, SLURM, "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5", "seed=0,1",
-                       *JOB, env=SLOW)
-    wait_until(lambda: checkpointed(out, 0)() and checkpointed(out, 1)(), "both jobs' first checkpoint")
-    ids = slurm_ids(out)
-    subprocess.run(["scontrol", "requeue", ids[0]], check=True)  # what SLURM does to a preempted job
-    subprocess.run(["scancel", "--signal=USR2", ids[1]], check=True)  # what --signal=USR2@120 sends
-    text = finish(proc, out)
+    args = [SLURM, "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5", "seed=0,1", *JOB]
+    with running(out, *args, env=SLOW) as proc:
+        wait_until(lambda: checkpointed(out, 0)() and checkpointed(out, 1)(), "both jobs' first checkpoint")
+        ids = slurm_ids(out)
+        subprocess.run(["scontrol", "requeue", ids[0]], check=True)  # what SLURM does to a preempted job
+        subprocess.run(["scancel", "--signal=USR2", ids[1]], check=True)  # what --signal=USR2@120 sends
+        text = finish(proc, out)
     return out, proc, text, {seed: sacct_states(i) for seed, i in enumerate(ids)}
 
 
@@ -196,13 +208,13 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_continues(uninter
 
 def test_a_cancelled_job_fails_in_the_table_within_a_minute_and_resume_reruns_it(uninterrupted, tmp_path):
     out = tmp_path / "sweep"
-    proc = start_sweep(out, SLURM, "hydra.launcher.cpus_per_task=1", "seed=0,1", *JOB, env=SLOW)  # both at once
-    wait_until(checkpointed(out, 1), "the first checkpoint")
-    job = slurm_ids(out)[1]
-    subprocess.run(["scancel", job], check=True)
-    cancelled_at = time.time()
-    text = finish(proc, out)
-    assert time.time() - cancelled_at < 60
+    with running(out, SLURM, "hydra.launcher.cpus_per_task=1", "seed=0,1", *JOB, env=SLOW) as proc:  # both at once
+        wait_until(checkpointed(out, 1), "the first checkpoint")
+        job = slurm_ids(out)[1]
+        subprocess.run(["scancel", job], check=True)
+        cancelled_at = time.time()
+        text = finish(proc, out)
+        assert time.time() - cancelled_at < 60
     assert proc.returncode == 1, text[-3000:]
     table = text[text.index("sweep results:"):]
     line = next(x for x in table.splitlines() if job_dir(out, 1).name in x)

@@ -2,6 +2,7 @@
 # conf/hydra/launcher/slurm_cpu.yaml and slurm_gpu.yaml name it as their _target_.
 
 import logging
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,13 @@ class SubmititSlurmLauncher(SlurmLauncher):
     without a result, so the sweep ends there and the jobs after it, still running, go unreported. Here that
     job's return is a failure the sweeper tables; its folder has no summary.json, so resume=true reruns it (from
     its checkpoint.pt, if it wrote one)."""
+
+    def __call__(self, *args, **kwargs) -> JobReturn:
+        """In the job, on its node: run it, with submitit's requeue signal handled without raising into it."""
+        import submitit
+
+        requeue_without_exiting(submitit.JobEnvironment._usr_sig())
+        return super().__call__(*args, **kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -47,6 +55,27 @@ class SubmititSlurmLauncher(SlurmLauncher):
         executor.update_parameters(**{key if key in shared else f"slurm_{key}": value
                                       for key, value in self.params.items() if key not in own})
         return executor
+
+
+def requeue_without_exiting(signum: int) -> None:
+    """Wrap submitit's handler of the signal SLURM sends before the time limit (and some clusters on preemption).
+
+    It requeues the job, then raises SystemExit from wherever training happens to be. A job records an exit
+    there as its failure (a summary.json that says failed, the checkpoint gone), and the sweep would collect that.
+    Requeueing a running job makes SLURM end it anyway (SIGKILL KillWait seconds after the SIGTERM submitit
+    ignores), so the job trains on until then and its restart continues from the last checkpoint.pt.
+    """
+    handler = signal.getsignal(signum)
+    if not callable(handler):
+        return
+
+    def requeue(number, frame):
+        try:
+            handler(number, frame)
+        except SystemExit:
+            log.warning("requeued: training on until SLURM ends this attempt; the next continues from its checkpoint")
+
+    signal.signal(signum, requeue)
 
 
 def collect(job, overrides: Sequence[str]) -> JobReturn:
