@@ -203,6 +203,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_continues(uninter
     assert states[1] == ["REQUEUED", "COMPLETED"]
     assert "this job is timed-out" in logs(out / ".submitit")
     assert "from its checkpoint.pt" in logs(job_dir(out, 1))
+    assert "job failed" not in logs(job_dir(out, 1))  # submitit's exit after the requeue is no failure
     assert_same_results(job_dir(out, 1), job_dir(uninterrupted, 1))
 
 
