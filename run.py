@@ -14,15 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import Config
+from harness.config import EXIT_BAD_INPUT, Config
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
     # Folder names never collide; cached, so that every use in one config sees the same id.
     OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
-
-# Errors that mean "bad input": one line, exit 2, before any training.
-EXIT_BAD_INPUT = 2
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +29,13 @@ def main(cfg: DictConfig) -> str | None:
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:
         return sweep_job(cfg)
-    from harness import BadInput, run  # after Hydra has parsed the command line: `--help` stays fast
+    from harness import ConfigError, run  # after Hydra has parsed the command line: `--help` stays fast
     from harness.console import format_summary
 
     run_dir = Path(hc.runtime.output_dir)
     try:
         summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
-    except BadInput as exc:
+    except ConfigError as exc:
         if not any(run_dir.glob("*.json")) and not any(run_dir.glob("*.csv")):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: leave no empty run folder behind
         print(f"error: {exc}", file=sys.stderr)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from harness.config import ActivationError, Config, ConfigError, DataError
 
-BadInput = ConfigError  # ActivationError and DataError are ConfigErrors: bad input, reported before training
-
-__all__ = ["ActivationError", "BadInput", "Config", "ConfigError", "DataError", "run"]
+# ActivationError and DataError are ConfigErrors: bad input, reported in one line before any data is loaded.
+__all__ = ["ActivationError", "Config", "ConfigError", "DataError", "run"]
 
 
 def run(config: Config, run_dir, overrides=()) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 import torch
 from torch import nn
@@ -90,28 +91,90 @@ def parameters_of(factory: Callable[..., nn.Module]) -> dict[str, object]:
     }
 
 
-def check_params(name: str, params: dict) -> None:
-    """Refuse keyword arguments the activation's factory does not take, listing the ones it does."""
-    factory, kwargs = resolve_factory(name, params)
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+def check_params(name: str, factory: Callable[..., nn.Module], kwargs: dict) -> None:
+    """Refuse keyword arguments the factory does not take, or whose type does not match the parameter's default."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        raise ActivationError(f"activation {name!r}: {factory!r} is not an nn.Module factory") from None
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
     known = parameters_of(factory)
     unknown = sorted(set(kwargs) - set(known))
     if unknown and not accepts_any:
         valid = ", ".join(known) or "none"
         raise ActivationError(f"activation {name!r} has no parameter {', '.join(unknown)}; valid: {valid}")
+    for key, value in kwargs.items():
+        default = known.get(key)
+        if not _same_type(value, default):
+            raise ActivationError(f"activation.{key}={value!r} must be a {type(default).__name__}, like its "
+                                  f"default ({name}'s {key}={default!r})")
+
+
+def _same_type(value: object, default: object) -> bool:
+    """Whether a YAML value fits a parameter with this default (no default or None: anything does)."""
+    if default is None or default is inspect.Parameter.empty or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """A checked activation: its registry name, factory and parameters. Calling it builds one fresh instance.
+
+    Built once per run by activation_spec; every layer calls it for its own instance (PReLU: its own slope).
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    params: dict
+    node: dict  # the activation node as configured, `name` and `target` included
+
+    def __call__(self) -> nn.Module:
+        return self.factory(**self.params)
+
+    @cached_property
+    def max_slope(self) -> float | None:
+        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then)."""
+        act = self()
+        return None if next(act.parameters(), None) is not None else max_abs_derivative(act)
+
+    @property
+    def gain(self) -> float:
+        """The init gain model.init uses (calculate_gain, the ReLU gain where torch knows none)."""
+        from harness.models import init_gain
+
+        return init_gain(self.name, self.params)
+
+
+def activation_spec(node: dict) -> ActivationSpec:
+    """Check an activation node ({name, its parameters}) and probe one instance; ActivationError if it is bad."""
+    params = dict(node)
+    name = params.pop("name", None)
+    factory, kwargs = resolve_factory(name, params)
+    check_params(name, factory, kwargs)
+    try:
+        instance = factory(**kwargs)
+    except Exception as exc:  # a custom constructor's own error, in one line
+        raise ActivationError(f"activation {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}") \
+            from None
+    if not isinstance(instance, nn.Module):
+        raise ActivationError(f"activation {name!r}: {factory!r} returned a {type(instance).__name__}, "
+                              "not an nn.Module")
+    return ActivationSpec(name, factory, kwargs, dict(node))
 
 
 def make_activation(name: str, **params) -> nn.Module:
     """Build one activation module: `make_activation("leaky_relu", negative_slope=0.1)`."""
-    check_params(name, params)
-    factory, kwargs = resolve_factory(name, params)
-    return factory(**kwargs)
+    return activation_spec({"name": name, **params})()
 
 
-def activation_factory(name: str, **params) -> Callable[[], nn.Module]:
+def activation_factory(name: str, **params) -> ActivationSpec:
     """A zero-argument factory, so that every layer gets its own instance (and PReLU its own slope)."""
-    check_params(name, params)
-    return partial(make_activation, name, **params)
+    return activation_spec({"name": name, **params})
 
 
 def derivative(act: nn.Module, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -128,21 +191,26 @@ def derivative(act: nn.Module, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return grad
 
 
-def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 40001) -> float:
-    """max|f'| over z in [lo, hi], with the module's current parameters (PReLU's learned slope).
-
-    Softmax is evaluated on the pair (z, 0), the two-class case, whose Jacobian diagonal is sigmoid'(z).
-    """
+def grid_input(act: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Shape a 1-D grid z so that act acts on each point as an elementwise function; a 2-D result's column 0 is
+    the curve at z. Softmax gets the pair (z, 0), the two-class case, whose Jacobian diagonal is sigmoid'(z); a
+    PReLU with one slope per channel gets (n, channels)."""
     param = next(act.parameters(), None)
-    z = torch.linspace(lo, hi, n, device=param.device if param is not None else None)
     if isinstance(act, nn.Softmax):
-        z = torch.stack([z, torch.zeros_like(z)], dim=1)  # (n, 2)
-        return derivative(act, z)[:, 0].abs().max().item()
+        return torch.stack([z, torch.zeros_like(z)], dim=1)  # (n, 2)
+    if param is not None and param.dim() == 1 and param.numel() > 1:
+        return z[:, None].expand(len(z), param.numel())
+    return z
+
+
+def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 40001) -> float:
+    """max|f'| over z in [lo, hi] (every channel of a per-channel PReLU), with the module's current parameters."""
+    param = next(act.parameters(), None)
+    z = grid_input(act, torch.linspace(lo, hi, n, device=param.device if param is not None else None))
     was_training = act.training
     act.eval()  # RReLU: the derivative of its deterministic eval-mode slope
     try:
-        if param is not None and param.dim() == 1 and param.numel() > 1:  # PReLU with one slope per channel
-            z = z[:, None].expand(n, param.numel())
-        return derivative(act, z).abs().max().item()
+        slope = derivative(act, z)
+        return (slope[:, 0] if isinstance(act, nn.Softmax) else slope).abs().max().item()
     finally:
         act.train(was_training)

@@ -72,7 +72,7 @@ def cpu_clock():
     On a shared machine wall time counts the other processes' turns too; CPU time of a single-threaded run
     (torch.set_num_threads(1): every op then runs on this thread) counts only the work being compared.
     """
-    from harness.train import Timer
+    from harness.meters import Timer
 
     Timer.clock = staticmethod(time.thread_time)
     try:
@@ -142,7 +142,7 @@ def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, data, batch_s
     Returns (training seconds after the first `warmup` steps, evaluation left out; seconds in all), timed with
     the harness's own Timer.
     """
-    from harness.train import Timer
+    from harness.meters import Timer
 
     x, y = data.x_train, data.y_train
     device = x.device
@@ -217,26 +217,26 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
     if plain_first:
         plain = run_plain(config, data, device)
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = train(config, data, device, Path(run_dir))
+        summary = train(build(config, data, device), Path(run_dir))
     if not plain_first:
         plain = run_plain(config, data, device)
     return OverheadResult(config.model.name, probes, plain[0], summary["samples_per_s"], plain[1],
                           summary["loop_time_s"])
 
 
+def build(config, data, device: torch.device):
+    """The harness's Job for config on already loaded data: the same seeded model and optimiser as a run's."""
+    from harness.resolve import resolve
+    from harness.train import build_job
+
+    return build_job(replace(resolve(config, device=False), device=device), data)
+
+
 def run_plain(config, data, device: torch.device) -> tuple[float, float]:
     """(samples/s after warm-up, seconds in all) of the plain loop on the harness's model and optimiser."""
-    from harness.activations import activation_factory
-    from harness.config import activation_params
-    from harness.models import build_model, init_gain
-    from harness.train import make_optimizer, seed_everything
-
     t = config.trainer
     batch = min(t.batch_size, len(data.x_train))
     warmup = min(10, max(t.steps // 10, 1))  # the harness's own warm-up
-    seed_everything(config.seed)
-    name, params = activation_params(config)
-    model = build_model(config.model, activation_factory(name, **params), data.input_shape, data.num_classes,
-                        init_gain(name, params)).to(device)
-    timed, wall = plain_loop(model, make_optimizer(model, t), data, batch, t.steps, warmup, t.eval_every, config.seed)
+    job = build(config, data, device)
+    timed, wall = plain_loop(job.model, job.optimizer, data, batch, t.steps, warmup, t.eval_every, config.seed)
     return (t.steps - warmup) * batch / timed, wall

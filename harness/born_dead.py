@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from harness import probes
-from harness.activations import activation_factory, derivative
-from harness.config import Config, activation_params
-from harness.models import Cell, activation_layers, build_model, init_gain, initialise
+from harness.activations import ActivationSpec
+from harness.models import Cell, initialise
 
 SEED_STRIDE = 100_000  # trial i of run seed s initialises with seed s * SEED_STRIDE + i: disjoint across run seeds
 
@@ -38,58 +37,29 @@ def reinitialise(model: nn.Module, scheme: str, gain: float) -> None:
     initialise(model, scheme, gain)
 
 
-@torch.no_grad()
-def dead_units(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, int]]:
-    """(dead units, units) of each hidden layer on inputs x, in eval mode: the probes' definition of dead."""
-    alive: dict[int, torch.Tensor] = {}  # id(activation module) -> (units,) bool, ORed over every call
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        (z,) = inputs  # (B, units, ...) pre-activation; an RNN cell calls it once per time step
-        slope = derivative(module, z).abs()
-        seen = (slope > probes.DEAD_TOL).amax(dim=[d for d in range(slope.dim()) if d != 1])
-        alive[id(module)] = seen if id(module) not in alive else alive[id(module)] | seen
-
-    layers = activation_layers(model)
-    handles = [a.register_forward_hook(hook) for acts in layers.values() for a in acts]
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    counts = {}
-    for name, acts in layers.items():
-        units = torch.cat([alive[id(a)] for a in acts])
-        counts[name] = (int((~units).sum()), units.numel())
-    return counts
-
-
-def first_dead_layer(counts: dict[str, tuple[int, int]]) -> str | None:
+def first_dead_layer(stats: dict[str, probes.LayerStats]) -> str | None:
     """The shallowest hidden layer whose every unit is dead on the probe set, or None."""
-    for name, (dead, units) in counts.items():  # models list hidden layers in order of depth
-        if units and dead == units:
+    for name, s in stats.items():  # models list hidden layers in order of depth
+        if s.units and s.dead == s.units:
             return name
     return None
 
 
-def born_dead_trials(config: Config, input_shape: tuple[int, ...], num_classes: int, probe_x: torch.Tensor,
-                     trials: int, seed: int) -> dict:
-    """Initialise the configured model `trials` times; the born-dead fraction, its standard error and details."""
-    name, params = activation_params(config)
-    factory = activation_factory(name, **params)
-    gain = init_gain(name, params)
+def born_dead_trials(model: nn.Module, act: ActivationSpec, scheme: str, probe_x: torch.Tensor, trials: int,
+                     seed: int) -> dict:
+    """Initialise `model` afresh `trials` times (model.init `scheme`); the born-dead fraction, its standard error
+    and details. Re-initialising one model in place: construction costs more than probing."""
     born_dead = 0
     first: dict[str, int] = {}
     dead_fraction_sum = 0.0
     rng_state = torch.get_rng_state()
-    model = build_model(config.model, factory, input_shape, num_classes, gain).to(probe_x.device)
     try:
         for i in range(trials):
             torch.manual_seed(trial_seed(seed, i))
-            reinitialise(model, config.model.init, gain)  # building once: construction costs more than probing
-            counts = dead_units(model, probe_x)
-            dead_fraction_sum += sum(d for d, _ in counts.values()) / max(sum(u for _, u in counts.values()), 1)
-            layer = first_dead_layer(counts)
+            reinitialise(model, scheme, act.gain)
+            stats = probes.probe_units(model, probe_x, act.max_slope)  # dead: the probes' own definition
+            dead_fraction_sum += sum(s.dead for s in stats.values()) / max(sum(s.units for s in stats.values()), 1)
+            layer = first_dead_layer(stats)
             if layer is not None:
                 born_dead += 1
                 first[layer] = first.get(layer, 0) + 1

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-def _fmt(value, spec: str = ".4f") -> str:
+def fmt(value, spec: str = ".4f") -> str:
+    """A number in a table cell; a dash for a missing one."""
     return "-" if value is None else format(value, spec)
 
 
@@ -17,21 +18,21 @@ def format_summary(summary: dict) -> str:
         lines.append(s.get("error", "").strip().splitlines()[-1] if s.get("error") else "failed")
     else:
         lines += [
-            f"test acc {_fmt(s['test_acc'])} (at best val {_fmt(s['test_acc_at_best_val'])}, best val "
-            f"{_fmt(s['best_val_acc'])})  train loss {_fmt(s['train_loss'])}  test loss {_fmt(s['test_loss'])}",
-            f"{_fmt(s['samples_per_s'], ',.0f')} samples/s on {s['device']} ({s['num_threads']} threads)  "
-            f"train time {_fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters",
-            f"dead {_fmt(s['dead_fraction'], '.1%')}  saturated {_fmt(s['saturated_fraction'], '.1%')} of units",
+            f"test acc {fmt(s['test_acc'])} (at best val {fmt(s['test_acc_at_best_val'])}, best val "
+            f"{fmt(s['best_val_acc'])})  train loss {fmt(s['train_loss'])}  test loss {fmt(s['test_loss'])}",
+            f"{fmt(s['samples_per_s'], ',.0f')} samples/s on {s['device']} ({s['num_threads']} threads)  "
+            f"train time {fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters",
+            f"dead {fmt(s['dead_fraction'], '.1%')}  saturated {fmt(s['saturated_fraction'], '.1%')} of units",
             "",
             f"{'layer':<10} {'dead':>7} {'saturated':>10} {'|grad| init':>12} {'|grad| mean':>12} {'|grad| end':>12}",
         ]
         for layer in s["grad_norm_init_by_layer"]:
             lines.append(
-                f"{layer:<10} {_fmt(s['dead_fraction_by_layer'].get(layer), '.1%'):>7} "
-                f"{_fmt(s['saturated_fraction_by_layer'].get(layer), '.1%'):>10} "
-                f"{_fmt(s['grad_norm_init_by_layer'].get(layer), '.3e'):>12} "
-                f"{_fmt(s['grad_norm_by_layer'].get(layer), '.3e'):>12} "
-                f"{_fmt(s['grad_norm_final_by_layer'].get(layer), '.3e'):>12}"
+                f"{layer:<10} {fmt(s['dead_fraction_by_layer'].get(layer), '.1%'):>7} "
+                f"{fmt(s['saturated_fraction_by_layer'].get(layer), '.1%'):>10} "
+                f"{fmt(s['grad_norm_init_by_layer'].get(layer), '.3e'):>12} "
+                f"{fmt(s['grad_norm_by_layer'].get(layer), '.3e'):>12} "
+                f"{fmt(s['grad_norm_final_by_layer'].get(layer), '.3e'):>12}"
             )
     lines += ["", f"results: {s['run_dir']}"]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,16 +13,6 @@ import torch
 
 from harness.config import DataError
 
-# Input kind of each dataset: which models accept it (see check_pair).
-KINDS = {
-    "mnist1d": "sequence",
-    "digits": "image",
-    "spirals": "vector",
-    "mnist": "image",
-    "fashion_mnist": "image",
-    "cifar10": "image",
-}
-MODEL_KINDS = {"mlp": ("vector", "sequence", "image"), "cnn": ("sequence", "image"), "rnn": ("sequence", "image")}
 SPLIT_SEED = 0  # the validation split and subsample are the same for every run seed
 
 
@@ -30,7 +21,6 @@ class Dataset:
     """Float inputs (N, C, L) for sequences, (N, C, H, W) for images, (N, D) for vectors; int64 labels."""
 
     name: str
-    kind: str
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -43,17 +33,6 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
-
-
-def check_pair(model: str, dataset: str) -> None:
-    """Refuse a model x dataset pair that cannot work, saying which pairs do."""
-    if dataset not in KINDS:
-        raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join(KINDS)}")
-    if KINDS[dataset] not in MODEL_KINDS[model]:
-        pairs = "; ".join(
-            f"{m}: {', '.join(d for d, k in KINDS.items() if k in kinds)}" for m, kinds in MODEL_KINDS.items()
-        )
-        raise DataError(f"model={model} cannot take dataset={dataset} ({KINDS[dataset]} input). Valid pairs: {pairs}")
 
 
 # ---------------------------------------------------------------- raw loaders: numpy (x_train, y_train, x_test, y_test)
@@ -148,20 +127,46 @@ def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     return x_tr, y_tr, batches[5][0] / 255.0, batches[5][1]
 
 
-def load_arrays(name: str, root: str, download: bool) -> tuple[np.ndarray, ...]:
-    """Dispatch to the raw loader of a dataset."""
-    root_path = Path(root)
-    if name == "mnist1d":
-        return load_mnist1d(root_path)
-    if name == "digits":
-        return load_digits()
-    if name == "spirals":
-        return make_spirals()
-    if name in ("mnist", "fashion_mnist"):
-        return load_mnist_like(root_path, name, download)
-    if name == "cifar10":
-        return load_cifar10(root_path, download)
-    raise DataError(f"unknown dataset {name!r}; valid: {', '.join(KINDS)}")
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is known of a dataset before loading it: enough to check a run against it without the data."""
+
+    kind: str  # sequence, image or vector: which models take it (each model's `inputs`)
+    input_shape: tuple[int, ...]  # one sample
+    train: int  # samples in the training data, validation split included
+    test: int
+    num_classes: int
+    load: Callable[[Path, bool], tuple[np.ndarray, ...]]  # (root, download) -> x_train, y_train, x_test, y_test
+
+    def train_split(self, val_fraction: float, train_size: int | None) -> int:
+        """Samples in the training split once the validation split is carved out (load_dataset's arithmetic)."""
+        n = self.train - max(1, int(round(self.train * val_fraction)))
+        return n if train_size is None else min(n, train_size)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist1d": DatasetSpec("sequence", (1, 40), 4000, 1000, 10, lambda root, download: load_mnist1d(root)),
+    "digits": DatasetSpec("image", (1, 8, 8), 1437, 360, 10, lambda root, download: load_digits()),
+    "spirals": DatasetSpec("vector", (2,), 2400, 600, 3, lambda root, download: make_spirals()),
+    "mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
+                         lambda root, download: load_mnist_like(root, "mnist", download)),
+    "fashion_mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
+                                 lambda root, download: load_mnist_like(root, "fashion_mnist", download)),
+    "cifar10": DatasetSpec("image", (3, 32, 32), 50000, 10000, 10, load_cifar10),
+}
+
+
+def check_pair(model: str, dataset: str) -> None:
+    """Refuse a model x dataset pair that cannot work, saying which pairs do."""
+    from harness.models import MODELS
+
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    kind = DATASETS[dataset].kind
+    if kind not in MODELS[model].inputs:
+        pairs = "; ".join(f"{m}: {', '.join(d for d, spec in DATASETS.items() if spec.kind in cls.inputs)}"
+                          for m, cls in MODELS.items())
+        raise DataError(f"model={model} cannot take dataset={dataset} ({kind} input). Valid pairs: {pairs}")
 
 
 # ---------------------------------------------------------------- splits and tensors
@@ -184,13 +189,15 @@ def load_dataset(
     device: str | torch.device = "cpu",
 ) -> Dataset:
     """Load a dataset, carve a validation split from its training data, and move it to the device."""
-    x_tr, y_tr, x_te, y_te = load_arrays(name, root, download)
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    x_tr, y_tr, x_te, y_te = DATASETS[name].load(Path(root), download)
     order = np.random.RandomState(SPLIT_SEED).permutation(len(x_tr))
     n_val = max(1, int(round(len(x_tr) * val_fraction)))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_size is not None:
         train_idx = train_idx[:train_size]
-    if KINDS[name] == "image":  # standardise each channel with training statistics
+    if DATASETS[name].kind == "image":  # standardise each channel with training statistics
         axes = (0, 2, 3)
         mean, std = x_tr[train_idx].mean(axis=axes, keepdims=True), x_tr[train_idx].std(axis=axes, keepdims=True)
         x_tr, x_te = (x_tr - mean) / (std + 1e-8), (x_te - mean) / (std + 1e-8)
@@ -200,7 +207,6 @@ def load_dataset(
 
     return Dataset(
         name=name,
-        kind=KINDS[name],
         x_train=tensor(x_tr[train_idx], torch.float32),
         y_train=tensor(y_tr[train_idx], torch.int64),
         x_val=tensor(x_tr[val_idx], torch.float32),

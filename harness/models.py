@@ -14,6 +14,13 @@ from torch import nn
 
 ActFactory = Callable[[], nn.Module]
 
+# Normalisation after each hidden layer, by the layer's spatial dimensions (0: dense, 1: sequence, 2: image).
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "none": lambda dims, n: nn.Identity(),
+    "batch": lambda dims, n: (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n),
+    "layer": lambda dims, n: nn.LayerNorm(n) if dims == 0 else nn.GroupNorm(1, n),
+}
+
 
 class Dense(nn.Module):
     """Linear -> optional norm -> activation."""
@@ -21,7 +28,7 @@ class Dense(nn.Module):
     def __init__(self, n_in: int, n_out: int, act: ActFactory, norm: str):
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
-        self.norm = {"none": nn.Identity, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}[norm](n_out)
+        self.norm = NORMS[norm](0, n_out)
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,6 +37,12 @@ class Dense(nn.Module):
 
 class MLP(nn.Module):
     """Fully connected classifier; depth 0 is logistic regression, residual adds skips between equal widths."""
+
+    inputs = ("vector", "sequence", "image")  # the dataset kinds it takes
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> MLP:
+        return cls(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
 
     def __init__(self, in_features: int, num_classes: int, act: ActFactory, depth: int = 2, width: int = 100,
                  residual: bool = False, norm: str = "none"):
@@ -52,8 +65,7 @@ class ConvBlock(nn.Module):
     def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, act: ActFactory, norm: str):
         super().__init__()
         self.conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, kernel, stride=2, padding=1)
-        batch = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        self.norm = {"none": nn.Identity(), "batch": batch(c_out), "layer": nn.GroupNorm(1, c_out)}[norm]
+        self.norm = NORMS[norm](dims, c_out)
         self.act = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +74,12 @@ class ConvBlock(nn.Module):
 
 class CNN(nn.Module):
     """The MNIST-1D authors' ConvBase generalised: stride-2 convolutions, then a linear head on the flat features."""
+
+    inputs = ("sequence", "image")
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> CNN:
+        return cls(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 3,
                  width: int = 25, kernel_size: int = 5, norm: str = "none"):
@@ -192,6 +210,12 @@ class Recurrent(nn.Module):
 class RNN(nn.Module):
     """Stacked recurrent layers; the head reads the outputs of all time steps, as in the MNIST-1D authors' GRU."""
 
+    inputs = ("sequence", "image")
+
+    @classmethod
+    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> RNN:
+        return cls(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 1,
                  width: int = 6, cell: str = "gru", bidirectional: bool = True):
         super().__init__()
@@ -252,43 +276,44 @@ def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     return acts
 
 
+def _fans(w: torch.Tensor) -> tuple[int, int]:
+    fan_in = w[0].numel()
+    return fan_in, w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
+
+
+# model.init: how each hidden weight matrix is redrawn (in place, with the activation's gain); None keeps PyTorch's.
+INITS: dict[str, Callable[[torch.Tensor, float], None] | None] = {
+    "default": None,
+    "kaiming": lambda w, gain: w.normal_(0, gain / math.sqrt(_fans(w)[0])),
+    "xavier": lambda w, gain: w.normal_(0, gain * math.sqrt(2.0 / sum(_fans(w)))),
+    "lecun": lambda w, gain: w.normal_(0, 1 / math.sqrt(_fans(w)[0])),
+    "orthogonal": lambda w, gain: nn.init.orthogonal_(w, gain),
+}
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
+
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own."""
-    if scheme == "default":
+    draw = INITS[scheme]
+    if draw is None:
         return
     for name, weights in layer_weights(model).items():
-        if name == "head":
-            continue
-        for w in weights:
-            fan_in = w[0].numel()
-            fan_out = w.shape[0] * w[0][0].numel() if w.dim() > 2 else w.shape[0]
-            with torch.no_grad():
-                if scheme == "kaiming":
-                    w.normal_(0, gain / math.sqrt(fan_in))
-                elif scheme == "xavier":
-                    w.normal_(0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
-                elif scheme == "lecun":
-                    w.normal_(0, 1 / math.sqrt(fan_in))
-                elif scheme == "orthogonal":
-                    nn.init.orthogonal_(w, gain)
+        if name != "head":
+            for w in weights:
+                with torch.no_grad():
+                    draw(w, gain)
     for module in model.hidden.modules():
         for n, p in module.named_parameters(recurse=False):
-            if n.startswith("bias") and not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
-                                                                nn.GroupNorm)):
+            if n.startswith("bias") and not isinstance(module, NORM_TYPES):
                 nn.init.zeros_(p)
+
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN}
 
 
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
                 gain: float = 1.0) -> nn.Module:
     """Build the configured model for an input shape, then apply model.init."""
-    m = model_cfg
-    if m.name == "mlp":
-        model = MLP(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
-    elif m.name == "cnn":
-        model = CNN(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
-    elif m.name == "rnn":
-        model = RNN(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
-    else:
-        raise ValueError(f"unknown model {m.name!r}")
-    initialise(model, m.init, gain)
+    model = MODELS[model_cfg.name].from_config(model_cfg, input_shape, num_classes, act)
+    initialise(model, model_cfg.init, gain)
     return model

@@ -41,8 +41,8 @@ class _UnitWatch:
     is the same as 'some sample does', in one reduction instead of two comparisons and two reductions.
     """
 
-    def __init__(self, act: nn.Module):
-        self.max_slope = max_abs_derivative(act)
+    def __init__(self, act: nn.Module, max_slope: float | None):
+        self.max_slope = max_abs_derivative(act) if max_slope is None else max_slope
         self.peak = None
         self.sum = self.sumsq = self.count = 0.0
 
@@ -65,12 +65,16 @@ class _UnitWatch:
 
 
 @torch.no_grad()
-def probe_units(model: nn.Module, x: torch.Tensor) -> dict[str, LayerStats]:
-    """Dead/saturated units and output mean/std of every activation layer, in eval mode, on inputs x."""
+def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = None) -> dict[str, LayerStats]:
+    """Dead/saturated units and output mean/std of every activation layer, in eval mode, on inputs x.
+
+    max_slope: the activation's max|f'| where it is fixed (ActivationSpec.max_slope, computed once per run);
+    None computes it from each module's current parameters (PReLU's learned slope).
+    """
     watches: dict[str, list[_UnitWatch]] = {}
     handles = []
     for name, acts in activation_layers(model).items():
-        watches[name] = [_UnitWatch(a) for a in acts]
+        watches[name] = [_UnitWatch(a, max_slope) for a in acts]
         handles += [a.register_forward_hook(w) for a, w in zip(acts, watches[name])]
     was_training = model.training
     model.eval()

@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from harness.config import Config, activation_params, config_hash, to_dict, validate
+from harness.config import Config, config_hash, to_dict
+from harness.console import fmt
 from harness.results import SCHEMA_VERSION, SUMMARY, atomic_write, read_summary, write_summary
 
 MANIFEST = "sweep.json"
@@ -14,14 +15,11 @@ FINISHED = ("ok", "diverged")  # diverged runs are results: resume keeps them
 
 
 def check_job(config: Config) -> None:
-    """Every check a job would fail before training, minus the device (a login node may lack the GPU)."""
-    from harness.activations import activation_factory  # torch loads here, not at import time
-    from harness.data import check_pair
+    """Every check a job would fail before training (harness.run's own), minus the device (a login node may lack
+    the GPU)."""
+    from harness.resolve import resolve  # torch loads here, not at import time
 
-    validate(config)
-    name, params = activation_params(config)
-    activation_factory(name, **params)
-    check_pair(config.model.name, config.dataset.name)
+    resolve(config, device=False)
 
 
 def job_state(job_dir: Path) -> tuple[str, dict | None]:
@@ -73,7 +71,7 @@ def failed_summary(config: Config, run_dir: Path, overrides: list[str], error: s
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     summary = {
         "schema_version": SCHEMA_VERSION, "status": "failed",
-        "activation": activation_params(config)[0], "model": config.model.name, "dataset": config.dataset.name,
+        "activation": config.activation["name"], "model": config.model.name, "dataset": config.dataset.name,
         "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
         "config": to_dict(config), "run_dir": str(run_dir), "error": error, "started_at": now, "finished_at": now,
     }
@@ -105,10 +103,6 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     return max(1, cpus // max(1, parallel))
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
     """(test accuracy, train time, note) columns of one job."""
     s = summary or {}
@@ -119,7 +113,7 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
         note = s["error"].strip().splitlines()[-1]
     elif state in ("unfinished", "corrupt"):
         note = "no summary.json" if state == "unfinished" else "corrupt summary.json"
-    return _fmt(s.get("test_acc"), ".4f"), _fmt(s.get("train_time_s"), ".1f"), note
+    return fmt(s.get("test_acc"), ".4f"), fmt(s.get("train_time_s"), ".1f"), note
 
 
 def format_table(rows: list[tuple[str, str, dict | None]]) -> str:

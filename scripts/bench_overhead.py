@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from harness import BadInput
+    from harness import ConfigError
     from harness.bench import cpu_clock
 
     if args.threads:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cpu_clock() if args.clock == "cpu" else nullcontext():
             results, device, config = measure(args)
-    except BadInput as exc:
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.clock == "cpu" and device.type != "cpu":

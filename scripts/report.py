@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="activation every other is compared with (default: relu)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: report/ beside the runs)")
     parser.add_argument("--no-figures", action="store_true", help="tables and text only (much faster)")
+    parser.add_argument("--latex", action="store_true", help="also write tables.tex (booktabs tables for a paper)")
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -22,11 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     from harness.report import ReportError, build_report
 
     try:
-        out = build_report(args.paths, baseline=args.baseline, out=args.out, figures=not args.no_figures)
+        out = build_report(args.paths, baseline=args.baseline, out=args.out, figures=not args.no_figures,
+                           latex=args.latex)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {out / 'report.html'}\n        {out / 'report.md'}")
+    if args.latex:
+        print(f"        {out / 'tables.tex'}")
     return 0
 
 

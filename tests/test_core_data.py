@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import DataError
-from harness.data import BatchIterator, check_pair, load_dataset
+from harness.data import DATASETS, BatchIterator, check_pair, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -39,7 +39,7 @@ def test_mnist_formats_are_read_from_idx_files(tmp_path, name, folder):
     # the test images are standardised with training statistics, order preserved
     raw = torch.as_tensor(x_te / 255.0, dtype=torch.float32)
     assert torch.corrcoef(torch.stack([raw.flatten(), d.x_test.flatten()]))[0, 1] > 0.999
-    assert d.kind == "image" and d.num_classes == 10
+    assert DATASETS[name].kind == "image" and d.num_classes == DATASETS[name].num_classes == 10
 
 
 def test_cifar10_is_read_from_its_python_batches(tmp_path):
@@ -102,3 +102,13 @@ def test_batches_cover_an_epoch_and_resume_exactly():
     it2 = BatchIterator(x, y, 3, seed=0)
     it2.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(ahead, [next(it2)[1] for _ in range(5)]))
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits", "spirals"])
+def test_the_registry_knows_each_dataset_before_loading_it(name, data_root):
+    spec = DATASETS[name]
+    d = load_dataset(name, data_root, val_fraction=0.15, train_size=None)
+    assert d.input_shape == spec.input_shape and d.num_classes == spec.num_classes
+    assert len(d.x_train) + len(d.x_val) == spec.train and len(d.x_test) == spec.test
+    assert len(d.x_train) == spec.train_split(0.15, None)
+    assert len(load_dataset(name, data_root, train_size=123).x_train) == spec.train_split(0.1, 123) == 123

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from harness import run
-from harness.activations import activation_factory
+from harness.activations import activation_factory, activation_spec
 from harness.born_dead import born_dead_trials, trial_seed
 from harness.config import ConfigError
 from harness.data import load_dataset
@@ -121,12 +121,18 @@ def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int
     return count
 
 
+def model_and_activation(config, data):
+    """The model and ActivationSpec a run of config builds (harness.train.build_job), for born_dead_trials."""
+    spec = activation_spec(config.activation)
+    return build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain), spec
+
+
 @pytest.mark.parametrize("init", ["default", "kaiming"])
 def test_born_dead_matches_a_direct_computation(init, data_root):
     data = load_dataset("mnist1d", data_root, False, None, 0.1, torch.device("cpu"))
     x = data.x_train[:256]
     config = compose_config("model.depth=12", "model.width=2", f"model.init={init}", "trainer.steps=0")
-    result = born_dead_trials(config, data.input_shape, data.num_classes, x, 40, seed=3)
+    result = born_dead_trials(*model_and_activation(config, data), config.model.init, x, 40, seed=3)
     expected = born_dead_directly(12, 2, init, 3, 40, x)
     assert result["born_dead_count"] == expected
     assert 0 < expected < 40  # the test can tell right from wrong: neither all nor none
@@ -137,7 +143,7 @@ def test_born_dead_matches_a_direct_computation(init, data_root):
 def test_leaky_relu_is_never_born_dead(data_root):
     data = load_dataset("mnist1d", data_root, False, None, 0.1, torch.device("cpu"))
     config = compose_config("model.depth=20", "model.width=2", "activation=leaky_relu", "trainer.steps=0")
-    result = born_dead_trials(config, data.input_shape, data.num_classes, data.x_train[:256], 20, seed=0)
+    result = born_dead_trials(*model_and_activation(config, data), config.model.init, data.x_train[:256], 20, seed=0)
     assert result["born_dead_fraction"] == 0.0 and result["init_dead_fraction_mean"] == 0.0
 
 

@@ -1,4 +1,5 @@
-"""Comparison reports: statistics across seeds, seaborn figures, one HTML page and one Markdown file."""
+"""Comparison reports: statistics across seeds, seaborn and plotly figures, one HTML page, one Markdown file
+and, on request, LaTeX tables."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,8 @@ class ReportError(ValueError):
     """Bad input to a report (no such path, no runs, unknown baseline): one line for the user, no traceback."""
 
 
-def build_report(paths, baseline: str | None = None, out=None, figures: bool = True) -> Path:
+def build_report(paths, baseline: str | None = None, out=None, figures: bool = True, latex: bool = False) -> Path:
     """Build a report from the runs under paths; see harness.report.build.build_report."""
     from harness.report.build import build_report as build  # seaborn and scipy load here, not at import
 
-    return build(paths, baseline=baseline, out=out, figures=figures)
+    return build(paths, baseline=baseline, out=out, figures=figures, latex=latex)

@@ -8,7 +8,8 @@ import pandas as pd
 from harness.report import ReportError, stats
 from harness.report.load import Runs
 
-BEST_LR = "at best val lr"
+BEST = "at best val setting"  # the comparison of each activation at its own setting chosen on validation
+BEST_LR = BEST  # the old name, for callers written before settings
 LOST_UNITS = 0.10  # a mean dead or saturated fraction at the end above this is called out in the summary
 
 
@@ -17,13 +18,17 @@ class Analysis:
     data: Runs
     baseline: str
     baseline_note: str
-    summary: pd.DataFrame  # task x act x lr, with `chosen` marking each task x act's best validation lr
-    tuned: pd.DataFrame  # the runs at their chosen lr
-    comparison: pd.DataFrame  # against the baseline, with `setting`
-    means: pd.DataFrame  # task x act mean accuracy at the chosen lr (activations present in every task)
+    summary: pd.DataFrame  # task x act x setting, with `chosen` marking each task x act's best validation setting
+    tuned: pd.DataFrame  # the runs at their chosen setting
+    comparison: pd.DataFrame  # against the baseline, with `setting` (BEST, or one shared setting)
+    means: pd.DataFrame  # task x act mean accuracy at the chosen setting (activations present in every task)
     ranks: pd.DataFrame
     friedman: dict
-    several_lrs: bool
+    several_settings: bool
+
+    @property
+    def several_lrs(self) -> bool:  # the old name
+        return self.several_settings
 
 
 def pick_baseline(acts: list[str], requested: str | None) -> tuple[str, str]:
@@ -43,20 +48,20 @@ def analyse(data: Runs, baseline: str | None = None) -> Analysis:
     acts = sorted(runs["act"].unique())
     baseline, note = pick_baseline(acts, baseline)
     summary = stats.summarise(runs)
-    choice = stats.best_lr(summary)
-    summary = summary.merge(choice.assign(chosen=True), on=["task", "act", "lr"], how="left")
+    choice = stats.best_setting(summary)
+    summary = summary.merge(choice.assign(chosen=True), on=["task", "act", "setting"], how="left")
     summary["chosen"] = summary["chosen"].fillna(False).astype(bool)
-    tuned = stats.at_best_lr(runs, choice)
-    several = bool(runs.groupby("task")["lr"].nunique().max() > 1)
+    tuned = stats.at_best_setting(runs, choice)
+    several = bool(runs.groupby("task")["setting"].nunique().max() > 1)
     comparison = stats.compare(tuned, baseline, ["task"])
     if not comparison.empty:
-        comparison.insert(1, "setting", BEST_LR if several else "")
-    if several:  # also at each shared lr, in the tasks that tried several
-        tuned_tasks = runs.groupby("task")["lr"].transform("nunique") > 1
-        per_lr = stats.compare(runs[tuned_tasks], baseline, ["task", "lr"])
-        if not per_lr.empty:
-            per_lr.insert(1, "setting", [f"lr={lr:g}" for lr in per_lr.pop("lr")])
-            comparison = pd.concat([comparison, per_lr], ignore_index=True)
+        comparison.insert(1, "setting", BEST if several else "")
+    if several:  # also at each shared setting, in the tasks that tried several
+        tuned_tasks = runs.groupby("task")["setting"].transform("nunique") > 1
+        per_setting = stats.compare(runs[tuned_tasks], baseline, ["task", "setting"])
+        if not per_setting.empty:
+            per_setting.insert(1, "setting", per_setting.pop("setting"))
+            comparison = pd.concat([comparison, per_setting], ignore_index=True)
     means = stats.task_means(summary[summary["chosen"]])
     return Analysis(data, baseline, note, summary, tuned, comparison, means, stats.ranks(means),
                     stats.friedman(means), several)
@@ -64,7 +69,7 @@ def analyse(data: Runs, baseline: str | None = None) -> Analysis:
 
 def relative_speed(tuned: pd.DataFrame, baseline: str) -> pd.Series:
     """Median over tasks of each activation's median samples/s relative to the baseline's in the same task."""
-    per_task = tuned.groupby(["task", "act"])["samples_per_s"].median().unstack()
+    per_task = tuned.groupby(["task", "act"])["speed"].median().unstack()
     if baseline not in per_task:
         return pd.Series(dtype=float)
     return per_task.div(per_task[baseline], axis=0).median().sort_values()
@@ -72,7 +77,7 @@ def relative_speed(tuned: pd.DataFrame, baseline: str) -> pd.Series:
 
 def speed_noise(tuned: pd.DataFrame) -> float:
     """The largest relative spread (sd / mean) of samples/s among repeats of one combination."""
-    spread = tuned.groupby(["task", "act"])["samples_per_s"].agg(lambda s: s.std() / s.mean() if len(s) > 1 else 0)
+    spread = tuned.groupby(["task", "act"])["speed"].agg(lambda s: s.std() / s.mean() if len(s) > 1 else 0)
     return float(spread.max()) if len(spread) else 0.0
 
 
@@ -106,7 +111,7 @@ def task_sentence(a: Analysis, task: str) -> str:
     seeds = f"{best.seeds} seed" + ("s" if best.seeds != 1 else "")
     text = f"{task}: {best.act} has the best mean test accuracy ({best.acc_mean:.3f}{ci}, {seeds})."
     cmp = a.comparison
-    cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST_LR, ""])] if not cmp.empty else cmp
+    cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST, ""])] if not cmp.empty else cmp
     if cmp.empty:
         return text + f" Nothing to compare with {a.baseline} here."
     tested = cmp[cmp["p_t_holm"].notna()]
@@ -126,16 +131,21 @@ def task_sentence(a: Analysis, task: str) -> str:
 
 
 def lost_units(a: Analysis) -> list[str]:
-    """Activations that ended with many dead units, or many saturated ones that are not dead, per task."""
+    """Activations that ended with many dead or saturated units, with how many of the dead were dead at init."""
     rows = a.summary[a.summary["chosen"]].assign(
         saturated_only=lambda s: s["saturated_mean"] - s["dead_mean"].fillna(0))
     items = []
     for act, group in rows.groupby("act"):
-        found = [f"{100 * v:.0f}% {word} on {r.task}" for r in group.itertuples()
-                 for word, v in [("dead", r.dead_mean), ("saturated (not dead)", r.saturated_only)]
-                 if v >= LOST_UNITS]
+        found = []
+        for r in group.itertuples():
+            if r.dead_mean >= LOST_UNITS:
+                lost = f"{100 * r.lost_mean:.0f}% lost in training" if pd.notna(r.lost_mean) else "lost: n/a"
+                found.append(f"{100 * r.dead_mean:.0f}% dead at the end on {r.task} ({100 * r.dead_init_mean:.0f}% "
+                             f"were dead at init, {lost}; mean over layers)")
+            if r.saturated_only >= LOST_UNITS:
+                found.append(f"{100 * r.saturated_only:.0f}% saturated (not dead) on {r.task}")
         if found:
-            items.append(f"{act} lost units by the end: {', '.join(found)}.")
+            items.append(f"{act}: {', '.join(found)}.")
     if not items:
         items.append(f"No activation ended with {100 * LOST_UNITS:.0f}% or more dead or saturated units.")
     return items
@@ -143,10 +153,13 @@ def lost_units(a: Analysis) -> list[str]:
 
 def divergence(a: Analysis) -> list[str]:
     rows = a.summary[a.summary["diverged"] > 0]
-    return [f"{r.act} diverged in {r.diverged}/{r.seeds} runs at lr={r.lr:g} on {r.task}." for r in rows.itertuples()]
+    return [f"{r.act} diverged in {r.diverged}/{r.seeds} runs at {r.setting} on {r.task}." for r in rows.itertuples()]
 
 
 def speed_sentences(a: Analysis) -> list[str]:
+    if a.tuned["measured_as"].nunique() > 1:
+        return ["Speed is not compared across tasks: the runs were timed differently ("
+                + "; ".join(sorted(a.tuned["measured_as"].unique())) + "); see each task's cost."]
     speed = relative_speed(a.tuned, a.baseline).drop(a.baseline, errors="ignore").dropna()
     if speed.empty:
         return []

@@ -1,4 +1,4 @@
-"""Build a comparison report from any folders of runs: CSV tables, seaborn figures, report.md and report.html."""
+"""Build a comparison report from any folders of runs: CSV tables, figures, report.md, report.html, tables.tex."""
 from __future__ import annotations
 
 import datetime
@@ -12,21 +12,17 @@ import pandas as pd
 
 from harness.report import ReportError, stats
 from harness.report.analysis import Analysis, analyse, plain_summary
+from harness.report.headline import QUESTIONS, first_screen
 from harness.report.load import gather
-from harness.report.render import (
-    Block,
-    Bullets,
-    Figure,
-    Heading,
-    Table,
-    Text,
-    num,
-    p_value,
-    percent,
-    rate,
-    to_html,
-    to_markdown,
-    with_ci,
+from harness.report.render import Block, Bullets, Heading, Text, to_html, to_markdown
+from harness.report.sections import (
+    comparison_blocks,
+    figure_blocks,
+    gallery_blocks,
+    method_blocks,
+    rank_blocks,
+    results_blocks,
+    skipped_blocks,
 )
 
 TITLE = "Activation comparison"
@@ -41,8 +37,9 @@ def default_out(paths: list[Path]) -> Path:
 
 
 def build_report(paths: list[str | Path], baseline: str | None = None, out: str | Path | None = None,
-                 figures: bool = True) -> Path:
-    """Write report.md, report.html, summary.csv, the other tables and figures/*.png; return the output folder.
+                 figures: bool = True, latex: bool = False) -> Path:
+    """Write report.md, report.html, summary.csv, the other tables, figures/*.png (and tables.tex with latex);
+    return the output folder.
 
     Raises ReportError (one line) for a path that does not exist, no usable runs, or an unknown baseline.
     """
@@ -64,21 +61,32 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
     for old in (out / "figures").glob("*.png"):  # figures/ is the report's own: no stale figure survives a rerun
         old.unlink()
     write_tables(a, out)
+    if latex:
+        from harness.report.latex import write_latex
+
+        write_latex(a, out / "tables.tex")
     from harness.report.gallery import property_table
 
     gallery = report_activations(a)
     properties = property_table(gallery) if gallery else pd.DataFrame()
     properties.to_csv(out / "properties.csv", index=False)
     drawn = draw_figures(a, gallery, out / "figures") if figures else {}
-    blocks = report_blocks(a, paths, properties, drawn)
+    plots = interactive_figures(a) if figures else {}
+    blocks = report_blocks(a, paths, properties, drawn, plots)
     (out / "report.md").write_text(to_markdown(TITLE, blocks, out), encoding="utf-8")
-    (out / "report.html").write_text(to_html(TITLE, blocks), encoding="utf-8")
+    script = ""
+    if plots:
+        from harness.report.interactive import plotly_script
+
+        script = plotly_script()
+    (out / "report.html").write_text(to_html(TITLE, blocks, script), encoding="utf-8")
     return out
 
 
 def write_tables(a: Analysis, out: Path) -> None:
     """The raw numbers, unrounded, for anyone who wants to check or replot them."""
     a.summary.to_csv(out / "summary.csv", index=False)
+    a.data.layers.to_csv(out / "layers.csv", index=False)
     a.comparison.to_csv(out / "comparison.csv", index=False)
     a.ranks.to_csv(out / "ranks.csv", index=False)
     a.means.to_csv(out / "task_means.csv")
@@ -113,16 +121,27 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
+    """The runs, metrics and layer rows of one task at each activation's chosen setting."""
+    keep = set(a.tuned.loc[a.tuned["task"] == task, "run_dir"])
+    return {"runs": a.tuned[a.tuned["task"] == task], "metrics": a.data.metrics[a.data.metrics["run_dir"].isin(keep)],
+            "layers": a.data.layers[a.data.layers["run_dir"].isin(keep)]}
+
+
 def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | str]:
-    """Every figure; a figure that cannot be drawn becomes a line in the report instead of a crash."""
+    """Every static figure; a figure that cannot be drawn becomes a line in the report instead of a crash."""
     from harness.report import figures as fig
     from harness.report.gallery import plot as plot_gallery
+    from harness.report.overview import overview
 
     colours = palette_for(a)
-    tuned_runs = set(a.tuned["run_dir"])
-    metrics = a.data.metrics[a.data.metrics["run_dir"].isin(tuned_runs)]
+    metrics = a.data.metrics[a.data.metrics["run_dir"].isin(set(a.tuned["run_dir"]))]
     chosen = a.summary[a.summary["chosen"]]
-    jobs = {"learning_curves": lambda p: fig.learning_curves(metrics, colours, p)}
+    jobs = {}
+    for task in sorted(a.tuned["task"].unique()):
+        parts = tuned_parts(a, task)
+        jobs[f"{slug(task)}_overview"] = lambda p, t=parts: overview(t["runs"], t["metrics"], t["layers"], colours, p)
+    jobs["learning_curves"] = lambda p: fig.learning_curves(metrics, colours, p)
     for task, m in metrics.groupby("task", sort=True):
         s = slug(task)
         jobs[f"{s}_units"] = lambda p, m=m: fig.units(m, colours, p)
@@ -133,12 +152,13 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
             jobs[f"{s}_through_time"] = lambda p, m=m: fig.through_time(m, colours, p)
     jobs["speed"] = lambda p: fig.relative_speed(a.tuned, a.baseline, colours, p)
     jobs["accuracy_vs_speed"] = lambda p: fig.accuracy_vs_speed(chosen, a.tuned, colours, p)
-    if a.several_lrs:
-        choice = chosen[["task", "act", "lr"]]
-        several = a.summary[a.summary.groupby("task")["lr"].transform("nunique") > 1]  # tasks that tried several
-        jobs["accuracy_vs_lr"] = lambda p: fig.accuracy_vs_lr(several, choice, colours, p)
+    if a.several_settings:
+        several = a.summary[a.summary.groupby("task")["setting"].transform("nunique") > 1]
+        jobs["accuracy_by_setting"] = lambda p: fig.accuracy_by_setting(several, colours, p)
     if a.friedman["tasks"] >= stats.MIN_TASKS_CD and len(a.ranks) >= 3:
-        jobs["critical_difference"] = lambda p: fig.critical_difference(a.ranks, a.friedman["cd"], colours, p)
+        from harness.report.cd_diagram import critical_difference
+
+        jobs["critical_difference"] = lambda p: critical_difference(a.ranks, a.friedman["cd"], colours, p)
     if gallery:
         jobs["gallery"] = lambda p: plot_gallery(gallery, p, colours)
     drawn = {}
@@ -150,64 +170,35 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
     return drawn
 
 
-# ---- the report's text, in reading order
+def interactive_figures(a: Analysis) -> dict[str, dict[str, str]]:
+    """task -> question -> the plotly <div> of its figure (a figure that fails is left out, with the reason)."""
+    from harness.report.interactive import FIGURES
 
-CAPTIONS = {
-    "learning_curves": "Learning curves. Training loss, validation loss and validation accuracy against step, one "
-    "row per task; lines are means across seeds, bands their 95% interval. Curves that separate early and stay "
-    "apart are a real difference; bands that overlap throughout are not.",
-    "units": "Dead and saturated units per layer over training (step 0 = initialisation). A dead unit has f'(z) = 0 "
-    "on every probe sample, a saturated one |f'(z)| < 0.5% of max|f'|; both no longer learn. A line that climbs "
-    "means units are being lost as training goes on; activations that lose none lie on top of each other at 0.",
-    "activations": "Mean and standard deviation of each activation layer's output over training (Glorot and "
-    "Bengio, 2010). A mean far from 0 shifts the next layer's input; a standard deviation that shrinks layer by "
-    "layer towards 0 means the signal is dying out with depth, one that grows means it is exploding.",
-    "gradients": "Weight-gradient norm per layer (input layer on the left, head on the right) at initialisation, "
-    "averaged over training, and at the end, on a log scale. Lines that fall steeply towards the input layers are "
-    "vanishing gradients; lines that rise are exploding ones. Flat is healthy.",
-    "gradient_heatmap": "Gradient norm per layer (rows, input at the top) and training step (columns), one panel per "
-    "activation, on one shared log colour scale. Dark rows are layers that barely learn.",
-    "through_time": "Recurrent network: norm of the gradient of the loss with respect to the hidden state at each "
-    "time step t, at initialisation and at the end. A curve that drops towards early time steps means the "
-    "gradient vanishes through time, so the network cannot learn long-range dependencies.",
-    "speed": "Training speed relative to the baseline (samples/s over the baseline's median samples/s in the same "
-    "task; 1 = as fast, below 1 = slower). Bars are medians, dots single runs: widely scattered dots mean the "
-    "machine was busy and small differences are noise.",
-    "accuracy_vs_speed": "Accuracy against speed, one point per activation with 95% intervals on both axes. "
-    "Up and to the right is better; an activation to the lower left of another is dominated by it.",
-    "accuracy_vs_lr": "Accuracy against learning rate per activation, with 95% intervals; the learning rate chosen on "
-    "validation accuracy is ringed. An activation that only does well at one learning rate is fragile; compare "
-    "activations at their own best learning rate, not at one shared value.",
-    "critical_difference": "Critical-difference diagram (Demšar, 2006): average rank across tasks, 1 = best. A thick "
-    "bar joins activations whose ranks differ by less than the critical difference, i.e. not significantly "
-    "different by the Nemenyi test at 5%.",
-    "gallery": "Each activation f(x) (solid) and its derivative f'(x) (dashed) on x in [-5, 5] (ReLU6 to 10), as "
-    "the reference article draws them.",
-}
+    colours = palette_for(a)
+    plots = {}
+    for task in sorted(a.tuned["task"].unique()):
+        parts = tuned_parts(a, task)
+        plots[task] = {}
+        for question in QUESTIONS:
+            source, draw = FIGURES[question]
+            try:
+                plots[task][question] = draw(parts[source], colours)
+            except Exception as exc:  # as with the static figures: the report goes on
+                plots[task][question] = f"<p>could not be drawn: {type(exc).__name__}</p>"
+    return plots
 
 
-def caption(name: str) -> str:
-    """The caption of a figure file name such as 'mnist1d-mlp_units'."""
-    return CAPTIONS.get(name, CAPTIONS.get(name.rsplit("_", 1)[-1], CAPTIONS.get(name.split("_", 1)[-1], "")))
-
-
-def figure_blocks(drawn: dict, names: list[str]) -> list[Block]:
-    blocks = []
-    for name in names:
-        if name not in drawn:
-            continue
-        result = drawn[name]
-        blocks.append(Figure(result, caption(name)) if isinstance(result, Path) else Text(f"{name}: {result}"))
-    return blocks
-
-
-def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, drawn: dict) -> list[Block]:
+def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, drawn: dict, plots: dict) -> list[Block]:
     runs = a.data.runs
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     intro = (f"{len(runs)} runs ({runs['task'].nunique()} task(s), {runs['act'].nunique()} activation(s), seeds "
              f"{', '.join(map(str, sorted(runs['seed'].unique())))}) from {', '.join(map(str, paths))}; made {when}. "
              f"Baseline: {a.baseline}. {HEADLINE}")
-    blocks: list[Block] = [Heading("Summary"), Bullets(plain_summary(a)), Heading("The runs"), Text(intro)]
+    blocks: list[Block] = []
+    for task in sorted(runs["task"].unique()):
+        png = drawn.get(f"{slug(task)}_overview")
+        blocks += first_screen(a, task, plots.get(task, {}), png if isinstance(png, Path) else None)
+    blocks += [Heading("Summary"), Bullets(plain_summary(a)), Heading("The runs"), Text(intro)]
     if a.baseline_note:
         blocks.append(Text(a.baseline_note))
     blocks += results_blocks(a, drawn) + comparison_blocks(a) + rank_blocks(a, drawn)
@@ -222,136 +213,3 @@ def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, draw
         blocks.append(Text("Figures were not drawn (figures=False)."))
     blocks += gallery_blocks(properties, drawn) + skipped_blocks(a, paths) + method_blocks(a)
     return blocks
-
-
-def results_blocks(a: Analysis, drawn: dict) -> list[Block]:
-    chosen = a.summary[a.summary["chosen"]]
-    lr_note = " Each activation at its learning rate with the best validation accuracy." if a.several_lrs else ""
-    blocks = [Heading("Results per task"),
-              Table(display_summary(chosen, a.several_lrs), "Accuracy over the runs that did not diverge; samples/s "
-                    "is training throughput; dead and saturated are the mean fractions of units at the end." + lr_note)]
-    if a.several_lrs:
-        several = a.summary.groupby("task")["lr"].transform("nunique") > 1
-        blocks += [Heading("Learning rates", 3), Table(display_lrs(a.summary[several])),
-                   *figure_blocks(drawn, ["accuracy_vs_lr"])]
-    return blocks
-
-
-def display_summary(s: pd.DataFrame, show_lr: bool) -> pd.DataFrame:
-    out = pd.DataFrame({"task": s["task"], "activation": s["act"]})
-    if show_lr:
-        out["lr"] = s["lr"].map(lambda v: f"{v:g}")
-    out["seeds"] = s["seeds"]
-    out["diverged"] = [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])]
-    out["test acc at best val [95% CI]"] = [with_ci(m, lo, hi) for m, lo, hi in
-                                             zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])]
-    out["sd"] = s["acc_sd"].map(num)
-    out["final test acc [95% CI]"] = [with_ci(m, lo, hi) for m, lo, hi in
-                                      zip(s["final_acc_mean"], s["final_acc_ci_low"], s["final_acc_ci_high"])]
-    out["final train loss"] = s["train_loss_mean"].map(num)
-    # Throughput is skewed by warm-up and busy machines: mean ± sd here; the CI is in summary.csv.
-    out["samples/s (mean ± sd)"] = [f"{rate(m)} ± {rate(sd)}" if pd.notna(sd) else rate(m)
-                                    for m, sd in zip(s["samples_per_s_mean"], s["samples_per_s_sd"])]
-    out["dead"] = s["dead_mean"].map(percent)
-    out["saturated"] = s["saturated_mean"].map(percent)
-    out["note"] = s["note"]
-    return out.reset_index(drop=True)
-
-
-def display_lrs(s: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "task": s["task"], "activation": s["act"], "lr": s["lr"].map(lambda v: f"{v:g}"), "seeds": s["seeds"],
-        "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
-        "val acc (selects)": s["val_acc_mean"].map(num),
-        "test acc at best val [95% CI]": [with_ci(m, lo, hi) for m, lo, hi in
-                                          zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])],
-        "chosen": s["chosen"].map({True: "yes", False: ""}),
-    }).reset_index(drop=True)
-
-
-def comparison_blocks(a: Analysis) -> list[Block]:
-    text = (f"Each activation minus {a.baseline} on the same seed (runs where either diverged are left out). "
-            "p-values are two-sided, Holm-corrected across the activations compared within a task and setting: "
-            "a paired t-test, and an exact sign-flip permutation test that assumes nothing about the distribution "
-            "but cannot go below 2/2^n with n pairs. d_z is the mean difference over its standard deviation. "
-            f"'significant' means the Holm-corrected t-test p < {stats.ALPHA}.")
-    if a.comparison.empty:
-        return [Heading(f"Against {a.baseline}"), Text(f"No task has both {a.baseline} and another activation.")]
-    c = a.comparison
-    table = pd.DataFrame({"task": c["task"]})
-    if a.several_lrs:
-        table["setting"] = c["setting"]
-    table["activation"] = c["act"]
-    table["pairs"] = c["pairs"]
-    table[f"Δ acc vs {a.baseline} [95% CI]"] = [
-        with_ci(m, lo, hi) for m, lo, hi in zip(c["diff_mean"], c["diff_ci_low"], c["diff_ci_high"])]
-    table["p t-test (Holm)"] = c["p_t_holm"].map(p_value)
-    table["p sign-flip (Holm)"] = c["p_perm_holm"].map(p_value)
-    table["d_z"] = c["effect_dz"].map(lambda v: num(v, 2))
-    table["significant"] = c["significant"].map({True: "yes", False: "no"})
-    table["note"] = c["note"]
-    return [Heading(f"Against {a.baseline}"), Text(text), Table(table)]
-
-
-def rank_blocks(a: Analysis, drawn: dict) -> list[Block]:
-    f = a.friedman
-    blocks = [Heading("Across tasks")]
-    if f["activations"] < 2 or f["tasks"] < 1:
-        return blocks + [Text("Too few activations present in every task to rank.")]
-    means = a.means.map(num).reset_index()
-    blocks.append(Table(means, "Mean test accuracy at best validation per task (activations present in every task)."))
-    ranks = a.ranks.assign(mean_rank=a.ranks["mean_rank"].map(lambda v: num(v, 2)))
-    blocks.append(Table(ranks.rename(columns={"act": "activation", "mean_rank": "average rank (1 = best)"})))
-    if pd.notna(f["p"]):
-        blocks.append(Text(f"Friedman test over {f['tasks']} tasks and {f['activations']} activations: chi² = "
-                           f"{f['statistic']:.2f}, p = {p_value(f['p'])}; Nemenyi critical difference of average "
-                           f"ranks at 5%: {f['cd']:.2f}. {f['note']}".strip()))
-    else:
-        blocks.append(Text(f"No Friedman test: {f['note']}."))
-    return blocks + figure_blocks(drawn, ["critical_difference"])
-
-
-def gallery_blocks(properties: pd.DataFrame, drawn: dict) -> list[Block]:
-    if properties.empty:
-        return []
-    from harness.report.gallery import display
-
-    shown = display(properties)
-    text = ("Computed numerically from each function, not typed in: range over z in [-10, 10] and far out (∞ when "
-            "still growing at 10^4); monotonic = never decreasing; zero-centred = |E f(z)| < 0.05 for standard "
-            "normal z; smooth = f' has no jump; zero-gradient region = where f' is exactly 0. Softmax is taken on "
-            "the pair (z, 0), where it equals the sigmoid.")
-    return [Heading("Activation gallery"), *figure_blocks(drawn, ["gallery"]), Text(text), Table(shown)]
-
-
-def skipped_blocks(a: Analysis, paths: list[Path]) -> list[Block]:
-    skipped = a.data.skipped
-    if skipped.empty:
-        return [Heading("Skipped runs"), Text("None: every run folder found was used.")]
-    root = Path(os.path.commonpath([p.resolve() for p in paths]))
-    shown = skipped.assign(run_dir=[relative(d, root) for d in skipped["run_dir"]])
-    return [Heading("Skipped runs"), Table(shown.rename(columns={"run_dir": "run folder"}))]
-
-
-def relative(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root))
-    except ValueError:
-        return path
-
-
-def method_blocks(a: Analysis) -> list[Block]:
-    return [Heading("How the numbers are made"), Bullets([
-        "A task is a dataset x model (plus any other setting that differs between the runs); an activation's "
-        "label carries its parameters when they differ between runs.",
-        "Diverged runs (a loss that turned NaN or Inf) count in the divergence rate and are left out of accuracy, "
-        "loss and speed; a table row that lost runs says so in its note.",
-        f"Rows with fewer than {stats.FEW_SEEDS} seeds are flagged; with one usable seed there is no interval.",
-        "When several learning rates were run, each activation is compared at its own learning rate with the best "
-        "mean validation accuracy (among those where no seed diverged), so that no activation is judged at a "
-        "learning rate that suits another; the comparisons at each shared learning rate follow in the same table.",
-        "Average ranks and the Friedman test use the mean accuracy of each activation per task; the "
-        f"critical-difference diagram is drawn from {stats.MIN_TASKS_CD} tasks on.",
-        "Raw numbers: summary.csv (every task x activation x learning rate), comparison.csv, ranks.csv, "
-        "task_means.csv, friedman.json, properties.csv and skipped.csv beside this report.",
-    ])]

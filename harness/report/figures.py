@@ -15,8 +15,8 @@ import seaborn as sns
 from harness.report.stats import mean_ci
 
 DPI = 110
-PANEL = 3.2  # inches per facet
 LEGEND = "activation"
+WRAP = 3  # panels per row of a per-layer figure
 
 
 def palette(acts: list[str], baseline: str | None = None) -> dict[str, tuple]:
@@ -115,13 +115,20 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 
 def per_layer(metrics: pd.DataFrame, colours: dict, names: dict[str, str], path: Path, sharey, errorbar) -> Path:
-    """Probe metrics per layer against step: one row per metric, one column per activation layer."""
+    """Probe metrics per layer against step: one panel per quantity and layer, at most WRAP panels a row, so that a
+    deep network's panels stay legible at the report's width."""
     data = metrics[(metrics["split"] == "probe") & metrics["metric"].isin(list(names))].copy()
-    data["quantity"] = data["metric"].map(names)
+    layers = layer_order(data)
+    data["panel"] = data["metric"].map(names) + " · " + data["layer"]
+    order = [f"{q} · {layer}" for q in names.values() for layer in layers]
+    hue_order = [a for a in colours if a in set(data["act"])]
     with style():
-        g = curves(data, colours, row="quantity", col="layer", row_order=list(names.values()),
-                   col_order=layer_order(data), sharey=sharey, errorbar=errorbar)
-        g.set_xlabels("step")
+        g = sns.relplot(data=data, x="step", y="value", hue="act", hue_order=hue_order, palette=colours,
+                        col="panel", col_order=order, col_wrap=min(WRAP, len(layers)), kind="line",
+                        errorbar=errorbar, height=2.6, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True})
+        g.set_titles("{col_name}")
+        g.set_axis_labels("step", "")
+        g.legend.set_title(LEGEND)
         return save(g.figure, path)
 
 
@@ -134,7 +141,7 @@ def units(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
 def activation_stats(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Mean and standard deviation of each activation layer's output over training (Glorot and Bengio, 2010)."""
     names = {"act_mean": "output mean", "act_std": "output std"}
-    return per_layer(metrics, colours, names, path, sharey="row", errorbar=t_interval)
+    return per_layer(metrics, colours, names, path, sharey=False, errorbar=t_interval)
 
 
 def gradient_phases(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -171,23 +178,29 @@ def gradients_by_depth(metrics: pd.DataFrame, colours: dict, path: Path) -> Path
 
 
 def gradient_heatmap(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
-    """Layer x step heatmaps of the training gradient norm, one per activation, on one shared log colour scale."""
+    """Layer x step heatmaps of the training gradient norm relative to the other layers at the same step.
+
+    Each column is divided by its geometric mean over layers (log10 minus the column's mean log10): the decay of
+    every layer's gradient over training, which would otherwise set the colour, drops out, and what is left is how
+    much more or less one layer learns than the others."""
     grads = metrics[(metrics["split"] == "train") & (metrics["metric"] == "grad_norm") & metrics["layer"].notna()]
     order = layer_order(grads)
     acts = [a for a in colours if a in set(grads["act"])]
     logged = grads.assign(value=np.log10(grads["value"].where(grads["value"] > 0)))
     logs = {a: logged[logged["act"] == a].pivot_table(index="layer", columns="step", values="value", aggfunc="mean")
             .reindex(order) for a in acts}  # mean of log10 over seeds: the log of the geometric mean
+    logs = {a: v - v.mean(axis=0) for a, v in logs.items()}  # relative to the step's other layers
     finite = np.concatenate([v.to_numpy().ravel() for v in logs.values()])
     finite = finite[np.isfinite(finite)]
-    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0, 1)
+    bound = max(float(np.abs(finite).max()), 0.1) if len(finite) else 1.0
+    vmin, vmax = -bound, bound  # symmetric: 0 (white) is a layer as large as the step's geometric mean
     ncols = min(len(acts), 3)
     nrows = math.ceil(len(acts) / ncols)
     with style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1, 0.35 * len(order) * nrows + 1.4 * nrows),
                                  squeeze=False, constrained_layout=True)
         for ax, act in zip(axes.flat, acts):
-            image = sns.heatmap(logs[act], ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", cbar=False,
+            image = sns.heatmap(logs[act], ax=ax, vmin=vmin, vmax=vmax, cmap="RdBu_r", cbar=False,
                                 xticklabels="auto", yticklabels=True)
             ax.set_title(act, color=colours[act], fontweight="bold")
             ax.set_xlabel("step")
@@ -196,7 +209,8 @@ def gradient_heatmap(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
             ax.tick_params(axis="y", labelrotation=0)
         for ax in axes.flat[len(acts):]:
             ax.axis("off")
-        fig.colorbar(image.collections[0], ax=axes, label="log10 ‖∇W‖ (training batches)", shrink=0.8)
+        fig.colorbar(image.collections[0], ax=axes, shrink=0.8,
+                     label="log10 ‖∇W‖ minus the step's mean over layers (training batches)")
         return save(fig, path)
 
 
@@ -217,8 +231,8 @@ def through_time(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 def relative_speed(runs: pd.DataFrame, baseline: str, colours: dict, path: Path) -> Path:
     """Each run's samples/s over the baseline's median in the same task; bars are medians, dots single runs."""
-    base = runs[runs["act"] == baseline].groupby("task")["samples_per_s"].median()
-    data = runs.assign(relative=runs["samples_per_s"] / runs["task"].map(base)).dropna(subset=["relative"])
+    base = runs[runs["act"] == baseline].groupby("task")["speed"].median()
+    data = runs.assign(relative=runs["speed"] / runs["task"].map(base)).dropna(subset=["relative"])
     order = [a for a in colours if a in set(data["act"])]
     with style():
         g = sns.catplot(data=data, x="relative", y="act", hue="act", order=order, hue_order=order, palette=colours,
@@ -237,7 +251,7 @@ def relative_speed(runs: pd.DataFrame, baseline: str, colours: dict, path: Path)
 def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Mean accuracy (95% interval) against median samples/s (whiskers: slowest to fastest run), per task."""
     tasks = sorted(summary["task"].unique())
-    speed = runs.groupby(["task", "act"])["samples_per_s"].agg(["median", "min", "max"])
+    speed = runs.groupby(["task", "act"])["speed"].agg(["median", "min", "max"])
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     with style():
@@ -284,76 +298,31 @@ def interval_err(mean: float, lo: float, hi: float):
     return [[max(mean - lo, 0)], [max(hi - mean, 0)]]
 
 
-def accuracy_vs_lr(summary: pd.DataFrame, choice: pd.DataFrame, colours: dict, path: Path) -> Path:
-    """Accuracy against learning rate per activation; the learning rate chosen on validation is ringed."""
-    data = summary.copy()
-    tasks = sorted(data["task"].unique())
-    chosen = data.merge(choice, on=["task", "act", "lr"])
-    hue_order = [a for a in colours if a in set(data["act"])]
+def accuracy_by_setting(summary: pd.DataFrame, colours: dict, path: Path) -> Path:
+    """Accuracy at each setting per activation, with 95% intervals; the setting chosen on validation is ringed."""
+    tasks = sorted(summary["task"].unique())
+    acts = [a for a in colours if a in set(summary["act"])]
+    ncols = min(2, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
     with style():
-        g = sns.FacetGrid(data, col="task", col_order=tasks, col_wrap=min(3, len(tasks)), height=3.2, aspect=1.3,
-                          sharey=False)
-        g.map_dataframe(sns.lineplot, x="lr", y="acc_mean", hue="act", hue_order=hue_order, palette=colours,
-                        marker="o")
-        for ax, task in zip(g.axes.flat, tasks):
-            for r in data[data["task"] == task].itertuples():
-                err = interval_err(r.acc_mean, r.acc_ci_low, r.acc_ci_high)
-                if err is not None:
-                    ax.errorbar(r.lr, r.acc_mean, yerr=err, color=colours[r.act], capsize=2, linewidth=1)
-            best = chosen[chosen["task"] == task]
-            ax.scatter(best["lr"], best["acc_mean"], s=160, facecolors="none",
-                       edgecolors=[colours[a] for a in best["act"]], linewidths=1.8, zorder=5)
-        g.set(xscale="log")
-        lrs = sorted(data["lr"].unique())
-        for ax in g.axes.flat:  # label the learning rates that were tried, not powers of ten
-            ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        g.set_titles("{col_name}")
-        g.set_axis_labels("learning rate (log scale)", "test accuracy at best validation")
-        g.add_legend(title=LEGEND, label_order=hue_order)
-        return save(g.figure, path)
-
-
-def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Path) -> Path:
-    """Demšar's critical-difference diagram: average ranks on a line; a bar joins activations whose ranks
-    differ by less than the critical difference (not significantly different by the Nemenyi test)."""
-    r = ranks.set_index("act")["mean_rank"].sort_values()
-    k, bars = len(r), cliques(r.to_numpy(), cd)
-    half = math.ceil(k / 2)  # the better half is labelled on the left, the worse on the right
-    first = -0.45 - 0.2 * len(bars)  # label rows start below the bars
-    with style():
-        fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.3 * half + 0.15 * len(bars)))
-        ax.hlines(0, 1, k, color="black", linewidth=1)
-        for i in range(1, k + 1):
-            ax.vlines(i, 0, 0.12, color="black")
-            ax.text(i, 0.2, str(i), ha="center", va="bottom")
-        ax.hlines(0.75, 1, 1 + cd, color="black", linewidth=2)
-        ax.vlines([1, 1 + cd], 0.68, 0.82, color="black")
-        ax.text(1 + cd / 2, 0.85, f"critical difference = {cd:.2f}", ha="center", va="bottom")
-        for i, (act, rank) in enumerate(r.items()):
-            left = i < half
-            y = first - 0.35 * (i if left else k - 1 - i)
-            end = 0.6 if left else k + 0.4
-            ax.plot([rank, rank, end], [0, y, y], color=colours[act], linewidth=1.5)
-            ax.text(end - 0.05 if left else end + 0.05, y, f"{act} ({rank:.2f})", ha="right" if left else "left",
-                    va="center", color=colours[act], fontweight="bold")
-        for j, (lo, hi) in enumerate(bars):
-            ax.hlines(-0.25 - 0.2 * j, r.iloc[lo] - 0.05, r.iloc[hi] + 0.05, color="black", linewidth=4)
-        ax.set_xlim(0.5, k + 0.5)
-        ax.set_ylim(first - 0.35 * (half - 1) - 0.3, 1.2)
-        ax.set_title("average rank across tasks (1 = best); a black bar joins activations that do not differ "
-                     "significantly", fontsize=9)
-        ax.axis("off")
+        fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols + 1.6, 3.6 * nrows), squeeze=False,
+                                 constrained_layout=True)
+        for ax, task in zip(axes.flat, tasks):
+            rows = summary[summary["task"] == task].sort_values(["lr", "setting"])
+            settings = list(pd.unique(rows["setting"]))
+            for i, act in enumerate(acts):
+                r = rows[rows["act"] == act]
+                x = np.array([settings.index(v) for v in r["setting"]]) + 0.08 * (i - (len(acts) - 1) / 2)
+                yerr = np.array([interval_err(m, lo, hi) or [[0], [0]] for m, lo, hi in
+                                 zip(r["acc_mean"], r["acc_ci_low"], r["acc_ci_high"])]).reshape(-1, 2).T
+                ax.errorbar(x, r["acc_mean"], yerr=yerr, fmt="o-", color=colours[act], capsize=2, linewidth=1)
+                best = r["chosen"].to_numpy(dtype=bool)
+                ax.scatter(x[best], r["acc_mean"][best], s=160, facecolors="none", edgecolors=[colours[act]],
+                           linewidths=1.8, zorder=5)
+            ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right")
+            ax.set(title=task, ylabel="test accuracy at best validation")
+        for ax in axes.flat[len(tasks):]:
+            ax.axis("off")
+        handles = [plt.Line2D([], [], marker="o", color=colours[a]) for a in acts]
+        fig.legend(handles, acts, title=LEGEND, loc="outside right center")
         return save(fig, path)
-
-
-def cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
-    """Maximal runs i..j of sorted average ranks spanning less than cd (the bars of a CD diagram)."""
-    spans = []
-    for i in range(len(sorted_ranks)):
-        j = i
-        while j + 1 < len(sorted_ranks) and sorted_ranks[j + 1] - sorted_ranks[i] < cd:
-            j += 1
-        if j > i and not any(a <= i and j <= b for a, b in spans):
-            spans.append((i, j))
-    return spans

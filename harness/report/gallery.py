@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.activations import ACTIVATIONS, make_activation, max_abs_derivative
+from harness.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
 
 PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
 PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows
@@ -26,13 +26,8 @@ def curve(act: nn.Module, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """
     act = act.double().eval()  # RReLU: its deterministic eval-mode slope
     z = z.detach().clone().requires_grad_(True)
-    param = next(act.parameters(), None)
-    if isinstance(act, nn.Softmax):
-        f = act(torch.stack([z, torch.zeros_like(z)], dim=1))[:, 0]  # (n,)
-    elif param is not None and param.numel() > 1:
-        f = act(z[:, None].expand(-1, param.numel()))[:, 0]  # PReLU with a slope per channel: the first one
-    else:
-        f = act(z)
+    f = act(grid_input(act, z))
+    f = f[:, 0] if f.dim() == 2 else f  # softmax's two-class case; a per-channel PReLU's first channel
     (df,) = torch.autograd.grad(f.sum(), z)
     return f.detach().numpy(), df.numpy()
 

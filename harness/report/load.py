@@ -1,4 +1,7 @@
-"""Gather runs for a report: load them, set aside the unusable ones, label each run's task, activation and lr."""
+"""Gather runs for a report: load them, set aside the unusable ones, label each run's task, setting and activation.
+
+A task is a dataset x model; every other swept key (lr, init, depth, ...) is a setting within the task.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,26 +9,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import HASH_EXCLUDED
+from harness.config import WATCH_ONLY as WATCH_ONLY_KEYS
+from harness.report import outcomes
 from harness.results import find_run_dirs, load_runs
 
 REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.lr")
-# Config keys that never split runs into separate tasks: the report's own axes (seed, lr, activation, the task's
-# dataset and model) and keys that change how a run is watched, not what it computes.
-AXES = {"config.seed", "config.trainer.lr", "config.model.name", "config.dataset.name", "config.trainer.threads"}
-WATCH_ONLY = {f"config.{key}" for key in HASH_EXCLUDED}
+# Config keys that are never settings: the report's own axes (seed, activation, the task's dataset and model) and
+# keys that change how a run is watched or timed, not what it computes (harness.config.WATCH_ONLY).
+AXES = {"config.seed", "config.model.name", "config.dataset.name"}
+WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
 # The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
 OUTCOMES = ["test_acc_at_best_val", "test_acc", "best_val_acc", "train_loss", "test_loss", "samples_per_s",
-            "dead_fraction", "saturated_fraction"]
+            "dead_fraction", "saturated_fraction", "n_params", "config.model.width", "val_drawdown_max",
+            "grad_flow_ratio_init", "grad_flow_ratio", "clock_samples_per_s", "train_cpu_time_s", "num_threads",
+            "n_test"]
 
 
 @dataclass
 class Runs:
     """Runs ready for statistics: one row per usable run, their long metrics, and what was set aside and why."""
 
-    runs: pd.DataFrame  # summary columns plus task, act, lr
-    metrics: pd.DataFrame  # metrics.csv rows plus task, act, lr, seed
+    runs: pd.DataFrame  # summary columns plus task, setting, act, lr and the outcomes of harness.report.outcomes
+    metrics: pd.DataFrame  # metrics.csv rows plus task, setting, act, lr, seed
     skipped: pd.DataFrame  # run_dir, reason
+    layers: pd.DataFrame | None = None  # one row per run and layer: dead at init, lost, gradient norms
 
 
 def gather(paths: list[Path]) -> Runs:
@@ -39,17 +46,14 @@ def gather(paths: list[Path]) -> Runs:
     no_metrics = sorted(set(runs["run_dir"]) - set(metrics["run_dir"]))
     skipped.append(skipped_frame([(d, "no metrics.csv: in the tables, not in the figures") for d in no_metrics]))
     runs = label(runs)
-    keys = runs[["run_dir", "task", "act", "lr", "seed"]]
+    keys = runs[["run_dir", "task", "setting", "act", "lr", "seed"]]
     metrics = metrics.merge(keys, on="run_dir", how="inner")
-    return Runs(runs.reset_index(drop=True), metrics, pd.concat(skipped, ignore_index=True))
+    runs, layers = outcomes.derive(runs, metrics)
+    return Runs(runs.reset_index(drop=True), metrics, pd.concat(skipped, ignore_index=True), layers)
 
 
 def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """load_runs one run folder at a time, so that each row keeps the folder it was read from.
-
-    summary.json stores the `run_dir` it was written in, and load_runs' row takes that value: a folder that was
-    copied or moved would otherwise point at the original (and never meet its own metrics).
-    """
+    """load_runs one run folder at a time, so that one unreadable folder is skipped, not fatal."""
     found = sorted({d.resolve() for p in paths for d in find_run_dirs(Path(p))})  # overlapping paths: once
     runs, metrics, skipped = [], [], []
     for run_dir in found:
@@ -59,7 +63,7 @@ def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
             skipped.append(skipped_frame([(str(run_dir), f"unreadable: {type(exc).__name__}: {exc}")]))
             continue
         if len(r):  # a run folder nested in another is found, and kept, on its own
-            runs.append(r.iloc[:1].assign(run_dir=str(run_dir)))
+            runs.append(r.iloc[:1])
         if len(m):
             metrics.append(m[m["run_dir"] == str(run_dir)])
         skipped.append(s[s["run_dir"] == str(run_dir)])
@@ -112,22 +116,23 @@ def varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def label(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add task (dataset / model, plus any other setting that differs), act (name plus varying parameters), lr."""
+    """Add task (dataset / model), setting (the other swept keys), act (name plus varying parameters), lr."""
     runs = runs.copy()
     for column in OUTCOMES:
         runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else float("nan")
     runs["lr"] = runs["config.trainer.lr"].astype(float)
     runs["seed"] = runs["seed"].astype(int)
+    runs["width"] = runs["config.model.width"]
     config = [c for c in runs.columns if c.startswith("config.") and not c.startswith("config.activation.")]
     candidates = [c for c in config if c not in AXES | WATCH_ONLY]
     runs["task"] = runs["dataset"].astype(str) + " / " + runs["model"].astype(str)
-    for task, group in runs.groupby("task"):
-        # Only settings that differ within one dataset x model split it: the MLP's width is not the RNN's.
-        extra = varying(group, candidates)
-        if extra:
-            runs.loc[group.index, "task"] = [
-                " ".join([task, *(f"{c.removeprefix('config.')}={r[c]}" for c in extra)]) for _, r in group.iterrows()
-            ]
+    runs["setting"] = runs["lr"].map(lambda v: f"lr={v:g}")
+    for _, group in runs.groupby("task"):
+        # Only keys that differ within one dataset x model are settings: the MLP's width is not the RNN's.
+        swept = [c for c in varying(group, candidates) if c != "config.trainer.lr"]
+        names = short_names(swept)
+        runs.loc[group.index, "setting"] = [
+            ", ".join([*(f"{names[c]}={r[c]}" for c in swept), f"lr={r['lr']:g}"]) for _, r in group.iterrows()]
     runs["act"] = runs["activation"].astype(str)
     params = [c for c in runs.columns if c.startswith("config.activation.") and c != "config.activation.name"]
     for name, group in runs.groupby("act"):
@@ -138,3 +143,9 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
                 for _, r in group.iterrows()
             ]
     return runs
+
+
+def short_names(columns: list[str]) -> dict[str, str]:
+    """'config.model.init' -> 'init', unless two swept keys share that last part (then 'model.init')."""
+    last = [c.rsplit(".", 1)[-1] for c in columns]
+    return {c: n if last.count(n) == 1 else c.removeprefix("config.") for c, n in zip(columns, last)}

@@ -39,7 +39,27 @@ class Figure:
     caption: str
 
 
-Block = Heading | Text | Bullets | Table | Figure
+@dataclass
+class Answer:
+    """One of the first screen's answers: the question in bold, its numbers, and beside them (HTML only) the
+    interactive figure that shows them."""
+
+    question: str
+    text: str
+    figure: str = ""  # a plotly <div> from harness.report.interactive
+    caption: str = ""
+
+
+@dataclass
+class Interactive:
+    """A plotly figure in the HTML page; the Markdown shows the static PNG instead (when there is one)."""
+
+    html: str  # a <div> and its drawing <script>, made by harness.report.interactive
+    caption: str
+    png: Path | None = None
+
+
+Block = Heading | Text | Bullets | Table | Figure | Answer | Interactive
 
 
 # ---- number formatting shared by every table
@@ -105,28 +125,47 @@ def to_markdown(title: str, blocks: list[Block], out: Path) -> str:
             parts.append(md_text(b.text))
         elif isinstance(b, Bullets):
             parts.append("\n".join(f"- {md_text(item)}" for item in b.items))
+        elif isinstance(b, Answer):
+            parts.append(f"**{md_text(b.question)}.** {md_text(b.text)}")
         elif isinstance(b, Table):
             parts.append((f"{md_text(b.caption)}\n\n" if b.caption else "") + md_table(b.frame))
-        elif isinstance(b, Figure):
-            rel = b.path.relative_to(out).as_posix()
+        elif isinstance(b, Figure) or (isinstance(b, Interactive) and b.png is not None):
+            path = b.path if isinstance(b, Figure) else b.png
+            rel = path.relative_to(out).as_posix()
             parts.append(f"![{md_text(b.caption.split('.')[0])}]({rel})\n\n{md_text(b.caption)}")
     return "\n\n".join(parts) + "\n"
 
 
 # ---- HTML
 
+# Tables never scroll sideways: cells wrap (long tokens such as run folders anywhere), and below STACK_BELOW px a
+# wide table turns into one block per row, each cell labelled with its column.
+STACK_BELOW = 1000
+WIDE = 6  # a table with more columns than this stacks on narrow screens
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; display: block; overflow-x: auto; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; white-space: nowrap; }
-td:last-child { white-space: normal; min-width: 12em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.4em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #444; max-width: 60em; }
 caption { caption-side: top; text-align: left; font-size: 0.9em; color: #444; padding-bottom: 0.3em; }
-"""
+.question { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: 1.2em; align-items: start;
+            border-top: 1px solid #eee; }
+.answer { margin: 0.6em 0; }
+.plot { width: 100%; margin: 0.3em 0 0.8em; min-width: 0; }
+@media (max-width: %STACK%px) {
+  .question { display: block; }
+  table.wide, table.wide tbody, table.wide tr, table.wide td, table.wide caption { display: block; width: auto; }
+  table.wide thead { display: none; }
+  table.wide tr { border: 1px solid #ccc; margin-bottom: 0.6em; }
+  table.wide td { border: none; border-bottom: 1px solid #eee; }
+  table.wide td::before { content: attr(data-label) ": "; font-weight: 600; }
+}
+""".replace("%STACK%", str(STACK_BELOW - 1))
 
 
 def data_uri(path: Path) -> str:
@@ -135,15 +174,20 @@ def data_uri(path: Path) -> str:
 
 def html_table(frame: pd.DataFrame, caption: str) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    labels = [html.escape(str(c), quote=True) for c in frame.columns]
+    rows = "".join("<tr>" + "".join(f'<td data-label="{label}">{html.escape(str(v))}</td>'
+                                    for label, v in zip(labels, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    wide = ' class="wide"' if len(frame.columns) > WIDE else ""
+    return f"<table{wide}>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def to_html(title: str, blocks: list[Block]) -> str:
-    """One self-contained page: images embedded as data URIs, no script, nothing fetched; all text escaped."""
-    parts = []
+def to_html(title: str, blocks: list[Block], script: str = "") -> str:
+    """One self-contained page: images as data URIs, `script` (plotly.js) inlined once, nothing fetched; text
+    escaped. Without interactive blocks the page has no script at all."""
+    plots = any((isinstance(b, Interactive) and b.html) or (isinstance(b, Answer) and b.figure) for b in blocks)
+    parts = [script] if plots else []
     for b in blocks:
         if isinstance(b, Heading):
             parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
@@ -151,12 +195,19 @@ def to_html(title: str, blocks: list[Block]) -> str:
             parts.append(f"<p>{html.escape(b.text)}</p>")
         elif isinstance(b, Bullets):
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in b.items) + "</ul>")
+        elif isinstance(b, Answer):
+            text = f'<p class="answer"><b>{html.escape(b.question)}.</b> {html.escape(b.text)}</p>'
+            plot = (f'<figure class="plot">{b.figure}<figcaption>{html.escape(b.caption)}</figcaption></figure>'
+                    if b.figure else "")
+            parts.append(f'<div class="question">{text}{plot}</div>')
         elif isinstance(b, Table):
             parts.append(html_table(b.frame, b.caption))
         elif isinstance(b, Figure):
             alt = html.escape(b.caption.split(".")[0], quote=True)
             parts.append(f'<figure><img src="{data_uri(b.path)}" alt="{alt}">'
                          f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+        elif isinstance(b, Interactive) and b.html:  # html "": a static figure for the Markdown only
+            parts.append(f'<figure class="plot">{b.html}<figcaption>{html.escape(b.caption)}</figcaption></figure>')
     # An empty data: icon stops the browser asking for /favicon.ico, which would log an error offline.
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

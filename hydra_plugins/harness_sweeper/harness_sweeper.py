@@ -15,8 +15,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from harness.config import EXIT_BAD_INPUT  # nothing ran
+
 EXIT_FAILED = 1  # a job failed or did not finish
-EXIT_BAD_INPUT = 2  # nothing ran
 EXIT_INTERRUPTED = 130
 
 

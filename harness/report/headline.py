@@ -1,0 +1,202 @@
+"""The report's first screen: per task, five questions (accuracy, stability, dead units, gradient flow, cost),
+each answered with a number and its uncertainty, and the table that carries the same columns."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.report.analysis import BEST
+from harness.report.render import num, p_value, percent, rate, with_ci
+
+QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
+NOISY = 0.2  # speed spread (sd / mean across seeds) above which two activations' speeds are not compared
+NA = "n/a"
+
+
+def chosen(a, task: str) -> pd.DataFrame:
+    """The task's summary rows at each activation's chosen setting, best accuracy first."""
+    s = a.summary[(a.summary["task"] == task) & a.summary["chosen"]]
+    return s.sort_values("acc_mean", ascending=False, na_position="last")
+
+
+def test_set(a, task: str) -> str:
+    """'Test set: 360 samples; one sample = 0.28 points of accuracy.'"""
+    n = a.summary.loc[a.summary["task"] == task, "n_test"].dropna()
+    if n.empty:
+        return "Test-set size unknown (the runs did not record it, and their logged accuracies do not pin it down)."
+    n = int(n.iloc[0])
+    return f"Test set: {n:,} samples; one sample is worth {100 / n:.2g} points of accuracy."
+
+
+def settings_line(a, task: str) -> str:
+    rows = chosen(a, task)
+    tried = a.summary.loc[a.summary["task"] == task, "setting"].nunique()
+    if tried < 2:
+        return f"One setting: {rows['setting'].iloc[0]}."
+    picks = "; ".join(f"{r.act}: {r.setting}{init_used(r)}" for r in rows.itertuples())
+    return (f"{tried} settings tried; each activation at its setting with the best mean validation accuracy "
+            f"(never the test split): {picks}.")
+
+
+def init_used(row) -> str:
+    """' (init used: kaiming)' for runs that recorded which initialisation model.init=auto chose."""
+    used = getattr(row, "init_used", None)
+    return f" (init used: {used})" if isinstance(used, str) and used else ""
+
+
+def accuracy(a, task: str) -> str:
+    rows = chosen(a, task)
+    listed = ", ".join(f"{r.act} {with_ci(r.acc_mean, r.acc_ci_low, r.acc_ci_high)}" for r in rows.itertuples())
+    text = f"Test accuracy at best validation, mean [95% CI] over seeds, best first: {listed}."
+    cmp = a.comparison
+    if cmp.empty:
+        return text
+    cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST, ""]) & cmp["p_t_holm"].notna()]
+    if len(cmp):
+        m = int(cmp["family"].iloc[0])
+        parts = [f"{r.act} {r.diff_mean:+.3f} [{num(r.diff_adj_low)}, {num(r.diff_adj_high)}], "
+                 f"p = {p_value(r.p_t_holm)}"
+                 f" ({'significant' if r.significant else 'not significant'})" for r in cmp.itertuples()]
+        text += (f" Against {a.baseline}, paired by seed (interval Bonferroni-adjusted for {m} comparison"
+                 f"{'s' if m != 1 else ''}, p Holm-corrected t-test): " + "; ".join(parts) + ".")
+    return text
+
+
+def stability(a, task: str) -> str:
+    rows = chosen(a, task)
+    diverged = ", ".join(f"{r.act} {r.diverged}/{r.seeds}" for r in rows.itertuples())
+    draws = []
+    for r in rows.itertuples():
+        if math.isnan(r.drawdown_mean):
+            draws.append(f"{r.act} {NA}")
+            continue
+        ci = "" if math.isnan(r.drawdown_ci_low) else f" [{points(r.drawdown_ci_low)}, {points(r.drawdown_ci_high)}]"
+        draws.append(f"{r.act} {points(r.drawdown_mean)}{ci}, worst {points(r.drawdown_worst)} "
+                     f"(seed {int(r.drawdown_worst_seed)})")
+    return (f"Diverged: {diverged}. Validation drawdown (worst fall below the running best, in accuracy points), "
+            f"mean [95% CI] and worst seed: {'; '.join(draws)}.")
+
+
+def points(x) -> str:
+    return NA if x is None or math.isnan(x) else f"{100 * max(x, 0):.1f}"
+
+
+def dead_units(a, task: str) -> str:
+    rows = chosen(a, task)
+    layers = a.data.layers
+    layers = layers[layers["run_dir"].isin(a.tuned["run_dir"]) & (layers["task"] == task)]
+    have_lost = rows["lost_mean"].notna().any()
+    parts = []
+    for r in rows.itertuples():
+        by_layer = layers[layers["act"] == r.act].groupby("layer", sort=False)[["dead_init", "lost"]].mean()
+        text = f"{r.act} {percent(r.dead_init_mean)} dead at init"
+        text += f", {lost_text(r.lost_mean)} lost in training" if have_lost else ""
+        if len(by_layer) and by_layer["dead_init"].max() > 0:
+            text += f" (most dead at init: {by_layer['dead_init'].idxmax()} {percent(by_layer['dead_init'].max())})"
+        if len(by_layer) and by_layer["lost"].max() > 0:
+            text += f" (most lost: {by_layer['lost'].idxmax()} {percent(by_layer['lost'].max())})"
+        parts.append(text + f", {percent(r.dead_mean)} dead at the end")
+    missing = "" if have_lost else (" Lost in training (alive at init, dead at the end, per unit): n/a, these runs "
+                                    "predate per-unit masks; the end minus init is not that number.")
+    return ("Mean over layers and seeds; dead = f'(z) = 0 on every probe sample: " + "; ".join(parts) + "." + missing)
+
+
+def lost_text(x) -> str:
+    return NA if x is None or math.isnan(x) else percent(x)
+
+
+def gradient_flow(a, task: str) -> str:
+    rows = chosen(a, task)
+    parts = [f"{r.act} {ratio(r.ratio_init_gmean, r.ratio_init_ci_low, r.ratio_init_ci_high)} at init, "
+             f"{ratio(r.ratio_train_gmean, r.ratio_train_ci_low, r.ratio_train_ci_high)} over training"
+             for r in rows.itertuples()]
+    return ("Head over first-layer weight-gradient norm, geometric mean [95% CI] over seeds "
+            "(1 = even; far above 1 = the gradient shrinks towards the input): " + "; ".join(parts) + ".")
+
+
+def ratio(g, lo, hi) -> str:
+    if g is None or math.isnan(g):
+        return NA
+    return f"{g:.3g}×" + (f" [{lo:.3g}, {hi:.3g}]" if not math.isnan(lo) else "")
+
+
+def cost(a, task: str) -> str:
+    """Speed per activation, ratios to the baseline only between runs measured alike and not too noisy."""
+    runs = a.tuned[a.tuned["task"] == task]
+    how = sorted(runs["measured_as"].unique())
+    base = runs[runs["act"] == a.baseline]
+    parts = []
+    for act, group in runs.groupby("act"):
+        speed = group["speed"].dropna()
+        text = f"{act} {rate(speed.mean())} ± {rate(speed.std())}" if len(speed) > 1 else f"{act} {rate(speed.mean())}"
+        if act != a.baseline and len(base):
+            text += f" ({relative(group, base, a.baseline)})"
+        parts.append(text)
+    n_params = runs["n_params"].dropna()
+    size = f"; {int(n_params.iloc[0]):,} parameters" if len(n_params) and n_params.nunique() == 1 else ""
+    width = runs["width"].dropna()
+    size += f", width {int(width.iloc[0])}" if len(width) and width.nunique() == 1 else ""
+    clock = ("wall-clock time of the training steps, on a machine that may have been shared"
+             if set(runs["speed_clock"]) == {"wall"} else "the clock each run recorded")
+    return (f"Training samples/s, mean ± sd over seeds, measured by {clock} ({'; '.join(how)}): "
+            + "; ".join(parts) + size + ".")
+
+
+def relative(group: pd.DataFrame, base: pd.DataFrame, baseline: str) -> str:
+    """'0.85× baseline', or why no ratio is printed."""
+    if set(group["measured_as"]) != set(base["measured_as"]) or group["measured_as"].nunique() > 1:
+        return f"not compared with {baseline}: measured differently"
+    spread = max(cv(group["speed"]), cv(base["speed"]))
+    if spread > NOISY:
+        return f"too noisy to compare with {baseline}: sd/mean {100 * spread:.0f}% across seeds"
+    return f"{group['speed'].median() / base['speed'].median():.2f}× {baseline}"
+
+
+def cv(x: pd.Series) -> float:
+    x = x.dropna()
+    return float(x.std() / x.mean()) if len(x) > 1 and x.mean() > 0 else 0.0
+
+
+ANSWERS = {"accuracy": accuracy, "stability": stability, "dead units": dead_units, "gradient flow": gradient_flow,
+           "cost": cost}
+
+
+def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The five answers as columns, one row per task x activation x setting; n_params and width beside them."""
+    s = summary
+    table = pd.DataFrame({
+        "task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"],
+        "test acc [95% CI]": [with_ci(m, lo, hi) for m, lo, hi in
+                              zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])],
+        "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
+        "drawdown mean (worst)": [f"{points(m)} ({points(w)})"
+                                  for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])],
+        "dead at init": s["dead_init_mean"].map(percent),
+        "lost in training": s["lost_mean"].map(lambda v: NA if math.isnan(v) else percent(v)),
+        "dead at end": s["dead_mean"].map(percent),
+        "grad ratio init": s["ratio_init_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
+        "grad ratio training": s["ratio_train_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
+        "samples/s (mean ± sd)": [f"{rate(m)} ± {rate(sd)}" if not math.isnan(sd) else rate(m)
+                                  for m, sd in zip(s["speed_mean"], s["speed_sd"])],
+        "n_params": s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}"),
+        "width": s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}"),
+        "note": s["note"],
+    }).reset_index(drop=True)
+    if "init_used" in s and s["init_used"].notna().any():
+        table.insert(3, "init used", s["init_used"].fillna(NA).to_numpy())
+    return table
+
+
+def first_screen(a, task: str, figures: dict[str, str], overview_png=None) -> list:
+    """The task's five answers, each followed by its interactive figure (HTML); the static overview (Markdown)."""
+    from harness.report.captions import CAPTIONS
+    from harness.report.render import Answer, Heading, Interactive, Text
+
+    blocks = [Heading(task), Text(f"{test_set(a, task)} {settings_line(a, task)}")]
+    for question in QUESTIONS:
+        blocks.append(Answer(question.capitalize(), ANSWERS[question](a, task), figures.get(question, ""),
+                             CAPTIONS[f"q_{question}"]))
+    if overview_png is not None:
+        blocks.append(Interactive("", CAPTIONS["overview"], overview_png))
+    return blocks

@@ -1,0 +1,66 @@
+"""Resolve once: every check a run can make without its data, turning the Config into what the run is built from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.activations import ActivationSpec, activation_spec
+from harness.config import Config, ConfigError, one_of, validate
+from harness.data import Dataset, check_pair
+from harness.models import CELLS, INITS, MODELS, NORMS
+
+# trainer.optimizer: (parameters, trainer config) -> optimizer
+OPTIMIZERS = {
+    "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
+    "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
+    "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A checked Config and what it names, built once: the activation spec and the device."""
+
+    config: Config
+    activation: ActivationSpec
+    device: torch.device | None  # None when checked without the device (a sweep's login node may lack the GPU)
+
+
+@dataclass
+class Job:
+    """Everything one run is built from, made once by run(): nothing downstream parses the config's names again."""
+
+    config: Config
+    activation: ActivationSpec
+    device: torch.device
+    data: Dataset
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def resolve(config: Config, device: bool = True) -> Resolved:
+    """Every check that needs no data, in one place: values, registry names, the activation (type-checked and
+    built once), the model x dataset pair, and the device. Raises ConfigError (one line)."""
+    validate(config)
+    m, t = config.model, config.trainer
+    one_of("model", m.name, MODELS)
+    one_of("model.init", m.init, INITS)
+    one_of("model.norm", m.norm, NORMS)
+    one_of("model.cell", m.cell, CELLS)
+    one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    spec = activation_spec(config.activation)
+    check_pair(m.name, config.dataset.name)
+    return Resolved(config, spec, resolve_device(t.device) if device else None)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """auto picks CUDA, then MPS, then CPU; an explicit device that is not there is a ConfigError."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA GPU is available; use trainer.device=auto or cpu")
+    if requested == "mps" and not mps:
+        raise ConfigError("trainer.device=mps but MPS is not available; use trainer.device=auto or cpu")
+    return torch.device(requested)

@@ -1,0 +1,91 @@
+"""Golden fixed-seed runs: the refactored core must reproduce today's numbers bitwise on the CPU.
+
+tests/golden/runs.json holds, for each case below, the summary's numeric keys and every metrics.csv line, as
+produced by the code before the core refactor (issue 9). Regenerate only for an intended change of numbers:
+    python -m tests.test_golden --regenerate
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import Config, config_hash
+
+GOLDEN = Path(__file__).parent / "golden" / "runs.json"
+HASHES = Path(__file__).parent / "golden" / "config_hashes.json"
+BASE = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=false",
+        "dataset.train_size=200", "trainer.device=cpu", "trainer.threads=1", "seed=1"]
+CASES = {
+    "mlp_relu_mnist1d": [],
+    "mlp_residual_batchnorm_gelu_spirals": ["dataset=spirals", "model.residual=true", "model.norm=batch",
+                                            "model.depth=3", "model.width=16", "activation=gelu"],
+    "mlp_layernorm_kaiming_rrelu": ["activation=rrelu", "model.norm=layer", "model.init=kaiming"],
+    "mlp_prelu_sgd_clip": ["activation=prelu", "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=1.0"],
+    "cnn_tanh_digits_orthogonal": ["model=cnn", "dataset=digits", "activation=tanh", "model.depth=2",
+                                   "model.width=8", "model.kernel_size=3", "model.init=orthogonal"],
+    "cnn_prelu_mnist1d": ["model=cnn", "activation=prelu", "model.width=8",
+                                     "trainer.optimizer=adamw", "trainer.weight_decay=0.01"],
+    "rnn_elman_tanh_digits": ["model=rnn", "dataset=digits", "model.cell=elman", "model.bidirectional=false",
+                              "activation=tanh", "model.width=8"],
+    "rnn_gru_bidirectional_mnist1d": ["model=rnn", "model.cell=gru", "model.bidirectional=true", "model.width=6"],
+    "rnn_lstm_bidirectional_digits_xavier": ["model=rnn", "dataset=digits", "model.cell=lstm", "model.depth=2",
+                                             "model.bidirectional=true", "model.width=5", "model.init=xavier",
+                                             "activation=leaky_relu", "activation.negative_slope=0.2"],
+    "mlp_diverges": ["trainer.optimizer=sgd", "trainer.lr=1e12", "trainer.steps=30"],
+    "born_dead_trials": ["trainer.steps=0", "trainer.init_trials=25", "model.depth=8", "model.width=3",
+                         "dataset=spirals"],
+}
+# Timings, hosts and versions differ from run to run; everything else a run records must not.
+VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "peak_mem_mb", "pid", "started_at", "finished_at",
+            "run_dir", "hostname", "git_sha", "git_dirty", "package_versions", "torch_version", "device_name",
+            "config", "num_threads",
+            "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
+# config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
+HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],
+          "rnn_lstm_prelu": ["model=rnn", "model.cell=lstm", "activation=prelu", "trainer.lr=3e-3"],
+          "custom": ["activation=custom", "activation.target=torch.nn.Tanh"]}
+
+
+def golden_run(overrides: list[str], root: str, run_dir: Path) -> dict:
+    from harness import run
+    from tests.conftest import compose_config
+
+    run(compose_config(*BASE, f"dataset.root={root}", *overrides), run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] != "failed", summary["error"]
+    return {"summary": {k: v for k, v in summary.items() if k not in VOLATILE},
+            "metrics": (run_dir / "metrics.csv").read_text().splitlines()}
+
+
+def pinned_hashes() -> dict[str, str]:
+    from tests.conftest import compose_config
+
+    hashes = {name: config_hash(compose_config(*overrides)) for name, overrides in HASHED.items()}
+    return {**hashes, "dataclass_default": config_hash(Config())}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_run_is_reproduced_bitwise(case, data_root, tmp_path):
+    expected = json.loads(GOLDEN.read_text())[case]
+    got = golden_run(CASES[case], data_root, tmp_path / case)
+    assert got["summary"] == expected["summary"]
+    assert got["metrics"] == expected["metrics"]
+
+
+def test_config_hash_of_existing_configs_is_unchanged():
+    assert pinned_hashes() == json.loads(HASHES.read_text())
+
+
+if __name__ == "__main__" and "--regenerate" in sys.argv:
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {case: golden_run(CASES[case], tmp, Path(tmp) / case) for case in sorted(CASES)}
+    GOLDEN.write_text(json.dumps(runs, separators=(",", ":"), sort_keys=True) + "\n")
+    HASHES.write_text(json.dumps(pinned_hashes(), indent=1, sort_keys=True) + "\n")
