@@ -182,6 +182,11 @@ stop_daemons() {  # TERM in reverse start order, then KILL whatever is left afte
         for _ in $(seq 40); do alive "$pid" "$name" || break; sleep 0.5; done
         alive "$pid" "$name" && kill -KILL "$pid" 2>/dev/null || true
     done
+    sleep 0.5
+    for line in "${lines[@]}"; do
+        read -r name pid <<<"$line"
+        alive "$pid" "$name" && die "$name (pid $pid) is still running after SIGKILL"
+    done
     rm -f "$PIDS"
 }
 

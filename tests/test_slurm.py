@@ -231,6 +231,17 @@ def test_a_cancelled_job_fails_in_the_table_within_a_minute_and_resume_reruns_it
     assert "from its checkpoint.pt" in logs(job_dir(out, 1))
 
 
+def test_starting_a_running_local_cluster_changes_nothing():
+    pids = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/lib/harness-slurm")) / "pids"
+    if os.geteuid() != 0 or not pids.exists():
+        pytest.skip("this cluster was not started by scripts/slurm_local.sh")
+    before = pids.read_text()
+    result = subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "start"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "already running" in result.stdout, result.stderr
+    assert pids.read_text() == before  # the same daemons, none restarted
+
+
 def test_bad_input_is_refused_before_anything_reaches_slurm(tmp_path):
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
 
