@@ -151,7 +151,10 @@ node_idle() { [[ $(sinfo -h -n "$NODE" -o %T 2>/dev/null) == idle ]]; }
 
 start() {
     check_root_and_configs
-    if all_alive && node_idle; then say "already running (node $NODE idle); state and logs in $DIR"; return; fi
+    if all_alive; then  # its jobs, if any, run on: nothing restarts
+        say "already running (node $NODE $(sinfo -h -n "$NODE" -o %T 2>/dev/null)); state and logs in $DIR"
+        return
+    fi
     [[ -s $PIDS ]] && stop_daemons  # a cluster half up (a daemon died): start it afresh
     mkdir -p "$DIR"/{log,run,state,spool,munge}
     install_missing
