@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if ! { sinfo -h -o %T 2>/dev/null | grep -qE 'idle|mixed|allocated'; }; then
+if ! { timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE 'idle|mixed|allocated'; }; then
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
         echo "ci_slurm: skipped: no SLURM cluster here, and starting one needs root on Debian or Ubuntu"
         exit 0
