@@ -33,7 +33,8 @@ WATCH_ONLY = (
 HASHED_AT_DEFAULT = {"trainer.threads": None}
 # Keys added after schema v1, with their defaults: left out of config_hash while at the default, so that adding
 # a key never changes the hash of an existing config (older sweeps still resume). Add every new key here.
-ADDED_KEYS: dict[str, object] = {"model.match_params": False}
+ADDED_KEYS: dict[str, object] = {"model.match_params": False, "model.heads": 2, "model.ffn_ratio": 4.0,
+                                  "model.patch": 4}
 
 
 EXIT_BAD_INPUT = 2  # the exit status of a refused command line or sweep: nothing ran
@@ -63,6 +64,9 @@ class ModelConfig:
     cell: str = "elman"  # RNN only
     bidirectional: bool = False  # RNN only
     match_params: bool = False  # gated activations: the hidden width whose n_params is closest to the ungated model's
+    heads: int = 2  # transformer only: attention heads, dividing model.width (d_model)
+    ffn_ratio: float = 4.0  # transformer only: d_ff = ffn_ratio x width (x 2/3 for a gated unit with match_params)
+    patch: int = 4  # transformer only: steps per token (sequences), P for P x P patches (images)
 
 
 @dataclass
@@ -143,6 +147,19 @@ def validate(config: Config) -> None:
     _check(m.name != "rnn" or m.norm == "none", "model.norm is not supported by the rnn; use model.norm=none")
     _check(d.train_size is None or d.train_size > 0, f"dataset.train_size must be > 0, got {d.train_size}")
     _check(0 < d.val_fraction < 1, f"dataset.val_fraction must be in (0, 1), got {d.val_fraction}")
+    if m.name == "transformer":
+        check_transformer(m)
+
+
+def check_transformer(m: ModelConfig) -> None:
+    """The transformer's own keys, and the RNN's and CNN's options it has no use for, in one line each."""
+    _check(m.heads > 0 and m.width % m.heads == 0, f"model.heads={m.heads} must divide model.width={m.width}")
+    _check(m.ffn_ratio > 0, f"model.ffn_ratio must be > 0, got {m.ffn_ratio}")
+    _check(m.patch > 0, f"model.patch must be > 0, got {m.patch}")
+    _check(m.norm in ("layer", "none"), f"model.norm={m.norm} is not supported by the transformer (pre-norm); "
+                                        "use model.norm=layer or none")
+    _check(not m.bidirectional and m.cell == "elman", "model.cell and model.bidirectional are rnn options; the "
+                                                     "transformer takes neither")
 
 
 def to_dict(config: Config) -> dict:

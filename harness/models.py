@@ -1,4 +1,5 @@
-"""MLP, CNN (1-D or 2-D by the input's shape) and RNN (Elman/GRU/LSTM cells), each built from an activation factory.
+"""MLP, CNN (1-D or 2-D by the input's shape), RNN (Elman/GRU/LSTM cells) and the transformer (harness/transformer.py),
+each built from an activation factory.
 
 Every model names its activation-bearing layers `hidden.0`, `hidden.1`, ... and its classifier `head`; a layer's
 weights and the activation that follows them share that name, which the probes and results use.
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.gated import expansion, hidden_width
+from harness.transformer import Projection, Transformer
 
 ActFactory = Callable[[], nn.Module]
 
@@ -312,16 +314,22 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own.
 
     A gated layer's weight is drawn as two matrices: the rows of its value half u as for the identity (gain 1), the
-    rows of its gate half g with the activation's gain, each half with its own n outputs as fan-out.
+    rows of its gate half g with the activation's gain, each half with its own n outputs as fan-out. A Projection
+    (the transformer's q, k, v, attention output and FFN output) feeds no activation: gain 1, one matrix.
     """
     draw = INITS[scheme]
     if draw is None:
         return
     gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
-    for name, weights in layer_weights(model).items():
-        if name != "head":
-            for w in weights:
-                parts = zip(w.detach().chunk(2, dim=0), (1.0, gain)) if gated[name] else [(w, gain)]
+    for name, block in zip(gated, model.hidden):
+        for module in weight_layers(block):
+            plain = isinstance(module, Projection)
+            for n, w in module.named_parameters(recurse=False):
+                if not n.startswith("weight"):
+                    continue
+                parts = [(w, 1.0 if plain else gain)]
+                if gated[name] and not plain:
+                    parts = zip(w.detach().chunk(2, dim=0), (1.0, gain))
                 for part, part_gain in parts:
                     with torch.no_grad():
                         draw(part, part_gain)
@@ -331,7 +339,7 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
                 nn.init.zeros_(p)
 
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN}
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN, "transformer": Transformer}
 
 
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
@@ -343,7 +351,8 @@ def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_cl
     def construct(m, act: ActFactory) -> nn.Module:
         return MODELS[m.name].from_config(m, input_shape, num_classes, act)
 
-    width = hidden_width(model_cfg, act, construct)
+    own = getattr(MODELS[model_cfg.name], "matches_ffn", False)  # the transformer matches in its FFN, at d_ff
+    width = model_cfg.width if own else hidden_width(model_cfg, act, construct)
     model = construct(dataclasses.replace(model_cfg, width=width), act)
     model.width_used = width
     initialise(model, model_cfg.init, gain)

@@ -7,9 +7,10 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import Dataset, check_fits, check_pair, check_root
+from harness.data import DATASETS, Dataset, check_fits, check_pair, check_root
 from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
+from harness.transformer import token_count
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
 
@@ -57,6 +58,8 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     check_gated_fits(m.name, spec)
     check_pair(m.name, config.dataset.name)
     check_fits(config)
+    if m.name == "transformer":  # the patch must tile the dataset's input
+        token_count(DATASETS[config.dataset.name].input_shape, m.patch)
     check_root(config.dataset.name, config.dataset.root)
     init = spec.init if m.init == AUTO else m.init
     return Resolved(config, spec, resolve_device(t.device) if device else None, init)

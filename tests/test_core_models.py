@@ -9,9 +9,10 @@ from harness.activations import ACTIVATIONS, activation_factory
 from harness.config import ModelConfig
 from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
 
-SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40)}
+SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40), "transformer": (1, 40)}
 GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
-MODELS = [("mlp", "gru"), ("cnn", "gru"), ("rnn", "elman"), ("rnn", "gru"), ("rnn", "lstm")]  # every RNN cell
+MODELS = [("mlp", "gru"), ("cnn", "gru"), ("rnn", "elman"), ("rnn", "gru"), ("rnn", "lstm"),  # every RNN cell
+          ("transformer", "elman")]
 GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
 
 
@@ -128,12 +129,12 @@ def test_gain_falls_back_to_relu_for_unknown_activations():
     assert init_gain("leaky_relu", {"negative_slope": 0.2}) == pytest.approx((2 / 1.04) ** 0.5)
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn", "rnn"])
+@pytest.mark.parametrize("model", ["mlp", "cnn", "rnn", "transformer"])
 @pytest.mark.parametrize("scheme", ["kaiming", "xavier", "lecun", "orthogonal"])
 def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
     """The weight layers are the Linear/Conv/cell weights: model.init leaves PReLU's slope (`act.weight`) at 0.25
     (kaiming/xavier/lecun used to redraw it, orthogonal to crash on it)."""
-    cfg = ModelConfig(name=model, depth=2, width=8, cell="lstm", init=scheme)
+    cfg = ModelConfig(name=model, depth=2, width=8, cell="lstm" if model == "rnn" else "elman", init=scheme)
     torch.manual_seed(0)
     net = build_model(cfg, activation_factory("prelu"), SHAPES[model], 10, init_gain("prelu", {}))
     slopes = [m.weight for m in net.modules() if isinstance(m, nn.PReLU)]
@@ -141,7 +142,8 @@ def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
     assert all(torch.equal(s, torch.full_like(s, 0.25)) for s in slopes)  # the cells' own init left them, too
     weights = layer_weights(net)
     assert not any(w is s for ws in weights.values() for w in ws for s in slopes)
-    per_layer = 2 if model == "rnn" else 1  # a Linear/Conv weight; a cell's weight_ih and weight_hh
+    # a Linear/Conv weight; a cell's weight_ih and weight_hh; a block's q, k, v, out, ffn_in, ffn_out
+    per_layer = {"rnn": 2, "transformer": 6}.get(model, 1)
     assert [len(ws) for ws in weights.values()] == [per_layer, per_layer, 1]
 
 
