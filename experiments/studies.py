@@ -294,7 +294,37 @@ def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
     return blocks
 
 
+def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
+    """Each activation at its own learning rate (best mean validation accuracy per dataset), then paired by seed
+    against ReLU at ReLU's own rate, Holm-corrected within a dataset; the cost columns beside."""
+    r = runs.rename(columns={"config.trainer.lr": "lr"})
+    val = r.groupby(["dataset", "activation", "lr"]).best_val_acc.mean()
+    tuned_lr = val.groupby(["dataset", "activation"]).idxmax().map(lambda key: key[2]).rename("tuned lr")
+    at_tuned = r.merge(tuned_lr.reset_index(), on=["dataset", "activation"]).query("lr == `tuned lr`")
+    rows = []
+    for dataset, part in at_tuned.groupby("dataset"):
+        compared = pd.DataFrame([{"activation": a, "dataset": dataset,
+                                  **paired_table(part, "test_acc_at_best_val", a, "relu")}
+                                 for a in sorted(set(part.activation) - {"relu"})],
+                                columns=["activation", "dataset", *PAIRED])
+        compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []
+        rows.append(compared)
+    comparisons = pd.concat(rows, ignore_index=True)
+    summary = at_tuned.groupby(["dataset", "activation"]).agg(
+        lr=("lr", "first"), test=("test_acc_at_best_val", "mean"), seeds=("seed", "count"),
+        n_params=("n_params", "first"), samples_per_s=("samples_per_s", "mean")).reset_index()
+    write_csv(summary, out, "summary.csv")
+    write_csv(comparisons, out, "paired_vs_relu.csv")
+    return [Heading("Best validation accuracy (mean over seeds) per learning rate"),
+            Table(cells(val.unstack("lr"))),
+            Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
+            Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True)),
+            Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
+            Table(cells(comparisons, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired "
+                                                "t-test p, raw and Holm-corrected within a dataset.")]
+
+
 STUDIES = {f.__name__: f for f in [dying_relu, mnist1d_baselines, vanishing_gradients, article_claims,
-                                   modern_activations, lr_fairness]}
+                                   modern_activations, lr_fairness, transformer_ffn]}
 NEEDS_METRICS = {"vanishing_gradients", "article_claims"}
 __all__ = ["STUDIES", "NEEDS_METRICS", "layer_index"]

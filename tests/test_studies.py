@@ -27,7 +27,7 @@ from tests.conftest import CONF_DIR, compose_config
 from tests.test_bench import assert_drawn
 
 STUDIES = ["article_claims", "vanishing_gradients", "dying_relu", "mnist1d_baselines", "modern_activations",
-           "lr_fairness"]
+           "lr_fairness", "transformer_ffn"]
 TINY = ["trainer.steps=4", "trainer.eval_every=2", "trainer.log_every=2", "dataset.train_size=200",
         "trainer.device=cpu", "trainer.threads=1", "trainer.progress=false"]
 
