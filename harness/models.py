@@ -321,18 +321,14 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     if draw is None:
         return
     gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
-    for name, block in zip(gated, model.hidden):
+    for is_gated, block in zip(gated.values(), model.hidden):
         for module in weight_layers(block):
             plain = isinstance(module, Projection)
-            for n, w in module.named_parameters(recurse=False):
-                if not n.startswith("weight"):
-                    continue
-                parts = [(w, 1.0 if plain else gain)]
-                if gated[name] and not plain:
-                    parts = zip(w.detach().chunk(2, dim=0), (1.0, gain))
+            for w in (p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")):
+                parts = zip(w.detach().chunk(2, dim=0), (1.0, gain)) if is_gated and not plain else [(w, gain)]
                 for part, part_gain in parts:
                     with torch.no_grad():
-                        draw(part, part_gain)
+                        draw(part, 1.0 if plain else part_gain)
     for module in weight_layers(model.hidden):  # not a norm's shift, not an activation's own parameters
         for n, p in module.named_parameters(recurse=False):
             if n.startswith("bias"):
