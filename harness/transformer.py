@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import ConfigError
+from harness.config import DataError
 from harness.gated import expansion
 
 
@@ -25,10 +25,10 @@ class Projection(nn.Linear):
 
 
 def token_count(input_shape: tuple[int, ...], patch: int) -> int:
-    """Tokens of an input (C, L) or (C, H, W) cut into patches; ConfigError (one line) if the patch does not divide."""
+    """Tokens of an input (C, L) or (C, H, W) cut into patches; DataError (one line) if the patch does not divide."""
     sizes = input_shape[1:]
     if any(s % patch for s in sizes):
-        raise ConfigError(f"model.patch={patch} does not divide the input ({'x'.join(map(str, sizes))}); "
+        raise DataError(f"model.patch={patch} does not divide the input ({'x'.join(map(str, sizes))}); "
                           f"choose a divisor of {math.gcd(*sizes)}")
     return math.prod(s // patch for s in sizes)
 

@@ -16,6 +16,11 @@ from harness.transformer import Block, Transformer
 from tests.conftest import compose_config
 
 
+def transformer(act: str, **keys) -> Transformer:
+    """A transformer as model=transformer builds it (LayerNorm on) for MNIST-1D's (1, 40), with these keys."""
+    return build_model(ModelConfig(name="transformer", norm="layer", **keys), activation_factory(act), (1, 40), 10)
+
+
 def copy_from_torch(block: Block, ref: nn.TransformerEncoderLayer) -> None:
     """PyTorch packs q, k, v into in_proj (3D x D); ours are three D x D Linears."""
     with torch.no_grad():
@@ -61,14 +66,12 @@ def test_tokens_are_consecutive_steps_and_row_major_patches():
 
 @pytest.mark.parametrize("act", ["swiglu", "geglu", "reglu", "glu", "bilinear"])
 def test_match_params_is_shazeers_two_thirds_rule(act):
-    m = ModelConfig(name="transformer", norm="layer", depth=2, width=48, heads=4, ffn_ratio=4.0, match_params=True)
-    gated = build_model(m, activation_factory(act), (1, 40), 10)
-    plain = build_model(ModelConfig(name="transformer", norm="layer", depth=2, width=48, heads=4), activation_factory("relu"),
-                        (1, 40), 10)
+    gated = transformer(act, depth=2, width=48, heads=4, ffn_ratio=4.0, match_params=True)
+    plain = transformer("relu", depth=2, width=48, heads=4)
     assert gated.d_ff == 128 and gated.hidden[0].ffn_in.out_features == 256 and gated.width_used == 48
     ffn = [sum(b.ffn_in.weight.numel() + b.ffn_out.weight.numel() for b in net.hidden) for net in (gated, plain)]
     assert ffn[0] == ffn[1] == 2 * 3 * 48 * 128  # 3 x D x 2/3 r D = 2 x D x r D: equal, weights exactly
-    unmatched = build_model(ModelConfig(name="transformer", norm="layer", width=48, heads=4), activation_factory(act), (1, 40), 10)
+    unmatched = transformer(act, width=48, heads=4)
     assert unmatched.d_ff == 192 and unmatched.hidden[0].ffn_in.out_features == 384
 
 
@@ -86,13 +89,12 @@ def ffn_preactivations(net: Transformer, x: torch.Tensor) -> list[torch.Tensor]:
 
 def test_probes_count_ffn_features_over_batch_and_tokens():
     torch.manual_seed(0)
-    net = build_model(ModelConfig(name="transformer", norm="layer", depth=2, width=16, heads=2, ffn_ratio=2.0),
-                      activation_factory("relu"), (1, 40), 10)
+    net = transformer("relu", depth=2, width=16, heads=2, ffn_ratio=2.0)
     with torch.no_grad():
         net.hidden[1].ffn_in.bias[:10] -= 3.0  # push some units towards dead on most tokens
     x = torch.randn(64, 1, 40)
     stats = probe_units(net, x, 1.0)
-    for (name, s), z in zip(stats.items(), ffn_preactivations(net, x)):
+    for s, z in zip(stats.values(), ffn_preactivations(net, x)):
         dead = (z <= 0).flatten(0, 1).all(0)  # dead on every token of every sample
         assert s.units == 32 and s.dead == int(dead.sum())
         out = z.clamp_min(0)
@@ -105,7 +107,7 @@ def test_probes_count_ffn_features_over_batch_and_tokens():
 
 def test_a_blocks_gradient_norm_is_over_all_its_weight_matrices():
     torch.manual_seed(0)
-    net = build_model(ModelConfig(name="transformer", norm="layer", depth=2, width=16), activation_factory("gelu"), (1, 40), 10)
+    net = transformer("gelu", depth=2, width=16)
     x, y = torch.randn(8, 1, 40), torch.randint(0, 10, (8,))
     layers, _ = probe_gradients(net, x, y)
     assert list(layers) == ["hidden.0", "hidden.1", "head"]
@@ -118,7 +120,7 @@ def test_a_blocks_gradient_norm_is_over_all_its_weight_matrices():
 
 
 def test_hidden_softmax_runs_over_the_ffn_features():
-    net = build_model(ModelConfig(name="transformer", norm="layer", depth=1, width=8), activation_factory("softmax"), (1, 40), 10)
+    net = transformer("softmax", depth=1, width=8)
     outs = []
     net.hidden[0].act.register_forward_hook(lambda m, i, o: outs.append(o))
     net(torch.randn(3, 1, 40))
