@@ -55,15 +55,10 @@ def sweep_job(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     config = OmegaConf.to_object(cfg)
-    threads = launcher_threads(hc.launcher)
-    if config.trainer.threads is None and threads:
-        import torch  # not in the config: the thread count must not change config_hash, or resume would miss it
-
-        torch.set_num_threads(threads)
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
     try:
-        summary = run(config, run_dir, overrides)
+        summary = run(config, run_dir, overrides, cpu_threads=launcher_threads(hc.launcher))
     except Exception:  # data found missing only now, or a bug outside the loop: a failed job, not a failed sweep
         summary = failed_summary(config, run_dir, overrides, traceback.format_exc())
     if summary["status"] == "failed":
@@ -76,7 +71,8 @@ def sweep_job(cfg: DictConfig) -> str:
 
 
 def launcher_threads(launcher: DictConfig) -> int | None:
-    """Torch threads per job for parallel launchers; None (torch's default) for the sequential basic launcher."""
+    """The cap on torch threads per job for parallel launchers (their share of the cores); None (torch's default)
+    for the sequential basic launcher."""
     from harness.sweep import threads_per_job
 
     target = str(launcher.get("_target_", ""))

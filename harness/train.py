@@ -19,7 +19,7 @@ from harness.loop import Loop
 from harness.meters import Timer, WindowStats
 from harness.models import build_model
 from harness.recorder import CHECKPOINT, save_checkpoint
-from harness.resolve import OPTIMIZERS, Job, Resolved, resolve
+from harness.resolve import OPTIMIZERS, Job, Resolved, resolve, resolve_threads
 from harness.results import SCHEMA_VERSION, write_metrics, write_summary
 
 
@@ -38,18 +38,22 @@ def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
     return OPTIMIZERS[t.optimizer](model.parameters(), t)
 
 
-def build_job(resolved: Resolved, data: Dataset) -> Job:
-    """Seed, then build the model and its optimizer: the model's draws are the first from the seeded generators."""
+def build_job(resolved: Resolved, data: Dataset, cpu_threads: int | None = None) -> Job:
+    """Seed, then build the model and its optimizer: the model's draws are the first from the seeded generators.
+
+    Then set torch's threads (trainer.threads; auto needs the model's size); cpu_threads caps them (a launcher's
+    share of the cores)."""
     config, spec, device = resolved.config, resolved.activation, resolved.device
-    if config.trainer.threads:
-        torch.set_num_threads(config.trainer.threads)
     seed_everything(config.seed)
     model = build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    batch = min(config.trainer.batch_size, len(data.x_train))
+    torch.set_num_threads(resolve_threads(config.trainer.threads, n_params, batch, device, cpu_threads))
     return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
 
 
-def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dict:
-    """Train one combination in run_dir and write its records; return the summary.
+def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), cpu_threads: int | None = None) -> dict:
+    """Train one combination in run_dir and write its records; return the summary. cpu_threads: see build_job.
 
     Raises ConfigError, ActivationError or DataError (one clear line) before any data is loaded or training starts.
     An exception during training is recorded as status 'failed' and does not propagate.
@@ -67,7 +71,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dic
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     try:
-        job = build_job(resolved, data)
+        job = build_job(resolved, data, cpu_threads)
         summary.update(train(job, run_dir))
         if t.init_trials:  # probe only: many fresh initialisations in this one job
             summary.update(born_dead_trials(job.model, job.activation, config.model.init,
@@ -87,7 +91,7 @@ def train(job: Job, run_dir: Path) -> dict:
     state = loop.state
     window = WindowStats(job.device)  # read only at boundaries: the hot loop never waits for the device
     warmup = min(10, max(t.steps // 10, 1))
-    timer, loop_timer = Timer(job.device, state.train_time), Timer(job.device, state.loop_time)
+    timer, loop_timer = Timer(job.device, state.train_time, state.train_cpu_time), Timer(job.device, state.loop_time)
     job.model.train()
     bar = tqdm(total=t.steps, initial=state.step, disable=not t.progress, dynamic_ncols=True, leave=False,
                desc=f"{job.activation.name} {job.config.model.name}")
@@ -101,10 +105,12 @@ def train(job: Job, run_dir: Path) -> dict:
         bar.update()
         if step == warmup:
             state.warm_time = (step, timer.stop())
+            state.warm_cpu_time = timer.cpu_total
             timer.start()
         if not (log_now or eval_now or save_now):
             continue
         state.train_time = timer.stop()  # a boundary: stop the clock, read the device once, measure, resume
+        state.train_cpu_time = timer.cpu_total
         if not loop.boundary(step, window, grads, eval_now, bar):
             break
         if save_now:

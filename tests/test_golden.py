@@ -39,7 +39,8 @@ CASES = {
                          "dataset=spirals"],
 }
 # Timings, hosts and versions differ from run to run; everything else a run records must not.
-VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "peak_mem_mb", "pid", "started_at", "finished_at",
+VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s",
+            "speed_clock", "peak_mem_mb", "pid", "started_at", "finished_at",
             "run_dir", "hostname", "git_sha", "git_dirty", "package_versions", "torch_version", "device_name",
             "config", "num_threads",
             "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
