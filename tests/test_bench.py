@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks
-from scripts import bench_overhead, microbench
+from scripts import bench_busy, bench_overhead, microbench
 
 N = 1000  # elements of the hand-counted tensors
 
@@ -101,7 +101,28 @@ def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_pat
 
 
 def test_overhead_benchmark_refuses_bad_input_in_one_line(capsys):
-    for argv in (["--models", "mlp,transformer"], ["--device", "tpu"], ["--clock", "cpu"]):
+    for argv in (["--models", "mlp,transformer"], ["--device", "tpu"], ["--clock", "cpu", "--threads", "2"]):
         with pytest.raises(SystemExit) as exit_info:
             bench_overhead.parse_args(argv)
         assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
+    args = bench_overhead.parse_args([])
+    assert (args.threads, args.clock, args.repeats) == (1, "cpu", 3)
+    assert bench_overhead.parse_args(["--threads", "2"]).clock == "wall"
+
+
+@pytest.mark.slow  # four `python run.py` subprocesses, about 30 s
+def test_busy_benchmark_prints_the_ratio_beside_a_spinning_neighbour(data_root, capsys):
+    assert bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}",
+                            "dataset.train_size=300"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| auto |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "1" and 0 < float(cells[4]) < 10  # auto trains the default MLP on one thread
+
+
+def test_busy_benchmark_refuses_bad_input_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_busy.main(["--repeats", "0"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
