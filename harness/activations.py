@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from harness.config import ActivationError
+from harness.gated import GATED_ACTIVATIONS, SQUARED_ACTIVATIONS, expansion, gate_max_slope
 
 
 def identity() -> nn.Module:
@@ -49,6 +50,9 @@ ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "tanhshrink": nn.Tanhshrink,
     "logsigmoid": nn.LogSigmoid,
     "identity": identity,
+    # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py)
+    **GATED_ACTIVATIONS,
+    **SQUARED_ACTIVATIONS,
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])
@@ -138,9 +142,12 @@ class ActivationSpec:
 
     @cached_property
     def max_slope(self) -> float | None:
-        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then)."""
+        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then).
+        A gated unit's is its gate function's (docs/activations.md)."""
         act = self()
-        return None if next(act.parameters(), None) is not None else max_abs_derivative(act)
+        if next(act.parameters(), None) is not None:
+            return None
+        return gate_max_slope(act) if expansion(act) == 2 else max_abs_derivative(act)
 
     @property
     def gain(self) -> float:

@@ -32,7 +32,7 @@ WATCH_ONLY = (
 HASHED_AT_DEFAULT = {"trainer.threads": None}
 # Keys added after schema v1, with their defaults: left out of config_hash while at the default, so that adding
 # a key never changes the hash of an existing config (older sweeps still resume). Add every new key here.
-ADDED_KEYS: dict[str, object] = {}
+ADDED_KEYS: dict[str, object] = {"model.match_params": False}
 
 
 EXIT_BAD_INPUT = 2  # the exit status of a refused command line or sweep: nothing ran
@@ -61,6 +61,7 @@ class ModelConfig:
     kernel_size: int = 5  # CNN: first layer's kernel; later layers use 3 (the MNIST-1D authors' ConvBase)
     cell: str = "elman"  # RNN only
     bidirectional: bool = False  # RNN only
+    match_params: bool = False  # gated activations: the hidden width whose n_params is closest to the ungated model's
 
 
 @dataclass

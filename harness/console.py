@@ -23,7 +23,8 @@ def format_summary(summary: dict) -> str:
             f"{fmt(s['samples_per_s'], ',.0f')} samples/s on {s['device']} ({s['num_threads']} threads)"
             + (f"; {fmt(s['clock_samples_per_s'], ',.0f')} by its CPU time" if s.get("speed_clock") == "thread_cpu"
                else "") + "  "
-            f"train time {fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters",
+            f"train time {fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters"
+            + (f" (width {s['width_used']})" if s.get("width_used") else ""),
             f"dead {fmt(s['dead_fraction'], '.1%')}  saturated {fmt(s['saturated_fraction'], '.1%')} of units",
             "",
             f"{'layer':<10} {'dead':>7} {'saturated':>10} {'|grad| init':>12} {'|grad| mean':>12} {'|grad| end':>12}",

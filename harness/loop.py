@@ -220,7 +220,9 @@ def provenance(job: Job) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
         "num_threads": torch.get_num_threads(), "precision": t.precision, "compile": t.compile,
-        "n_params": sum(p.numel() for p in job.model.parameters()), "torch_version": torch.__version__,
+        "n_params": sum(p.numel() for p in job.model.parameters()),
+        "width_used": getattr(job.model, "width_used", job.config.model.width),  # model.match_params may change it
+        "torch_version": torch.__version__,
         "package_versions": package_versions(), "git_sha": sha, "git_dirty": dirty,
         "dataset_checksum": job.data.checksum, "hostname": platform.node(), "pid": os.getpid(),
     }

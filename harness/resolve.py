@@ -8,6 +8,7 @@ import torch
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
 from harness.data import Dataset, check_pair
+from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
 
 TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any run sets another
@@ -55,8 +56,16 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     spec = activation_spec(config.activation)
+    check_fits(m.name, spec)
     check_pair(m.name, config.dataset.name)
     return Resolved(config, spec, resolve_device(t.device) if device else None)
+
+
+def check_fits(model_name: str, spec: ActivationSpec) -> None:
+    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
+    if model_name == "rnn" and expansion(spec()) == 2:
+        raise ConfigError(f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
+                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
 
 
 def resolve_device(requested: str) -> torch.device:

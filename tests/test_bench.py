@@ -72,6 +72,22 @@ def test_microbench_writes_well_formed_csv_table_and_figures(tmp_path, capsys):
     assert (tmp_path / "microbench_vs_relu.png").stat().st_size > 0
 
 
+def test_microbench_counts_a_gated_op_as_reading_2n_and_writing_n(tmp_path):
+    argv = ["--activations", "swiglu", "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
+            "--modes", "eager", "--threads", "1", "--out", str(tmp_path)]
+    assert microbench.main(argv) == 0
+    rows = [r for r in csv.DictReader(open(tmp_path / "microbench.csv")) if r["activation"] == "swiglu"]
+    assert sorted((r["placement"], r["pass"]) for r in rows) == [("out", "fwd"), ("out", "fwd+bwd")]
+    for r in rows:
+        traffic = {"fwd": 1.5, "fwd+bwd": 4}[r["pass"]]  # (2n + n) / 2n; (2n + n + n + 2n + 2n) / 2n
+        assert float(r["gb_per_s"]) == pytest.approx(traffic * 4096 * 4 / (float(r["median_us"]) * 1e3))
+        assert float(r["outputs_per_input"]) == 0.5
+        assert float(r["saved_bytes_per_element"]) == 6.0  # u, g and silu(g): 3n fp32 over 2n inputs
+    table = (tmp_path / "microbench.md").read_text()
+    assert "| swiglu (2n->n) | fwd+bwd |" in table and "read 2n elements and write n" in table
+    assert "| relu | fwd |" in table
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--activations", "relu,nope"], "unknown activation 'nope'"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
