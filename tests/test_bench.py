@@ -142,3 +142,11 @@ def test_busy_benchmark_refuses_bad_input_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_busy.main(["--repeats", "0"])
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_time_blocks_on_one_cpu_thread_read_its_cpu_time_not_the_wall():
+    # conftest keeps torch at one thread: a block that only waits costs no CPU time
+    import time
+
+    times = time_blocks(lambda state: time.sleep(0.02), torch.device("cpu"), repeats=2, warmup=0)
+    assert max(times) < 0.005
