@@ -92,3 +92,17 @@ def cost_line(report) -> str:
     md = (report / "report.md").read_text(encoding="utf-8")
     return next(line for line in md.splitlines() if "samples/s" in line and "measured by" in line)
 
+
+
+def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
+    import pandas as pd
+
+    from harness.report.figures import relative_speed
+
+    alike = ["thread_cpu, cpu, 1 thread(s)"] * 2
+    runs = pd.DataFrame({"task": ["a", "a", "b", "b"], "act": ["relu", "tanh"] * 2, "speed": [2.0, 1.0, 2.0, 1.0],
+                         "measured_as": alike + ["thread_cpu, cpu, 1 thread(s)", "wall, cpu, 2 thread(s)"]})
+    colours = {"relu": "C0", "tanh": "C1"}
+    assert relative_speed(runs, "relu", colours, tmp_path / "one.png").exists()
+    with pytest.raises(ValueError, match="timed alike"):
+        relative_speed(runs[runs["task"] == "b"], "relu", colours, tmp_path / "none.png")
