@@ -40,7 +40,7 @@ def compose(overrides: list[str]):
 
 
 def time_steps(job, batch: int, threads: int, seconds: float) -> tuple[float, float]:
-    """(samples/s by wall time, CPU milliseconds per 1,000 samples, all threads) of plain training steps at `threads` threads."""
+    """(samples/s by wall time, CPU ms per 1,000 samples, all threads) of plain training steps on `threads`."""
     import torch
     import torch.nn.functional as F
 

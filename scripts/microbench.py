@@ -443,7 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from harness.bench import device_name
-
     from harness.loop import speed_clock
 
     torch.set_num_threads(args.threads)
