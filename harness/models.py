@@ -127,7 +127,7 @@ class Cell(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(self.gates * hidden))
         self.act = act()
         bound = 1 / math.sqrt(hidden)
-        for p in self.parameters():
+        for p in self.parameters(recurse=False):  # the cell's own, as nn.RNN's; not the activation's (PReLU)
             nn.init.uniform_(p, -bound, bound)
 
     def init_state(self, batch: int, ref: torch.Tensor):
@@ -266,12 +266,21 @@ def init_gain(act_name: str, act_params: dict) -> float:
     return nn.init.calculate_gain(name, param)
 
 
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, Cell)  # what model.init redraws; never an activation's own
+
+
+def weight_layers(block: nn.Module) -> list[nn.Module]:
+    """The Linear, Conv and recurrent-cell modules of a block, in order; not its norm, not its activation."""
+    return [m for m in block.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
 def layer_weights(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Weight matrices (not biases, not norm scales) of each named layer, in order of depth."""
+    """Weight matrices of each named layer, in order of depth: the Linear/Conv weights and a cell's weight_ih and
+    weight_hh; not biases, not norm scales, not an activation's own parameters (PReLU's slope is `act.weight`)."""
     layers = {}
     for i, block in enumerate(model.hidden):
-        layers[f"hidden.{i}"] = [p for n, p in block.named_parameters()
-                                 if n.rsplit(".", 1)[-1].startswith("weight") and not n.startswith("norm")]
+        layers[f"hidden.{i}"] = [p for m in weight_layers(block) for n, p in m.named_parameters(recurse=False)
+                                 if n.startswith("weight")]
     layers["head"] = [model.head.weight]
     return layers
 
@@ -297,7 +306,6 @@ INITS: dict[str, Callable[[torch.Tensor, float], None] | None] = {
     "lecun": lambda w, gain: w.normal_(0, 1 / math.sqrt(_fans(w)[0])),
     "orthogonal": lambda w, gain: nn.init.orthogonal_(w, gain),
 }
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
 
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
@@ -317,9 +325,9 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
                 for part, part_gain in parts:
                     with torch.no_grad():
                         draw(part, part_gain)
-    for module in model.hidden.modules():
+    for module in weight_layers(model.hidden):  # not a norm's shift, not an activation's own parameters
         for n, p in module.named_parameters(recurse=False):
-            if n.startswith("bias") and not isinstance(module, NORM_TYPES):
+            if n.startswith("bias"):
                 nn.init.zeros_(p)
 
 

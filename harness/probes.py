@@ -25,6 +25,7 @@ class LayerStats:
     saturated: int | None  # None where saturation is not defined (an unbounded f': relu_squared, star_relu)
     mean: float
     std: float
+    alive: torch.Tensor | None = None  # (units,) bool, on the model's device: which units are alive
 
     @property
     def dead_fraction(self) -> float:
@@ -129,7 +130,8 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
         stats[name] = LayerStats(units=alive.numel(), dead=int(values[0]),
-                                 saturated=int(values[1]) if defined else None, mean=values[2], std=values[3])
+                                 saturated=int(values[1]) if defined else None, mean=values[2], std=values[3],
+                                 alive=alive)
     return stats
 
 

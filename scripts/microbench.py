@@ -114,7 +114,7 @@ def has_inplace(name: str) -> bool:
     """Whether the activation's factory takes inplace=True (ReLU, ELU, SiLU, ...)."""
     from harness.activations import ACTIVATIONS
 
-    return "inplace" in inspect.signature(ACTIVATIONS[name]).parameters
+    return "inplace" in inspect.signature(ACTIVATIONS[name].factory).parameters
 
 
 def is_gated(name: str) -> bool:
@@ -129,7 +129,7 @@ def make_module(name: str, inplace: bool, device, dtype):
     """The activation as the training loop uses it (train mode: RReLU samples its slopes), on device and dtype."""
     from harness.activations import ACTIVATIONS, make_activation
 
-    module = ACTIVATIONS[name](inplace=True) if inplace else make_activation(name)
+    module = ACTIVATIONS[name].factory(inplace=True) if inplace else make_activation(name)
     return module.to(device=device, dtype=dtype).train()
 
 

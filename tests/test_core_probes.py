@@ -127,3 +127,15 @@ def test_gradient_norms_of_a_deep_sigmoid_mlp_vanish_towards_the_input():
     net = MLP(40, 10, activation_factory("sigmoid"), depth=10, width=100)
     norms, _ = probe_gradients(net, torch.randn(256, 40), torch.randint(0, 10, (256,)))
     assert norms["hidden.0"] < 1e-3 * norms["hidden.9"]
+
+
+def test_prelu_slope_gradient_is_not_in_the_layer_gradient_norm():
+    torch.manual_seed(0)
+    net = MLP(6, 3, activation_factory("prelu"), depth=2, width=5)
+    x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
+    norms, _ = probe_gradients(net, x, y)
+    weights = [net.hidden[0].linear.weight, net.hidden[1].linear.weight, net.head.weight]
+    grads = torch.autograd.grad(F.cross_entropy(net(x), y), weights + [net.hidden[0].act.weight])
+    assert grads[-1].abs().item() > 1e-4  # the slope has a gradient, which must not be counted
+    for got, g in zip(norms.values(), grads):
+        assert got == pytest.approx(g.norm().item(), rel=1e-6)
