@@ -106,3 +106,28 @@ def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
     assert relative_speed(runs, "relu", colours, tmp_path / "one.png").exists()
     with pytest.raises(ValueError, match="timed alike"):
         relative_speed(runs[runs["task"] == "b"], "relu", colours, tmp_path / "none.png")
+
+
+def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, tmp_path, monkeypatch):
+    import harness.train as train
+
+    class Killed(BaseException):  # stands for SIGKILL: harness.run neither records it nor removes the checkpoint
+        pass
+
+    real_save = train.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise Killed
+
+    config = tiny("trainer.checkpoint_every=5", "trainer.log_every=5")
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(train, "save_checkpoint", save_then_die)
+        run(config, tmp_path / "r")
+    checkpoint = tmp_path / "r" / "checkpoint.pt"
+    blob = torch.load(checkpoint, weights_only=True)
+    del blob["state"]["train_cpu_time"]  # written before the CPU clock was kept
+    torch.save(blob, checkpoint)
+    s = run(config, tmp_path / "r")
+    assert s["status"] == "ok" and s["speed_clock"] == "wall" and s["train_cpu_time_s"] is None
+    assert s["clock_samples_per_s"] == s["samples_per_s"]

@@ -175,14 +175,15 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
     blob = torch.load(checkpoint, weights_only=True)
     assert blob["state"]["step"] == saves[-1] == 20 and not (tmp_path / "resumed" / "summary.json").exists()
     blob["state"]["train_time"] = 1000.0  # a first segment's time that cannot be missed in the sum
+    blob["state"]["train_cpu_time"] = 1000.0  # the CPU clock continues too
     torch.save(blob, checkpoint)
 
     resumed = train.run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
-    timing = {"train_time_s", "loop_time_s", "samples_per_s", "started_at", "finished_at", "run_dir", "config",
-              "pid"}
+    timing = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
+              "finished_at", "run_dir", "config", "pid"}
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in plain.items() if k not in timing}
-    assert resumed["train_time_s"] > 1000.0  # the segments add up
+    assert resumed["train_time_s"] > 1000.0 and resumed["train_cpu_time_s"] > 1000.0  # the segments add up
     assert list(resumed["lost_fraction_by_layer"]) == ["hidden.0", "hidden.1", "hidden.2"]  # step-0 masks resumed
     assert (tmp_path / "resumed" / "metrics.csv").read_bytes() == (tmp_path / "plain" / "metrics.csv").read_bytes()
     assert not checkpoint.exists()
