@@ -59,9 +59,19 @@ def lock_state(job_dir: Path) -> str | None:
         return None
     if holder is None:
         return None
+    if earlier_attempt(holder):
+        return "stale"
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         return "running" if pid_alive(holder["pid"]) else "stale"
     return "stale" if age > STALE_S else "running"
+
+
+def earlier_attempt(holder: dict) -> bool:
+    """The holder is this SLURM job before SLURM requeued it (same job id, another process, maybe another node):
+    it was killed, and its lock is ours to take without waiting for its heartbeat to age."""
+    job = os.environ.get("SLURM_JOB_ID")
+    same_process = holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
+    return bool(job) and holder.get("slurm_job") == job and not same_process
 
 
 def describe(holder: dict | None) -> str:
@@ -78,7 +88,8 @@ class JobLock:
 
     def __init__(self, job_dir: Path, watch_parent: bool = False):
         self.path = Path(job_dir) / LOCK
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
+                       "slurm_job": os.environ.get("SLURM_JOB_ID")}
         self.parent = os.getppid() if watch_parent else None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None

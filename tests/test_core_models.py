@@ -7,21 +7,21 @@ from torch import nn
 
 from harness.activations import ACTIVATIONS, activation_factory
 from harness.config import ModelConfig
-from harness.models import CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
+from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
 
 SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40)}
-
-
 GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
-PAIRS = [(m, a) for m in ["mlp", "cnn", "rnn"] for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
+MODELS = [("mlp", "gru"), ("cnn", "gru"), ("rnn", "elman"), ("rnn", "gru"), ("rnn", "lstm")]  # every RNN cell
+GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
 
 
-@pytest.mark.parametrize("model, act", PAIRS)
-def test_every_activation_and_model_builds_and_steps(model, act):
-    cfg = ModelConfig(name=model, depth=2, width=8, cell="elman" if act == "relu" else "lstm",
-                      match_params=act in GATED)
+@pytest.mark.parametrize("model, cell, act", GRID)
+def test_every_activation_and_model_builds_and_steps(model, cell, act):
+    cfg = ModelConfig(name=model, depth=2, width=8, cell=cell, match_params=act in GATED)
     torch.manual_seed(0)
     net = build_model(cfg, activation_factory(act), SHAPES[model], 10)
+    if model == "rnn":  # the configured cell, in every layer and direction
+        assert {type(c) for layer in net.hidden for c in layer.cells} == {CELLS[cell]}
     x, y = torch.randn(5, *SHAPES[model]), torch.randint(0, 10, (5,))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     before = [p.detach().clone() for p in net.parameters()]

@@ -304,3 +304,15 @@ def test_submitits_requeue_exit_is_not_a_failed_job_but_a_jobs_own_exit_is(tiny,
     assert not (tmp_path / "requeued" / "summary.json").exists() and not (tmp_path / "requeued" / LOCK).exists()
     monkeypatch.setattr(harness, "run", lambda *args: sys.exit(-1))
     assert sweep.run_locked(tiny(), tmp_path / "own", [])["status"] == "failed"
+
+
+def test_a_requeued_slurm_job_takes_over_the_lock_of_its_killed_earlier_attempt(tmp_path, monkeypatch):
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / LOCK).write_text(json.dumps({"host": "node-3", "pid": 4242, "slurm_job": "981"}))  # heartbeat fresh
+    monkeypatch.setenv("SLURM_JOB_ID", "977")
+    assert lock_state(job) == "running"  # another job's: left alone
+    monkeypatch.setenv("SLURM_JOB_ID", "981")  # the same job, requeued onto another node
+    assert lock_state(job) == "stale"
+    with JobLock(job):
+        assert joblock.read_lock(job)["slurm_job"] == "981" and lock_state(job) == "running"
