@@ -14,7 +14,7 @@ from harness.models import CELLS, INITS, MODELS, NORMS
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
 TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any run sets another
 # trainer.threads=auto trains on one CPU thread below this many parameters x batch size (scripts/bench_threads.py,
-# docs/speed_clock.md): below it a second thread did not pay on a quiet 2-core CPU, and on a busy one it cost 5-100x
+# docs/speed.md): below it a second thread did not pay on a quiet 2-core CPU, and on a busy one it cost 5-100x
 # (OpenMP threads spin waiting for each other) where one thread too many on a quiet machine costs at most 2x.
 ONE_THREAD_BELOW = 100_000_000
 
