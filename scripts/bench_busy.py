@@ -5,8 +5,8 @@
 For each trainer.threads setting it runs `python run.py` (the default config plus any overrides), alternately
 alone and beside one busy neighbour (a Python spin loop, one core's worth of CPU-bound work), --repeats times each,
 the order alternating. It prints, per setting and condition, the median training samples/s by wall time (what a
-user waits for), the command's own wall time, and busy / quiet, the ratio the issue's target reads (>= 0.8 for the
-default). The load average before and after is printed beside it: "alone" means alone but for whatever else
+user waits for), the command's own wall time, busy / alone (the target: >= 0.8 for the default), and busy / alone
+by the run's own speed_clock (thread CPU time on one thread: what the report compares). The load average before and after is printed beside it: "alone" means alone but for whatever else
 the machine is running.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 SPIN = "while True: pass"
 
 
-def one_run(folder: Path, threads: str, overrides: list[str], busy: bool) -> tuple[float, float, int]:
-    """(samples/s by wall time, the command's wall seconds, threads used) of one `python run.py`."""
+def one_run(folder: Path, threads: str, overrides: list[str], busy: bool) -> tuple[float, float, int, float]:
+    """(samples/s by wall time, the command's wall seconds, threads used, samples/s by the run's speed_clock)."""
     neighbour = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
     try:
         begin = time.perf_counter()
@@ -39,7 +39,7 @@ def one_run(folder: Path, threads: str, overrides: list[str], busy: bool) -> tup
             neighbour.kill()
             neighbour.wait()
     summary = json.loads((folder / "summary.json").read_text())
-    return summary["samples_per_s"], seconds, summary["num_threads"]
+    return summary["samples_per_s"], seconds, summary["num_threads"], summary["clock_samples_per_s"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# default run alone and beside one busy process, {os.cpu_count()} CPUs, load before "
              f"{os.getloadavg()[0]:.2f}; overrides: {' '.join(args.overrides) or 'none'}", "",
              "| trainer.threads | threads used | samples/s alone | samples/s busy | busy / alone | run s alone "
-             "| run s busy |", "|---|---|---|---|---|---|---|"]
+             "| run s busy | busy / alone by speed_clock |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for threads in args.threads.split(","):
             got = {False: [], True: []}
@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{got[busy][-1][1]:.1f} s", file=sys.stderr)
             alone, busy = (statistics.median(r[0] for r in got[b]) for b in (False, True))
             secs = [statistics.median(r[1] for r in got[b]) for b in (False, True)]
+            by_clock = statistics.median(r[3] for r in got[True]) / statistics.median(r[3] for r in got[False])
             lines.append(f"| {threads} | {got[False][0][2]} | {alone:,.0f} | {busy:,.0f} | {busy / alone:.2f} "
-                         f"| {secs[0]:.1f} | {secs[1]:.1f} |")
+                         f"| {secs[0]:.1f} | {secs[1]:.1f} | {by_clock:.2f} |")
     lines.append(f"\nload after {os.getloadavg()[0]:.2f}")
     print("\n".join(lines))
     return 0
