@@ -6,8 +6,8 @@ For each trainer.threads setting it runs `python run.py` (the default config plu
 alone and beside one busy neighbour (a Python spin loop, one core's worth of CPU-bound work), --repeats times each,
 the order alternating. It prints, per setting and condition, the median training samples/s by wall time (what a
 user waits for), the command's own wall time, busy / alone (the target: >= 0.8 for the default), and busy / alone
-by the run's own speed_clock (thread CPU time on one thread: what the report compares). The load average before and after is printed beside it: "alone" means alone but for whatever else
-the machine is running.
+by the run's own speed_clock (thread CPU time on one thread: what the report compares). The load average before
+and after is printed beside it: "alone" means alone but for whatever else the machine is running.
 """
 from __future__ import annotations
 
