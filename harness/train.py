@@ -44,12 +44,14 @@ def build_job(resolved: Resolved, data: Dataset) -> Job:
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     seed_everything(config.seed)
-    model = build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain).to(device)
+    model = build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain)
+    model = model.to(device, data.x_train.dtype)  # float32, or the tests' float64 (the same draws, cast)
     return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
 
 
-def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dict:
-    """Train one combination in run_dir and write its records; return the summary.
+def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype: torch.dtype | None = None) -> dict:
+    """Train one combination in run_dir and write its records; return the summary. dtype: the float inputs' and
+    parameters' (the tests' float64 runs); None keeps float32.
 
     Raises ConfigError, ActivationError or DataError (one clear line) before any data is loaded or training starts.
     An exception during training is recorded as status 'failed' and does not propagate.
@@ -59,6 +61,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dic
     run_dir.mkdir(parents=True, exist_ok=True)
     d, t = config.dataset, config.trainer
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)  # DataError
+    data = data.astype(dtype) if dtype else data
     summary = {
         "schema_version": SCHEMA_VERSION, "status": "failed",
         "activation": resolved.activation.name, "model": config.model.name, "dataset": d.name,
