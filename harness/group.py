@@ -33,6 +33,7 @@ class Member:
     """One run of the group: its Loop, its training window, and where it joined the group's clocks."""
 
     loop: Loop
+    params: list[torch.nn.Parameter]  # its model's, listed once (module traversal per step costs more than a bmm)
     window: WindowStats
     first_step: int  # the step it continues from (its checkpoint's), 0 for a fresh run
     train_time: float  # its clocks at that point (a resumed run continues them)
@@ -40,11 +41,40 @@ class Member:
     summary: dict | None = None  # set when it leaves the group (finished or diverged)
 
 
-def group_step(members: list[Member], xs: list, ys: list, logged: bool) -> tuple:
+class MemberStates(dict):
+    """The members' optimizer states seen as one mapping: each parameter's state stays in its own member's
+    optimizer (so each member's checkpoint is the one-job format), created there on first use."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        super().__init__()
+        self.owner = {p: o.state for o in optimizers for g in o.param_groups for p in g["params"]}
+
+    def __getitem__(self, p):
+        return self.owner[p][p]
+
+
+def merged_optimizer(optimizers: list[torch.optim.Optimizer]) -> torch.optim.Optimizer:
+    """One optimizer stepping every member: members with equal hyperparameters share one param group, stepped by
+    torch's multi-tensor (foreach) kernels. The one-job run's per-tensor loop was 45% of a 16-MLP group's time;
+    the arithmetic is the same up to rounding (float64 twins agree to 1e-9; float32 ones do not bit for bit).
+    A member without gradients (frozen) is skipped, as torch skips any parameter whose grad is None."""
+    groups = {}
+    for o in optimizers:
+        for g in o.param_groups:
+            hyper = {k: v for k, v in g.items() if k != "params"} | {"foreach": True}
+            key = repr(sorted(hyper.items()))
+            groups.setdefault(key, {**hyper, "params": []})["params"] += g["params"]
+    merged = type(optimizers[0])(list(groups.values()))
+    merged.state = MemberStates(optimizers)
+    return merged
+
+
+def group_step(members: list[Member], xs: list, ys: list, logged: bool, optimizer) -> tuple:
     """One optimiser step of every member at once; (losses (K,), logits (K, B, C), per-member gradient norms)."""
     models = [m.loop.job.model for m in members]
-    for model in models:
-        model.zero_grad(set_to_none=True)
+    for m in members:
+        for p in m.params:
+            p.grad = None
     logits, states = stacked.forward(models, xs, record=logged)
     k, b, c = logits.shape
     losses = F.cross_entropy(logits.reshape(k * b, c), torch.cat(ys), reduction="none").view(k, b).mean(1)
@@ -54,10 +84,10 @@ def group_step(members: list[Member], xs: list, ys: list, logged: bool) -> tuple
         grads = [(probes.weight_grad_norms(model), probes.global_grad_norm(model),
                   stacked.hidden_grad_norms(states, i)) for i, model in enumerate(models)]
     clip = members[0].loop.job.config.trainer.grad_clip
-    for m, model in zip(members, models):
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        m.loop.job.optimizer.step()
+    if clip:
+        for m in members:
+            torch.nn.utils.clip_grad_norm_(m.params, clip)
+    optimizer.step()
     return losses.detach(), logits.detach(), grads
 
 
@@ -67,6 +97,7 @@ def train_group(members: list[Member]) -> None:
     t = job.config.trainer
     warmup = min(10, max(t.steps // 10, 1))
     timer, loop_timer = Timer(job.device), Timer(job.device)
+    optimizer = merged_optimizer([m.loop.job.optimizer for m in members])
     for m in members:
         m.loop.job.model.train()
     bar = tqdm(total=t.steps, initial=min(m.first_step for m in members), disable=not t.progress,
@@ -77,7 +108,7 @@ def train_group(members: list[Member]) -> None:
         live = [m for m in members if m.summary is None and step > m.first_step]
         xs, ys = zip(*(next(m.loop.batches) for m in live))
         log_now, eval_now, _ = boundaries(step, t, step)
-        losses, logits, grads = group_step(live, list(xs), list(ys), log_now)
+        losses, logits, grads = group_step(live, list(xs), list(ys), log_now, optimizer)
         for i, m in enumerate(live):
             m.window.add(losses[i], logits[i], ys[i])
         bar.update()
@@ -104,7 +135,8 @@ def member_boundary(m: Member, step: int, elapsed: float, grads, eval_now: bool,
     save_now = boundaries(step, job.config.trainer, state.step)[2]
     state.train_time = m.train_time + elapsed
     if not m.loop.boundary(step, m.window, grads, eval_now, bar):
-        m.summary = finish(m, loop_timer.stop())  # frozen: out of the stacked step from now on
+        job.model.zero_grad(set_to_none=True)  # frozen: out of the stacked step and the optimizer from now on
+        m.summary = finish(m, loop_timer.stop())
         loop_timer.start()
         return
     if save_now:
@@ -151,7 +183,7 @@ def start_member(job, run_dir: Path) -> Member:
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = Loop.start(job, run_dir)
     s = loop.state
-    return Member(loop, WindowStats(job.device), s.step, s.train_time, s.loop_time)
+    return Member(loop, list(job.model.parameters()), WindowStats(job.device), s.step, s.train_time, s.loop_time)
 
 
 def new_summary(resolved, run_dir: Path, overrides: list[str], group: dict) -> dict:

@@ -1,0 +1,92 @@
+"""Whole-sweep wall time of K seeds of one configuration: one job per run against one grouped job (harness.group).
+
+    python scripts/bench_grouped.py                      # 16 seeds of the default MLP, CNN and RNN, 500 steps
+    python scripts/bench_grouped.py --models mlp --seeds 8 --steps 300 --profile
+
+Both sides do everything a sweep's jobs do (data load, probes, evaluation, records), at one thread, measured side
+by side in one run, so the ratios hold on a busy machine; state the load (`uptime`) with the figures. --profile
+prints where the grouped job's time goes (torch.profiler, top operators), for when a goal is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import run as _run  # noqa: E402,F401  registers the config schema
+from harness.group import run_group  # noqa: E402
+from harness.train import run  # noqa: E402
+
+GOALS = {"mlp": 3.0, "cnn": 1.5, "rnn": 4.0}  # issue 11's goals, 16 seeds, one thread
+
+
+def configs(model: str, seeds: int, steps: int, device: str, extra: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return [OmegaConf.to_object(compose(config_name="config", overrides=[
+            f"model={model}", f"seed={s}", f"trainer.steps={steps}", "trainer.progress=false",
+            f"trainer.device={device}", "trainer.threads=1", *extra])) for s in range(seeds)]
+
+
+def one_by_one(cfgs, out: Path) -> float:
+    start = time.perf_counter()
+    for i, c in enumerate(cfgs):
+        assert run(c, out / f"one{i}")["status"] == "ok"
+    return time.perf_counter() - start
+
+
+def grouped(cfgs, out: Path, group_size: int) -> float:
+    start = time.perf_counter()
+    for g in range(0, len(cfgs), group_size):
+        part = cfgs[g : g + group_size]
+        summaries = run_group(part, [out / f"g{g + i}" for i in range(len(part))], [[]] * len(part), f"g{g}")
+        assert all(s["status"] == "ok" for s in summaries), summaries[0].get("error")
+    return time.perf_counter() - start
+
+
+def profile(cfgs, out: Path) -> None:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_group(cfgs, [out / f"p{i}" for i in range(len(cfgs))], [[]] * len(cfgs), "p")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["mlp", "cnn", "rnn"], choices=list(GOALS))
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--group-size", type=int, default=0, help="members per group (0: all seeds in one)")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="more config overrides, e.g. dataset.root=data")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            cfgs = configs(model, args.seeds, args.steps, args.device, args.overrides)
+            one_by_one(cfgs[:1], Path(tmp) / f"{model}-warm")  # data cached, first-call costs paid
+            t_one = one_by_one(cfgs, Path(tmp) / model)
+            t_group = grouped(cfgs, Path(tmp) / model, args.group_size or args.seeds)
+            rows.append((model, t_one, t_group))
+            if args.profile:
+                profile(cfgs[: args.group_size or args.seeds], Path(tmp) / f"{model}-prof")
+    print(f"{args.seeds} seeds, {args.steps} steps, probes and evaluation at the default cadence, "
+          f"{torch.get_num_threads()} thread, {args.device}")
+    print(f"{'model':6} {'one job per run (s)':>20} {'grouped (s)':>12} {'ratio':>7} {'goal':>6}")
+    for model, t_one, t_group in rows:
+        print(f"{model:6} {t_one:20.2f} {t_group:12.2f} {t_one / t_group:6.2f}x {GOALS[model]:5.1f}x")
+
+
+if __name__ == "__main__":
+    main()
