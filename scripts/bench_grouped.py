@@ -2,6 +2,7 @@
 
     python scripts/bench_grouped.py                      # 16 seeds of the default MLP, CNN and RNN, 500 steps
     python scripts/bench_grouped.py --models mlp --seeds 8 --steps 300 --profile
+    python scripts/bench_grouped.py --device cuda --seeds 64 --one-job-runs 8 --steps 200   # the GPU check's
 
 Both sides do everything a sweep's jobs do (data load, probes, evaluation, records), at one thread, measured side
 by side in one run, so the ratios hold on a busy machine; state the load (`uptime`) with the figures. --profile
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=0, help="members per group (0: all seeds in one)")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--one-job-runs", type=int, default=0,
+                    help="time only this many one-job runs and scale to --seeds (0: all; the GPU check: 8 of 64)")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the two sides this many times")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("overrides", nargs="*", help="more config overrides, e.g. dataset.root=data")
@@ -84,14 +87,17 @@ def main() -> None:
             one_by_one(cfgs[:1], Path(tmp) / f"{model}-warm")  # data cached, first-call costs paid
             size = args.group_size or args.seeds
             t_one, t_group = [0.0, 0.0], [0.0, 0.0]
+            sample = cfgs[: args.one_job_runs or args.seeds]
+            scale = len(cfgs) / len(sample)
             for r in range(args.repeats):  # alternated, so that a change of machine load hits both sides
-                t_one = [a + b for a, b in zip(t_one, one_by_one(cfgs, Path(tmp) / f"{model}{r}"))]
+                t_one = [a + b * scale for a, b in zip(t_one, one_by_one(sample, Path(tmp) / f"{model}{r}"))]
                 t_group = [a + b for a, b in zip(t_group, grouped(cfgs, Path(tmp) / f"{model}{r}", size))]
             rows.append((model, *t_one, *t_group))
             if args.profile:
                 profile(cfgs[: args.group_size or args.seeds], Path(tmp) / f"{model}-prof")
-    print(f"{args.seeds} seeds, {args.steps} steps, probes and evaluation at the default cadence, "
-          f"{torch.get_num_threads()} thread, {args.device}")
+    sampled = f" (one job per run: {args.one_job_runs} timed, scaled)" if args.one_job_runs else ""
+    print(f"{args.seeds} seeds in groups of {args.group_size or args.seeds}{sampled}, {args.steps} steps, probes "
+          f"and evaluation at the default cadence, {torch.get_num_threads()} thread, {args.device}")
     print(f"{'model':6} {'one job per run':>16} {'grouped':>9} {'ratio':>7} {'CPU: one':>9} {'grouped':>8} "
           f"{'ratio':>7} {'goal':>5}   (seconds)")
     for model, wall_one, cpu_one, wall_group, cpu_group in rows:

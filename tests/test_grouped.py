@@ -155,3 +155,11 @@ def test_stacked_forward_matches_each_member_on_its_own_batch():
     xs = [torch.randn(8, 1, 40, dtype=torch.float64) for _ in models]
     logits, _ = stacked.forward(models, xs)
     torch.testing.assert_close(logits, torch.stack([m(x) for m, x in zip(models, xs)]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("case", ["mlp", "cnn_1d", "rnn_gru_bidirectional_digits"])
+def test_members_equal_their_one_job_twins_float64_on_cuda(tiny, tmp_path, case):
+    for one, grouped in run_twins(tiny, tmp_path, [*CASES[case][0], "trainer.device=cuda"]):
+        assert_twins(one, grouped)
