@@ -5,7 +5,6 @@ import logging
 import secrets
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
 import hydra
@@ -31,13 +30,17 @@ def main(cfg: DictConfig) -> str | None:
         return sweep_job(cfg)
     from harness import ConfigError, run  # after Hydra has parsed the command line: `--help` stays fast
     from harness.console import format_summary
+    from harness.joblock import JobBusy, JobLock
 
     run_dir = Path(hc.runtime.output_dir)
     try:
-        summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
+        with JobLock(run_dir):  # one writer per run folder
+            summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
+    except JobBusy as exc:  # another process took the folder after preflight looked
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     except ConfigError as exc:
-        if not any(run_dir.glob("*.json")) and not any(run_dir.glob("*.csv")):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: leave no empty run folder behind
+        remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     print(format_summary(summary))
@@ -46,10 +49,20 @@ def main(cfg: DictConfig) -> str | None:
     return None
 
 
+def remove_hydra_files(run_dir: Path) -> None:
+    """Remove what Hydra wrote into a run folder whose run refused to start, and the folder if that empties it."""
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "run.log").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # it holds other files: not ours to remove
+        pass
+
+
 def sweep_job(cfg: DictConfig) -> str:
     """One job of a sweep: it never exits or raises, so the others run; the sweeper tables the outcome."""
-    from harness import run
-    from harness.sweep import failed_summary, progress
+    from harness.joblock import JobBusy
+    from harness.sweep import progress, run_locked
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -62,10 +75,11 @@ def sweep_job(cfg: DictConfig) -> str:
         torch.set_num_threads(threads)
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
-    try:
-        summary = run(config, run_dir, overrides)
-    except Exception:  # data found missing only now, or a bug outside the loop: a failed job, not a failed sweep
-        summary = failed_summary(config, run_dir, overrides, traceback.format_exc())
+    try:  # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
+        summary = run_locked(config, run_dir, overrides, watch_parent="joblib" in str(hc.launcher.get("_target_")))
+    except JobBusy as exc:
+        log.warning(f"{exc}: left alone")
+        return "running"
     if summary["status"] == "failed":
         log.error("job failed: %s\n%s", run_dir.name, summary.get("error"))  # the traceback, in the job's log
     done, total = progress(Path(hc.sweep.dir))
@@ -87,5 +101,13 @@ def launcher_threads(launcher: DictConfig) -> int | None:
     return None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python run.py ...`: a command that cannot work gets one line and exit 2 before Hydra writes anything."""
+    from hydra_plugins.harness_sweeper.preflight import preflight
+
+    preflight(sys.argv[1:], Path(__file__).resolve().parent)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""Activation registry: name -> factory, plus each activation's derivative and max|f'| for probes and plots."""
+"""Activation registry: name -> factory and recommended init; each activation's derivative and max|f'| for probes."""
 from __future__ import annotations
 
 import importlib
@@ -6,11 +6,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from harness.config import ActivationError
+from harness.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, expansion, gate_max_slope
 
 
 def identity() -> nn.Module:
@@ -23,32 +25,51 @@ def hidden_softmax(dim: int = 1) -> nn.Module:
     return nn.Softmax(dim=dim)
 
 
-ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+class Activation(NamedTuple):
+    """A registry entry: the module factory, and the model.init that `model.init=auto` draws for it."""
+
+    factory: Callable[..., nn.Module]
+    init: str  # a name in harness.models.INITS; the reasons are in docs/inits.md
+
+
+# Kaiming (He et al., 2015) keeps the variance of rectifiers, which zero (or nearly) half their inputs; LeCun
+# normal is what makes SELU self-normalising (Klambauer et al., 2017); Xavier (Glorot and Bengio, 2010) suits units
+# that are linear and symmetric around 0 and saturate away from it. Each draws with the activation's gain.
+ACTIVATIONS: dict[str, Activation] = {
     # the reference article's seven
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "softmax": hidden_softmax,
-    "rrelu": nn.RReLU,
-    "relu6": nn.ReLU6,
+    "relu": Activation(nn.ReLU, "kaiming"),
+    "leaky_relu": Activation(nn.LeakyReLU, "kaiming"),  # its gain accounts for the negative slope
+    "sigmoid": Activation(nn.Sigmoid, "xavier"),
+    "tanh": Activation(nn.Tanh, "xavier"),
+    "softmax": Activation(hidden_softmax, "xavier"),  # bounded and saturating, like the sigmoid
+    "rrelu": Activation(nn.RReLU, "kaiming"),
+    "relu6": Activation(nn.ReLU6, "kaiming"),
     # the rest of PyTorch's elementwise family
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "celu": nn.CELU,
-    "gelu": nn.GELU,
-    "gelu_tanh": partial(nn.GELU, approximate="tanh"),
-    "silu": nn.SiLU,
-    "mish": nn.Mish,
-    "prelu": nn.PReLU,
-    "hardswish": nn.Hardswish,
-    "hardsigmoid": nn.Hardsigmoid,
-    "hardtanh": nn.Hardtanh,
-    "softplus": nn.Softplus,
-    "softsign": nn.Softsign,
-    "tanhshrink": nn.Tanhshrink,
-    "logsigmoid": nn.LogSigmoid,
-    "identity": identity,
+    "elu": Activation(nn.ELU, "kaiming"),  # a rectifier for z > 0 (Clevert et al. used He's init)
+    "selu": Activation(nn.SELU, "lecun"),
+    "celu": Activation(nn.CELU, "kaiming"),
+    "gelu": Activation(nn.GELU, "kaiming"),  # smooth rectifiers: near 0 for z << 0, near z for z >> 0
+    "gelu_tanh": Activation(partial(nn.GELU, approximate="tanh"), "kaiming"),
+    "silu": Activation(nn.SiLU, "kaiming"),
+    "mish": Activation(nn.Mish, "kaiming"),
+    "prelu": Activation(nn.PReLU, "kaiming"),  # He et al. derived their init for PReLU
+    "hardswish": Activation(nn.Hardswish, "kaiming"),
+    "hardsigmoid": Activation(nn.Hardsigmoid, "xavier"),
+    "hardtanh": Activation(nn.Hardtanh, "xavier"),
+    "softplus": Activation(nn.Softplus, "kaiming"),
+    "softsign": Activation(nn.Softsign, "xavier"),  # one of the units Glorot and Bengio studied
+    "tanhshrink": Activation(nn.Tanhshrink, "kaiming"),  # flat at 0, slope 1 far out: needs the larger variance
+    "logsigmoid": Activation(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
+    "identity": Activation(identity, "xavier"),  # Glorot's derivation is exact for linear units
+    # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py); a
+    # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models.py)
+    "glu": Activation(GLU, "xavier"),  # a sigmoid gate
+    "reglu": Activation(ReGLU, "kaiming"),  # rectifier gates
+    "geglu": Activation(GEGLU, "kaiming"),
+    "swiglu": Activation(SwiGLU, "kaiming"),
+    "bilinear": Activation(Bilinear, "xavier"),  # a linear gate: a product of two linear units
+    "relu_squared": Activation(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
+    "star_relu": Activation(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])
@@ -78,7 +99,7 @@ def resolve_factory(name: str, params: dict) -> tuple[Callable[..., nn.Module], 
         return import_target(target), params
     if name not in ACTIVATIONS:
         raise ActivationError(f"unknown activation {name!r}; valid: {', '.join(NAMES)}")
-    return ACTIVATIONS[name], params
+    return ACTIVATIONS[name].factory, params
 
 
 def parameters_of(factory: Callable[..., nn.Module]) -> dict[str, object]:
@@ -132,15 +153,19 @@ class ActivationSpec:
     factory: Callable[..., nn.Module]
     params: dict
     node: dict  # the activation node as configured, `name` and `target` included
+    init: str = "default"  # what model.init=auto draws: the registry's recommendation; PyTorch's own for `custom`
 
     def __call__(self) -> nn.Module:
         return self.factory(**self.params)
 
     @cached_property
     def max_slope(self) -> float | None:
-        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then)."""
+        """max|f'| of a parameter-free activation, computed once; None for a learnable one (per module, then).
+        A gated unit's is its gate function's (docs/activations.md)."""
         act = self()
-        return None if next(act.parameters(), None) is not None else max_abs_derivative(act)
+        if next(act.parameters(), None) is not None:
+            return None
+        return gate_max_slope(act) if expansion(act) == 2 else max_abs_derivative(act)
 
     @property
     def gain(self) -> float:
@@ -164,7 +189,8 @@ def activation_spec(node: dict) -> ActivationSpec:
     if not isinstance(instance, nn.Module):
         raise ActivationError(f"activation {name!r}: {factory!r} returned a {type(instance).__name__}, "
                               "not an nn.Module")
-    return ActivationSpec(name, factory, kwargs, dict(node))
+    init = ACTIVATIONS[name].init if name in ACTIVATIONS else "default"
+    return ActivationSpec(name, factory, kwargs, dict(node), init)
 
 
 def make_activation(name: str, **params) -> nn.Module:

@@ -9,6 +9,7 @@ from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
+MAX_WIDTH, MAX_DEPTH = 65536, 1000  # beyond these a model is a typo (1e9 units), not an experiment
 # The names of the other axes (models, datasets, cells, norms, inits, optimizers) live in their registries, next to
 # what they build (harness/models.py, harness/data.py, harness/loop.py); harness/resolve.py checks them.
 
@@ -32,7 +33,7 @@ WATCH_ONLY = (
 HASHED_AT_DEFAULT = {"trainer.threads": None}
 # Keys added after schema v1, with their defaults: left out of config_hash while at the default, so that adding
 # a key never changes the hash of an existing config (older sweeps still resume). Add every new key here.
-ADDED_KEYS: dict[str, object] = {}
+ADDED_KEYS: dict[str, object] = {"model.match_params": False}
 
 
 EXIT_BAD_INPUT = 2  # the exit status of a refused command line or sweep: nothing ran
@@ -61,6 +62,7 @@ class ModelConfig:
     kernel_size: int = 5  # CNN: first layer's kernel; later layers use 3 (the MNIST-1D authors' ConvBase)
     cell: str = "elman"  # RNN only
     bidirectional: bool = False  # RNN only
+    match_params: bool = False  # gated activations: the hidden width whose n_params is closest to the ungated model's
 
 
 @dataclass
@@ -118,6 +120,8 @@ def validate(config: Config) -> None:
     _check(t.steps >= 0, f"trainer.steps must be >= 0, got {t.steps}")
     _check(t.batch_size > 0, f"trainer.batch_size must be > 0, got {t.batch_size}")
     _check(t.lr > 0, f"trainer.lr must be > 0, got {t.lr}")
+    _check(0 <= config.seed < 2**32, f"seed must be in [0, 2**32 - 1], got {config.seed}")  # numpy's seed range
+    _check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1), got {t.momentum}")
     _check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {t.weight_decay}")
     _check(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}")
     _check(t.eval_every > 0, f"trainer.eval_every must be > 0, got {t.eval_every}")
@@ -131,6 +135,8 @@ def validate(config: Config) -> None:
     one_of("trainer.precision", t.precision, PRECISIONS)
     _check(m.depth >= 0, f"model.depth must be >= 0, got {m.depth}")
     _check(m.width > 0, f"model.width must be > 0, got {m.width}")
+    _check(m.width <= MAX_WIDTH, f"model.width must be <= {MAX_WIDTH}, got {m.width}")
+    _check(m.depth <= MAX_DEPTH, f"model.depth must be <= {MAX_DEPTH}, got {m.depth}")
     _check(m.kernel_size > 0, f"model.kernel_size must be > 0, got {m.kernel_size}")
     _check(m.name == "mlp" or m.depth > 0, "model.depth=0 is only valid for the mlp (logistic regression)")
     _check(m.name == "mlp" or not m.residual, "model.residual=true is only supported by the mlp")

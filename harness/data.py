@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from harness.config import DataError
+from harness.safe_pickle import UnsafePickle, load_data_pickle
 
 SPLIT_SEED = 0  # the validation split and subsample are the same for every run seed
 
@@ -111,6 +113,19 @@ def load_mnist_like(root: Path, name: str, download: bool) -> tuple[np.ndarray, 
     return x_tr[:, None] / 255.0, y_tr, x_te[:, None] / 255.0, y_te  # (N, 1, 28, 28)
 
 
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 3, 32, 32), labels) of one CIFAR-10 python batch, unpickled without running any code in it."""
+    try:
+        with open(path, "rb") as f:
+            batch = load_data_pickle(f, encoding="latin1")  # the format CIFAR-10 ships in
+        return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])
+    except UnsafePickle as exc:
+        raise DataError(f"refusing to read {path}: {exc}; delete it and add dataset.download=true") from None
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc}); delete it and add "
+                        "dataset.download=true") from None
+
+
 def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     """CIFAR-10 from its python batches (root/cifar-10-batches-py); torchvision downloads it."""
     folder = root / "cifar-10-batches-py"
@@ -122,11 +137,7 @@ def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     missing = [n for n in names if not (folder / n).exists()]
     if missing:
         raise DataError(f"cifar10 not found in {folder} (missing {missing[0]}); add dataset.download=true to fetch it")
-    batches = []
-    for n in names:
-        with open(folder / n, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # the format CIFAR-10 ships in
-        batches.append((np.asarray(batch["data"]).reshape(-1, 3, 32, 32), np.asarray(batch["labels"])))
+    batches = [read_cifar_batch(folder / n) for n in names]
     x_tr = np.concatenate([b[0] for b in batches[:5]]) / 255.0
     y_tr = np.concatenate([b[1] for b in batches[:5]])
     return x_tr, y_tr, batches[5][0] / 255.0, batches[5][1]
@@ -142,6 +153,7 @@ class DatasetSpec:
     test: int
     num_classes: int
     load: Callable[[Path, bool], tuple[np.ndarray, ...]]  # (root, download) -> x_train, y_train, x_test, y_test
+    reads_root: bool = True  # False: generated or bundled, dataset.root unused
 
     def train_split(self, val_fraction: float, train_size: int | None) -> int:
         """Samples in the training split once the validation split is carved out (load_dataset's arithmetic)."""
@@ -151,8 +163,8 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist1d": DatasetSpec("sequence", (1, 40), 4000, 1000, 10, lambda root, download: load_mnist1d(root)),
-    "digits": DatasetSpec("image", (1, 8, 8), 1437, 360, 10, lambda root, download: load_digits()),
-    "spirals": DatasetSpec("vector", (2,), 2400, 600, 3, lambda root, download: make_spirals()),
+    "digits": DatasetSpec("image", (1, 8, 8), 1437, 360, 10, lambda root, download: load_digits(), reads_root=False),
+    "spirals": DatasetSpec("vector", (2,), 2400, 600, 3, lambda root, download: make_spirals(), reads_root=False),
     "mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
                          lambda root, download: load_mnist_like(root, "mnist", download)),
     "fashion_mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
@@ -248,3 +260,41 @@ class BatchIterator:
         self.generator.set_state(state["generator"])
         self.perm = state["perm"].to(self.x.device)
         self.position = state["position"]
+
+
+def check_fits(config) -> None:
+    """Refuse what the dataset's sizes make impossible: an empty training split, a subsample or a batch larger than
+    the data (the batch would be cut silently while the config records the size asked for), a CNN kernel larger
+    than the input."""
+    d, m, batch = config.dataset, config.model, config.trainer.batch_size
+    spec = DATASETS[d.name]
+    n = spec.train_split(d.val_fraction, None)
+    if n < 1:
+        raise DataError(f"dataset.val_fraction={d.val_fraction} leaves no training samples "
+                        f"(dataset={d.name} has {spec.train})")
+    if d.train_size is not None and d.train_size > n:
+        raise DataError(f"dataset.train_size={d.train_size} is larger than the training split of dataset={d.name} "
+                        f"({n} samples with dataset.val_fraction={d.val_fraction})")
+    usable = spec.train_split(d.val_fraction, d.train_size)
+    if batch > usable:
+        raise DataError(f"trainer.batch_size={batch} is larger than the training split ({usable} samples of "
+                        f"dataset={d.name}); use trainer.batch_size={usable} for full-batch training")
+    if m.name == "cnn" and m.kernel_size > min(spec.input_shape[1:]):
+        raise DataError(f"model.kernel_size={m.kernel_size} is larger than the input "
+                        f"({'x'.join(map(str, spec.input_shape[1:]))} for dataset={d.name})")
+
+
+def check_root(name: str, root: str) -> None:
+    """Refuse a dataset.root that is a file or cannot be read; one that cannot be created or written is refused
+    only when the data may have to be written there (a cache, a download) - a read-only copy of the data is fine."""
+    if not DATASETS[name].reads_root:
+        return
+    path = Path(root)
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise DataError(f"dataset.root={root} is a file, not a folder" if existing == path
+                        else f"dataset.root={root} lies under {existing}, which is a file")
+    if existing == path and not os.access(path, os.R_OK | os.X_OK):
+        raise DataError(f"dataset.root={root} cannot be read (permissions)")
+    if not os.access(existing, os.W_OK | os.X_OK) and not any(path.iterdir() if existing == path else []):
+        raise DataError(f"dataset.root={root} cannot be written (permissions), and holds no data to read")

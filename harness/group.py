@@ -192,7 +192,7 @@ def new_summary(resolved, run_dir: Path, overrides: list[str], group: dict) -> d
     return {"schema_version": SCHEMA_VERSION, "status": "failed", "activation": resolved.activation.name,
             "model": config.model.name, "dataset": config.dataset.name, "seed": config.seed,
             "config_hash": config_hash(config), "overrides": list(overrides), "config": to_dict(config),
-            "run_dir": str(run_dir), "started_at": now(), "group": group}
+            "init_used": resolved.init, "run_dir": str(run_dir), "started_at": now(), "group": group}
 
 
 def now() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness import probes
+from harness import flow, probes
 from harness.data import BatchIterator
 from harness.meters import evaluate
 from harness.recorder import CHECKPOINT, Recorder, TrainState, load_checkpoint
@@ -52,12 +52,14 @@ class Loop:
         if job.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(job.device)
         state = TrainState(grad_sum=torch.zeros(len(layer_names)))
-        if (run_dir / CHECKPOINT).exists():
-            state = load_checkpoint(run_dir / CHECKPOINT, model, job.optimizer, scaler, batches, job.config)
+        if (run_dir / CHECKPOINT).exists():  # a damaged one is set aside (None) and the run starts over
+            state = load_checkpoint(run_dir / CHECKPOINT, model, job.optimizer, scaler, batches, job.config) or state
         loop = cls(job, run_dir, state, Recorder(state), scaler, batches, forward, AMP_DTYPES[t.precision],
                    data.x_train[: probes.PROBE_SIZE], data.y_train[: probes.PROBE_SIZE], layer_names)
         if state.step == 0:  # the network at initialisation
-            loop.rec.units(0, loop.probe_units())
+            units = loop.probe_units()
+            loop.rec.units(0, units)
+            state.alive_init_by_layer = {k: s.alive.cpu() for k, s in units.items()}  # to tell lost from born dead
             state.grad_norm_init_by_layer, through_time = probes.probe_gradients(model, loop.probe_x, loop.probe_y)
             loop.rec.gradients(0, "probe", state.grad_norm_init_by_layer, through_time)
         return loop
@@ -158,6 +160,7 @@ class Loop:
         write_metrics(self.run_dir, state.rows)
         dead, saturated = probes.overall_fractions(units) if units else (None, None)
         count = max(state.grad_count, 1)
+        grad_mean = dict(zip(self.layer_names, (state.grad_sum / count).tolist())) if state.grad_count else {}
         return {
             "status": "diverged" if diverged else "ok",
             "train_loss": out["train_loss"], "train_acc": out["train_acc"], "val_acc": out["val_acc"],
@@ -173,11 +176,24 @@ class Loop:
             "act_mean_by_layer": {k: s.mean for k, s in units.items()},
             "act_std_by_layer": {k: s.std for k, s in units.items()},
             "grad_norm_init_by_layer": state.grad_norm_init_by_layer,
-            "grad_norm_by_layer": dict(zip(self.layer_names, (state.grad_sum / count).tolist()))
-            if state.grad_count else {},
+            "grad_norm_by_layer": grad_mean,
             "grad_norm_final_by_layer": final_grads,
             "grad_norm_global": state.grad_global_sum / count if state.grad_count else None,
+            **self.course(units, grad_mean),
             **provenance(self.job),
+        }
+
+    def course(self, units: dict, grad_mean: dict) -> dict:
+        """Dead at init vs lost in training, gradient flow and drawdown (harness/flow.py), the test-set size."""
+        state = self.state
+        return {
+            "dead_fraction_init_by_layer": flow.dead_fractions(state.alive_init_by_layer),
+            "lost_fraction_by_layer": flow.lost_fractions(state.alive_init_by_layer,
+                                                          {k: s.alive for k, s in units.items()}),
+            "grad_flow_ratio_init": flow.grad_flow_ratio(state.grad_norm_init_by_layer),
+            "grad_flow_ratio": flow.grad_flow_ratio(grad_mean),
+            "val_drawdown_max": flow.drawdown(flow.val_accuracies(state.rows)),
+            "n_test": len(self.job.data.x_test),
         }
 
     def speed(self) -> dict:
@@ -200,7 +216,9 @@ def provenance(job: Job) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
         "num_threads": torch.get_num_threads(), "precision": t.precision, "compile": t.compile,
-        "n_params": sum(p.numel() for p in job.model.parameters()), "torch_version": torch.__version__,
+        "n_params": sum(p.numel() for p in job.model.parameters()),
+        "width_used": getattr(job.model, "width_used", job.config.model.width),  # model.match_params may change it
+        "torch_version": torch.__version__,
         "package_versions": package_versions(), "git_sha": sha, "git_dirty": dirty,
         "dataset_checksum": job.data.checksum, "hostname": platform.node(), "pid": os.getpid(),
     }

@@ -5,12 +5,15 @@ weights and the activation that follows them share that name, which the probes a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness.gated import expansion, hidden_width
 
 ActFactory = Callable[[], nn.Module]
 
@@ -23,13 +26,15 @@ NORMS: dict[str, Callable[[int, int], nn.Module]] = {
 
 
 class Dense(nn.Module):
-    """Linear -> optional norm -> activation."""
+    """Linear -> optional norm -> activation; the Linear gives 2 x n_out features for a gated activation."""
 
     def __init__(self, n_in: int, n_out: int, act: ActFactory, norm: str):
         super().__init__()
+        activation = act()
+        n_out *= expansion(activation)
         self.linear = nn.Linear(n_in, n_out)
         self.norm = NORMS[norm](0, n_out)
-        self.act = act()
+        self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.linear(x)))
@@ -60,13 +65,15 @@ class MLP(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Strided convolution -> optional norm -> activation, 1-D or 2-D."""
+    """Strided convolution -> optional norm -> activation, 1-D or 2-D; 2 x c_out channels for a gated activation."""
 
     def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, act: ActFactory, norm: str):
         super().__init__()
+        activation = act()
+        c_out *= expansion(activation)
         self.conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, kernel, stride=2, padding=1)
         self.norm = NORMS[norm](dims, c_out)
-        self.act = act()
+        self.act = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
@@ -120,7 +127,7 @@ class Cell(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(self.gates * hidden))
         self.act = act()
         bound = 1 / math.sqrt(hidden)
-        for p in self.parameters():
+        for p in self.parameters(recurse=False):  # the cell's own, as nn.RNN's; not the activation's (PReLU)
             nn.init.uniform_(p, -bound, bound)
 
     def init_state(self, batch: int, ref: torch.Tensor):
@@ -247,8 +254,9 @@ class RNN(nn.Module):
 # ---------------------------------------------------------------- construction and initialisation
 
 # Activations that torch.nn.init.calculate_gain knows; the others use the ReLU gain.
+# A gated unit's name stands for its gate's gain (its value half always gets the identity's; see initialise).
 GAIN_NAMES = {"identity": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-              "leaky_relu": "leaky_relu", "selu": "selu"}
+              "leaky_relu": "leaky_relu", "selu": "selu", "glu": "sigmoid", "bilinear": "linear"}
 
 
 def init_gain(act_name: str, act_params: dict) -> float:
@@ -258,12 +266,21 @@ def init_gain(act_name: str, act_params: dict) -> float:
     return nn.init.calculate_gain(name, param)
 
 
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, Cell)  # what model.init redraws; never an activation's own
+
+
+def weight_layers(block: nn.Module) -> list[nn.Module]:
+    """The Linear, Conv and recurrent-cell modules of a block, in order; not its norm, not its activation."""
+    return [m for m in block.modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
 def layer_weights(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """Weight matrices (not biases, not norm scales) of each named layer, in order of depth."""
+    """Weight matrices of each named layer, in order of depth: the Linear/Conv weights and a cell's weight_ih and
+    weight_hh; not biases, not norm scales, not an activation's own parameters (PReLU's slope is `act.weight`)."""
     layers = {}
     for i, block in enumerate(model.hidden):
-        layers[f"hidden.{i}"] = [p for n, p in block.named_parameters()
-                                 if n.rsplit(".", 1)[-1].startswith("weight") and not n.startswith("norm")]
+        layers[f"hidden.{i}"] = [p for m in weight_layers(block) for n, p in m.named_parameters(recurse=False)
+                                 if n.startswith("weight")]
     layers["head"] = [model.head.weight]
     return layers
 
@@ -289,22 +306,28 @@ INITS: dict[str, Callable[[torch.Tensor, float], None] | None] = {
     "lecun": lambda w, gain: w.normal_(0, 1 / math.sqrt(_fans(w)[0])),
     "orthogonal": lambda w, gain: nn.init.orthogonal_(w, gain),
 }
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
 
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
-    """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own."""
+    """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own.
+
+    A gated layer's weight is drawn as two matrices: the rows of its value half u as for the identity (gain 1), the
+    rows of its gate half g with the activation's gain, each half with its own n outputs as fan-out.
+    """
     draw = INITS[scheme]
     if draw is None:
         return
+    gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
     for name, weights in layer_weights(model).items():
         if name != "head":
             for w in weights:
-                with torch.no_grad():
-                    draw(w, gain)
-    for module in model.hidden.modules():
+                parts = zip(w.detach().chunk(2, dim=0), (1.0, gain)) if gated[name] else [(w, gain)]
+                for part, part_gain in parts:
+                    with torch.no_grad():
+                        draw(part, part_gain)
+    for module in weight_layers(model.hidden):  # not a norm's shift, not an activation's own parameters
         for n, p in module.named_parameters(recurse=False):
-            if n.startswith("bias") and not isinstance(module, NORM_TYPES):
+            if n.startswith("bias"):
                 nn.init.zeros_(p)
 
 
@@ -313,7 +336,15 @@ MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN}
 
 def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
                 gain: float = 1.0) -> nn.Module:
-    """Build the configured model for an input shape, then apply model.init."""
-    model = MODELS[model_cfg.name].from_config(model_cfg, input_shape, num_classes, act)
+    """Build the configured model for an input shape (at the matched width if asked), then apply model.init.
+
+    The width it was built with is `model.width_used`.
+    """
+    def construct(m, act: ActFactory) -> nn.Module:
+        return MODELS[m.name].from_config(m, input_shape, num_classes, act)
+
+    width = hidden_width(model_cfg, act, construct)
+    model = construct(dataclasses.replace(model_cfg, width=width), act)
+    model.width_used = width
     initialise(model, model_cfg.init, gain)
     return model

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.activations import derivative, max_abs_derivative
+from harness.gated import expansion, gate_max_slope, gated_unit_peaks, per_unit_peak, saturation_defined
 from harness.models import Recurrent, activation_layers, layer_weights
 
 DEAD_TOL = 1e-8  # |f'(z)| at or below this for every probe sample: the unit is dead
@@ -21,17 +22,18 @@ class LayerStats:
 
     units: int
     dead: int
-    saturated: int
+    saturated: int | None  # None where saturation is not defined (an unbounded f': relu_squared, star_relu)
     mean: float
     std: float
+    alive: torch.Tensor | None = None  # (units,) bool, on the model's device: which units are alive
 
     @property
     def dead_fraction(self) -> float:
         return self.dead / self.units
 
     @property
-    def saturated_fraction(self) -> float:
-        return self.saturated / self.units
+    def saturated_fraction(self) -> float | None:
+        return None if self.saturated is None else self.saturated / self.units
 
 
 class _UnitWatch:
@@ -42,16 +44,24 @@ class _UnitWatch:
     """
 
     def __init__(self, act: nn.Module, max_slope: float | None):
-        self.max_slope = max_abs_derivative(act) if max_slope is None else max_slope
+        if not saturation_defined(act):  # relu_squared, star_relu: f' is unbounded, saturation is not defined
+            self.max_slope = None
+        else:
+            self.max_slope = max_abs_derivative(act) if max_slope is None else max_slope
         self.peak = None
         self.sum = self.sumsq = self.count = 0.0
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         (z,) = inputs  # (B, units, ...) pre-activation
         slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # NaN: neither alive nor unsaturated, as before
-        peak = slope.amax(0)  # (units, ...): the batch axis first, a fast outer reduction (amax over several
-        peak = peak.flatten(1).amax(1) if peak.dim() > 1 else peak  # axes at once is ~40x slower on the CPU)
+        # (units,): the batch axis first, a fast outer reduction (amax over several axes at once is ~40x slower)
+        self.keep(per_unit_peak(slope))
+        self.add_output(output)
+
+    def keep(self, peak: torch.Tensor) -> None:
         self.peak = peak if self.peak is None else torch.maximum(self.peak, peak)
+
+    def add_output(self, output: torch.Tensor) -> None:
         out = output.detach().float().flatten()
         self.sum = self.sum + out.sum()
         self.sumsq = self.sumsq + torch.dot(out, out)  # one pass, no squared copy
@@ -60,8 +70,34 @@ class _UnitWatch:
     def alive(self) -> torch.Tensor:
         return self.peak > DEAD_TOL
 
+    def unsaturated(self) -> torch.Tensor | None:
+        return None if self.max_slope is None else self.peak >= SATURATION_RATIO * self.max_slope
+
+
+class _GatedUnitWatch(_UnitWatch):
+    """The same for a gated unit y = u * f(g) (docs/activations.md): alive while it passes gradient to its value or
+    its gate input, max(|f(g)|, |u f'(g)|) > DEAD_TOL, on some sample; unsaturated while its gate's slope |f'(g)|
+    reaches SATURATION_RATIO x the gate's max|f'| on some sample."""
+
+    def __init__(self, act: nn.Module, max_slope: float | None):
+        self.max_slope = gate_max_slope(act) if max_slope is None else max_slope
+        self.peak = self.gate_peak = None
+        self.sum = self.sumsq = self.count = 0.0
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        (x,) = inputs  # (B, 2 units, ...): the halves [u, g]
+        grad_peak, slope_peak = gated_unit_peaks(module, x)
+        self.keep(grad_peak)
+        self.gate_peak = slope_peak if self.gate_peak is None else torch.maximum(self.gate_peak, slope_peak)
+        self.add_output(output)
+
     def unsaturated(self) -> torch.Tensor:
-        return self.peak >= SATURATION_RATIO * self.max_slope
+        return self.gate_peak >= SATURATION_RATIO * self.max_slope
+
+
+def unit_watch(act: nn.Module, max_slope: float | None) -> _UnitWatch:
+    """The watch for one activation module; max_slope as for probe_units (a gated unit's: its gate's)."""
+    return (_GatedUnitWatch if expansion(act) == 2 else _UnitWatch)(act, max_slope)
 
 
 @torch.no_grad()
@@ -74,7 +110,7 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
     watches: dict[str, list[_UnitWatch]] = {}
     handles = []
     for name, acts in activation_layers(model).items():
-        watches[name] = [_UnitWatch(a, max_slope) for a in acts]
+        watches[name] = [unit_watch(a, max_slope) for a in acts]
         handles += [a.register_forward_hook(w) for a, w in zip(acts, watches[name])]
     was_training = model.training
     model.eval()
@@ -87,22 +123,28 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
     stats = {}
     for name, ws in watches.items():
         alive = torch.cat([w.alive() for w in ws])
-        unsaturated = torch.cat([w.unsaturated() for w in ws])
+        defined = all(w.max_slope is not None for w in ws)
+        unsaturated = torch.cat([w.unsaturated() for w in ws]) if defined else alive
         total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
-        stats[name] = LayerStats(units=alive.numel(), dead=int(values[0]), saturated=int(values[1]),
-                                 mean=values[2], std=values[3])
+        stats[name] = LayerStats(units=alive.numel(), dead=int(values[0]),
+                                 saturated=int(values[1]) if defined else None, mean=values[2], std=values[3],
+                                 alive=alive)
     return stats
 
 
-def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float]:
-    """Dead and saturated fraction over all units, each layer weighted by its number of units."""
+def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float | None]:
+    """Dead and saturated fraction over all units, each layer weighted by its number of units; saturated is None
+    where any layer's is not defined."""
     units = sum(s.units for s in stats.values())
     if units == 0:
         return 0.0, 0.0
-    return sum(s.dead for s in stats.values()) / units, sum(s.saturated for s in stats.values()) / units
+    dead = sum(s.dead for s in stats.values()) / units
+    if any(s.saturated is None for s in stats.values()):
+        return dead, None
+    return dead, sum(s.saturated for s in stats.values()) / units
 
 
 def weight_grad_norms(model: nn.Module) -> torch.Tensor:

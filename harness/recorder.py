@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from harness.config import Config, config_hash
+from harness.results import CHECKPOINT, atomic_write, read_checkpoint  # noqa: F401  (CHECKPOINT: for the loop)
 
-CHECKPOINT = "checkpoint.pt"
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 
 
@@ -31,6 +30,7 @@ class TrainState:
     grad_count: int = 0
     diverged_at_step: int | None = None
     grad_norm_init_by_layer: dict = field(default_factory=dict)
+    alive_init_by_layer: dict = field(default_factory=dict)  # layer -> (units,) bool on the CPU: the step-0 probe's
     latest: dict = field(default_factory=dict)  # "split.metric" -> the last value recorded of each scalar
 
 
@@ -68,19 +68,14 @@ def save_checkpoint(path: Path, model, optimizer, scaler, batches, state: dict, 
             "batches": batches.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": state, "config_hash": config_hash(config)}
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:  # on disk before the rename: a kill or power cut leaves the old or the new one
-        torch.save(blob, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(blob, f), binary=True)  # a kill leaves the old one or the new one
 
 
-def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> TrainState:
-    """Restore a checkpoint written by save_checkpoint (weights_only: no code runs on load)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob["config_hash"] != config_hash(config):
-        raise RuntimeError(f"{path} belongs to another configuration; remove it to start afresh")
+def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> TrainState | None:
+    """Restore a checkpoint written by save_checkpoint; None when it was set aside (damaged, another config)."""
+    blob = read_checkpoint(path, config_hash(config))
+    if blob is None:
+        return None
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     scaler.load_state_dict(blob["scaler"])

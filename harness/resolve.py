@@ -7,8 +7,11 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import Dataset, check_pair
+from harness.data import Dataset, check_fits, check_pair, check_root
+from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
+
+AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
 
 # trainer.optimizer: (parameters, trainer config) -> optimizer
 OPTIMIZERS = {
@@ -25,6 +28,7 @@ class Resolved:
     config: Config
     activation: ActivationSpec
     device: torch.device | None  # None when checked without the device (a sweep's login node may lack the GPU)
+    init: str  # the model.init drawn: model.init itself, or for `auto` the activation's recommended one
 
 
 @dataclass
@@ -45,13 +49,24 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     validate(config)
     m, t = config.model, config.trainer
     one_of("model", m.name, MODELS)
-    one_of("model.init", m.init, INITS)
+    one_of("model.init", m.init, [*INITS, AUTO])
     one_of("model.norm", m.norm, NORMS)
     one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     spec = activation_spec(config.activation)
+    check_gated_fits(m.name, spec)
     check_pair(m.name, config.dataset.name)
-    return Resolved(config, spec, resolve_device(t.device) if device else None)
+    check_fits(config)
+    check_root(config.dataset.name, config.dataset.root)
+    init = spec.init if m.init == AUTO else m.init
+    return Resolved(config, spec, resolve_device(t.device) if device else None, init)
+
+
+def check_gated_fits(model_name: str, spec: ActivationSpec) -> None:
+    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
+    if model_name == "rnn" and expansion(spec()) == 2:
+        raise ConfigError(f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
+                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -15,16 +18,24 @@ import pandas as pd
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"  # a job's resumable state (harness/recorder.py writes it)
 METRIC_COLUMNS = ["step", "split", "metric", "layer", "value", "t"]
+RECORDED = (METRICS,)  # files whose size and checksum summary.json records: a damaged one is told from a whole one
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pandas", "mnist1d", "scikit-learn")
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then os.replace: readers never see half a file."""
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, write, binary: bool = False) -> None:
+    """Write through a temporary file in the same folder, then os.replace: readers never see half a file.
+
+    The temporary name is unique (.NAME.XXXX.tmp): two writers never share one, and a killed one's is recognisable.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -45,8 +56,34 @@ def finite_or_none(value):
     return value
 
 
+def file_record(path: Path) -> dict:
+    """Size and sha256 of a file, as summary.json records it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def damaged_file(run_dir: Path, summary: dict) -> tuple[str, str] | None:
+    """(name, what is wrong) of the first recorded file that is missing or differs from its record in summary.json;
+    None if all match. Summaries written before files were recorded have no record: they are taken as they are."""
+    for name, record in (summary.get("files") or {}).items():
+        path = Path(run_dir) / name
+        if not path.is_file():
+            return name, "missing"
+        if path.stat().st_size != record.get("bytes") or file_record(path) != record:
+            return name, f"its size or checksum differs from the one in {SUMMARY}"
+    return None
+
+
 def write_summary(run_dir: Path, summary: dict) -> None:
-    """Write summary.json atomically; it is the last file a run writes, and its presence means finished."""
+    """Write summary.json atomically; it is the last file a run writes, and its presence means finished.
+
+    It records the size and checksum of the run's other files (summary["files"]), so a damaged one is caught.
+    """
+    paths = [Path(run_dir) / name for name in RECORDED]
+    summary["files"] = {path.name: file_record(path) for path in paths if path.is_file()}
     text = json.dumps(finite_or_none(summary), indent=2, allow_nan=False)
     atomic_write(Path(run_dir) / SUMMARY, lambda f: f.write(text + "\n"))
 
@@ -71,6 +108,41 @@ def read_summary(run_dir: Path) -> dict:
     if not isinstance(summary, dict) or "status" not in summary:
         raise ValueError("summary.json has no status")
     return summary
+
+
+def set_aside_file(path: Path, why: str = "corrupt") -> Path:
+    """Rename a damaged file to NAME.corrupt-STAMP next to it: kept for a look, out of the way of a rerun."""
+    path = Path(path)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    os.replace(path, target)
+    return target
+
+
+CHECKPOINT_KEYS = {"model", "optimizer", "scaler", "batches", "rng", "cuda_rng", "state", "config_hash"}
+
+
+def read_checkpoint(path: Path, expected_hash: str) -> dict | None:
+    """A checkpoint's contents (weights_only: no code runs on load), or None when it cannot be used.
+
+    A damaged checkpoint, or one of another configuration, is set aside (never deleted) with one line in the log,
+    and the job starts over.
+    """
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not CHECKPOINT_KEYS <= blob.keys():
+            raise ValueError("not a harness checkpoint")
+    except Exception as exc:  # torch raises many kinds here; its message would even suggest weights_only=False
+        reason = f"damaged ({type(exc).__name__})"
+    else:
+        if blob["config_hash"] == expected_hash:
+            return blob
+        reason = "of another configuration"
+    aside = set_aside_file(path)
+    log.warning(f"{path.name} is {reason}: moved to {aside.name}; the job starts over")
+    return None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -132,6 +204,10 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
                 summary = read_summary(run_dir)
             except (OSError, ValueError) as exc:
                 skipped.append({"run_dir": str(run_dir), "reason": f"unreadable summary.json: {exc}"})
+                continue
+            damage = damaged_file(run_dir, summary) if with_metrics else None
+            if damage:
+                skipped.append({"run_dir": str(run_dir), "reason": f"unreadable {damage[0]}: {damage[1]}"})
                 continue
             row = {}
             flatten("", summary, row)

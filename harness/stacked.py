@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.gated import GatedActivation, StarReLU
 from harness.models import CNN, MLP, RNN, ElmanCell, GRUCell, LSTMCell
 
 
@@ -28,17 +29,53 @@ def linear(x: torch.Tensor, layers: list[nn.Linear]) -> torch.Tensor:
     return torch.bmm(x, stack(layers, "weight").transpose(1, 2)) + stack(layers, "bias").unsqueeze(1)
 
 
+def shaped(acts: list[nn.Module], name: str, z: torch.Tensor, kdim: int, cdim: int) -> torch.Tensor:
+    """The members' parameter `name` ((K, 1) or (K, units)) shaped to broadcast over z."""
+    w = stack(acts, name)
+    shape = [1] * z.dim()
+    shape[kdim], shape[cdim] = w.shape
+    return w.view(shape)
+
+
+def prelu(z, acts, kdim, cdim):  # F.prelu: x if x > 0 else w * x, each member's own slope(s)
+    return torch.where(z > 0, z, shaped(acts, "weight", z, kdim, cdim) * z)
+
+
+def star_relu(z, acts, kdim, cdim):
+    return shaped(acts, "scale", z, kdim, cdim) * F.relu(z).square() + shaped(acts, "bias", z, kdim, cdim)
+
+
+def gated(z, acts, kdim, cdim):  # [u, g] halves along one member's units, as GatedActivation.split takes them
+    u, g = z.chunk(2, dim=cdim)
+    return u * acts[0].gate(g)
+
+
+# Activations that are not elementwise or carry parameters, by type; every other built-in is elementwise and
+# parameter-free, applied to the whole stack at once (RReLU then draws its own noise: equal in law, not in bits).
+STACKED_ACTIVATIONS = {nn.Softmax: lambda z, acts, kdim, cdim: z.softmax(cdim), nn.PReLU: prelu,
+                       StarReLU: star_relu, GatedActivation: gated}
+
+
 def activation(z: torch.Tensor, acts: list[nn.Module], kdim: int, cdim: int) -> torch.Tensor:
     """The members' activation on a stacked tensor with the member axis kdim and the unit axis cdim."""
-    act = acts[0]
-    if isinstance(act, nn.Softmax):
-        return z.softmax(cdim)
-    if isinstance(act, nn.PReLU):  # each member's own slope(s): F.prelu's x if x > 0 else w * x
-        w = stack(acts, "weight")  # (K, 1) or (K, units)
-        shape = [1] * z.dim()
-        shape[kdim], shape[cdim] = w.shape
-        return torch.where(z > 0, z, w.view(shape) * z)
-    return act(z)  # elementwise and parameter-free (RReLU: its own noise draws)
+    for kind, apply in STACKED_ACTIVATIONS.items():
+        if isinstance(acts[0], kind):
+            return apply(z, acts, kdim, cdim)
+    return acts[0](z)
+
+
+def why_not_stacked(act: nn.Module) -> str | None:
+    """Why a group cannot stack this activation exactly (it then runs one job per run), or None if it can."""
+    if isinstance(act, (nn.Softmax, GatedActivation)) and act.dim != 1:
+        return f"{type(act).__name__} over dim {act.dim}, not the units"
+    if any(isinstance(act, kind) for kind in STACKED_ACTIVATIONS):
+        return None
+    builtin = type(act).__module__.startswith(("torch.nn", "harness."))
+    if not builtin and not getattr(act, "elementwise", False):
+        return f"custom activation {type(act).__name__} not declared elementwise (set its class's elementwise = True)"
+    if next(act.parameters(), None) is not None:
+        return f"{type(act).__name__} has parameters of its own"
+    return None
 
 
 def batch_norm(x: torch.Tensor, norms: list[nn.Module]) -> torch.Tensor:

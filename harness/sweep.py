@@ -2,15 +2,30 @@
 from __future__ import annotations
 
 import datetime
+import faulthandler
 import json
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.config import Config, config_hash, to_dict
 from harness.console import fmt
-from harness.results import SCHEMA_VERSION, SUMMARY, atomic_write, read_summary, write_summary
+from harness.joblock import JobLock, lock_state
+from harness.results import (
+    METRICS,
+    SCHEMA_VERSION,
+    SUMMARY,
+    atomic_write,
+    damaged_file,
+    read_summary,
+    set_aside_file,
+    write_summary,
+)
 
 MANIFEST = "sweep.json"
+FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
 FINISHED = ("ok", "diverged")  # diverged runs are results: resume keeps them
 
 
@@ -23,10 +38,10 @@ def check_job(config: Config) -> None:
 
 
 def job_state(job_dir: Path) -> tuple[str, dict | None]:
-    """(state, summary) of a job folder; state is ok, diverged, failed, corrupt or unfinished."""
+    """(state, summary) of a job folder; state is ok, diverged, failed, corrupt, running or unfinished."""
     path = Path(job_dir) / SUMMARY
     if not path.exists():
-        return "unfinished", None
+        return ("running" if lock_state(job_dir) == "running" else "unfinished"), None
     try:
         summary = read_summary(job_dir)
     except (OSError, ValueError):  # truncated, half-written or hand-edited: the job did not finish
@@ -34,6 +49,9 @@ def job_state(job_dir: Path) -> tuple[str, dict | None]:
     status = summary.get("status")
     if status not in ("ok", "diverged", "failed") or (status in FINISHED and not summary.get("config_hash")):
         return "corrupt", None
+    damage = damaged_file(job_dir, summary) if status in FINISHED else None
+    if damage:  # a finished run whose metrics were truncated or overwritten afterwards is not finished any more
+        return "corrupt", {"note": f"{damage[0]} damaged ({damage[1]})"}
     return status, summary
 
 
@@ -49,13 +67,79 @@ def finished_runs(sweep_dir: Path) -> dict[str, Path]:
     return found
 
 
-def set_aside(job_dir: Path) -> Path:
-    """Move a corrupt summary.json out of the way (kept, not deleted) so the job counts as unfinished."""
-    path = Path(job_dir) / SUMMARY
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    target = path.with_name(f"{SUMMARY}.corrupt-{stamp}")
-    os.replace(path, target)
+def set_aside(job_dir: Path) -> Path | None:
+    """Move a damaged run's summary.json and metrics.csv out of the way (kept, not deleted): the job reruns.
+
+    Returns the summary's new path; None when it is gone already (another sweep of the folder set it aside first).
+    """
+    try:
+        target = set_aside_file(Path(job_dir) / SUMMARY)
+    except FileNotFoundError:
+        return None
+    if (Path(job_dir) / METRICS).exists():
+        set_aside_file(Path(job_dir) / METRICS)
     return target
+
+
+@contextmanager
+def fault_log(job_dir: Path):
+    """Have Python write its traceback to fault.log if the process dies of a signal; remove it if nothing did."""
+    path = Path(job_dir) / FAULT_LOG
+    was_enabled = faulthandler.is_enabled()
+    with open(path, "w") as f:
+        faulthandler.enable(file=f)
+        try:
+            yield
+        finally:
+            faulthandler.disable()
+            if was_enabled:
+                faulthandler.enable(file=sys.stderr)
+    if path.stat().st_size == 0:
+        path.unlink(missing_ok=True)
+
+
+def crash_note(job_dir: Path) -> str | None:
+    """How the process of an unfinished, unlocked job died, from its fault.log; None if it was not a crash."""
+    job_dir = Path(job_dir)
+    if (job_dir / SUMMARY).exists() or lock_state(job_dir) == "running":
+        return None
+    try:
+        lines = [line.strip() for line in (job_dir / FAULT_LOG).read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    return next((line for line in lines if line), None)
+
+
+def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False) -> dict:
+    """Run one job as the only writer of its folder (JobBusy if a live process holds it).
+
+    A job that raises anything but Ctrl-C (SystemExit too) is a failed job: the sweep goes on.
+    """
+    from harness import run
+
+    run_dir = Path(run_dir)
+    with JobLock(run_dir, watch_parent), fault_log(run_dir):
+        remove_leftovers(run_dir)  # under the lock: no live writer owns them
+        state, summary = job_state(run_dir)
+        if state in FINISHED and summary["config_hash"] == config_hash(config):
+            return summary  # another sweep of this folder finished it after ours planned
+        try:
+            return run(config, run_dir, overrides)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
+            if requeue_exit(exc):
+                raise
+            return failed_summary(config, run_dir, overrides, traceback.format_exc())
+
+
+def requeue_exit(exc: BaseException) -> bool:
+    """submitit ends a job it has just requeued (time limit, preemption) with sys.exit from its signal handler:
+    that job is not over, and must not be recorded as failed."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(exc, SystemExit) and tb is not None and "submitit" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def remove_leftovers(job_dir: Path) -> list[Path]:
@@ -86,6 +170,16 @@ def write_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
     atomic_write(Path(sweep_dir) / MANIFEST, lambda f: f.write(text + "\n"))
 
 
+def extend_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
+    """Write sweep.json with these jobs added to those it lists already (a resume with more seeds adds them)."""
+    try:
+        earlier = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    dirs = {job["dir"] for job in jobs}
+    write_manifest(sweep_dir, [job for job in earlier if job.get("dir") not in dirs] + jobs, command)
+
+
 def progress(sweep_dir: Path) -> tuple[int, int]:
     """(jobs with a summary.json, jobs in the sweep), from the manifest; (0, 0) without one."""
     try:
@@ -111,8 +205,10 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
         note = f"diverged at step {s.get('diverged_at_step')}"
     elif state == "failed" and s.get("error"):
         note = s["error"].strip().splitlines()[-1]
-    elif state in ("unfinished", "corrupt"):
-        note = "no summary.json" if state == "unfinished" else "corrupt summary.json"
+    elif state in ("unfinished", "corrupt", "pending"):
+        note = s.get("note") or ("corrupt summary.json" if state == "corrupt" else "no summary.json")
+    elif state == "running":
+        note = "another process holds its job.lock"
     return fmt(s.get("test_acc"), ".4f"), fmt(s.get("train_time_s"), ".1f"), note
 
 
@@ -130,14 +226,6 @@ def format_table(rows: list[tuple[str, str, dict | None]]) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(sweep_dir: Path) -> tuple[str, int, int]:
-    """(table, finished jobs, all jobs) of a sweep folder as it stands now, from its manifest."""
-    jobs = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
-    rows = [(*job_state(Path(sweep_dir) / job["dir"]), job["dir"]) for job in jobs]
-    table = format_table([(state, name, summary) for state, summary, name in rows])
-    return table, sum(state in FINISHED for state, _, _ in rows), len(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m harness.sweep DIR`: where a running or stopped sweep stands, e.g. on a cluster's login node."""
     import sys
@@ -146,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
         print("usage: python -m harness.sweep SWEEP_DIR  (a folder with a sweep.json)", file=sys.stderr)
         return 2
-    table, done, total = sweep_table(Path(args[0]))
-    print(f"{args[0]}: {done}/{total} jobs finished\n{table}")
+    from harness.status import status_report
+
+    print(status_report(Path(args[0])))
     return 0
 
 

@@ -44,7 +44,8 @@ def build_job(resolved: Resolved, data: Dataset) -> Job:
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     seed_everything(config.seed)
-    model = build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain)
+    model_cfg = dataclasses.replace(config.model, init=resolved.init)  # model.init=auto resolved
+    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain)
     model = model.to(device, data.x_train.dtype)  # float32, or the tests' float64 (the same draws, cast)
     return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
 
@@ -66,14 +67,14 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype:
         "schema_version": SCHEMA_VERSION, "status": "failed",
         "activation": resolved.activation.name, "model": config.model.name, "dataset": d.name,
         "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
-        "config": to_dict(config), "run_dir": str(run_dir),
+        "config": to_dict(config), "init_used": resolved.init, "run_dir": str(run_dir),
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     try:
         job = build_job(resolved, data)
         summary.update(train(job, run_dir))
         if t.init_trials:  # probe only: many fresh initialisations in this one job
-            summary.update(born_dead_trials(job.model, job.activation, config.model.init,
+            summary.update(born_dead_trials(job.model, job.activation, resolved.init,
                                             data.x_train[: probes.PROBE_SIZE], t.init_trials, config.seed))
     except Exception:  # recorded, not raised: one failed run must not take a sweep down
         summary["error"] = traceback.format_exc()

@@ -9,7 +9,9 @@ memory bandwidth; on a CPU the smooth ones (tanh, GELU, Mish) are often bound by
 therefore shown against the bandwidth of a plain copy measured on the same device, the same sizes and the same
 allocation pattern in the same run: a clone for the out-of-place form, copy_ into a preallocated tensor for the
 in-place form. Nominal traffic: forward 2 bytes-per-element units (read x, write y), forward+backward 5 (also read
-dy and the saved tensor, write dx). Each timed block runs the operation over a bank of distinct tensors (as many
+dy and the saved tensor, write dx). A gated activation (glu, swiglu, ...) reads 2n elements and writes n: its size and
+elements/s count the 2n inputs, its nominal traffic is forward 1.5 (read 2n, write n) and forward+backward 4 (also
+read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed block runs the operation over a bank of distinct tensors (as many
 as fit in a few tens of MB, at most 64), after warm-up blocks; the median and quartiles are over the blocks. On
 CUDA blocks are timed with CUDA events; on the CPU with perf_counter, at a fixed thread count that is reported.
 
@@ -34,6 +36,8 @@ BANK_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}  # each block sweeps about
 MAX_BANK = 64
 DTYPES = ("float32", "bfloat16", "float16")
 TRAFFIC = {"fwd": 2, "fwd+bwd": 5}  # nominal elements moved per element of input
+GATED_TRAFFIC = {"fwd": 1.5, "fwd+bwd": 4}  # 2n in, n out: forward 2n + n, backward n + 2n + 2n, over 2n
+GATED_MARK = " (2n->n)"
 WARMUP = 3
 
 
@@ -107,14 +111,22 @@ def has_inplace(name: str) -> bool:
     """Whether the activation's factory takes inplace=True (ReLU, ELU, SiLU, ...)."""
     from harness.activations import ACTIVATIONS
 
-    return "inplace" in inspect.signature(ACTIVATIONS[name]).parameters
+    return "inplace" in inspect.signature(ACTIVATIONS[name].factory).parameters
+
+
+def is_gated(name: str) -> bool:
+    """Whether the activation takes 2n inputs to n outputs (harness/gated.py)."""
+    from harness.activations import make_activation
+    from harness.gated import expansion
+
+    return expansion(make_activation(name)) == 2
 
 
 def make_module(name: str, inplace: bool, device, dtype):
     """The activation as the training loop uses it (train mode: RReLU samples its slopes), on device and dtype."""
     from harness.activations import ACTIVATIONS, make_activation
 
-    module = ACTIVATIONS[name](inplace=True) if inplace else make_activation(name)
+    module = ACTIVATIONS[name].factory(inplace=True) if inplace else make_activation(name)
     return module.to(device=device, dtype=dtype).train()
 
 
@@ -146,11 +158,14 @@ def make_bank(size: int, dtype, device) -> Bank:
     return Bank(leaves, work, torch.randn_like(leaves[0]), size, dtype)
 
 
-def blocks(act, placement: str, pass_: str, bank: Bank):
-    """(block, setup) for time_blocks: a block applies act to every tensor of the bank, each result dropped at once."""
+def blocks(act, placement: str, pass_: str, bank: Bank, gated: bool = False):
+    """(block, setup) for time_blocks: a block applies act to every tensor of the bank, each result dropped at once.
+    A gated act's output, and so the gradient fed back, is half the input's last axis."""
     import torch
 
     leaves, work, grad = bank.leaves, bank.work, bank.grad
+    if gated:
+        grad = grad[:, : grad.shape[1] // 2].contiguous()
 
     def forward(_):
         for x in leaves:
@@ -227,7 +242,7 @@ def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dic
 
     from harness.bench import quartiles
 
-    rows = []
+    rows, gated = [], is_gated(name)
     for placement in ("out", "in") if has_inplace(name) else ("out",):
         act = make_module(name, placement == "in", device, banks[0].dtype)
         if mode == "compile":
@@ -235,9 +250,9 @@ def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dic
         for pass_ in ("fwd", "fwd+bwd"):
             try:
                 for bank, copy_gbs in zip(banks, copies):
-                    block, setup = blocks(act, placement, pass_, bank)
+                    block, setup = blocks(act, placement, pass_, bank, gated)
                     q1, median, q3 = quartiles(time_per_call(block, setup, bank, device, repeats, pass_ != "fwd"))
-                    rows.append(row(name, mode, placement, pass_, bank, copy_gbs[placement], q1, median, q3))
+                    rows.append(row(name, mode, placement, pass_, bank, copy_gbs[placement], q1, median, q3, gated))
             except Exception as exc:  # reported, and the other forms still run
                 form = "in-place" if placement == "in" else "out-of-place"
                 notes.append(f"{name} {mode} {form} {pass_} {banks[0].dtype} failed: {type(exc).__name__}: "
@@ -246,10 +261,11 @@ def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dic
 
 
 def row(name: str, mode: str, placement: str, pass_: str, bank: Bank, copy_gbs: float, q1: float, median: float,
-        q3: float) -> dict:
-    """One CSV row from the quartiles of the seconds per call."""
-    gbs = TRAFFIC[pass_] * bank.size * bank.element_bytes / median / 1e9
-    return {"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size, "mode": mode,
+        q3: float, gated: bool = False) -> dict:
+    """One CSV row from the quartiles of the seconds per call; `size` and elements/s count the inputs."""
+    gbs = (GATED_TRAFFIC if gated else TRAFFIC)[pass_] * bank.size * bank.element_bytes / median / 1e9
+    return {"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size,
+            "outputs_per_input": 0.5 if gated else 1.0, "mode": mode,
             "placement": placement, "pass": pass_, "median_us": median * 1e6, "p25_us": q1 * 1e6, "p75_us": q3 * 1e6,
             "spread": (q3 - q1) / median, "elements_per_s": bank.size / median, "gb_per_s": gbs,
             "copy_gb_per_s": copy_gbs, "copy_fraction": gbs / copy_gbs}
@@ -349,7 +365,9 @@ def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
              + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "")
              + f"), torch {meta['torch_version']}. Times are medians per call; % copy = effective bandwidth "
              "(nominal traffic: forward 2, forward+backward 5 elements per element) over the copy bandwidth "
-             "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."]
+             "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."
+             f" Gated rows{GATED_MARK} read 2n elements and write n: size, Gelem/s and saved count the 2n inputs, "
+             "and their nominal traffic is forward 1.5, forward+backward 4 per input element."]
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         size = max(r["size"] for r in rows if r["dtype"] == dtype)
         here = {(r["activation"], r["mode"], r["placement"], r["pass"]): r
@@ -364,8 +382,9 @@ def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
             if mode != "eager" or placement != "out":
                 continue
             inplace, compiled = here.get((name, "eager", "in", pass_)), here.get((name, "compile", "out", pass_))
+            mark = GATED_MARK if r["outputs_per_input"] < 1 else ""
             lines.append(
-                f"| {name} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} | {r['gb_per_s']:.1f} "
+                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} | {r['gb_per_s']:.1f} "
                 f"| {100 * r['copy_fraction']:.0f}% | {fmt(r['vs_relu'], '.2f')} "
                 f"| {fmt(inplace and inplace['median_us'], '.1f')} | {fmt(compiled and compiled['median_us'], '.1f')} "
                 f"| {fmt(compiled and 100 * compiled['copy_fraction'], '.0f', '%')} "
@@ -388,16 +407,20 @@ def figures(rows: list[dict], out: Path) -> None:
 
     df = pd.DataFrame(rows)
     df = df[df["size"] == df.groupby("dtype")["size"].transform("max")]
+    df["activation"] = df["activation"] + df["outputs_per_input"].map({0.5: GATED_MARK, 1.0: ""})
     eager = df[(df["mode"] == "eager") & (df["placement"] == "out")]
     grid = sns.catplot(data=eager, x="activation", y="copy_fraction", hue="pass", col="dtype", kind="bar",
                        height=3.5, aspect=2.2)
     grid.set_axis_labels("", "fraction of copy bandwidth").set_xticklabels(rotation=60)
+    grid.figure.suptitle(f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) per "
+                         "input element, against 2 and 5", y=1.04, fontsize=9)
     grid.savefig(out / "microbench_copy_fraction.png", dpi=110)
     backward = df[(df["pass"] == "fwd+bwd") & (df["placement"] == "out")]
     grid = sns.catplot(data=backward, x="activation", y="vs_relu", hue="mode", col="dtype", kind="bar",
                        height=3.5, aspect=2.2)
     grid.set(yscale="log")
     grid.set_axis_labels("", "forward+backward time / eager ReLU's").set_xticklabels(rotation=60)
+    grid.figure.suptitle(f"{GATED_MARK.strip()}: 2n inputs (the same size as ReLU's), n outputs", y=1.04, fontsize=9)
     grid.savefig(out / "microbench_vs_relu.png", dpi=110)
 
 

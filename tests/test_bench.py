@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -43,9 +46,15 @@ def test_bf16_error_is_zero_for_relu_and_small_for_tanh():
 
 def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
     calls = []
-    times = time_blocks(lambda state: calls.append(state), torch.device("cpu"), repeats=4, warmup=2,
-                        setup=lambda: len(calls))
-    assert calls == list(range(6)) and len(times) == 4 and all(t >= 0 for t in times)
+
+    def block(state):  # a block of known length; setup sleeps too, and must not be counted
+        calls.append(state)
+        time.sleep(0.02)
+
+    times = time_blocks(block, torch.device("cpu"), repeats=4, warmup=2,
+                        setup=lambda: (time.sleep(0.05), len(calls))[1])
+    assert calls == list(range(6)) and len(times) == 4
+    assert all(0.02 <= t < 0.05 for t in times), times  # the sleep, and none of setup's
     assert quartiles([1.0, 2.0, 3.0, 4.0, 100.0])[1] == 3.0
 
 
@@ -68,8 +77,32 @@ def test_microbench_writes_well_formed_csv_table_and_figures(tmp_path, capsys):
     table = (tmp_path / "microbench.md").read_text()
     assert "| gelu | fwd+bwd |" in table and "1 threads" in table and "copy bandwidth" in table
     assert table in capsys.readouterr().out
-    assert (tmp_path / "microbench_copy_fraction.png").stat().st_size > 0
-    assert (tmp_path / "microbench_vs_relu.png").stat().st_size > 0
+    for name in ("microbench_copy_fraction.png", "microbench_vs_relu.png"):
+        assert_drawn(tmp_path / name)
+
+
+def assert_drawn(path) -> None:
+    """A real figure: a PNG that reads back, of figure size, with more than a blank canvas on it."""
+    image = plt.imread(path)
+    height, width = image.shape[:2]
+    assert height > 200 and width > 300
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 10  # axes, text and bars, not one colour
+
+
+def test_microbench_counts_a_gated_op_as_reading_2n_and_writing_n(tmp_path):
+    argv = ["--activations", "swiglu", "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
+            "--modes", "eager", "--threads", "1", "--out", str(tmp_path)]
+    assert microbench.main(argv) == 0
+    rows = [r for r in csv.DictReader(open(tmp_path / "microbench.csv")) if r["activation"] == "swiglu"]
+    assert sorted((r["placement"], r["pass"]) for r in rows) == [("out", "fwd"), ("out", "fwd+bwd")]
+    for r in rows:
+        traffic = {"fwd": 1.5, "fwd+bwd": 4}[r["pass"]]  # (2n + n) / 2n; (2n + n + n + 2n + 2n) / 2n
+        assert float(r["gb_per_s"]) == pytest.approx(traffic * 4096 * 4 / (float(r["median_us"]) * 1e3))
+        assert float(r["outputs_per_input"]) == 0.5
+        assert float(r["saved_bytes_per_element"]) == 6.0  # u, g and silu(g): 3n fp32 over 2n inputs
+    table = (tmp_path / "microbench.md").read_text()
+    assert "| swiglu (2n->n) | fwd+bwd |" in table and "read 2n elements and write n" in table
+    assert "| relu | fwd |" in table
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -97,7 +130,10 @@ def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_pat
     for r in rows:
         for key in ("plain_samples_per_s", "harness_samples_per_s", "step_ratio", "wall_ratio"):
             assert 0 < float(r[key]) < math.inf
-        assert float(r["harness_loop_s"]) > 0 and r["threads"] == "1"
+        assert float(r["step_ratio"]) == pytest.approx(float(r["harness_samples_per_s"]) /
+                                                       float(r["plain_samples_per_s"]))
+        assert float(r["wall_ratio"]) == pytest.approx(float(r["plain_wall_s"]) / float(r["harness_loop_s"]))
+        assert r["threads"] == "1" and r["clock"] == "cpu" and r["model"] == "mlp"
 
 
 def test_overhead_benchmark_refuses_bad_input_in_one_line(capsys):

@@ -39,6 +39,14 @@ REFERENCE = {
     "tanhshrink": F.tanhshrink,
     "logsigmoid": F.logsigmoid,
     "identity": lambda x: x,
+    # gated: the first half is the value, the second the gate (F.glu's order); tests/test_gated.py has more
+    "glu": lambda x: F.glu(x, dim=1),
+    "reglu": lambda x: x.chunk(2, 1)[0] * F.relu(x.chunk(2, 1)[1]),
+    "geglu": lambda x: x.chunk(2, 1)[0] * F.gelu(x.chunk(2, 1)[1]),
+    "swiglu": lambda x: x.chunk(2, 1)[0] * F.silu(x.chunk(2, 1)[1]),
+    "bilinear": lambda x: x.chunk(2, 1)[0] * x.chunk(2, 1)[1],
+    "relu_squared": lambda x: F.relu(x) ** 2,
+    "star_relu": lambda x: 0.8944271909999159 * F.relu(x) ** 2 - 0.4472135954999579,
 }
 
 
@@ -50,11 +58,11 @@ def test_every_activation_has_a_reference():
 def test_values_and_gradients_match_torch_functional(name):
     params = {k: v for k, v in yaml.safe_load((CONF / f"{name}.yaml").read_text()).items() if k != "name"}
     act = make_activation(name, **params).eval()
-    x = torch.linspace(-7, 7, 6 * 57).reshape(6, 57)  # (B, features), avoiding exact kinks at 0 and 3
+    x = torch.linspace(-7, 7, 6 * 58).reshape(6, 58)  # (B, features), avoiding exact kinks at 0 and 3
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)
-    weights = torch.randn(6, 57)  # a non-uniform upstream gradient, so softmax's Jacobian is tested too
     y1, y2 = act(x1), REFERENCE[name](x2)
+    weights = torch.randn_like(y1)  # a non-uniform upstream gradient, so softmax's Jacobian is tested too
     torch.testing.assert_close(y1, y2)
     (y1 * weights).sum().backward()
     (y2 * weights).sum().backward()

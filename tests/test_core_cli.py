@@ -1,22 +1,25 @@
 """The command line: bad input gets one clear line and a non-zero exit before training; a good run prints a summary."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+import run as run_module
 from harness.config import ConfigError
 from harness.train import check
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+def run_cli(tmp_path, data_root, *overrides: str) -> subprocess.CompletedProcess:
     """`python run.py OVERRIDES` with its run folder under tmp_path."""
-    args = [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={tmp_path}/run", f"dataset.root={tmp_path}/data",
+    args = [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={tmp_path}/run", f"dataset.root={data_root}",
             "trainer.progress=false", *overrides]
     return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
 
@@ -47,28 +50,60 @@ def test_cuda_without_a_gpu_is_refused(tiny):
         check(tiny("trainer.device=cuda"))
 
 
-def test_bad_value_exits_with_one_line_and_leaves_no_run_folder(tmp_path):
-    result = run_cli(tmp_path, "trainer.lr=-1")
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: trainer.lr must be > 0, got -1.0"
+def main_in_process(tmp_path, data_root, monkeypatch, capsys, *overrides: str) -> tuple[int, str, str]:
+    """`python run.py OVERRIDES` as run.main with a patched argv: exit status, stdout, stderr."""
+    monkeypatch.chdir(tmp_path)
+    # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
+    monkeypatch.setattr(sys, "argv", ["run.py", "--config-path", str(ROOT / "conf"), f"hydra.run.dir={tmp_path}/run",
+                                      f"dataset.root={data_root}", "trainer.progress=false", *overrides])
+    try:
+        run_module.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# Each check runs in process (fast) and, marked slow, as a real subprocess (what a user types).
+@pytest.fixture(params=["in_process", pytest.param("subprocess", marks=pytest.mark.slow)])
+def cli(request, tmp_path, data_root, monkeypatch, capsys):
+    def call(*overrides: str) -> tuple[int, str, str]:
+        if request.param == "subprocess":
+            result = run_cli(tmp_path, data_root, *overrides)
+            return result.returncode, result.stdout, result.stderr
+        return main_in_process(tmp_path, data_root, monkeypatch, capsys, *overrides)
+
+    return call
+
+
+def test_bad_value_exits_with_one_line_and_leaves_no_run_folder(cli, tmp_path):
+    code, _, err = cli("trainer.lr=-1")
+    assert code == 2
+    assert err.strip() == "error: trainer.lr must be > 0, got -1.0"
     assert not (tmp_path / "run").exists()
 
 
-def test_wrong_type_gets_hydras_type_error(tmp_path):
-    result = run_cli(tmp_path, "trainer.lr=abc")
-    assert result.returncode != 0
-    assert "trainer.lr" in result.stderr and "Traceback" not in result.stderr
+def test_wrong_type_gets_hydras_type_error(cli):
+    code, _, err = cli("trainer.lr=abc")
+    assert code == 1
+    assert "trainer.lr" in err and "Traceback" not in err
 
 
-def test_unknown_activation_lists_the_valid_names(tmp_path):
-    result = run_cli(tmp_path, "activation=lrelu")
-    assert result.returncode != 0
-    assert "leaky_relu" in result.stderr and "Traceback" not in result.stderr
+def test_unknown_activation_lists_the_valid_names(cli):
+    code, _, err = cli("activation=lrelu")
+    assert code == 1
+    assert "leaky_relu" in err and "Traceback" not in err
 
 
-def test_a_run_prints_its_summary_and_writes_its_files(tmp_path):
-    result = run_cli(tmp_path, "trainer.steps=30", "trainer.eval_every=15", "trainer.log_every=15",
-                     "activation=leaky_relu", "model=cnn", "trainer.threads=1")
-    assert result.returncode == 0, result.stderr
-    assert "leaky_relu x cnn x mnist1d" in result.stdout and "hidden.2" in result.stdout
-    assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "metrics.csv").exists()
+def test_a_run_prints_its_summary_and_writes_its_files(cli, tmp_path):
+    code, out, err = cli("trainer.steps=30", "trainer.eval_every=15", "trainer.log_every=15",
+                         "activation=leaky_relu", "model=cnn", "trainer.threads=1", "dataset.train_size=300")
+    assert code == 0, err
+    assert "leaky_relu x cnn x mnist1d" in out and "hidden.2" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["activation"], summary["model"], summary["steps"]) == \
+        ("ok", "leaky_relu", "cnn", 30)
+    assert f"test acc {summary['test_acc']:.4f}" in out  # the screen shows the recorded numbers
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert sorted(metrics.query("split == 'val' and metric == 'acc'").step) == [15, 30]

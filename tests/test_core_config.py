@@ -54,7 +54,7 @@ def test_a_key_added_after_v1_leaves_the_hash_of_existing_configs_unchanged(monk
     monkeypatch.setattr(harness.config, "to_dict", v1_tree)
     v1_hash = config_hash(harness.config.Config())
     monkeypatch.setattr(harness.config, "to_dict", real_to_dict)
-    monkeypatch.setattr(harness.config, "ADDED_KEYS", {"trainer.momentum": 0.9})
+    monkeypatch.setattr(harness.config, "ADDED_KEYS", {**harness.config.ADDED_KEYS, "trainer.momentum": 0.9})
     default = harness.config.Config()
     assert config_hash(default) == v1_hash
     changed = dataclasses.replace(default, trainer=dataclasses.replace(default.trainer, momentum=0.5))

@@ -7,17 +7,21 @@ from torch import nn
 
 from harness.activations import ACTIVATIONS, activation_factory
 from harness.config import ModelConfig
-from harness.models import CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
+from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
 
 SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40)}
+GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
+MODELS = [("mlp", "gru"), ("cnn", "gru"), ("rnn", "elman"), ("rnn", "gru"), ("rnn", "lstm")]  # every RNN cell
+GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn", "rnn"])
-@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-def test_every_activation_and_model_builds_and_steps(model, act):
-    cfg = ModelConfig(name=model, depth=2, width=8, cell="elman" if act == "relu" else "lstm")
+@pytest.mark.parametrize("model, cell, act", GRID)
+def test_every_activation_and_model_builds_and_steps(model, cell, act):
+    cfg = ModelConfig(name=model, depth=2, width=8, cell=cell, match_params=act in GATED)
     torch.manual_seed(0)
     net = build_model(cfg, activation_factory(act), SHAPES[model], 10)
+    if model == "rnn":  # the configured cell, in every layer and direction
+        assert {type(c) for layer in net.hidden for c in layer.cells} == {CELLS[cell]}
     x, y = torch.randn(5, *SHAPES[model]), torch.randint(0, 10, (5,))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     before = [p.detach().clone() for p in net.parameters()]
@@ -27,6 +31,17 @@ def test_every_activation_and_model_builds_and_steps(model, act):
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
     assert list(layer_weights(net)) == ["hidden.0", "hidden.1", "head"]
+
+
+@pytest.mark.parametrize("act", sorted(GATED))
+def test_every_pair_that_cannot_build_is_refused_in_one_line(act):
+    from harness.config import ConfigError
+    from harness.resolve import check_gated_fits
+
+    check_gated_fits("mlp", activation_factory(act))
+    check_gated_fits("cnn", activation_factory(act))
+    with pytest.raises(ConfigError, match=f"^activation={act} is gated [^\n]*model=mlp or model=cnn$"):
+        check_gated_fits("rnn", activation_factory(act))
 
 
 def test_each_layer_has_its_own_activation_instance():
@@ -111,3 +126,31 @@ def test_gain_falls_back_to_relu_for_unknown_activations():
     assert init_gain("mish", {}) == pytest.approx(2**0.5)
     assert init_gain("tanh", {}) == pytest.approx(5 / 3)
     assert init_gain("leaky_relu", {"negative_slope": 0.2}) == pytest.approx((2 / 1.04) ** 0.5)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "rnn"])
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier", "lecun", "orthogonal"])
+def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
+    """The weight layers are the Linear/Conv/cell weights: model.init leaves PReLU's slope (`act.weight`) at 0.25
+    (kaiming/xavier/lecun used to redraw it, orthogonal to crash on it)."""
+    cfg = ModelConfig(name=model, depth=2, width=8, cell="lstm", init=scheme)
+    torch.manual_seed(0)
+    net = build_model(cfg, activation_factory("prelu"), SHAPES[model], 10, init_gain("prelu", {}))
+    slopes = [m.weight for m in net.modules() if isinstance(m, nn.PReLU)]
+    assert len(slopes) == (4 if model == "rnn" else 2)  # an LSTM cell has two: act and act_cell
+    assert all(torch.equal(s, torch.full_like(s, 0.25)) for s in slopes)  # the cells' own init left them, too
+    weights = layer_weights(net)
+    assert not any(w is s for ws in weights.values() for w in ws for s in slopes)
+    per_layer = 2 if model == "rnn" else 1  # a Linear/Conv weight; a cell's weight_ih and weight_hh
+    assert [len(ws) for ws in weights.values()] == [per_layer, per_layer, 1]
+
+
+def test_model_init_leaves_an_activations_own_bias_alone():
+    """initialise zeroes the weight layers' biases only: StarReLU's learnable bias keeps its value."""
+    from harness.gated import STAR_BIAS
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(name="mlp", depth=2, width=8, init="kaiming"), activation_factory("star_relu"),
+                      SHAPES["mlp"], 10, init_gain("star_relu", {}))
+    assert [layer.act.bias.item() for layer in net.hidden] == pytest.approx([STAR_BIAS] * 2)
+    assert all(torch.count_nonzero(layer.linear.bias) == 0 for layer in net.hidden)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.activations import activation_factory
-from harness.models import CNN, MLP, RNN
+from harness.models import CNN, MLP, RNN, Dense
 from harness.probes import overall_fractions, probe_gradients, probe_units
 
 
@@ -82,13 +82,17 @@ def test_rnn_units_are_counted_over_time_and_directions():
 
 
 def test_overall_fraction_weights_layers_by_units():
-    net = MLP(3, 2, activation_factory("relu"), depth=2, width=4)
+    # layers of unequal width: 1 of 8 units dead, then 1 of 2; by units 2/10, a mean of the layers' fractions 5/16
+    net = MLP(3, 2, activation_factory("relu"), depth=2, width=8)
+    net.hidden[1] = Dense(8, 2, activation_factory("relu"), "none")
+    net.head = torch.nn.Linear(2, 2)
     with torch.no_grad():
-        net.hidden[0].linear.weight.zero_()
-        net.hidden[0].linear.bias.copy_(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
-    dead, _ = overall_fractions(probe_units(net, torch.randn(8, 3)))
+        for layer, bias in zip(net.hidden, [[-1.0] + [1.0] * 7, [-1.0, 1.0]]):
+            layer.linear.weight.zero_()
+            layer.linear.bias.copy_(torch.tensor(bias))
     stats = probe_units(net, torch.randn(8, 3))
-    assert dead == pytest.approx((stats["hidden.0"].dead + stats["hidden.1"].dead) / 8)
+    assert [(s.units, s.dead) for s in stats.values()] == [(8, 1), (2, 1)]
+    assert overall_fractions(stats) == (pytest.approx(0.2), pytest.approx(0.2))
 
 
 def test_gradient_norms_equal_autograd_by_hand():
@@ -127,3 +131,15 @@ def test_gradient_norms_of_a_deep_sigmoid_mlp_vanish_towards_the_input():
     net = MLP(40, 10, activation_factory("sigmoid"), depth=10, width=100)
     norms, _ = probe_gradients(net, torch.randn(256, 40), torch.randint(0, 10, (256,)))
     assert norms["hidden.0"] < 1e-3 * norms["hidden.9"]
+
+
+def test_prelu_slope_gradient_is_not_in_the_layer_gradient_norm():
+    torch.manual_seed(0)
+    net = MLP(6, 3, activation_factory("prelu"), depth=2, width=5)
+    x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
+    norms, _ = probe_gradients(net, x, y)
+    weights = [net.hidden[0].linear.weight, net.hidden[1].linear.weight, net.head.weight]
+    grads = torch.autograd.grad(F.cross_entropy(net(x), y), weights + [net.hidden[0].act.weight])
+    assert grads[-1].abs().item() > 1e-4  # the slope has a gradient, which must not be counted
+    for got, g in zip(norms.values(), grads):
+        assert got == pytest.approx(g.norm().item(), rel=1e-6)

@@ -15,7 +15,8 @@ SUMMARY_KEYS = {
     "dead_fraction_by_layer", "saturated_fraction_by_layer", "grad_norm_init_by_layer", "grad_norm_by_layer",
     "grad_norm_final_by_layer", "grad_norm_global", "device", "device_name", "num_threads", "precision", "compile",
     "n_params", "torch_version", "package_versions", "git_sha", "git_dirty", "dataset_checksum", "started_at",
-    "finished_at",
+    "finished_at", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init", "grad_flow_ratio",
+    "val_drawdown_max", "n_test",
 }
 
 

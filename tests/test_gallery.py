@@ -14,7 +14,9 @@ from scipy import integrate, optimize
 from scipy.stats import norm
 
 from harness.activations import make_activation
-from harness.report.gallery import default_activations, properties, property_table
+from harness.gated import GatedActivation
+from harness.report.gallery import (default_activations, display, plane_normal_mean, properties, property_table,
+                                    two_input_curves)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +69,14 @@ EXPECTED = {  # activation: (output range, bounded, monotonic, zero-centred, smo
     "tanhshrink": ("-∞ to ∞", "no", "yes", "yes", "yes", "none"),
     "logsigmoid": ("-∞ to 0", "above only", "yes", "no", "yes", "none"),
     "identity": ("-∞ to ∞", "no", "yes", "yes", "yes", "none"),
+    "relu_squared": ("0 to ∞", "below only", "yes", "no", "yes", "z ≤ 0"),  # C¹: f' = 2 relu(z) is continuous
+    "star_relu": ("-0.447 to ∞", "below only", "yes", "yes", "yes", "z ≤ 0"),
+    # two inputs, y = u * f(g): monotonic is not defined; smoothness and the flat region are the gate's
+    "glu": ("-∞ to ∞", "no", "n/a", "yes", "yes", "none"),
+    "reglu": ("-∞ to ∞", "no", "n/a", "yes", "no", "g ≤ 0"),
+    "geglu": ("-∞ to ∞", "no", "n/a", "yes", "yes", "none"),
+    "swiglu": ("-∞ to ∞", "no", "n/a", "yes", "yes", "none"),
+    "bilinear": ("-∞ to ∞", "no", "n/a", "yes", "yes", "none"),
 }
 
 
@@ -77,6 +87,36 @@ def test_properties_of_the_reference_article_and_others():
     assert got == EXPECTED
 
 
+def test_unbounded_derivatives_are_shown_as_infinite():
+    table = display(property_table([(n, n, {}) for n in ("relu", "relu_squared", "star_relu", "swiglu")]))
+    assert list(table["max |f'|"]) == ["1.000", "∞", "∞", "∞"]
+
+
+def test_two_input_curves_match_hand_formulas():
+    """SwiGLU along u = g = z is z·silu(z), slope silu(z) + z·silu'(z); at u = 1 it is the gate silu(z)."""
+    z = torch.linspace(-4, 4, 81, dtype=torch.float64)
+    (diagonal, slope), (gate, gate_slope) = two_input_curves(make_activation("swiglu"), z)
+    s = torch.sigmoid(z)
+    torch.testing.assert_close(torch.from_numpy(diagonal), z * z * s)
+    torch.testing.assert_close(torch.from_numpy(slope), z * s + z * s * (1 + z * (1 - s)))
+    torch.testing.assert_close(torch.from_numpy(gate), z * s)
+    torch.testing.assert_close(torch.from_numpy(gate_slope), s * (1 + z * (1 - s)))
+
+
+class SquaredProduct(GatedActivation):
+    """u² g²: E = E u² · E g² = 1 for independent standard normals; E u·g² = 0."""
+
+    def forward(self, x):
+        u, g = self.split(x)
+        return u**2 * g**2
+
+
+def test_plane_mean_is_a_two_dimensional_normal_expectation():
+    assert plane_normal_mean(SquaredProduct()) == pytest.approx(1, abs=1e-6)
+    assert plane_normal_mean(make_activation("bilinear")) == pytest.approx(0, abs=1e-12)
+    assert properties("swiglu")["f(0)"] == 0
+
+
 def test_every_registered_activation_has_properties():
     table = property_table(default_activations())
     assert len(table) == len(default_activations()) and table.notna().all().all()
@@ -84,11 +124,11 @@ def test_every_registered_activation_has_properties():
 
 
 def test_gallery_command_writes_figure_and_table(tmp_path):
-    cmd = [sys.executable, str(ROOT / "scripts" / "gallery.py"), "--out", str(tmp_path), "--activations", "relu,tanh"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "gallery.py"), "--out", str(tmp_path), "--activations", "relu,swiglu"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "gallery.png").stat().st_size > 10_000
-    assert list(pd.read_csv(tmp_path / "properties.csv")["activation"]) == ["relu", "tanh"]
+    assert list(pd.read_csv(tmp_path / "properties.csv")["activation"]) == ["relu", "swiglu"]
 
 
 def test_gallery_command_refuses_an_unknown_activation_in_one_line(tmp_path, capsys):

@@ -373,3 +373,13 @@ def test_every_figure_gives_an_activation_the_same_colour(sweeps, monkeypatch):
         assert {label: to_rgb(h.get_color()) for h, label in zip(handles, labels)} == {
             act: to_rgb(c) for act, c in colours.items()}
         plt.close(figure)
+
+
+def test_width_is_the_width_trained_when_matched():
+    """A gated run with model.match_params=true trains a narrower width than config.model.width: show that one."""
+    from harness.report.load import label
+
+    runs = pd.DataFrame({"config.model.width": [100, 100], "width_used": [67, None], "config.trainer.lr": [0.01] * 2,
+                         "seed": [0, 1], "dataset": ["digits"] * 2, "model": ["mlp"] * 2,
+                         "activation": ["swiglu", "relu"]})
+    assert label(runs)["width"].tolist() == [67, 100]

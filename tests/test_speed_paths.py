@@ -1,6 +1,7 @@
 """The fast paths of the training loop: bf16 and compile run and are recorded; no per-step host sync creeps back."""
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 
@@ -13,21 +14,58 @@ from harness.train import WindowStats
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")  # Tensor methods that wait for it
 
 
-def test_bf16_autocast_trains_and_is_recorded(tiny, tmp_path):
-    s = run(tiny("trainer.precision=bf16", "trainer.steps=4", "model=cnn"), tmp_path / "bf16")
-    assert s["status"] == "ok" and s["precision"] == "bf16" and s["compile"] is False
-    assert math_finite(s["train_loss"]) and s["samples_per_s"] > 0
+def output_dtypes(config, run_dir) -> tuple[dict, set]:
+    """Run a job, recording the output dtype of every Linear and Conv1d forward it makes."""
+    seen = set()
+
+    def hook(module, inputs, output):
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
+            seen.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        summary = run(config, run_dir)
+    finally:
+        handle.remove()
+    return summary, seen
 
 
+@pytest.mark.parametrize("precision, dtypes", [("bf16", {torch.bfloat16, torch.float32}), ("fp32", {torch.float32})])
+def test_precision_runs_the_forward_under_autocast(tiny, tmp_path, precision, dtypes):
+    # bf16: the training forward's layers compute in bf16 (the probes stay fp32); fp32: nothing in bf16
+    s, seen = output_dtypes(tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r")
+    assert s["status"] == "ok" and s["precision"] == precision and s["compile"] is False
+    assert seen == dtypes
+    assert math.isfinite(s["train_loss"]) and 0 < s["train_loss"] < 5  # a cross-entropy over 10 classes
+
+
+def test_compile_wraps_the_model_for_unlogged_steps(tiny, tmp_path, monkeypatch):
+    # The fast twin of the real compile test below: torch.compile patched to count what it compiles and runs.
+    compiled = []
+
+    def fake_compile(model, **kwargs):
+        def forward(x):
+            forward.calls += 1
+            return model(x)
+
+        forward.calls = 0
+        compiled.append((model, forward))
+        return forward
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    s = run(tiny("trainer.compile=true", "trainer.steps=6", "trainer.log_every=3", "trainer.eval_every=3"),
+            tmp_path / "compiled")
+    assert s["status"] == "ok" and s["compile"] is True
+    assert len(compiled) == 1 and isinstance(compiled[0][0], torch.nn.Module)
+    assert compiled[0][1].calls == 4  # steps 1, 2, 4, 5; the logged steps 3 and 6 run the eager model
+
+
+@pytest.mark.slow
 def test_compile_trains_and_is_recorded(tiny, tmp_path):
-    # The one compile test (a first compile takes tens of seconds): step 1 runs compiled, the logged step 2 eager.
+    # The real compile (a first compile takes tens of seconds): step 1 runs compiled, the logged step 2 eager.
     s = run(tiny("trainer.compile=true", "trainer.steps=2"), tmp_path / "compiled")
     assert s["status"] == "ok", s.get("error")
-    assert s["compile"] is True and math_finite(s["train_loss"])
-
-
-def math_finite(value) -> bool:
-    return value is not None and value == value and abs(value) != float("inf")
+    assert s["compile"] is True and math.isfinite(s["train_loss"]) and 0 < s["train_loss"] < 5
 
 
 def count_host_syncs(monkeypatch, config, run_dir) -> int:

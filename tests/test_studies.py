@@ -3,21 +3,28 @@ probe (harness/born_dead.py) agrees with a direct computation."""
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
+import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from experiments import study_report
 from harness import run
 from harness.activations import activation_factory, activation_spec
 from harness.born_dead import born_dead_trials, trial_seed
 from harness.config import ConfigError
 from harness.data import load_dataset
 from harness.models import build_model
+from harness.results import read_summary
 from harness.train import check
 from tests.conftest import CONF_DIR, compose_config
+from tests.test_bench import assert_drawn
 
 STUDIES = ["article_claims", "vanishing_gradients", "dying_relu", "mnist1d_baselines", "modern_activations",
            "lr_fairness"]
@@ -65,15 +72,71 @@ def test_a_study_composes_the_same_whatever_the_order_of_its_config_files(name):
         assert compose_config(*job, f"+experiment={name}") == compose_config(f"+experiment={name}", *job)
 
 
+@pytest.mark.parametrize("draw", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["tables", "figures"])
 @pytest.mark.parametrize("name", STUDIES)
-def test_each_study_runs_tiny(name, data_root, tmp_path):
+def test_each_study_runs_tiny_and_its_report_builds(name, draw, data_root, tmp_path):
     jobs = sweep_jobs(name)
     for i, job in enumerate([jobs[0], jobs[-1]]):  # the first and the last job span every variant file
         extra = ["trainer.init_trials=5"] if name == "dying_relu" else TINY
         config = compose_config(f"+experiment={name}", *job, *extra, f"dataset.root={data_root}",
                                 "trainer.device=cpu")
-        summary = run(config, tmp_path / str(i))
+        summary = run(config, tmp_path / "sweep" / str(i), [f"+experiment={name}", *job])
         assert summary["status"] in ("ok", "diverged"), summary.get("error")
+    report = study_report.build(name, [str(tmp_path / "sweep")], tmp_path / "out", draw)
+    text = report.read_text()
+    assert text.startswith(f"# Study report: {name}\n") and "2 runs" in text
+    links = re.findall(r"\]\((figures/[^)]+)\)", text)
+    assert bool(links) == draw
+    for link in links:  # every figure it links is there, and drawn
+        assert_drawn(tmp_path / "out" / link)
+
+
+def tiny_sweep(folder, data_root, activations, seeds, *overrides) -> None:
+    for act in activations:
+        for seed in seeds:
+            config = compose_config(f"activation={act}", f"seed={seed}", *TINY, *overrides,
+                                    f"dataset.root={data_root}")
+            assert run(config, folder / f"{act}-{seed}")["status"] == "ok"
+
+
+def test_study_comparisons_are_harness_reports_paired_t_test_and_holm(data_root, tmp_path):
+    tiny_sweep(tmp_path / "sweep", data_root, ["relu", "gelu", "tanh"], [0, 1, 2], "trainer.steps=20")
+    study_report.build("modern_activations", [str(tmp_path / "sweep")], tmp_path / "out", draw=False)
+    table = pd.read_csv(tmp_path / "out" / "paired_vs_relu.csv").set_index("activation")
+    runs = pd.read_csv(tmp_path / "out" / "summary.csv").pivot_table(index="seed", columns="activation",
+                                                                     values="test_acc")
+    p = {}
+    for act in ("gelu", "tanh"):  # the reference: scipy's paired t-test and a hand-made Holm step
+        diff = runs[act] - runs["relu"]
+        assert table.loc[act, "diff_mean"] == pytest.approx(diff.mean())
+        p[act] = scipy.stats.ttest_rel(runs[act], runs["relu"]).pvalue
+        assert table.loc[act, "p_t"] == pytest.approx(p[act])
+        assert table.loc[act, "wins"] == (diff > 0).sum()
+    low, high = sorted(p, key=p.get)
+    assert table.loc[low, "p_t_holm"] == pytest.approx(min(1, 2 * p[low]))
+    assert table.loc[high, "p_t_holm"] == pytest.approx(max(min(1, 2 * p[low]), p[high]))
+
+
+def test_baselines_count_the_training_split_they_ran_on(data_root, tmp_path):
+    # the split each run trained on: dataset.train_size=200 gives 200, where 4,000 x (1 - val_fraction) said 3,600
+    tiny_sweep(tmp_path / "sweep", data_root, ["relu"], [0, 1, 2])
+    report = study_report.build("mnist1d_baselines", [str(tmp_path / "sweep")], tmp_path / "out")
+    assert "](figures/baselines.png)" in report.read_text()
+    assert_drawn(tmp_path / "out" / "figures" / "baselines.png")
+    row = pd.read_csv(tmp_path / "out" / "summary.csv").iloc[0]
+    assert (row["model"], row["train samples"], row["seeds"]) == ("mlp", 200, 3)
+    acc = [read_summary(p)["test_acc"] * 100 for p in sorted((tmp_path / "sweep").iterdir())]
+    lo, hi = scipy.stats.t.interval(0.95, 2, loc=np.mean(acc), scale=scipy.stats.sem(acc))
+    assert row["test acc % (final)"] == f"{np.mean(acc):.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def test_study_report_refuses_bad_input_in_one_line(tmp_path, capsys):
+    assert study_report.main(["no_such_study", str(tmp_path)]) == 2
+    assert study_report.main(["lr_fairness", str(tmp_path / "missing")]) == 2
+    assert study_report.main(["lr_fairness", str(tmp_path)]) == 2  # a folder without runs
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: unknown study 'no_such_study'") and err[1].startswith("error: no such folder")
+    assert err[2].startswith("error: no finished runs") and len(err) == 3
 
 
 def test_command_line_overrides_win_over_the_study():

@@ -1,8 +1,10 @@
 """Sweeps that survive: unique folders, resume, checkpoints, failure isolation, bad input, and each launcher."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import run as run_module
 from harness import sweep
 from harness.results import read_summary
 from tests.conftest import CONF_DIR
@@ -44,6 +47,29 @@ def run_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def main_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The same as run_py, as run.main in this process (a patched argv): seconds faster per sweep."""
+    out, err = io.StringIO(), io.StringIO()
+    # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
+    argv, here, sys.argv = sys.argv, os.getcwd(), ["run.py", "--config-path", CONF_DIR, *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_module.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+# The whole-sweep checks run in process by default and, marked slow, as real subprocesses.
+BOTH = pytest.mark.parametrize("runner", [main_in_process, pytest.param(run_py, marks=pytest.mark.slow)],
+                               ids=["in_process", "subprocess"])
 
 
 def states(sweep_dir: Path) -> dict[str, str]:
@@ -93,6 +119,25 @@ def test_two_sweeps_started_in_the_same_microsecond_get_different_folders(monkey
     assert str(hydra_config("+experiment=smoke").hydra.sweep.dir).endswith("_smoke")  # the readable name
 
 
+def test_two_sweeps_started_in_one_microsecond_land_in_two_folders_each_holding_all_its_jobs(tmp_path,
+                                                                                               monkeypatch):
+    # The fast twin of the next test: the same second (the same microsecond, even), one process.
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 1)
+
+    monkeypatch.setattr("hydra.core.utils.datetime", Frozen)
+    for _ in range(2):
+        result = main_in_process("-m", "seed=0,1", *TINY, "trainer.steps=0", ONE_THREAD, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    sweeps = sorted((tmp_path / "results" / "sweeps").iterdir())
+    assert len(sweeps) == 2 and all(s.name.startswith("2026-01-01_00-00-00-000000_") for s in sweeps)
+    for folder in sweeps:
+        assert sorted(states(folder).values()) == ["ok", "ok"]
+
+
+@pytest.mark.slow
 def test_two_sweeps_started_together_land_in_two_folders_each_holding_all_its_jobs(tmp_path):
     # Default folders (no hydra.sweep.dir), relative to where the command runs: here tmp_path.
     command = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, "trainer.steps=0", ONE_THREAD]
@@ -183,6 +228,7 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
               "pid"}
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in plain.items() if k not in timing}
     assert resumed["train_time_s"] > 1000.0  # the segments add up
+    assert list(resumed["lost_fraction_by_layer"]) == ["hidden.0", "hidden.1", "hidden.2"]  # step-0 masks resumed
     assert (tmp_path / "resumed" / "metrics.csv").read_bytes() == (tmp_path / "plain" / "metrics.csv").read_bytes()
     assert not checkpoint.exists()
 
@@ -190,16 +236,18 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
 # ---------------------------------------------------------------- whole sweeps, as a user runs them
 
 
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
+@pytest.fixture(scope="module", params=[main_in_process, pytest.param(run_py, marks=pytest.mark.slow)],
+                ids=["in_process", "subprocess"])
+def smoke_sweep(request, tmp_path_factory):
     """The smoke study end to end with the basic launcher, trainer.steps overridden on the command line."""
     out = tmp_path_factory.mktemp("smoke") / "sweep"
-    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={out}")
-    return out, result
+    runner = request.param
+    result = runner("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={out}")
+    return out, result, runner
 
 
 def test_smoke_study_runs_4_jobs_with_the_basic_launcher(smoke_sweep):
-    out, result = smoke_sweep
+    out, result, _ = smoke_sweep
     assert result.returncode == 0, result.stderr[-3000:]
     assert states(out) == {f"activation={a},model={m},trainer.steps=10": "ok" for a in ("relu", "tanh")
                            for m in ("mlp", "cnn")}
@@ -219,7 +267,8 @@ def test_resume_skips_finished_jobs_untouched_and_reruns_a_corrupt_one(smoke_swe
     (copy / rerun / ".metrics.csv.x1y2z3.tmp").write_text("step,spl")  # a killed writer's temporary file
     kept = {k: v for k, v in files(copy).items() if not k.startswith(rerun)}
     kept_hydra = {p: p.read_bytes() for p in copy.glob("*/.hydra/*") if rerun not in str(p)}
-    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, "resume=true", f"hydra.sweep.dir={copy}")
+    runner = smoke_sweep[2]
+    result = runner("+experiment=smoke", "trainer.steps=10", ONE_THREAD, "resume=true", f"hydra.sweep.dir={copy}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "3 finished earlier (skipped), 1 to run" in result.stdout
     assert set(states(copy).values()) == {"ok"}
@@ -233,16 +282,17 @@ def test_a_finished_sweep_is_not_overwritten_without_resume(smoke_sweep, tmp_pat
     copy = tmp_path / "sweep"
     shutil.copytree(smoke_sweep[0], copy)
     before = files(copy)
-    result = run_py("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={copy}")
+    result = smoke_sweep[2]("+experiment=smoke", "trainer.steps=10", ONE_THREAD, f"hydra.sweep.dir={copy}")
     assert result.returncode == 2
     assert "already holds a finished run; add resume=true" in result.stderr
     assert files(copy) == before
 
 
-def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path):
+@BOTH
+def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path, runner):
     out = tmp_path / "sweep"
     targets = "torch.nn.ReLU,torch.nn.Tanh,tests.test_sweeps.Boom,torch.nn.GELU"
-    result = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD,
+    result = runner("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD,
                     f"hydra.sweep.dir={out}")
     assert result.returncode == 1
     boom = next(name for name in states(out) if "Boom" in name)
@@ -254,7 +304,7 @@ def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path)
     assert f"{boom}  RuntimeError: boom" in table and "3 ok, 1 failed of 4 jobs" in table
 
     ok_files = {k: v for k, v in files(out).items() if "Boom" not in k}
-    again = run_py("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD, "resume=true",
+    again = runner("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD, "resume=true",
                    f"hydra.sweep.dir={out}")
     assert again.returncode == 1 and "3 finished earlier (skipped), 1 to run" in again.stdout  # only it reruns
     assert {k: v for k, v in files(out).items() if "Boom" not in k} == ok_files
@@ -265,9 +315,10 @@ def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path)
                            "converted to Float (job trainer.lr=abc)"),
     ("trainer.lr=0.1,-1", "error: trainer.lr must be > 0, got -1.0 (job trainer.lr=-1)"),
 ])
-def test_a_bad_value_anywhere_stops_the_sweep_before_any_job(tmp_path, bad, message):
+@BOTH
+def test_a_bad_value_anywhere_stops_the_sweep_before_any_job(tmp_path, bad, message, runner):
     out = tmp_path / "sweep"
-    result = run_py("-m", bad, *TINY, f"hydra.sweep.dir={out}")
+    result = runner("-m", bad, *TINY, f"hydra.sweep.dir={out}")
     assert result.returncode == 2
     assert result.stderr.strip() == message, result.stderr  # one line, no traceback
     assert not out.exists()
@@ -278,6 +329,47 @@ def mid_job(sweep_dir: Path) -> list[Path]:
     return [p for p in sweep_dir.glob("*/checkpoint.pt") if not (p.parent / "summary.json").exists()]
 
 
+def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
+    # The fast twin of the SIGKILL test below: the process is interrupted (Ctrl-C, the one exception a job does not
+    # record as its failure) just after the second job's first checkpoint, with the first job finished.
+    import harness.train as train
+
+    out = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=40", "trainer.log_every=10",
+            "trainer.eval_every=20", "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.device=cpu",
+            ONE_THREAD, f"hydra.sweep.dir={out}"]
+    real_save = train.save_checkpoint
+
+    def save_then_die(*a, **kw):
+        real_save(*a, **kw)
+        if list(out.glob("*/summary.json")) and mid_job(out):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    assert main_in_process(*args).returncode == 130  # the sweep's exit status after Ctrl-C
+    saved_at = []  # the steps the resumed job checkpoints at: it continues from step 10, it does not start over
+
+    def save_and_note(*a, **kw):
+        real_save(*a, **kw)
+        saved_at.append(a[-2]["step"])
+
+    monkeypatch.setattr(train, "save_checkpoint", save_and_note)
+    finished = files(out)
+    assert sorted(states(out).values()) == ["ok", "unfinished"] and len(mid_job(out)) == 1
+    result = main_in_process(*args, "resume=true")
+    assert saved_at == [20, 30]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(states(out).values()) == ["ok", "ok"]
+    assert {k: v for k, v in files(out).items() if k in finished} == finished  # not retrained, not rewritten
+    assert "from its checkpoint.pt" in result.stdout + result.stderr
+    for job in out.glob("*/metrics.csv"):  # every file whole, no step logged twice
+        metrics = pd.read_csv(job)
+        assert not metrics.duplicated(["step", "split", "metric", "layer", "t"]).any()
+        assert metrics["step"].max() == 40
+    assert not list(out.glob("*/checkpoint.*")) and not list(out.glob("*/.*.tmp"))
+
+
+@pytest.mark.slow
 def test_sigkill_mid_job_then_resume_completes_every_run(tmp_path):
     out = tmp_path / "sweep"
     args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=120", "trainer.log_every=10",
@@ -315,6 +407,19 @@ def launcher_available(name: str) -> bool:
     return importlib.util.find_spec(f"hydra_plugins.hydra_{name}_launcher") is not None
 
 
+@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limits():
+    # The fast twin of the launcher tests below: what each launcher is configured to do, composed in process.
+    joblib = hydra_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
+    assert run_module.launcher_threads(joblib) == sweep.threads_per_job(2)
+    assert run_module.launcher_threads(hydra_config("seed=1").hydra.launcher) is None  # basic: torch's default
+    slurm = hydra_config("hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu").hydra.launcher
+    assert (slurm.partition, slurm.gpus_per_node, slurm.timeout_min, slurm.cpus_per_task, slurm.signal_delay_s,
+            slurm.max_num_timeout) == ("gpu", 1, 240, 4, 120, 3)
+    assert run_module.launcher_threads(slurm) == 4  # a job's torch threads are its CPUs
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not launcher_available("joblib"), reason="pip install -e '.[launchers]'")
 def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     out = tmp_path / "sweep"
@@ -326,6 +431,7 @@ def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     assert {read_summary(p.parent)["num_threads"] for p in out.glob("*/summary.json")} == {max(1, cpus // 2)}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
 def test_submitit_local_runs_4_jobs(tmp_path):
     out = tmp_path / "sweep"
@@ -335,6 +441,7 @@ def test_submitit_local_runs_4_jobs(tmp_path):
     assert "timeout_min=60" in result.stdout  # the launcher's limit is said up front
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
 def test_slurm_preset_writes_the_sbatch_script_we_asked_for(tmp_path):
     # No cluster here: stub sbatch (refuses) and srun, then read the script submitit wrote for the array.

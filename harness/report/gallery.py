@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harness.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
+from harness.gated import expansion, saturation_defined
 
 PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
 PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows
@@ -17,6 +18,8 @@ DENSE = torch.linspace(-10, 10, 20001, dtype=torch.float64)  # step 1e-3: kinks 
 FAR = torch.tensor([1e2, 1e4], dtype=torch.float64)  # still growing out here: unbounded
 ZERO_CENTRED = 0.05  # |E f(z)| below this on z ~ N(0, 1) counts as zero-centred
 SMOOTH_JUMP = 0.01  # a step of f' larger than this fraction of max|f'| between grid neighbours is a kink
+BOUNDED = {(False, False): "yes", (True, True): "no", (True, False): "below only", (False, True): "above only"}
+NOT_DEFINED = "n/a"
 
 
 def curve(act: nn.Module, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -35,13 +38,14 @@ def curve(act: nn.Module, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def zero_gradient_region(z: np.ndarray, df: np.ndarray) -> str:
     """Where f' is exactly 0, entered through a kink: 'z ≤ 0', 'z ≥ 6', '-1 ≤ z ≤ 1'; '' if nowhere.
 
-    A region must be entered by a jump of f' (ReLU at 0, Hardtanh at ±1): a smooth tail that decays below
-    float64's resolution (the tanh inside gelu_tanh past z ~ -7) is not a zero-gradient region.
+    A region must be entered from a slope that float64 resolves: a jump of f' (ReLU at 0, Hardtanh at ±1) or a
+    finite slope (squared ReLU's 2z, 2e-3 one grid step from 0); a smooth tail that decays below float64's
+    resolution (the tanh inside gelu_tanh past z ~ -7, from ~1e-15) is not a zero-gradient region.
     """
     flat = np.concatenate([[False], df == 0, [False]])
     starts = np.flatnonzero(~flat[:-1] & flat[1:])
     ends = np.flatnonzero(flat[:-1] & ~flat[1:]) - 1
-    kink = 1e-3 * np.abs(df).max()
+    kink = 1e-9 * np.abs(df).max()
     parts = []
     for a, b in zip(starts, ends):
         edges = [abs(df[i]) for i in (a - 1, b + 1) if 0 <= i < len(z)]
@@ -79,6 +83,8 @@ def normal_mean(act: nn.Module) -> float:
 def properties(name: str, params: dict | None = None) -> dict:
     """The properties of one activation, all measured on the function itself rather than typed in."""
     act = make_activation(name, **(params or {}))
+    if expansion(act) == 2:
+        return gated_properties(name, act)
     z = DENSE.numpy()
     f, df = curve(act, DENSE)
     f_far_pos, _ = curve(act, FAR)
@@ -88,20 +94,88 @@ def properties(name: str, params: dict | None = None) -> dict:
     lo = -math.inf if down else float(min(f.min(), f_far_neg.min(), f_far_pos.min()))
     hi = math.inf if up else float(max(f.max(), f_far_neg.max(), f_far_pos.max()))
     max_df = max_abs_derivative(make_activation(name, **(params or {})))
+    smooth = np.abs(np.diff(df)).max() < SMOOTH_JUMP * max_df
+    if not saturation_defined(act):  # relu_squared, star_relu: f' grows without bound
+        max_df = math.inf
     f0, _ = curve(act, torch.zeros(1, dtype=torch.float64))
     mean = normal_mean(act)
     return {
         "activation": name,
         "output range": f"{fmt_bound(lo)} to {fmt_bound(hi)}",
-        "bounded": {(False, False): "yes", (True, True): "no", (True, False): "below only",
-                    (False, True): "above only"}[(up, down)],
+        "bounded": BOUNDED[up, down],
         "monotonic": "yes" if np.all(np.diff(f) >= -1e-12) else "no",
         "f(0)": float(f0[0]),
         "E f(z), z~N(0,1)": mean,
         "zero-centred": "yes" if abs(mean) < ZERO_CENTRED else "no",
-        "smooth (C¹)": "yes" if np.abs(np.diff(df)).max() < SMOOTH_JUMP * max_df else "no",
+        "smooth (C¹)": "yes" if smooth else "no",
         "zero-gradient region": zero_gradient_region(z, df) or "none",
         "max |f'|": max_df,
+    }
+
+
+def gate_curve(act: nn.Module, g: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(f(g), f'(g)) of a gated activation's gate function: the unit against a fixed value u = 1."""
+    _, (f, df) = two_input_curves(act, g)
+    return f, df
+
+
+def two_input_curves(act: nn.Module, z: torch.Tensor) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """For y = u * f(g), in float64: ((y, dy/dz) along the diagonal u = g = z), ((y, dy/dg) at u = 1 with g = z)."""
+    act = act.double().eval()
+    curves = []
+    for value in (z, torch.ones_like(z)):
+        g = z.detach().clone().requires_grad_(True)
+        u = value.detach().clone() if value is not z else g
+        y = act(torch.stack([u, g], dim=1))[:, 0]  # (n,): the [u, g] halves of one unit each
+        (dy,) = torch.autograd.grad(y.sum(), g)
+        curves.append((y.detach().numpy(), dy.numpy()))
+    return curves[0], curves[1]
+
+
+def plane_extremes(act: nn.Module, scale: float) -> tuple[float, float]:
+    """min and max of u * f(g) over the square [-scale, scale]^2 (201 x 201 points)."""
+    t = torch.linspace(-scale, scale, 201, dtype=torch.float64)
+    u, g = torch.meshgrid(t, t, indexing="ij")
+    with torch.no_grad():
+        y = act.double().eval()(torch.stack([u.flatten(), g.flatten()], dim=1))
+    return y.min().item(), y.max().item()
+
+
+def plane_normal_mean(act: nn.Module, n: int = 801) -> float:
+    """E u * f(g) for independent u, g ~ N(0, 1), by the trapezoid rule on [-10, 10]^2."""
+    t = torch.linspace(-10, 10, n, dtype=torch.float64)
+    u, g = torch.meshgrid(t, t, indexing="ij")
+    with torch.no_grad():
+        y = act.double().eval()(torch.stack([u.flatten(), g.flatten()], dim=1)).reshape(n, n).numpy()
+    t = t.numpy()
+    pdf = np.exp(-t**2 / 2) / math.sqrt(2 * math.pi)
+    return float(np.trapezoid(np.trapezoid(y * pdf[:, None] * pdf[None, :], t, axis=1), t))
+
+
+def gated_properties(name: str, act: nn.Module) -> dict:
+    """The properties of a two-input unit y = u * f(g): range and E y over the plane (u, g independent N(0, 1)),
+    smoothness and zero-gradient region from the gate f (y is C¹ iff f is; dy/du = f(g) and dy/dg = u f'(g) both
+    vanish, for every u, exactly where f and f' do). Monotonic: not defined for two inputs. max |dy|: unbounded."""
+    extremes = [plane_extremes(act, s) for s in (10.0, *FAR.tolist())]
+    (lo_near, hi_near), (lo_far, hi_far) = extremes[1], extremes[2]
+    up, down = hi_far > hi_near + 1, lo_far < lo_near - 1  # still growing between scales 1e2 and 1e4
+    lo = -math.inf if down else min(e[0] for e in extremes)
+    hi = math.inf if up else max(e[1] for e in extremes)
+    f, df = gate_curve(act, DENSE)
+    zero = zero_gradient_region(DENSE.numpy(), np.abs(f) + np.abs(df))
+    mean = plane_normal_mean(act)
+    y0 = act.double()(torch.zeros(1, 2, dtype=torch.float64)).item()
+    return {
+        "activation": name,
+        "output range": f"{fmt_bound(lo)} to {fmt_bound(hi)}",
+        "bounded": BOUNDED[up, down],
+        "monotonic": NOT_DEFINED,
+        "f(0)": y0,
+        "E f(z), z~N(0,1)": mean,
+        "zero-centred": "yes" if abs(mean) < ZERO_CENTRED else "no",
+        "smooth (C¹)": "yes" if np.abs(np.diff(df)).max() < SMOOTH_JUMP * np.abs(df).max() else "no",
+        "zero-gradient region": zero.replace("z", "g") or "none",
+        "max |f'|": math.inf,
     }
 
 
@@ -122,7 +196,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     """The property table with its numbers to three decimals (and no '-0.000')."""
     shown = table.copy()
     for column in ["f(0)", "E f(z), z~N(0,1)", "max |f'|"]:
-        shown[column] = shown[column].map(lambda v: f"{round(v, 3) + 0.0:.3f}")
+        shown[column] = shown[column].map(lambda v: "∞" if v == math.inf else f"{round(v, 3) + 0.0:.3f}")
     return shown
 
 
@@ -132,6 +206,15 @@ def broken_at_jumps(df: np.ndarray) -> np.ndarray:
     jumps = np.flatnonzero(np.abs(np.diff(df)) > 0.05 * max(np.abs(df).max(), 1e-12))
     df[jumps + 1] = np.nan
     return df
+
+
+def draw_two_input(ax, act: nn.Module, z: torch.Tensor, colour) -> None:
+    """A gated unit's panel: u·f(g) along the diagonal u = g = x (solid) with its derivative (dashed), and the gate
+    f(g) against a fixed value u = 1 (dash-dot)."""
+    (diagonal, d_diagonal), (gate, _) = two_input_curves(act, z)
+    ax.plot(z.numpy(), diagonal, color=colour, linewidth=2)
+    ax.plot(z.numpy(), broken_at_jumps(d_diagonal), color="0.35", linewidth=1.3, linestyle="--")
+    ax.plot(z.numpy(), gate, color=colour, linewidth=1.5, linestyle="-.")
 
 
 def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int = 4) -> Path:
@@ -148,16 +231,24 @@ def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int 
         for ax, (text, name, params) in zip(axes.flat, items):
             lo, hi = PLOT_RANGES.get(name, PLOT_RANGE)
             z = torch.linspace(lo, hi, 1001, dtype=torch.float64)
-            f, df = curve(make_activation(name, **params), z)
+            act = make_activation(name, **params)
             ax.axhline(0, color="black", linewidth=0.6)
             ax.axvline(0, color="black", linewidth=0.6)
-            ax.plot(z.numpy(), f, color=colours.get(text, "C0"), linewidth=2)
-            ax.plot(z.numpy(), broken_at_jumps(df), color="0.35", linewidth=1.3, linestyle="--")
-            ax.set_title(text, fontsize=10)
+            if expansion(act) == 2:
+                draw_two_input(ax, act, z, colours.get(text, "C0"))
+            else:
+                f, df = curve(act, z)
+                ax.plot(z.numpy(), f, color=colours.get(text, "C0"), linewidth=2)
+                ax.plot(z.numpy(), broken_at_jumps(df), color="0.35", linewidth=1.3, linestyle="--")
+            ax.set_title(text + (" (u·f(g))" if expansion(act) == 2 else ""), fontsize=10)
         for ax in axes.flat[len(items):]:
             ax.axis("off")
         handles = [plt.Line2D([], [], color="black", linewidth=2), plt.Line2D([], [], color="0.35", linestyle="--")]
-        fig.legend(handles, ["f(x)", "f'(x)"], loc="outside upper center", ncols=2, frameon=False)
+        labels = ["f(x)", "f'(x)"]
+        if any(expansion(make_activation(name, **params)) == 2 for _, name, params in items):
+            handles.append(plt.Line2D([], [], color="black", linewidth=1.5, linestyle="-."))
+            labels = ["f(x); gated: u·f(g) along u = g = x", "its derivative", "gated: f(g), the gate at u = 1"]
+        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), frameon=False)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
     return path

@@ -122,7 +122,9 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
         runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else float("nan")
     runs["lr"] = runs["config.trainer.lr"].astype(float)
     runs["seed"] = runs["seed"].astype(int)
-    runs["width"] = runs["config.model.width"]
+    # a gated activation with model.match_params=true trains a narrower width than it was asked for
+    asked = runs["config.model.width"]
+    runs["width"] = runs["width_used"].fillna(asked) if "width_used" in runs else asked
     config = [c for c in runs.columns if c.startswith("config.") and not c.startswith("config.activation.")]
     candidates = [c for c in config if c not in AXES | WATCH_ONLY]
     runs["task"] = runs["dataset"].astype(str) + " / " + runs["model"].astype(str)

@@ -3,6 +3,7 @@
 # and dataclasses then cannot resolve string annotations.
 
 import copy
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class Job:
     name: str  # its folder under the sweep dir, named from its own overrides
     config_hash: str
     resume: bool
+    config: Any = None  # the harness Config, for the failed summary of a job whose process died
     skip_to: Path | None = None  # the finished run that resume keeps, when skipped
+    running: bool = False  # a live process of another sweep holds its folder: left alone
 
 
 def compact(exc: BaseException) -> str:
@@ -56,24 +59,46 @@ def compact(exc: BaseException) -> str:
         text += f"; valid {group}: " + ", ".join(names.split())
     noise = ("full_key:", "reference_type", "object_type")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise)]
+    full_key = getattr(exc, "full_key", None)
+    if full_key and lines and lines[0].endswith(f": {full_key.rpartition('.')[2]}"):  # name the whole key
+        lines[0] = lines[0].rpartition(": ")[0] + f": {full_key}"
     return ": ".join(lines)
+
+
+def quoted_override(key: str, value: str) -> str:
+    """key='value' in Hydra's override grammar, whatever the value holds (spaces, brackets, quotes)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{key}='{escaped}'"
 
 
 def pin_sweep_dir(config: DictConfig) -> str:
     """Resolve the sweep dir once and hand it to every job as an override: `${now:}`/`${uid:}` never re-roll."""
     sweep_dir = str(Path(str(config.hydra.sweep.dir)).absolute())
     config.hydra.sweep.dir = sweep_dir
-    escaped = sweep_dir.replace("\\", "\\\\").replace("'", "\\'")
     kept = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-    config.hydra.overrides.hydra = kept + [f"hydra.sweep.dir='{escaped}'"]
+    config.hydra.overrides.hydra = kept + [quoted_override("hydra.sweep.dir", sweep_dir)]
     return sweep_dir
 
 
 def resume_command(sweep_dir: str) -> str:
     """The command line that continues this sweep: the same arguments, resume=true and the pinned folder."""
     args = [a for a in sys.argv[1:] if not a.lstrip("+").startswith(("resume=", "hydra.sweep.dir="))]
+    plain = re.fullmatch(r"[\w./-]+", sweep_dir)  # what Hydra reads unquoted
+    folder_override = f"hydra.sweep.dir={sweep_dir}" if plain else quoted_override("hydra.sweep.dir", sweep_dir)
     return " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in args]
-                    + ["resume=true", shlex.quote(f"hydra.sweep.dir={sweep_dir}")])
+                    + ["resume=true", shlex.quote(folder_override)])
+
+
+def check_folder(sweep_dir: Path, name: str) -> None:
+    """Refuse a job folder that would lie outside its sweep or that no file system can create."""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not (sweep_dir / name).resolve().is_relative_to(
+            sweep_dir.resolve()):
+        raise BadSweep(f"job folder {name!r} would lie outside the sweep folder: a value that names folders "
+                       "cannot hold '..' or start with '/'")
+    long = next((p for p in parts if len(p.encode()) > 255), None)
+    if long:
+        raise BadSweep(f"job folder name {long[:60]!r}... is longer than 255 bytes; shorten the swept values")
 
 
 class HarnessSweeper(BasicSweeper):
@@ -91,7 +116,7 @@ class HarnessSweeper(BasicSweeper):
             sys.exit(EXIT_BAD_INPUT)
         command = resume_command(str(self.sweep_dir))
         self.start(jobs, command)
-        returns, stopped = self.launch_all([j.overrides for j in jobs if j.skip_to is None])
+        returns, stopped = self.launch_all(jobs)
         self.report(jobs, returns, stopped, command)
         return returns
 
@@ -101,6 +126,8 @@ class HarnessSweeper(BasicSweeper):
         """Every job composed, type-checked and validated, and matched against finished runs; raises BadSweep."""
         from harness.sweep import finished_runs
 
+        if self.sweep_dir.exists() and not self.sweep_dir.is_dir():
+            raise BadSweep(f"hydra.sweep.dir={self.sweep_dir} is a file, not a folder")
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         try:
             parsed = parser.parse_overrides(self._parse_config() + list(arguments))
@@ -117,9 +144,19 @@ class HarnessSweeper(BasicSweeper):
                                "(hydra.job.config.override_dirname.exclude_keys), so it cannot be swept")
             seen[job.name] = job
         finished = finished_runs(self.sweep_dir) if self.sweep_dir.exists() else {}
+        self.check_other_sweep(jobs, finished)
         for job in jobs:
             self.match(job, finished)
         return jobs
+
+    def check_other_sweep(self, jobs: list[Job], finished: dict) -> None:
+        """Without resume, a sweep folder whose manifest lists finished runs is another sweep's: leave it whole."""
+        from harness.sweep import MANIFEST
+
+        if not finished or not (self.sweep_dir / MANIFEST).exists() or any(j.resume for j in jobs):
+            return
+        raise BadSweep(f"{self.sweep_dir} already holds a finished run; add resume=true to skip its {len(finished)} "
+                       "finished job(s) and add these, or leave hydra.sweep.dir out to start a new sweep")
 
     def compose(self, overrides: list[str], swept: set) -> Job:
         """A job's config as its launcher will compose it, checked as harness.run will check it."""
@@ -134,10 +171,17 @@ class HarnessSweeper(BasicSweeper):
             with read_write(task), open_dict(task):
                 del task["hydra"]
             config = OmegaConf.to_object(task)
+            check_folder(self.sweep_dir, name)
             check_job(config)
+        except BadSweep as exc:
+            raise BadSweep(f"{exc} (job {label})") from None
+        except KeyboardInterrupt:
+            raise
         except Exception as exc:
             raise BadSweep(f"{compact(exc)} (job {label})") from None
-        return Job(list(overrides), name, config_hash(config), bool(config.resume))
+        except BaseException as exc:  # SystemExit: a custom activation probed here may call sys.exit
+            raise BadSweep(f"the activation could not be built: {type(exc).__name__}: {exc} (job {label})") from None
+        return Job(list(overrides), name, config_hash(config), bool(config.resume), config)
 
     def match(self, job: Job, finished: dict) -> None:
         """Skip a job whose configuration already finished (resume); refuse to overwrite a finished run."""
@@ -147,6 +191,7 @@ class HarnessSweeper(BasicSweeper):
             job.skip_to = finished[job.config_hash]
             return
         state, summary = job_state(self.sweep_dir / job.name)
+        job.running = state == "running"
         if state not in FINISHED:
             return
         folder = self.sweep_dir / job.name
@@ -158,22 +203,27 @@ class HarnessSweeper(BasicSweeper):
 
     def start(self, jobs: list[Job], command: str) -> None:
         """Create the sweep folder, set corrupt summaries aside, write the manifest and say what will happen."""
-        from harness.sweep import job_state, remove_leftovers, set_aside, write_manifest
+        from harness.sweep import extend_manifest, job_state, set_aside
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-        for job in (j for j in jobs if j.skip_to is None):
+        if not (self.sweep_dir / "multirun.yaml").exists():  # the first sweep's; the manifest lists every job
+            OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        for job in self.to_run(jobs):
             folder = self.sweep_dir / job.name
-            remove_leftovers(folder)  # nothing of this job runs now: its temporary files are a killed writer's
-            if job_state(folder)[0] == "corrupt":
-                print(f"{job.name}: corrupt summary.json moved to {set_aside(folder).name}; the job reruns")
+            state, summary = job_state(folder)
+            if state == "corrupt" and (aside := set_aside(folder)):
+                why = (summary or {}).get("note", "corrupt summary.json")
+                print(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns")
+        self.record_crashes(jobs, "its process died in an earlier attempt; resume again to retry it")
         manifest = [{"dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
                      "overrides": j.overrides, "config_hash": j.config_hash} for j in jobs]
-        write_manifest(self.sweep_dir, manifest, command)
+        extend_manifest(self.sweep_dir, manifest, command)
         skipped = sum(j.skip_to is not None for j in jobs)
+        running = sum(j.running for j in jobs)
         launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        print(f"sweep: {len(jobs)} jobs, {skipped} finished earlier (skipped), {len(jobs) - skipped} to run "
-              f"with the {launcher} launcher")
+        print(f"sweep: {len(jobs)} jobs, {skipped} finished earlier (skipped), "
+              + (f"{running} running in another process (left alone), " if running else "")
+              + f"{len(self.to_run(jobs))} to run with the {launcher} launcher")
         print(f"results: {self.sweep_dir}")
         print(f"resume:  {command}")
         launcher_cfg = self.config.hydra.launcher
@@ -185,17 +235,55 @@ class HarnessSweeper(BasicSweeper):
 
     # ---------------------------------------------------------------- running and reporting
 
-    def launch_all(self, to_run: list[list[str]]) -> tuple[list, str | None]:
-        """Launch the jobs in batches; a launcher that dies (a killed worker, Ctrl-C) ends the sweep, not the report."""
+    @staticmethod
+    def to_run(jobs: list[Job]) -> list[Job]:
+        return [j for j in jobs if j.skip_to is None and not j.running]
+
+    def record_crashes(self, jobs: list[Job], why: str) -> int:
+        """A job whose process died of a signal (its fault.log says how) is a failed job, not one to run again now."""
+        from harness.sweep import crash_note, failed_summary
+
+        crashed = 0
+        for job in self.to_run(jobs):
+            folder = self.sweep_dir / job.name
+            note = crash_note(folder)
+            if note:
+                failed_summary(job.config, folder, job.overrides, f"the job's process died: {note} ({why})")
+                job.skip_to, crashed = folder, crashed + 1
+                print(f"{job.name}: the job's process died ({note}); recorded as failed")
+        return crashed
+
+    def launch_all(self, jobs: list[Job]) -> tuple[list, str | None]:
+        """Launch the jobs in batches; a launcher that dies (a killed worker, Ctrl-C) ends the sweep, not the report.
+
+        Under joblib a job that kills its worker (os.abort, a segfault) breaks the whole pool: that job is recorded
+        as failed and the jobs it took down with it are launched again, as long as each round records a crash.
+        """
         returns: list = []
-        try:
-            for batch in self.split_overrides_to_chunks(to_run, self.max_batch_size) if to_run else []:
-                returns += self.launcher.launch(batch, initial_job_idx=len(returns))
-        except KeyboardInterrupt:
-            return returns, "interrupted"
-        except Exception as exc:  # e.g. joblib's TerminatedWorkerError when a worker is killed
-            return returns, f"{type(exc).__name__}: {compact(exc)[:200]}"
-        return returns, None
+        while True:
+            pending = [j.overrides for j in self.to_run(jobs)]
+            try:
+                for batch in self.split_overrides_to_chunks(pending, self.max_batch_size) if pending else []:
+                    returns += self.launcher.launch(batch, initial_job_idx=len(returns))
+                return returns, None
+            except KeyboardInterrupt:
+                return returns, "interrupted"
+            except BaseException as exc:  # e.g. joblib's TerminatedWorkerError when a worker dies
+                stopped = f"{type(exc).__name__}: {compact(exc)[:200]}"
+                crashed = self.record_crashes(jobs, "it took its worker down")
+                if not crashed or "joblib" not in str(self.config.hydra.launcher.get("_target_")):
+                    return returns, stopped
+                self.refresh(jobs)
+
+    def refresh(self, jobs: list[Job]) -> None:
+        """After a broken pool: jobs that finished meanwhile are done, the others (their workers gone) run again."""
+        from harness.sweep import FINISHED, job_state
+
+        for job in self.to_run(jobs):
+            state, _ = job_state(self.sweep_dir / job.name)
+            if state in FINISHED or state == "failed":
+                job.skip_to = self.sweep_dir / job.name
+            job.running = state == "running"
 
     def report(self, jobs: list[Job], returns: list, stopped: str | None, command: str) -> None:
         """One table of every job; exit non-zero when any failed or did not finish."""

@@ -1,0 +1,90 @@
+"""Helpers the study reports share: harness.report's statistics, cells and figure style applied to study tables."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harness.data import load_dataset
+from harness.report import figures, render, stats
+from harness.report.render import Figure
+
+
+def cells(frame: pd.DataFrame, digits: int = 3, significant: bool = False) -> pd.DataFrame:
+    """A table ready for render.Table: named index as columns, floats through render.num (or to `digits`
+    significant figures, for quantities that span decades)."""
+    if frame.index.name or any(frame.index.names):
+        frame = frame.reset_index()
+    frame = frame.copy()
+    frame.columns = [" / ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c)
+                     for c in frame.columns]
+
+    def cell(v):
+        if not isinstance(v, float) or v != v:
+            return render.num(v) if isinstance(v, float) else ("–" if v is None else v)
+        return f"{v:.{digits}g}" if significant else render.num(v, digits)
+
+    return frame.apply(lambda col: col.map(cell))
+
+
+def mean_interval(values: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
+    """'mean [95% CI]' of a series, scaled (accuracies as percentages), by harness.report.stats.mean_ci."""
+    mean, _, lo, hi = stats.mean_ci(values * scale)
+    return render.with_ci(mean, lo, hi, digits)
+
+
+def figure(fig, out: Path, name: str, caption: str) -> Figure:
+    return Figure(figures.save(fig, out / "figures" / name), caption)
+
+
+def write_csv(frame: pd.DataFrame, out: Path, name: str) -> None:
+    """A study table as CSV; run folders relative to the working directory, so no machine path is committed."""
+    if "run_dir" in frame:
+        here = Path.cwd()
+        frame = frame.assign(run_dir=[os.path.relpath(p, here) if Path(p).is_relative_to(here) else Path(p).name
+                                      for p in frame["run_dir"]])
+    frame.to_csv(out / name, index=False)
+
+
+def layer_index(layer: str) -> int:
+    return int(layer.split(".")[1]) if layer.startswith("hidden.") else 10**6
+
+
+def by_layer(runs: pd.DataFrame, key: str, keep: list[str]) -> pd.DataFrame:
+    """Long table of a `KEY_by_layer` summary value: keep columns, layer, depth index, value."""
+    cols = [c for c in runs.columns if c.startswith(f"{key}_by_layer.")]
+    long = runs[keep + cols].melt(id_vars=keep, var_name="layer", value_name="value")
+    long["layer"] = long["layer"].str.removeprefix(f"{key}_by_layer.")
+    long["depth"] = long["layer"].map(layer_index)
+    return long.dropna(subset=["value"])
+
+
+def variant(runs: pd.DataFrame, group: str) -> pd.Series:
+    """The `+experiment/GROUP=X` choice of each run, from its overrides."""
+    def pick(overrides):
+        for o in overrides if isinstance(overrides, list) else []:
+            if o.lstrip("+").startswith(f"experiment/{group}="):
+                return o.split("=", 1)[1]
+        return None
+    return runs["overrides"].map(pick)
+
+
+def paired_table(runs: pd.DataFrame, value: str, a: str, b: str) -> dict:
+    """a - b of `value`, paired by seed, with harness.report.stats.paired; wins = seeds where a > b."""
+    by_seed = runs.pivot_table(index="seed", columns="activation", values=value, aggfunc="first")
+    if a not in by_seed or b not in by_seed:
+        return {}
+    result = stats.paired(by_seed[a], by_seed[b])
+    return {**result, "wins": int(((by_seed[a] - by_seed[b]).dropna() > 0).sum())}
+
+
+def training_samples(runs: pd.DataFrame) -> pd.Series:
+    """The size of each run's training split, by loading its dataset as the run did (cached, no download)."""
+    keys = ["config.dataset.name", "config.dataset.root", "config.dataset.train_size", "config.dataset.val_fraction"]
+    sizes = {}
+    for key in runs[keys].drop_duplicates().itertuples(index=False):
+        name, root, train_size, val_fraction = key
+        train_size = None if pd.isna(train_size) else int(train_size)
+        sizes[tuple(key)] = len(load_dataset(name, root, False, train_size, val_fraction, "cpu").x_train)
+    return pd.Series([sizes[tuple(k)] for k in runs[keys].itertuples(index=False)], index=runs.index)

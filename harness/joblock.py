@@ -1,0 +1,154 @@
+"""One writer per job folder: a lock file that names its holder (host, pid) and a heartbeat (its mtime).
+
+A lock is stale when its holder is a dead process on this host, or when its heartbeat stopped STALE_S ago (a holder
+on another node that died with its node). A stale lock is taken over; a live one means the job runs elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+LOCK = "job.lock"
+BEAT_S = 2.0  # how often the holder refreshes the heartbeat and checks that its sweep is still there
+STALE_S = 120.0  # generous: clocks of cluster nodes and file servers drift apart
+
+
+class JobBusy(Exception):
+    """The job folder is held by a live process; the message names it."""
+
+
+def read_lock(job_dir: Path) -> dict | None:
+    """The holder named in a job folder's lock, {} while it is being written, None without a lock."""
+    return read_holder(Path(job_dir) / LOCK)
+
+
+def read_holder(path: Path) -> dict | None:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def lock_state(job_dir: Path) -> str | None:
+    """'running' (a live holder), 'stale' (a dead one) or None (no lock) for a job folder."""
+    path = Path(job_dir) / LOCK
+    holder = read_lock(job_dir)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if holder is None:
+        return None
+    if earlier_attempt(holder):
+        return "stale"
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return "running" if pid_alive(holder["pid"]) else "stale"
+    return "stale" if age > STALE_S else "running"
+
+
+def earlier_attempt(holder: dict) -> bool:
+    """The holder is this SLURM job before SLURM requeued it (same job id, another process, maybe another node):
+    it was killed, and its lock is ours to take without waiting for its heartbeat to age."""
+    job = os.environ.get("SLURM_JOB_ID")
+    same_process = holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
+    return bool(job) and holder.get("slurm_job") == job and not same_process
+
+
+def describe(holder: dict | None) -> str:
+    holder = holder or {}
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+
+
+class JobLock:
+    """Hold a job folder while its job runs: `with JobLock(folder):`. Raises JobBusy if a live process holds it.
+
+    watch_parent: the holder is a worker that must not outlive its sweep (joblib's): when its parent process dies,
+    the heartbeat releases the lock and ends the worker at once; the job's last checkpoint stays for the resume.
+    """
+
+    def __init__(self, job_dir: Path, watch_parent: bool = False):
+        self.path = Path(job_dir) / LOCK
+        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
+                       "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        self.parent = os.getppid() if watch_parent else None
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> JobLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.create():
+            self.take_over()
+        self.thread = threading.Thread(target=self.beat, name="job-lock-heartbeat", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.release()
+
+    def create(self) -> bool:
+        """Create the lock file with our name in it; False when one exists."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.holder, f)
+        return True
+
+    def take_over(self) -> None:
+        """Replace a stale lock; raise JobBusy for a live one (or when another process took the stale one first)."""
+        seen = read_lock(self.path.parent)
+        if lock_state(self.path.parent) == "running":
+            raise JobBusy(f"{self.path.parent.name} is running ({describe(seen)} holds {LOCK})")
+        aside = self.path.with_name(f".{LOCK}.{uuid.uuid4().hex}.stale")
+        try:
+            os.rename(self.path, aside)  # only one of several takers can move a given file
+        except FileNotFoundError:
+            pass
+        else:
+            if read_holder(aside) != seen:  # we moved a fresh lock that a faster taker had just made: put it back
+                os.rename(aside, self.path)
+                raise JobBusy(f"{self.path.parent.name} was just taken by {describe(read_lock(self.path.parent))}")
+            aside.unlink(missing_ok=True)
+        if not self.create():
+            raise JobBusy(f"{self.path.parent.name} was just taken by {describe(read_lock(self.path.parent))}")
+
+    def ours(self) -> bool:
+        return read_lock(self.path.parent) == self.holder
+
+    def release(self) -> None:
+        if self.ours():
+            self.path.unlink(missing_ok=True)
+
+    def beat(self) -> None:
+        while not self.stop.wait(BEAT_S):
+            if self.parent is not None and os.getppid() != self.parent:  # the sweep is gone: so is this worker
+                self.release()
+                os._exit(1)
+            try:
+                os.utime(self.path)
+            except OSError:  # the folder went away or is read-only for a moment: the next beat tries again
+                pass

@@ -1,0 +1,78 @@
+"""Where a sweep stands, for `python -m harness.sweep DIR`: running, pending, finished and failed jobs, and an
+estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from harness.joblock import describe, lock_state, read_lock
+from harness.results import CHECKPOINT
+from harness.sweep import FINISHED, MANIFEST, crash_note, format_table, job_state
+
+# job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started
+PHASES = {"ok": "finished", "diverged": "finished", "failed": "failed", "running": "running",
+          "unfinished": "pending", "corrupt": "pending"}
+
+
+def pending_note(job_dir: Path) -> str:
+    """Why a job without summary.json and without a live lock is not running, and what a resume does."""
+    crash = crash_note(job_dir)
+    if lock_state(job_dir) == "stale":
+        note = f"stale job.lock: its holder ({describe(read_lock(job_dir))}) stopped; resume reruns it"
+    elif (Path(job_dir) / CHECKPOINT).exists():
+        note = "stopped; resume continues from its checkpoint"
+    else:
+        note = "not started" if not crash else "stopped"
+    return f"{note}; {crash}" if crash else note
+
+
+def job_rows(sweep_dir: Path) -> list[tuple[str, str, dict | None]]:
+    """(state, job folder, summary) of every job in the manifest; a job not finished and not running is pending."""
+    rows = []
+    for job in json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]:
+        job_dir = Path(sweep_dir) / job["dir"]
+        state, summary = job_state(job_dir)
+        if state == "unfinished":
+            state, summary = "pending", {"note": pending_note(job_dir)}
+        rows.append((state, job["dir"], summary))
+    return rows
+
+
+def job_seconds(summary: dict) -> float | None:
+    """A finished job's wall time, started_at to finished_at (data loading and probes included)."""
+    try:
+        start, end = (datetime.datetime.fromisoformat(summary[k]) for k in ("started_at", "finished_at"))
+    except (KeyError, TypeError, ValueError):
+        return summary.get("loop_time_s")
+    return (end - start).total_seconds()
+
+
+def time_left(phases: list[str], seconds: list[float]) -> str:
+    """Estimate: each pending job takes the mean of the finished jobs' times, each running one half of it (on
+    average it is half done); the jobs running now are the parallelism (one at a time if none is)."""
+    if not seconds:
+        return "no finished job yet to estimate the time left from"
+    mean = sum(seconds) / len(seconds)
+    running, pending = phases.count("running"), phases.count("pending")
+    left = (pending + running / 2) * mean / max(running, 1)
+    how = f"{running} at a time" if running else "one at a time, as none is running now"
+    return (f"about {format_duration(left)} left (mean {format_duration(mean)} per job over {len(seconds)} "
+            f"finished, {how})")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def status_report(sweep_dir: Path) -> str:
+    """The header (counts by phase, time left) and the table of every job."""
+    rows = job_rows(sweep_dir)
+    phases = [PHASES.get(state, state) for state, _, _ in rows]
+    counts = ", ".join(f"{phases.count(p)} {p}" for p in ("running", "pending", "failed"))
+    seconds = [t for (state, _, s) in rows if state in FINISHED and (t := job_seconds(s)) is not None]
+    header = (f"{sweep_dir}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
+              f"{time_left(phases, seconds)}")
+    return f"{header}\n{format_table(rows)}"

@@ -1,0 +1,132 @@
+"""Before Hydra writes anything: a command line that cannot work gets one line and exit 2.
+
+Hydra prints several lines (or a traceback) for an unknown config option, a value of the wrong type or an override
+it cannot parse, and creates the run folder before the run can refuse it. This composes the same config in process
+first, checks it the way harness.run will, and checks the folders it would write to.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict, read_write
+
+from hydra_plugins.harness_sweeper.harness_sweeper import EXIT_BAD_INPUT, BadSweep, compact
+
+VALUE_FLAGS = {"--config-path": "cp", "-cp": "cp", "--config-name": "cn", "-cn": "cn"}
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+
+
+class BadCommand(Exception):
+    """One line for the user: the command cannot work, nothing was written."""
+
+
+def split_argv(argv: list[str]) -> tuple[bool, dict[str, str], list[str]] | None:
+    """(multirun, value flags, overrides); None for a command that only asks Hydra something (--help, --cfg, ...)."""
+    multirun, flags, overrides = False, {}, []
+    args = iter(argv)
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if arg in MULTIRUN_FLAGS:
+            multirun = True
+        elif key in VALUE_FLAGS:
+            flags[VALUE_FLAGS[key]] = value if eq else next(args, "")
+        elif arg.startswith("-"):
+            return None
+        else:
+            overrides.append(arg)
+    return multirun, flags, overrides
+
+
+def parse(overrides: list[str]) -> list:
+    """Hydra's parse of each override, with the override it could not parse named."""
+    parser = OverridesParser.create()
+    parsed = []
+    for line in overrides:
+        key = line.partition("=")[0].lstrip("+~")
+        if "=" in line and not key:
+            raise BadCommand(f"malformed override {line!r}: expected key=value")
+        try:
+            parsed += parser.parse_overrides([line])
+        except Exception as exc:
+            raise BadCommand(f"cannot parse override {line!r}: {compact(exc)}") from None
+    return parsed
+
+
+def check_run_dir(run_dir: Path, config) -> bool:
+    """A single run's folder: not a file, not held by a live process, not a finished run of this or another config.
+
+    True when it holds this configuration's finished run and resume=true keeps it.
+    """
+    from harness.config import config_hash
+    from harness.joblock import lock_state, read_lock
+    from harness.sweep import FINISHED, job_state
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadCommand(f"hydra.run.dir={run_dir} is a file, not a folder")
+    if lock_state(run_dir) == "running":
+        holder = read_lock(run_dir) or {}
+        raise BadCommand(f"{run_dir} is in use by pid {holder.get('pid')} on {holder.get('host')} (its job.lock)")
+    state, summary = job_state(run_dir)
+    if state not in FINISHED:
+        return False
+    if summary["config_hash"] != config_hash(config):
+        raise BadCommand(f"{run_dir} already holds a finished run of another configuration; choose another "
+                         "hydra.run.dir, or leave it out for a new folder")
+    if not config.resume:
+        raise BadCommand(f"{run_dir} already holds this finished run; add resume=true to keep it and do nothing, "
+                         "or leave hydra.run.dir out for a new folder")
+    return True
+
+
+def check_command(argv: list[str], script_dir: Path) -> Path | None:
+    """Raise BadCommand for a command that cannot work; return the run folder of a finished run to keep (resume)."""
+    from harness.config import ConfigError
+    from harness.sweep import check_job
+
+    split = split_argv(argv)
+    if split is None:
+        return None
+    multirun, flags, overrides = split
+    parsed = parse(overrides)
+    if multirun:  # the sweeper composes and checks every job; here only what Hydra itself would trip on
+        overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
+    conf_dir = script_dir / flags.get("cp", "conf")  # Hydra's config_path: relative to the script
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir.absolute()), version_base="1.3"):
+            cfg = compose(config_name=flags.get("cn", "config"), overrides=overrides, return_hydra_config=True)
+        folder = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+        if multirun:  # values still missing may come from the swept ones
+            if folder.exists() and not folder.is_dir():
+                raise BadCommand(f"hydra.sweep.dir={folder} is a file, not a folder")
+            return None
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        config = OmegaConf.to_object(cfg)
+    except BadCommand:
+        raise
+    except Exception as exc:
+        raise BadCommand(compact(exc)) from None
+    try:
+        check_job(config)
+    except (ConfigError, BadSweep) as exc:
+        raise BadCommand(str(exc)) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a custom target probed here that raises anything, sys.exit included
+        raise BadCommand(f"the activation could not be built: {type(exc).__name__}: {compact(exc)}") from None
+    return folder if check_run_dir(folder, config) else None
+
+
+def preflight(argv: list[str], script_dir: Path) -> None:
+    """Exit 2 with one line for a command that cannot work; exit 0 for a finished run kept by resume=true."""
+    try:
+        kept = check_command(argv, script_dir)
+    except BadCommand as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    if kept is not None:
+        print(f"{kept} already holds this finished run (resume=true): nothing to do")
+        sys.exit(0)
