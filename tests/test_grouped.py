@@ -66,7 +66,10 @@ CASES = {  # (extra overrides, slow)
     "mlp_residual_batchnorm_softmax_clip": (["model.residual=true", "model.norm=batch", "activation=softmax",
                                              "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=0.5"],
                                             True),
+    "mlp_glu": (["activation=glu", "model.width=8"], True),
+    "mlp_star_relu_layernorm": (["activation=star_relu", "model.norm=layer", "model.width=8"], True),
     "cnn_1d": (["model=cnn", "model.width=6"], False),
+    "cnn_1d_swiglu": (["model=cnn", "model.width=6", "activation=swiglu"], True),
     "cnn_2d_batchnorm_prelu": (["model=cnn", "dataset=digits", "model.width=6", "model.norm=batch",
                                 "activation=prelu", "trainer.optimizer=sgd", "trainer.lr=0.05"], True),
     "cnn_2d_layernorm": (["model=cnn", "dataset=digits", "model.width=6", "model.norm=layer",
@@ -145,6 +148,23 @@ def test_rrelu_noise_in_a_stack_is_uniform_and_independent():
     assert ks.pvalue > 1e-3
     members = slopes.flatten(1)
     assert abs(torch.corrcoef(members)[0, 1]) < 0.05  # members draw independently of each other
+
+
+def test_why_not_stacked_names_the_reason():
+    assert stacked.why_not_stacked(torch.nn.PReLU()) is None
+    assert stacked.why_not_stacked(torch.nn.GELU()) is None
+    assert "dim 2" in stacked.why_not_stacked(torch.nn.Softmax(dim=2))
+    assert "elementwise" in stacked.why_not_stacked(Custom())
+    Custom.elementwise = True
+    try:
+        assert stacked.why_not_stacked(Custom()) is None
+    finally:
+        del Custom.elementwise
+
+
+class Custom(torch.nn.Module):  # a user's own activation: stacked only if declared elementwise
+    def forward(self, z):
+        return z.clamp(-1, 1)
 
 
 def test_stacked_forward_matches_each_member_on_its_own_batch():
