@@ -13,7 +13,7 @@ import pytest
 import scipy.stats
 import torch
 
-from harness import stacked
+from harness import group, stacked
 from harness.group import run_group
 from harness.models import MLP
 from harness.train import run
@@ -183,3 +183,36 @@ def test_stacked_forward_matches_each_member_on_its_own_batch():
 def test_members_equal_their_one_job_twins_float64_on_cuda(tiny, tmp_path, case):
     for one, grouped in run_twins(tiny, tmp_path, [*CASES[case][0], "trainer.device=cuda"]):
         assert_twins(one, grouped)
+
+
+def test_group_checkpoints_resume_one_by_one_or_in_another_group(tiny, tmp_path, monkeypatch):
+    """A group killed after its checkpoint: member a resumes as a one-job run, member b in a new group beside a
+    fresh member c; each then records what its uninterrupted one-job twin records (float64)."""
+    from harness.loop import Loop
+
+    common = [*STEPS[3:], "trainer.steps=30", "trainer.log_every=10", "trainer.eval_every=10",
+              "trainer.checkpoint_every=10"]
+    a, b, c = (tiny(*common, f"seed={s}", *lr) for s, lr in ((1, []), (2, ["trainer.lr=0.003"]), (3, [])))
+    evaluate = Loop.evaluate_splits
+
+    def killed_at_20(loop, step):
+        if step == 20:
+            raise KeyboardInterrupt  # not an Exception: nothing is recorded, as when the job is killed
+        return evaluate(loop, step)
+
+    monkeypatch.setattr(Loop, "evaluate_splits", killed_at_20)
+    with pytest.raises(KeyboardInterrupt):
+        run_group([a, b], [tmp_path / "a", tmp_path / "b"], [[], []], "g1", torch.float64)
+    assert (tmp_path / "a" / "checkpoint.pt").exists() and (tmp_path / "b" / "checkpoint.pt").exists()
+    monkeypatch.setattr(Loop, "evaluate_splits", evaluate)
+    sizes, step = [], group.group_step
+    monkeypatch.setattr(group, "group_step", lambda members, *args: sizes.append(len(members)) or step(members, *args))
+    resumed = [run(a, tmp_path / "a", dtype=torch.float64),
+               *run_group([b, c], [tmp_path / "b", tmp_path / "c"], [[], []], "g2", torch.float64)]
+    assert sizes == [1] * 10 + [2] * 20  # c alone until b's checkpointed step 10, then both
+    for config, summary in zip((a, b, c), resumed):
+        twin = run(config, tmp_path / f"twin{config.seed}", dtype=torch.float64)
+        for s in (summary, twin):
+            assert s["status"] == "ok", s.get("error")
+            s["metrics"] = pd.read_csv(f"{s['run_dir']}/metrics.csv")
+        assert_twins(twin, summary)
