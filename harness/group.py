@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness import probes, stacked
-from harness.config import Config, config_hash, to_dict
+from harness.config import Config, ConfigError, config_hash, to_dict
 from harness.data import load_dataset
 from harness.loop import Loop
 from harness.meters import Timer, WindowStats
@@ -152,12 +153,49 @@ def finish(m: Member, loop_elapsed: float) -> dict:
     return m.loop.finish()
 
 
+MEMBER_KEYS = (("seed",), ("trainer", "lr"), ("trainer", "weight_decay"))  # what may differ within a group
+
+
+def group_key(config: Config) -> str:
+    """Equal for configurations that may train in one group: everything but the MEMBER_KEYS."""
+    d = to_dict(config)
+    for *path, key in MEMBER_KEYS:
+        node = d
+        for part in path:
+            node = node[part]
+        del node[key]
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def why_not_grouped(resolved) -> str | None:
+    """Why a run must train as a one-job run (one line), or None if it can be a group member."""
+    t = resolved.config.trainer
+    if t.init_trials or t.steps == 0:
+        return "trainer.init_trials / trainer.steps=0 runs only probe the initialisation"
+    if t.compile:
+        return "trainer.compile compiles the one-job model"
+    if t.precision == "fp16":
+        return "fp16's loss scale cannot be per member"
+    return stacked.why_not_stacked(resolved.activation())
+
+
+def check_group(resolved: list) -> None:
+    """ConfigError (one line) unless the members differ only in MEMBER_KEYS and each can be grouped."""
+    keys = {group_key(r.config) for r in resolved}
+    if len(keys) > 1:
+        raise ConfigError("a group's members may differ only in seed, trainer.lr and trainer.weight_decay")
+    reason = why_not_grouped(resolved[0])
+    if reason:
+        raise ConfigError(f"not grouped: {reason}")
+
+
 def run_group(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], group_id: str,
               dtype: torch.dtype | None = None) -> list[dict]:
     """Train the members (configs equal but for seed, trainer.lr, trainer.weight_decay) as one group; each writes
     its own run folder and summary, with `group`: {id, size, index}. A member that raises fails the whole group.
     dtype: float inputs and parameters (the tests' float64 runs); None keeps float32."""
     resolved = [resolve(c) for c in configs]
+    check_group(resolved)  # before any data is loaded
     d = configs[0].dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved[0].device)
     data = data.astype(dtype) if dtype else data

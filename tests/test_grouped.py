@@ -14,6 +14,7 @@ import scipy.stats
 import torch
 
 from harness import group, stacked
+from harness.config import ConfigError
 from harness.group import run_group
 from harness.models import MLP
 from harness.train import run
@@ -148,6 +149,19 @@ def test_rrelu_noise_in_a_stack_is_uniform_and_independent():
     assert ks.pvalue > 1e-3
     members = slopes.flatten(1)
     assert abs(torch.corrcoef(members)[0, 1]) < 0.05  # members draw independently of each other
+
+
+@pytest.mark.parametrize("member, message", [
+    (["model.width=7"], "differ only in seed"), (["trainer.steps=0", "trainer.init_trials=3"], "init_trials"),
+    (["trainer.compile=true"], "compile"), (["trainer.precision=fp16"], "fp16"),
+    (["activation=custom", "activation.target=tests.test_grouped.Custom"], "elementwise")])
+def test_run_group_refuses_what_cannot_be_grouped_before_loading_data(tiny, tmp_path, member, message):
+    configs = [tiny("dataset.root=/nonexistent", *member), tiny("dataset.root=/nonexistent", "seed=4", *member)]
+    if member == ["model.width=7"]:
+        configs[1] = tiny("dataset.root=/nonexistent", "seed=4")
+    with pytest.raises(ConfigError, match=message):
+        run_group(configs, [tmp_path / "a", tmp_path / "b"], [[], []], "g")
+    assert not (tmp_path / "a").exists()
 
 
 def test_why_not_stacked_names_the_reason():
