@@ -107,6 +107,8 @@ def train_group(members: list[Member]) -> None:
     timer.start()
     for step in range(min(m.first_step for m in members) + 1, t.steps + 1):
         live = [m for m in members if m.summary is None and step > m.first_step]
+        if not live:  # all diverged so far; a member resumed from a later step may still join
+            continue
         xs, ys = zip(*(next(m.loop.batches) for m in live))
         log_now, eval_now, _ = boundaries(step, t, step)
         losses, logits, grads = group_step(live, list(xs), list(ys), log_now, optimizer)
@@ -125,9 +127,10 @@ def train_group(members: list[Member]) -> None:
             member_boundary(m, step, elapsed, grads[i] if grads else None, eval_now, loop_timer, bar)
         timer.start()
     bar.close()
+    loop_elapsed = loop_timer.stop()  # the final probes are not in the loop's clock, as in train.train
     for m in members:
         if m.summary is None:
-            m.summary = finish(m, loop_timer.stop())
+            m.summary = finish(m, loop_elapsed)
 
 
 def member_boundary(m: Member, step: int, elapsed: float, grads, eval_now: bool, loop_timer: Timer, bar) -> None:

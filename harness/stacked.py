@@ -203,10 +203,10 @@ def rnn_forward(models: list[RNN], xs: list[torch.Tensor], record: bool) -> tupl
     states = []
     for i in range(len(models[0].hidden)):
         layers = [m.hidden[i] for m in models]
-        out, forward_h = run_cells([l.cells[0] for l in layers], x, record)
+        out, forward_h = run_cells([layer.cells[0] for layer in layers], x, record)
         outs, directions = [out], [forward_h]
         if len(layers[0].cells) == 2:
-            out, backward_h = run_cells([l.cells[1] for l in layers], x.flip(2), record)
+            out, backward_h = run_cells([layer.cells[1] for layer in layers], x.flip(2), record)
             outs.append(out.flip(2))
             directions.append(backward_h[::-1])
         x = torch.cat(outs, dim=3)  # (K, B, T, H * directions)

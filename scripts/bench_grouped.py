@@ -59,7 +59,8 @@ def grouped(cfgs, out: Path, group_size: int) -> tuple[float, float]:
 
 
 def profile(cfgs, out: Path) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         run_group(cfgs, [out / f"p{i}" for i in range(len(cfgs))], [[]] * len(cfgs), "p")

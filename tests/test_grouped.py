@@ -101,6 +101,12 @@ def test_a_diverging_member_is_frozen_and_the_others_finish(tiny, tmp_path):
         assert_twins(one, grouped)
 
 
+def test_a_group_whose_members_all_diverge_records_them_all(tiny, tmp_path):
+    configs = [tiny("trainer.optimizer=sgd", "trainer.lr=1e12", "trainer.steps=30", f"seed={s}") for s in (1, 2)]
+    summaries = run_group(configs, [tmp_path / "a", tmp_path / "b"], [[], []], "g")
+    assert [s["status"] for s in summaries] == ["diverged", "diverged"]
+
+
 def records(summary: dict) -> tuple:
     skip = VOLATILE | {"run_dir", "group", "overrides"}
     return {k: v for k, v in summary.items() if k not in skip}, open(f"{summary['run_dir']}/metrics.csv").read()
