@@ -11,4 +11,4 @@ def run(config: Config, run_dir, overrides=(), cpu_threads: int | None = None) -
     """Train one combination in run_dir; see harness.train.run."""
     from harness.train import run as train_run  # torch loads here, not at import time
 
-    return train_run(config, run_dir, overrides, cpu_threads)
+    return train_run(config, run_dir, overrides, cpu_threads=cpu_threads)

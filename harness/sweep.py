@@ -126,7 +126,7 @@ def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent
         if state in FINISHED and summary["config_hash"] == config_hash(config):
             return summary  # another sweep of this folder finished it after ours planned
         try:
-            return run(config, run_dir, overrides, cpu_threads)
+            return run(config, run_dir, overrides, cpu_threads=cpu_threads)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit

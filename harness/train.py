@@ -46,15 +46,18 @@ def build_job(resolved: Resolved, data: Dataset, cpu_threads: int | None = None)
     config, spec, device = resolved.config, resolved.activation, resolved.device
     seed_everything(config.seed)
     model_cfg = dataclasses.replace(config.model, init=resolved.init)  # model.init=auto resolved
-    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain).to(device)
+    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain)
+    model = model.to(device, data.x_train.dtype)  # float32, or the tests' float64 (the same draws, cast)
     n_params = sum(p.numel() for p in model.parameters())
     batch = min(config.trainer.batch_size, len(data.x_train))
     torch.set_num_threads(resolve_threads(config.trainer.threads, n_params, batch, device, cpu_threads))
     return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
 
 
-def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), cpu_threads: int | None = None) -> dict:
-    """Train one combination in run_dir and write its records; return the summary. cpu_threads: see build_job.
+def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype: torch.dtype | None = None,
+        cpu_threads: int | None = None) -> dict:
+    """Train one combination in run_dir and write its records; return the summary. dtype: the float inputs' and
+    parameters' (the tests' float64 runs); None keeps float32. cpu_threads: see build_job.
 
     Raises ConfigError, ActivationError or DataError (one clear line) before any data is loaded or training starts.
     An exception during training is recorded as status 'failed' and does not propagate.
@@ -64,6 +67,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), cpu_th
     run_dir.mkdir(parents=True, exist_ok=True)
     d, t = config.dataset, config.trainer
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)  # DataError
+    data = data.astype(dtype) if dtype else data
     summary = {
         "schema_version": SCHEMA_VERSION, "status": "failed",
         "activation": resolved.activation.name, "model": config.model.name, "dataset": d.name,
