@@ -45,7 +45,8 @@ VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "peak_mem_mb", "pid"
             "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
 # Summary keys added after the golden runs were written: new keys, so no number changed (issue 14: width_used).
 ADDED_SUMMARY_KEYS = {"width_used", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init",
-                      "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used"}  # issue 16
+                      "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used",  # issue 16
+                      "group"}  # issue 11: {id, size, index}
 # config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
 HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],
           "rnn_lstm_prelu": ["model=rnn", "model.cell=lstm", "activation=prelu", "trainer.lr=3e-3"],
