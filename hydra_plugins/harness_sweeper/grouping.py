@@ -27,7 +27,7 @@ def check_group_size(value) -> int | str:
 
 def workers(launcher_cfg, cpus: int) -> int:
     """How many jobs the launcher runs at once: joblib's n_jobs (-1 all cores), submitit's array_parallelism."""
-    target = str(launcher_cfg.get("_target_", ""))
+    target = str(launcher_cfg.get("_target_", "")).lower()
     if "joblib" in target:
         n = int(launcher_cfg.get("n_jobs", 1))
         return max(1, n if n > 0 else cpus + 1 + n)
