@@ -97,7 +97,7 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
     together; each writes its own run folder. config is the first member's; the others differ only in theirs."""
     import dataclasses
 
-    from harness.sweep import run_group_locked
+    from harness.sweep import progress, run_group_locked
     from hydra_plugins.harness_sweeper.grouping import read_members
 
     spec = read_members(group_dir)
@@ -108,13 +108,14 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
     log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
     summaries = run_group_locked(configs, run_dirs, [m["overrides"] for m in members], spec["id"],
                                  [m["hydra_files"] for m in members], watch_parent)
+    done, total = progress(group_dir.parent.parent)
     for s in summaries:
         if s["status"] == "failed":
             log.error("member failed: %s\n%s", Path(s["run_dir"]).name, s.get("error"))
-        log.info(f"{s['status']} {Path(s['run_dir']).name}" + (f" test_acc {s['test_acc']:.4f}" if
-                                                               s.get("test_acc") is not None else ""))
-    statuses = {s["status"] for s in summaries}
-    return "failed" if "failed" in statuses else "ok"
+        acc = s.get("test_acc")
+        log.info(f"[{done}/{total} done] {s['status']} {Path(s['run_dir']).name}"
+                 + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {s['run_dir']}")
+    return "failed" if any(s["status"] == "failed" for s in summaries) else "ok"
 
 
 def launcher_threads(launcher: DictConfig) -> int | None:

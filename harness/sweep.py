@@ -117,7 +117,7 @@ def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent
     """
     run_dir = Path(run_dir)
     with JobLock(run_dir, watch_parent), fault_log(run_dir):
-        return finished_meanwhile(config, run_dir) or guarded(run_one, config, run_dir, overrides)
+        return finished_meanwhile(config, run_dir) or guarded(run_one, [config], [run_dir], [overrides])[0]
 
 
 def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
@@ -128,14 +128,15 @@ def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
     return summary if state in FINISHED and summary["config_hash"] == config_hash(config) else None
 
 
-def run_one(config: Config, run_dir: Path, overrides: list[str]) -> dict:
+def run_one(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]]) -> list[dict]:
     from harness import run
 
-    return run(config, run_dir, overrides)
+    return [run(configs[0], run_dirs[0], overrides[0])]
 
 
-def guarded(train, configs, run_dirs, overrides, *args):
-    """train(...); anything it raises but Ctrl-C or submitit's requeue exit is recorded as every run failed."""
+def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], *args) -> list[dict]:
+    """train(...) of one run or a group; anything it raises but Ctrl-C or submitit's requeue exit is recorded as
+    each of its runs failed."""
     try:
         return train(configs, run_dirs, overrides, *args)
     except KeyboardInterrupt:
@@ -143,9 +144,7 @@ def guarded(train, configs, run_dirs, overrides, *args):
     except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
         if requeue_exit(exc):
             raise
-        if isinstance(configs, list):
-            return [failed_summary(c, d, o, traceback.format_exc()) for c, d, o in zip(configs, run_dirs, overrides)]
-        return failed_summary(configs, run_dirs, overrides, traceback.format_exc())
+        return [failed_summary(c, d, o, traceback.format_exc()) for c, d, o in zip(configs, run_dirs, overrides)]
 
 
 def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,
@@ -171,9 +170,10 @@ def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: lis
         if not todo:
             return done
         stack.enter_context(fault_logs([d for _, d, _ in todo]))
-        if len(todo) == 1:
-            return done + [guarded(run_one, *todo[0])]
-        return done + guarded(run_members, *map(list, zip(*todo)), gid)
+        configs, dirs, overrides = map(list, zip(*todo))
+        if len(todo) == 1:  # a group of one takes other kernels (docs/grouped.md): it runs as a one-job run
+            return done + guarded(run_one, configs, dirs, overrides)
+        return done + guarded(run_members, configs, dirs, overrides, gid)
 
 
 def run_members(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str) -> list[dict]:

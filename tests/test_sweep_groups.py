@@ -189,3 +189,18 @@ def test_joblib_runs_groups_in_parallel(tmp_path):
     sizes = [read_summary(f)["group"]["size"] for f in run_folders(out).values()]
     assert sizes == [2, 2, 2, 2]
     assert json.loads((out / "sweep.json").read_text())["jobs"][0]["dir"] in run_folders(out)
+
+
+def test_a_group_jobs_crash_log_is_in_every_members_folder(tmp_path):
+    from harness.sweep import FAULT_LOG, crash_note, fault_logs
+
+    dirs = [tmp_path / name for name in "abc"]
+    for d in dirs:
+        d.mkdir()
+    with fault_logs(dirs):  # nothing crashed: nothing left behind
+        assert all((d / FAULT_LOG).exists() for d in dirs)
+    assert not any((d / FAULT_LOG).exists() for d in dirs)
+    with fault_logs(dirs):
+        with open(dirs[0] / FAULT_LOG, "a") as f:  # what faulthandler writes as the process dies
+            f.write("Fatal Python error: Aborted\n")
+    assert [crash_note(d) for d in dirs] == ["Fatal Python error: Aborted"] * 3
