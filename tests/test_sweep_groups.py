@@ -204,3 +204,15 @@ def test_a_group_jobs_crash_log_is_in_every_members_folder(tmp_path):
         with open(dirs[0] / FAULT_LOG, "a") as f:  # what faulthandler writes as the process dies
             f.write("Fatal Python error: Aborted\n")
     assert [crash_note(d) for d in dirs] == ["Fatal Python error: Aborted"] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+def test_submitit_local_runs_groups(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_py("-m", "hydra/launcher=submitit_local", SEEDS, *TINY, "hydra.sweeper.group_size=2",
+                    f"hydra.sweep.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(states(out).values()) == ["ok"] * 4
+    assert [read_summary(f)["group"]["index"] for f in run_folders(out).values()] == [0, 1, 0, 1]
+    assert len(list((out / ".groups").glob("*/run.log"))) == 2
