@@ -131,8 +131,8 @@ def test_a_member_that_raises_fails_its_group_and_resume_reruns_them(tmp_path, r
 
 def test_a_custom_activation_not_declared_elementwise_runs_alone_with_one_line_why(tmp_path):
     out = tmp_path / "sweep"
-    result = main_in_process("-m", "activation=custom", "activation.target=tests.test_sweep_groups.MyReLU", "seed=0,1", *TINY,
-                             ONE_THREAD, "hydra.sweeper.group_size=2", f"hydra.sweep.dir={out}")
+    result = main_in_process("-m", "activation=custom", "activation.target=tests.test_sweep_groups.MyReLU",
+                             "seed=0,1", *TINY, ONE_THREAD, "hydra.sweeper.group_size=2", f"hydra.sweep.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("not grouped:")]
     assert lines == ["not grouped: custom activation MyReLU not declared elementwise (set its class's elementwise = "
