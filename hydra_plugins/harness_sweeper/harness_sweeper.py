@@ -18,14 +18,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.config import EXIT_BAD_INPUT  # nothing ran
-from hydra_plugins.harness_sweeper.grouping import (
-    GROUPS,
-    check_group_size,
-    group_id,
-    member_entry,
-    plan_groups,
-    write_members,
-)
+from hydra_plugins.harness_sweeper import grouping
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
@@ -143,7 +136,7 @@ class HarnessSweeper(BasicSweeper):
         from harness.sweep import finished_runs
 
         try:
-            self.group_size = check_group_size(self.group_size)
+            self.group_size = grouping.check_group_size(self.group_size)
         except ValueError as exc:
             raise BadSweep(str(exc)) from None
         if self.sweep_dir.exists() and not self.sweep_dir.is_dir():
@@ -299,7 +292,7 @@ class HarnessSweeper(BasicSweeper):
     def launch_list(self, jobs: list[Job]) -> list[list[str]]:
         """The overrides of each job to launch: a run alone as today; a group as one job whose folder is
         .groups/<id> (its log and Hydra files), which reads its members from there (run.py's group_job)."""
-        groups, lines = plan_groups(jobs, self.group_size, self.config.hydra.launcher, os.cpu_count() or 1)
+        groups, lines = grouping.plan_groups(jobs, self.group_size, self.config.hydra.launcher, os.cpu_count() or 1)
         for line in lines:
             if line not in self.told:
                 print(line)
@@ -309,9 +302,9 @@ class HarnessSweeper(BasicSweeper):
             if len(group) == 1:
                 launches.append(group[0].overrides)
                 continue
-            gid = group_id([j.name for j in group])
-            write_members(self.sweep_dir, gid, [member_entry(j) for j in group])
-            launches.append(group[0].overrides + [f"hydra.sweep.subdir={GROUPS}/{gid}"])
+            gid = grouping.group_id([j.name for j in group])
+            grouping.write_members(self.sweep_dir, gid, [grouping.member_entry(j) for j in group])
+            launches.append(group[0].overrides + [f"hydra.sweep.subdir={grouping.GROUPS}/{gid}"])
         sys.stdout.flush()
         return launches
 
