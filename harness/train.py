@@ -21,6 +21,7 @@ from harness.models import build_model
 from harness.recorder import CHECKPOINT, save_checkpoint
 from harness.resolve import OPTIMIZERS, Job, Resolved, resolve, resolve_threads
 from harness.results import SCHEMA_VERSION, write_metrics, write_summary
+from harness.sweep import one_job_group
 
 
 def check(config: Config) -> torch.device:
@@ -74,6 +75,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype:
         "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
         "config": to_dict(config), "init_used": resolved.init, "run_dir": str(run_dir),
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "group": one_job_group(run_dir),  # a member of a group job records its own (harness.group)
     }
     try:
         job = build_job(resolved, data, cpu_threads)

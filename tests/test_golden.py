@@ -47,6 +47,7 @@ VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", 
 # Summary keys added after the golden runs were written: new keys, so no number changed (issue 14: width_used).
 ADDED_SUMMARY_KEYS = {"width_used", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init",
                       "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used",  # issue 16
+                      "group",  # issue 11: {id, size, index}
                       "speed_clock"}  # issue 12
 # config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
 HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],

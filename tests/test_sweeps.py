@@ -226,7 +226,7 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
     resumed = train.run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
     timing = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
-              "finished_at", "run_dir", "config", "pid"}
+              "finished_at", "run_dir", "config", "pid", "group"}  # group: a one-job run's id is its folder's name
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in plain.items() if k not in timing}
     assert resumed["train_time_s"] > 1000.0 and resumed["train_cpu_time_s"] > 1000.0  # the segments add up
     assert list(resumed["lost_fraction_by_layer"]) == ["hidden.0", "hidden.1", "hidden.2"]  # step-0 masks resumed
