@@ -135,7 +135,7 @@ def run_one(configs: list[Config], run_dirs: list[Path], overrides: list[list[st
             cpu_threads: int | None = None) -> list[dict]:
     from harness import run
 
-    return [run(configs[0], run_dirs[0], overrides[0], cpu_threads=cpu_threads)]
+    return [run(configs[0], run_dirs[0], overrides[0], cpu_threads)]
 
 
 def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], *args) -> list[dict]:
