@@ -39,6 +39,7 @@ class Member:
     first_step: int  # the step it continues from (its checkpoint's), 0 for a fresh run
     train_time: float  # its clocks at that point (a resumed run continues them)
     loop_time: float
+    train_cpu_time: float = 0.0  # the training thread's CPU time at that point (the group shares the thread)
     summary: dict | None = None  # set when it leaves the group (finished or diverged)
 
 
@@ -119,11 +120,13 @@ def train_group(members: list[Member]) -> None:
             elapsed = timer.stop()
             for m in live:
                 m.loop.state.warm_time = (step, m.train_time + elapsed)
+                m.loop.state.warm_cpu_time = m.train_cpu_time + timer.cpu_total
             timer.start()
         if not (log_now or eval_now):
             continue
         elapsed = timer.stop()  # a boundary: stop the clock, measure each member, resume
         for i, m in enumerate(live):
+            m.loop.state.train_cpu_time = m.train_cpu_time + timer.cpu_total
             member_boundary(m, step, elapsed, grads[i] if grads else None, eval_now, loop_timer, bar)
         timer.start()
     bar.close()
@@ -224,7 +227,8 @@ def start_member(job, run_dir: Path) -> Member:
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = Loop.start(job, run_dir)
     s = loop.state
-    return Member(loop, list(job.model.parameters()), WindowStats(job.device), s.step, s.train_time, s.loop_time)
+    return Member(loop, list(job.model.parameters()), WindowStats(job.device), s.step, s.train_time, s.loop_time,
+                  s.train_cpu_time)
 
 
 def new_summary(resolved, run_dir: Path, overrides: list[str], group: dict) -> dict:

@@ -134,6 +134,9 @@ def test_group_summary_and_folders(tiny, tmp_path):
     on_disk = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert on_disk["seed"] == 2 and on_disk["overrides"] == ["seed=2"] and on_disk["status"] == "ok"
     assert on_disk["samples_per_s"] > 0
+    # one thread: the group's thread CPU time, over the same segments as its wall clock
+    assert on_disk["speed_clock"] == "thread_cpu" and 0 < on_disk["train_cpu_time_s"] <= 1.05 * on_disk["train_time_s"]
+    assert on_disk["clock_samples_per_s"] > 0
 
 
 def test_a_member_that_raises_fails_the_group(tiny, tmp_path, monkeypatch):
