@@ -11,8 +11,8 @@ allocation pattern in the same run: a clone for the out-of-place form, copy_ int
 in-place form. Nominal traffic: forward 2 bytes-per-element units (read x, write y), forward+backward 5 (also read
 dy and the saved tensor, write dx). A gated activation (glu, swiglu, ...) reads 2n elements and writes n: its size and
 elements/s count the 2n inputs, its nominal traffic is forward 1.5 (read 2n, write n) and forward+backward 4 (also
-read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed block runs the operation over a bank of distinct tensors (as many
-as fit in a few tens of MB, at most 64), after warm-up blocks; the median and quartiles are over the blocks. On
+read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed
+block runs the operation over a bank of distinct tensors (as many as fit in a few tens of MB, at most 64), after warm-up blocks; the median and quartiles are over the blocks. On
 CUDA blocks are timed with CUDA events; on the CPU at one thread by default, timed by that thread's CPU time, which
 other processes on a shared machine do not move (with --threads N > 1, by perf_counter); the clock is reported.
 
@@ -387,7 +387,8 @@ def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
             inplace, compiled = here.get((name, "eager", "in", pass_)), here.get((name, "compile", "out", pass_))
             mark = GATED_MARK if r["outputs_per_input"] < 1 else ""
             lines.append(
-                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} | {r['gb_per_s']:.1f} "
+                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} "
+                f"| {r['gb_per_s']:.1f} "
                 f"| {100 * r['copy_fraction']:.0f}% | {fmt(r['vs_relu'], '.2f')} "
                 f"| {fmt(inplace and inplace['median_us'], '.1f')} | {fmt(compiled and compiled['median_us'], '.1f')} "
                 f"| {fmt(compiled and 100 * compiled['copy_fraction'], '.0f', '%')} "
