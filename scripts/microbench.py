@@ -12,7 +12,8 @@ in-place form. Nominal traffic: forward 2 bytes-per-element units (read x, write
 dy and the saved tensor, write dx). A gated activation (glu, swiglu, ...) reads 2n elements and writes n: its size and
 elements/s count the 2n inputs, its nominal traffic is forward 1.5 (read 2n, write n) and forward+backward 4 (also
 read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed
-block runs the operation over a bank of distinct tensors (as many as fit in a few tens of MB, at most 64), after warm-up blocks; the median and quartiles are over the blocks. On
+block runs the operation over a bank of distinct tensors (as many as fit in a few tens of MB, at most 64), after
+warm-up blocks; the median and quartiles are over the blocks. On
 CUDA blocks are timed with CUDA events; on the CPU at one thread by default, timed by that thread's CPU time, which
 other processes on a shared machine do not move (with --threads N > 1, by perf_counter); the clock is reported.
 
