@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import EXIT_BAD_INPUT, Config
+from hydra_plugins.harness_sweeper.grouping import GROUPS
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
@@ -68,15 +69,13 @@ def sweep_job(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     config = OmegaConf.to_object(cfg)
-    threads = launcher_threads(hc.launcher)
-    if config.trainer.threads is None and threads:
-        import torch  # not in the config: the thread count must not change config_hash, or resume would miss it
-
-        torch.set_num_threads(threads)
+    if Path(str(hc.sweep.subdir)).parts[0] == GROUPS:
+        return group_job(config, run_dir, "joblib" in str(hc.launcher.get("_target_")))
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
     try:  # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
-        summary = run_locked(config, run_dir, overrides, watch_parent="joblib" in str(hc.launcher.get("_target_")))
+        summary = run_locked(config, run_dir, overrides, watch_parent="joblib" in str(hc.launcher.get("_target_")),
+                             cpu_threads=launcher_threads(hc.launcher))
     except JobBusy as exc:
         log.warning(f"{exc}: left alone")
         return "running"
@@ -89,8 +88,35 @@ def sweep_job(cfg: DictConfig) -> str:
     return summary["status"]
 
 
+def group_job(config, group_dir: Path, watch_parent: bool) -> str:
+    """A group of the sweep (hydra.sweeper.group_size): its members, listed in group_dir by the sweeper, train
+    together; each writes its own run folder. config is the first member's; the others differ only in theirs."""
+    import dataclasses
+
+    from harness.sweep import progress, run_group_locked
+    from hydra_plugins.harness_sweeper.grouping import read_members
+
+    spec = read_members(group_dir)
+    members = spec["members"]
+    configs = [dataclasses.replace(config, seed=m["seed"], trainer=dataclasses.replace(
+        config.trainer, lr=m["lr"], weight_decay=m["weight_decay"])) for m in members]
+    run_dirs = [group_dir.parent.parent / m["name"] for m in members]
+    log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
+    summaries = run_group_locked(configs, run_dirs, [m["overrides"] for m in members], spec["id"],
+                                 [m["hydra_files"] for m in members], watch_parent)
+    done, total = progress(group_dir.parent.parent)
+    for s in summaries:
+        if s["status"] == "failed":
+            log.error("member failed: %s\n%s", Path(s["run_dir"]).name, s.get("error"))
+        acc = s.get("test_acc")
+        log.info(f"[{done}/{total} done] {s['status']} {Path(s['run_dir']).name}"
+                 + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {s['run_dir']}")
+    return "failed" if any(s["status"] == "failed" for s in summaries) else "ok"
+
+
 def launcher_threads(launcher: DictConfig) -> int | None:
-    """Torch threads per job for parallel launchers; None (torch's default) for the sequential basic launcher."""
+    """The cap on torch threads per job for parallel launchers (their share of the cores); None (torch's default)
+    for the sequential basic launcher."""
     from harness.sweep import threads_per_job
 
     target = str(launcher.get("_target_", ""))

@@ -7,8 +7,8 @@ from harness.config import ActivationError, Config, ConfigError, DataError
 __all__ = ["ActivationError", "Config", "ConfigError", "DataError", "run"]
 
 
-def run(config: Config, run_dir, overrides=()) -> dict:
+def run(config: Config, run_dir, overrides=(), cpu_threads: int | None = None) -> dict:
     """Train one combination in run_dir; see harness.train.run."""
     from harness.train import run as train_run  # torch loads here, not at import time
 
-    return train_run(config, run_dir, overrides)
+    return train_run(config, run_dir, overrides, cpu_threads=cpu_threads)

@@ -212,7 +212,7 @@ def derivative(act: nn.Module, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
         if isinstance(act, nn.Softmax):
             s = act.forward(z.float())
             return s * (1 - s)
-        z = z.detach().float().requires_grad_(True)
+        z = z.detach().to(torch.float64 if z.dtype == torch.float64 else torch.float32).requires_grad_(True)
         (grad,) = torch.autograd.grad(act.forward(z).sum(), z)
     return grad
 
@@ -232,7 +232,8 @@ def grid_input(act: nn.Module, z: torch.Tensor) -> torch.Tensor:
 def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 40001) -> float:
     """max|f'| over z in [lo, hi] (every channel of a per-channel PReLU), with the module's current parameters."""
     param = next(act.parameters(), None)
-    z = grid_input(act, torch.linspace(lo, hi, n, device=param.device if param is not None else None))
+    z = grid_input(act, torch.linspace(lo, hi, n, device=None if param is None else param.device,
+                                       dtype=None if param is None else param.dtype))
     was_training = act.training
     act.eval()  # RReLU: the derivative of its deterministic eval-mode slope
     try:

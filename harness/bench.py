@@ -44,8 +44,12 @@ def time_blocks(block: Callable[[object], None], device: torch.device, repeats: 
     """Seconds of each of `repeats` timed calls of block(setup()), after `warmup` untimed ones.
 
     setup runs outside the timing (it restores the input of an in-place operation). On CUDA a block is timed with
-    CUDA events recorded around it, then synchronised; on the CPU with perf_counter.
+    CUDA events recorded around it, then synchronised; on one CPU thread by that thread's CPU time (other processes
+    do not move it); on several CPU threads by perf_counter: the run's speed_clock (harness.loop.speed_clock).
     """
+    from harness.loop import speed_clock
+
+    clock = time.thread_time if speed_clock(device, 0.0) == "thread_cpu" else time.perf_counter
     times = []
     for i in range(warmup + repeats):
         state = setup() if setup else None
@@ -57,9 +61,9 @@ def time_blocks(block: Callable[[object], None], device: torch.device, repeats: 
             end.synchronize()
             elapsed = start.elapsed_time(end) / 1000
         else:
-            begin = time.perf_counter()
+            begin = clock()
             block(state)
-            elapsed = time.perf_counter() - begin
+            elapsed = clock() - begin
         if i >= warmup:
             times.append(elapsed)
     return times

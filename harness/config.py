@@ -94,7 +94,7 @@ class TrainerConfig:
     compile: bool = False
     checkpoint_every: int = 0  # 0: no checkpoints
     progress: bool = True
-    threads: int | None = None  # torch CPU threads; None leaves torch's default
+    threads: Any = "auto"  # torch CPU threads: "auto" (harness.threads), a count, or null for torch's default
     init_trials: int = 0  # with steps=0: born-dead fraction over this many fresh initialisations (harness/born_dead.py)
 
 
@@ -131,7 +131,8 @@ def validate(config: Config) -> None:
     _check(t.eval_every > 0, f"trainer.eval_every must be > 0, got {t.eval_every}")
     _check(t.log_every > 0, f"trainer.log_every must be > 0, got {t.log_every}")
     _check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
-    _check(t.threads is None or t.threads > 0, f"trainer.threads must be > 0 or null, got {t.threads}")
+    _check(t.threads in (None, "auto") or (type(t.threads) is int and t.threads > 0),
+           f"trainer.threads must be auto, a count > 0 or null, got {t.threads!r}")
     _check(0 <= t.init_trials <= 100_000, f"trainer.init_trials must be in [0, 100000], got {t.init_trials}")
     _check(t.init_trials == 0 or t.steps == 0,
            f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0")

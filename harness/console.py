@@ -20,7 +20,9 @@ def format_summary(summary: dict) -> str:
         lines += [
             f"test acc {fmt(s['test_acc'])} (at best val {fmt(s['test_acc_at_best_val'])}, best val "
             f"{fmt(s['best_val_acc'])})  train loss {fmt(s['train_loss'])}  test loss {fmt(s['test_loss'])}",
-            f"{fmt(s['samples_per_s'], ',.0f')} samples/s on {s['device']} ({s['num_threads']} threads)  "
+            f"{fmt(s['samples_per_s'], ',.0f')} samples/s on {s['device']} ({s['num_threads']} threads)"
+            + (f"; {fmt(s['clock_samples_per_s'], ',.0f')} by its CPU time" if s.get("speed_clock") == "thread_cpu"
+               else "") + "  "
             f"train time {fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters"
             + (f" (width {s['width_used']})" if s.get("width_used") else ""),
             f"dead {fmt(s['dead_fraction'], '.1%')}  saturated {fmt(s['saturated_fraction'], '.1%')} of units",

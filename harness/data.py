@@ -1,6 +1,7 @@
 """Datasets as device-resident tensors, fixed train/val/test splits, and a device-side batch iterator."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -35,6 +36,10 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    def astype(self, dtype: torch.dtype) -> Dataset:
+        """The same splits with float inputs in dtype (the tests' float64 runs)."""
+        return dataclasses.replace(self, **{f: getattr(self, f).to(dtype) for f in ("x_train", "x_val", "x_test")})
 
 
 # ---------------------------------------------------------------- raw loaders: numpy (x_train, y_train, x_test, y_test)

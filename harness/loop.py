@@ -1,6 +1,7 @@
 """The machinery the training loop drives: one training step, the boundary measurements, and the final summary."""
 from __future__ import annotations
 
+import math
 import os
 import platform
 from collections.abc import Callable
@@ -197,14 +198,33 @@ class Loop:
         }
 
     def speed(self) -> dict:
-        """Samples per second after the warm-up steps, and the peak device memory."""
+        """Samples per second after the warm-up steps by wall time and by the run's speed_clock; peak device memory.
+
+        speed_clock: 'cuda_events' on a GPU (the wall Timer's own), 'thread_cpu' on one CPU thread (its CPU time
+        over the same segments: what other processes do not move), 'wall' otherwise (several threads, MPS).
+        """
         state, device = self.state, self.job.device
-        timed_steps, timed_time = state.step, state.train_time
+        steps, wall, cpu = state.step, state.train_time, state.train_cpu_time
         if state.warm_time and state.step > state.warm_time[0]:  # leave the warm-up steps out of the speed
-            timed_steps, timed_time = state.step - state.warm_time[0], state.train_time - state.warm_time[1]
-        batch = min(self.job.config.trainer.batch_size, len(self.job.data.x_train))
-        return {"samples_per_s": timed_steps * batch / timed_time if timed_time > 0 else None,
+            steps, wall, cpu = steps - state.warm_time[0], wall - state.warm_time[1], cpu - state.warm_cpu_time
+        samples = steps * min(self.job.config.trainer.batch_size, len(self.job.data.x_train))
+        clock = speed_clock(device, state.train_cpu_time)
+        on_cpu = clock == "thread_cpu"
+        return {"samples_per_s": rate(samples, wall), "speed_clock": clock,
+                "train_cpu_time_s": state.train_cpu_time if on_cpu else None,
+                "clock_samples_per_s": rate(samples, cpu if on_cpu else wall),
                 "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+
+
+def rate(samples: int, seconds: float) -> float | None:
+    return samples / seconds if seconds > 0 else None
+
+
+def speed_clock(device: torch.device, cpu_time: float) -> str:
+    """The clock a run's speed is read by (see Loop.speed); a run whose CPU time was not kept throughout is 'wall'."""
+    if device.type == "cuda":
+        return "cuda_events"
+    return "thread_cpu" if device.type == "cpu" and torch.get_num_threads() == 1 and math.isfinite(cpu_time) else "wall"
 
 
 def provenance(job: Job) -> dict:

@@ -22,7 +22,9 @@ class TrainState:
     rows: list[Row] = field(default_factory=list)
     train_time: float = 0.0  # the training clock (boundaries excluded)
     loop_time: float = 0.0  # the loop's clock (evaluation and probes included)
+    train_cpu_time: float = 0.0  # the training thread's CPU time over the same segments (NaN: not kept throughout)
     warm_time: tuple[int, float] | None = None  # (warm-up step, train_time then): speed leaves warm-up out
+    warm_cpu_time: float = 0.0  # train_cpu_time at the warm-up step
     best_val_acc: float = -1.0
     test_acc_at_best_val: float | None = None
     grad_sum: torch.Tensor | None = None  # per layer, summed over the logged steps
@@ -85,6 +87,8 @@ def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Confi
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     known = {f.name for f in dataclasses.fields(TrainState)}
     state = TrainState(**{k: v for k, v in blob["state"].items() if k in known})
+    if "train_cpu_time" not in blob["state"]:  # saved before the CPU clock was kept: its CPU time is unknown
+        state.train_cpu_time = math.nan
     state.rows = [tuple(r) for r in state.rows if r[0] <= state.step]
     if state.warm_time is not None:
         state.warm_time = tuple(state.warm_time)

@@ -13,6 +13,11 @@ from harness.models import CELLS, INITS, MODELS, NORMS
 from harness.transformer import token_count
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
+TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any run sets another
+# trainer.threads=auto trains on one CPU thread below this many parameters x batch size (scripts/bench_threads.py,
+# docs/speed.md): below it a second thread did not pay on a quiet 2-core CPU, and on a busy one it cost 5-100x
+# (OpenMP threads spin waiting for each other) where one thread too many on a quiet machine costs at most 2x.
+ONE_THREAD_BELOW = 100_000_000
 
 # trainer.optimizer: (parameters, trainer config) -> optimizer
 OPTIMIZERS = {
@@ -82,3 +87,13 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "mps" and not mps:
         raise ConfigError("trainer.device=mps but MPS is not available; use trainer.device=auto or cpu")
     return torch.device(requested)
+
+
+def resolve_threads(setting, n_params: int, batch_size: int, device: torch.device, cap: int | None = None) -> int:
+    """The torch CPU threads a run trains on. auto: one on the CPU where more do not pay (parameters x batch below
+    ONE_THREAD_BELOW), else `cap`; null: `cap`; a count: that count. `cap` is a parallel launcher's share of the
+    cores (harness.sweep.threads_per_job), or torch's own default."""
+    cap = cap or TORCH_THREADS
+    if setting == "auto":
+        return 1 if device.type == "cpu" and n_params * batch_size < ONE_THREAD_BELOW else cap
+    return setting or cap

@@ -7,12 +7,12 @@ import json
 import os
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.config import Config, config_hash, to_dict
 from harness.console import fmt
-from harness.joblock import JobLock, lock_state
+from harness.joblock import JobBusy, JobLock, lock_state
 from harness.results import (
     METRICS,
     SCHEMA_VERSION,
@@ -110,27 +110,105 @@ def crash_note(job_dir: Path) -> str | None:
     return next((line for line in lines if line), None)
 
 
-def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False) -> dict:
-    """Run one job as the only writer of its folder (JobBusy if a live process holds it).
+def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False,
+               cpu_threads: int | None = None) -> dict:
+    """Run one job as the only writer of its folder (JobBusy if a live process holds it); cpu_threads: the
+    launcher's share of the cores (harness.train.build_job).
 
     A job that raises anything but Ctrl-C (SystemExit too) is a failed job: the sweep goes on.
     """
-    from harness import run
-
     run_dir = Path(run_dir)
     with JobLock(run_dir, watch_parent), fault_log(run_dir):
-        remove_leftovers(run_dir)  # under the lock: no live writer owns them
-        state, summary = job_state(run_dir)
-        if state in FINISHED and summary["config_hash"] == config_hash(config):
-            return summary  # another sweep of this folder finished it after ours planned
-        try:
-            return run(config, run_dir, overrides)
-        except KeyboardInterrupt:
+        return finished_meanwhile(config, run_dir) or guarded(run_one, [config], [run_dir], [overrides],
+                                                              cpu_threads)[0]
+
+
+def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
+    """Under the job's lock: clear a killed attempt's leftovers; the summary if another sweep of this folder
+    finished this configuration after ours planned."""
+    remove_leftovers(run_dir)  # under the lock: no live writer owns them
+    state, summary = job_state(run_dir)
+    return summary if state in FINISHED and summary["config_hash"] == config_hash(config) else None
+
+
+def run_one(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]],
+            cpu_threads: int | None = None) -> list[dict]:
+    from harness import run
+
+    return [run(configs[0], run_dirs[0], overrides[0], cpu_threads)]
+
+
+def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], *args) -> list[dict]:
+    """train(...) of one run or a group; anything it raises but Ctrl-C or submitit's requeue exit is recorded as
+    each of its runs failed."""
+    try:
+        return train(configs, run_dirs, overrides, *args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
+        if requeue_exit(exc):
             raise
-        except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
-            if requeue_exit(exc):
-                raise
-            return failed_summary(config, run_dir, overrides, traceback.format_exc())
+        return [failed_summary(c, d, o, traceback.format_exc()) for c, d, o in zip(configs, run_dirs, overrides)]
+
+
+def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,
+                     hydra_files: list[dict], watch_parent: bool = False) -> list[dict]:
+    """Run a group job's members (harness.group.run_group), each under its own job lock as a one-job run is.
+
+    A member held by a live process is left alone and one finished meanwhile is kept; the others train, as one
+    group, or as a one-job run when one is left. Each member gets its .hydra files as Hydra writes a job's.
+    """
+    with ExitStack() as stack:
+        todo, done = [], []
+        for config, run_dir, over, files in zip(configs, map(Path, run_dirs), overrides, hydra_files):
+            try:
+                stack.enter_context(JobLock(run_dir, watch_parent))
+            except JobBusy:
+                continue
+            kept = finished_meanwhile(config, run_dir)
+            if kept:
+                done.append(kept)
+                continue
+            write_hydra_files(run_dir, files)
+            todo.append((config, run_dir, over))
+        if not todo:
+            return done
+        stack.enter_context(fault_logs([d for _, d, _ in todo]))
+        configs, dirs, overrides = map(list, zip(*todo))
+        if len(todo) == 1:  # a group of one takes other kernels (docs/grouped.md): it runs as a one-job run
+            return done + guarded(run_one, configs, dirs, overrides)
+        return done + guarded(run_members, configs, dirs, overrides, gid)
+
+
+def run_members(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str) -> list[dict]:
+    from harness.group import run_group
+
+    return run_group(configs, run_dirs, overrides, gid)
+
+
+def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
+    """The member's .hydra/config.yaml and overrides.yaml: the texts Hydra writes for its one-job twin."""
+    folder = Path(run_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+
+
+@contextmanager
+def fault_logs(job_dirs: list[Path]):
+    """fault_log for several job folders of one process: one file, hard-linked into each, so a crash is recorded
+    in every member's folder (crash_note), and nothing is left when none happened."""
+    first, rest = job_dirs[0], job_dirs[1:]
+    with fault_log(first):
+        for d in rest:
+            (d / FAULT_LOG).unlink(missing_ok=True)
+            os.link(first / FAULT_LOG, d / FAULT_LOG)
+        try:
+            yield
+        finally:
+            if (first / FAULT_LOG).stat().st_size == 0:
+                for d in rest:
+                    (d / FAULT_LOG).unlink(missing_ok=True)
 
 
 def requeue_exit(exc: BaseException) -> bool:
@@ -158,10 +236,16 @@ def failed_summary(config: Config, run_dir: Path, overrides: list[str], error: s
         "activation": config.activation["name"], "model": config.model.name, "dataset": config.dataset.name,
         "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
         "config": to_dict(config), "run_dir": str(run_dir), "error": error, "started_at": now, "finished_at": now,
+        "group": one_job_group(run_dir),
     }
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_summary(run_dir, summary)
     return summary
+
+
+def one_job_group(run_dir: Path) -> dict:
+    """The `group` summary key of a run that trains alone."""
+    return {"id": Path(run_dir).name, "size": 1, "index": 0}
 
 
 def write_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:

@@ -19,8 +19,9 @@ from harness.loop import Loop
 from harness.meters import Timer, WindowStats
 from harness.models import build_model
 from harness.recorder import CHECKPOINT, save_checkpoint
-from harness.resolve import OPTIMIZERS, Job, Resolved, resolve
+from harness.resolve import OPTIMIZERS, Job, Resolved, resolve, resolve_threads
 from harness.results import SCHEMA_VERSION, write_metrics, write_summary
+from harness.sweep import one_job_group
 
 
 def check(config: Config) -> torch.device:
@@ -38,19 +39,26 @@ def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
     return OPTIMIZERS[t.optimizer](model.parameters(), t)
 
 
-def build_job(resolved: Resolved, data: Dataset) -> Job:
-    """Seed, then build the model and its optimizer: the model's draws are the first from the seeded generators."""
+def build_job(resolved: Resolved, data: Dataset, cpu_threads: int | None = None) -> Job:
+    """Seed, then build the model and its optimizer: the model's draws are the first from the seeded generators.
+
+    Then set torch's threads (trainer.threads; auto needs the model's size); cpu_threads caps them (a launcher's
+    share of the cores)."""
     config, spec, device = resolved.config, resolved.activation, resolved.device
-    if config.trainer.threads:
-        torch.set_num_threads(config.trainer.threads)
     seed_everything(config.seed)
     model_cfg = dataclasses.replace(config.model, init=resolved.init)  # model.init=auto resolved
-    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain).to(device)
+    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain)
+    model = model.to(device, data.x_train.dtype)  # float32, or the tests' float64 (the same draws, cast)
+    n_params = sum(p.numel() for p in model.parameters())
+    batch = min(config.trainer.batch_size, len(data.x_train))
+    torch.set_num_threads(resolve_threads(config.trainer.threads, n_params, batch, device, cpu_threads))
     return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
 
 
-def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dict:
-    """Train one combination in run_dir and write its records; return the summary.
+def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype: torch.dtype | None = None,
+        cpu_threads: int | None = None) -> dict:
+    """Train one combination in run_dir and write its records; return the summary. dtype: the float inputs' and
+    parameters' (the tests' float64 runs); None keeps float32. cpu_threads: see build_job.
 
     Raises ConfigError, ActivationError or DataError (one clear line) before any data is loaded or training starts.
     An exception during training is recorded as status 'failed' and does not propagate.
@@ -60,15 +68,17 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = ()) -> dic
     run_dir.mkdir(parents=True, exist_ok=True)
     d, t = config.dataset, config.trainer
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)  # DataError
+    data = data.astype(dtype) if dtype else data
     summary = {
         "schema_version": SCHEMA_VERSION, "status": "failed",
         "activation": resolved.activation.name, "model": config.model.name, "dataset": d.name,
         "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
         "config": to_dict(config), "init_used": resolved.init, "run_dir": str(run_dir),
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "group": one_job_group(run_dir),  # a member of a group job records its own (harness.group)
     }
     try:
-        job = build_job(resolved, data)
+        job = build_job(resolved, data, cpu_threads)
         summary.update(train(job, run_dir))
         if t.init_trials:  # probe only: many fresh initialisations in this one job
             summary.update(born_dead_trials(job.model, job.activation, resolved.init,
@@ -88,7 +98,7 @@ def train(job: Job, run_dir: Path) -> dict:
     state = loop.state
     window = WindowStats(job.device)  # read only at boundaries: the hot loop never waits for the device
     warmup = min(10, max(t.steps // 10, 1))
-    timer, loop_timer = Timer(job.device, state.train_time), Timer(job.device, state.loop_time)
+    timer, loop_timer = Timer(job.device, state.train_time, state.train_cpu_time), Timer(job.device, state.loop_time)
     job.model.train()
     bar = tqdm(total=t.steps, initial=state.step, disable=not t.progress, dynamic_ncols=True, leave=False,
                desc=f"{job.activation.name} {job.config.model.name}")
@@ -102,10 +112,12 @@ def train(job: Job, run_dir: Path) -> dict:
         bar.update()
         if step == warmup:
             state.warm_time = (step, timer.stop())
+            state.warm_cpu_time = timer.cpu_total
             timer.start()
         if not (log_now or eval_now or save_now):
             continue
         state.train_time = timer.stop()  # a boundary: stop the clock, read the device once, measure, resume
+        state.train_cpu_time = timer.cpu_total
         if not loop.boundary(step, window, grads, eval_now, bar):
             break
         if save_now:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: CUDA-marked tests, the activation micro-benchmark and the overhead benchmark on CUDA, and a short
-# sweep, printing every figure, in at most about 5 minutes on one GPU. Works offline, on another Python and torch:
+# The GPU check: CUDA-marked tests, the activation micro-benchmark, the overhead benchmark and the grouped-runs
+# benchmark on CUDA, and a short sweep, printing every figure, in at most about 8 minutes on one GPU. Works offline, on another Python and torch:
 # where Hydra is missing it installs the wheels of .whl/ first (fetch them with scripts/fetch_gpu_wheels.sh).
 #
 #   scripts/gpu_check.sh           # on the GPU machine
@@ -55,14 +55,16 @@ if [[ $MODE == cuda ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.
 fi
 WORK=$(mktemp -d)
 
-# ---- the steps: their limits add up to 5 minutes (with the install); expected about 4 on an H200. The first
+# ---- the steps: their limits add up to 8 minutes (with the install); expected about 6 on an H200. The first
 # torch.compile of a process takes tens of seconds: the CUDA tests and the micro-benchmark each pay it once.
 if [[ $MODE == cuda ]]; then
-  step "CUDA tests" 80 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
+  step "CUDA tests (grouped runs' float64 exactness included)" 140 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
   step "micro-benchmark" 90 "$PYTHON" scripts/microbench.py --device cuda --out "$OUT" \
     --activations relu,tanh,gelu,silu,mish --sizes 1M,16M,64M
   step "overhead benchmark" 90 "$PYTHON" scripts/bench_overhead.py --device cuda --models mlp,cnn,rnn \
     --steps 500 --repeats 2 --out "$OUT"
+  step "grouped benchmark" 150 "$PYTHON" scripts/bench_grouped.py --device cuda --seeds 64 --one-job-runs 8 \
+    --steps 200
   step "sweep" 25 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cuda trainer.steps=500 trainer.progress=false "hydra.sweep.dir=$WORK/sweep"
 else
@@ -71,6 +73,8 @@ else
     --activations relu,gelu --sizes 4k,64k --repeats 3 --modes eager
   step "overhead benchmark" 80 "$PYTHON" scripts/bench_overhead.py --device cpu --threads 1 --models mlp \
     --steps 60 --repeats 1 --out "$OUT" trainer.log_every=30 trainer.eval_every=30
+  step "grouped benchmark" 60 "$PYTHON" scripts/bench_grouped.py --device cpu --models mlp --seeds 4 \
+    --one-job-runs 2 --steps 30 trainer.log_every=15 trainer.eval_every=15 dataset.train_size=500
   step "sweep" 45 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cpu trainer.steps=60 trainer.progress=false dataset.train_size=500 "hydra.sweep.dir=$WORK/sweep"
 fi

@@ -1,7 +1,7 @@
 """Activation micro-benchmark: forward and forward+backward time of each activation against the device's copy bandwidth.
 
     python scripts/microbench.py [--activations relu,gelu,...] [--device auto|cpu|cuda] [--dtype float32,bfloat16]
-                                 [--sizes 16k,256k,4M] [--modes eager,compile] [--repeats 10] [--threads N]
+                                 [--sizes 16k,256k,4M] [--modes eager,compile] [--repeats 10] [--threads 1]
                                  [--out DIR]
 
 An elementwise activation moves every element through memory once each way, so on a GPU its speed is bounded by
@@ -11,9 +11,11 @@ allocation pattern in the same run: a clone for the out-of-place form, copy_ int
 in-place form. Nominal traffic: forward 2 bytes-per-element units (read x, write y), forward+backward 5 (also read
 dy and the saved tensor, write dx). A gated activation (glu, swiglu, ...) reads 2n elements and writes n: its size and
 elements/s count the 2n inputs, its nominal traffic is forward 1.5 (read 2n, write n) and forward+backward 4 (also
-read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed block runs the operation over a bank of distinct tensors (as many
-as fit in a few tens of MB, at most 64), after warm-up blocks; the median and quartiles are over the blocks. On
-CUDA blocks are timed with CUDA events; on the CPU with perf_counter, at a fixed thread count that is reported.
+read dy of n and the saved 2n, write dx of 2n) per input element, and its rows are marked "(2n->n)". Each timed
+block runs the operation over a bank of distinct tensors (as many as fit in a few tens of MB, at most 64), after
+warm-up blocks; the median and quartiles are over the blocks. On
+CUDA blocks are timed with CUDA events; on the CPU at one thread by default, timed by that thread's CPU time, which
+other processes on a shared machine do not move (with --threads N > 1, by perf_counter); the clock is reported.
 
 Per activation it also records the bytes autograd saves for backward (saved_tensors_hooks) and the error of the
 bf16 forward against fp32 on the same inputs. --out DIR writes microbench.csv (one row per measurement),
@@ -66,9 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", default="eager,compile", help="eager,compile (compile is skipped, with a note, "
                                                                  "where torch.compile does not work)")
     parser.add_argument("--repeats", type=int, default=10, help="timed blocks per measurement (default 10)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's own; reported)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: timed by its CPU time)")
     parser.add_argument("--out", default=None, help="folder for microbench.csv, microbench.md and figures")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     valid = [n for n in ACTIVATIONS if n != "identity"]
     names = args.activations.split(",") if args.activations else valid
     for name in names:
@@ -362,7 +366,7 @@ def add_columns(rows: list[dict], extras: dict, meta: dict) -> None:
 def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
     """One table per dtype at the largest size: eager out-of-place against the copy, then the other forms."""
     lines = [f"Measured {meta['date']} on {meta['device']} ({meta['device_name']}"
-             + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "")
+             + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "") + f", clock {meta['clock']}"
              + f"), torch {meta['torch_version']}. Times are medians per call; % copy = effective bandwidth "
              "(nominal traffic: forward 2, forward+backward 5 elements per element) over the copy bandwidth "
              "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."
@@ -384,7 +388,8 @@ def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
             inplace, compiled = here.get((name, "eager", "in", pass_)), here.get((name, "compile", "out", pass_))
             mark = GATED_MARK if r["outputs_per_input"] < 1 else ""
             lines.append(
-                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} | {r['gb_per_s']:.1f} "
+                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} "
+                f"| {r['gb_per_s']:.1f} "
                 f"| {100 * r['copy_fraction']:.0f}% | {fmt(r['vs_relu'], '.2f')} "
                 f"| {fmt(inplace and inplace['median_us'], '.1f')} | {fmt(compiled and compiled['median_us'], '.1f')} "
                 f"| {fmt(compiled and 100 * compiled['copy_fraction'], '.0f', '%')} "
@@ -440,11 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from harness.bench import device_name
+    from harness.loop import speed_clock
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     meta = {"device": device.type, "device_name": device_name(device),
-            "threads": torch.get_num_threads(), "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(), "clock": speed_clock(device, 0.0), "torch_version": torch.__version__,
             "date": datetime.date.today().isoformat()}
     notes: list[str] = []
     rows = measure_all(args, device, notes)

@@ -52,7 +52,7 @@ CASES = [
     ("negative steps", ["trainer.steps=-1"], "trainer.steps must be >= 0"),
     ("zero batch", ["trainer.batch_size=0"], "trainer.batch_size must be > 0"),
     ("zero eval_every", ["trainer.eval_every=0"], "trainer.eval_every must be > 0"),
-    ("zero threads", ["trainer.threads=0"], "trainer.threads must be > 0"),
+    ("zero threads", ["trainer.threads=0"], "trainer.threads must be auto, a count > 0 or null, got 0"),
     ("unknown optimizer", ["trainer.optimizer=lbfgs"], "trainer.optimizer='lbfgs' is not valid"),
     ("unknown precision", ["trainer.precision=fp8"], "trainer.precision='fp8' is not valid"),
     ("unknown device", ["trainer.device=tpu"], "trainer.device='tpu' is not valid"),

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks
-from scripts import bench_overhead, microbench
+from scripts import bench_busy, bench_overhead, microbench
 
 N = 1000  # elements of the hand-counted tensors
 
@@ -47,14 +47,16 @@ def test_bf16_error_is_zero_for_relu_and_small_for_tanh():
 def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
     calls = []
 
-    def block(state):  # a block of known length; setup sleeps too, and must not be counted
+    def block(state):  # a block of known length, by either clock: 20 ms of this thread's CPU time
         calls.append(state)
-        time.sleep(0.02)
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
 
     times = time_blocks(block, torch.device("cpu"), repeats=4, warmup=2,
                         setup=lambda: (time.sleep(0.05), len(calls))[1])
     assert calls == list(range(6)) and len(times) == 4
-    assert all(0.02 <= t < 0.05 for t in times), times  # the sleep, and none of setup's
+    assert all(0.02 <= t < 0.05 for t in times), times  # the block, and none of setup's sleep
     assert quartiles([1.0, 2.0, 3.0, 4.0, 100.0])[1] == 3.0
 
 
@@ -137,7 +139,36 @@ def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_pat
 
 
 def test_overhead_benchmark_refuses_bad_input_in_one_line(capsys):
-    for argv in (["--models", "mlp,transformer"], ["--device", "tpu"], ["--clock", "cpu"]):
+    for argv in (["--models", "mlp,transformer"], ["--device", "tpu"], ["--clock", "cpu", "--threads", "2"]):
         with pytest.raises(SystemExit) as exit_info:
             bench_overhead.parse_args(argv)
         assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
+    args = bench_overhead.parse_args([])
+    assert (args.threads, args.clock, args.repeats) == (1, "cpu", 3)
+    assert bench_overhead.parse_args(["--threads", "2"]).clock == "wall"
+
+
+@pytest.mark.slow  # four `python run.py` subprocesses, about 30 s
+def test_busy_benchmark_prints_the_ratio_beside_a_spinning_neighbour(data_root, capsys):
+    assert bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}",
+                            "dataset.train_size=300"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| auto |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "1" and 0 < float(cells[4]) < 10  # auto trains the default MLP on one thread
+
+
+def test_busy_benchmark_refuses_bad_input_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_busy.main(["--repeats", "0"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_time_blocks_on_one_cpu_thread_read_its_cpu_time_not_the_wall():
+    # conftest keeps torch at one thread: a block that only waits costs no CPU time
+    import time
+
+    times = time_blocks(lambda state: time.sleep(0.02), torch.device("cpu"), repeats=2, warmup=0)
+    assert max(times) < 0.005

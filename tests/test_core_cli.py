@@ -35,6 +35,9 @@ def run_cli(tmp_path, data_root, *overrides: str) -> subprocess.CompletedProcess
         ("model.init=he", "model.init='he' is not valid"),
         ("dataset=spirals model=cnn", "model=cnn cannot take dataset=spirals"),
         ("dataset.val_fraction=1.5", "dataset.val_fraction must be in (0, 1)"),
+        ("trainer.threads=0", "trainer.threads must be auto, a count > 0 or null, got 0"),
+        ("trainer.threads=many", "trainer.threads must be auto, a count > 0 or null, got 'many'"),
+        ("trainer.threads=1.5", "trainer.threads must be auto, a count > 0 or null, got 1.5"),
     ],
 )
 def test_invalid_values_are_refused_before_training(tiny, override, message):

@@ -63,7 +63,8 @@ def test_a_key_added_after_v1_leaves_the_hash_of_existing_configs_unchanged(monk
 
 def test_watch_only_keys_leave_the_hash_unchanged():
     base = config_hash(compose_config())
-    for override in ["trainer.threads=3", "trainer.log_every=7", "trainer.device=cpu", "resume=true",
+    for override in ["trainer.threads=3", "trainer.threads=null", "trainer.threads=1", "trainer.log_every=7",
+                     "trainer.device=cpu", "resume=true",
                      "trainer.checkpoint_every=5", "dataset.root=elsewhere", "trainer.progress=false"]:
         assert config_hash(compose_config(override)) == base, override
     assert config_hash(compose_config("trainer.eval_every=7")) != base

@@ -11,7 +11,8 @@ from harness.results import load_runs
 SUMMARY_KEYS = {
     "schema_version", "status", "activation", "model", "dataset", "seed", "config_hash", "overrides",
     "train_loss", "train_acc", "val_acc", "best_val_acc", "test_acc", "test_loss", "test_acc_at_best_val", "steps",
-    "diverged_at_step", "train_time_s", "samples_per_s", "peak_mem_mb", "dead_fraction", "saturated_fraction",
+    "diverged_at_step", "train_time_s", "samples_per_s", "speed_clock", "train_cpu_time_s", "clock_samples_per_s",
+    "peak_mem_mb", "dead_fraction", "saturated_fraction",
     "dead_fraction_by_layer", "saturated_fraction_by_layer", "grad_norm_init_by_layer", "grad_norm_by_layer",
     "grad_norm_final_by_layer", "grad_norm_global", "device", "device_name", "num_threads", "precision", "compile",
     "n_params", "torch_version", "package_versions", "git_sha", "git_dirty", "dataset_checksum", "started_at",

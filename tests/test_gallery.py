@@ -15,8 +15,14 @@ from scipy.stats import norm
 
 from harness.activations import make_activation
 from harness.gated import GatedActivation
-from harness.report.gallery import (default_activations, display, plane_normal_mean, properties, property_table,
-                                    two_input_curves)
+from harness.report.gallery import (
+    default_activations,
+    display,
+    plane_normal_mean,
+    properties,
+    property_table,
+    two_input_curves,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

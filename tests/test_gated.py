@@ -11,8 +11,16 @@ from scipy import integrate
 from scipy.stats import norm
 from torch import nn
 
-from harness.gated import (GATED_ACTIVATIONS, SQUARED_ACTIVATIONS, GLU, StarReLU, expansion, gate_max_slope,
-                           gated_dead_saturated, saturation_defined)
+from harness.gated import (
+    GATED_ACTIVATIONS,
+    GLU,
+    SQUARED_ACTIVATIONS,
+    StarReLU,
+    expansion,
+    gate_max_slope,
+    gated_dead_saturated,
+    saturation_defined,
+)
 
 DEAD_TOL, SATURATION_RATIO = 1e-8, 0.005  # the plain probe's thresholds
 

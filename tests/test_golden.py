@@ -39,13 +39,16 @@ CASES = {
                          "dataset=spirals"],
 }
 # Timings, hosts and versions differ from run to run; everything else a run records must not.
-VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "peak_mem_mb", "pid", "started_at", "finished_at",
+VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s",
+            "peak_mem_mb", "pid", "started_at", "finished_at",
             "run_dir", "hostname", "git_sha", "git_dirty", "package_versions", "torch_version", "device_name",
             "config", "num_threads", "files",  # files: metrics.csv's size and checksum, compared line by line below
             "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
 # Summary keys added after the golden runs were written: new keys, so no number changed (issue 14: width_used).
 ADDED_SUMMARY_KEYS = {"width_used", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init",
-                      "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used"}  # issue 16
+                      "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used",  # issue 16
+                      "group",  # issue 11: {id, size, index}
+                      "speed_clock"}  # issue 12
 # config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
 HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],
           "rnn_lstm_prelu": ["model=rnn", "model.cell=lstm", "activation=prelu", "trainer.lr=3e-3"],

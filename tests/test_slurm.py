@@ -256,3 +256,27 @@ def test_bad_input_is_refused_before_anything_reaches_slurm(tmp_path):
     assert text.strip() == "error: trainer.lr must be > 0, got -1.0 (job seed=0 trainer.lr=-1)"  # one line
     assert not out.exists()
     assert jobs_since() == before
+
+
+GROUPED = ["activation=relu", "dataset=digits", "dataset.train_size=300", "trainer.steps=200", "trainer.log_every=50",
+           "trainer.eval_every=100", "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1",
+           "hydra.sweeper.group_size=2"]
+
+
+def test_a_group_is_one_slurm_job_with_its_time_scaled_and_the_basic_launchers_results(tmp_path):
+    reference, out = tmp_path / "basic", tmp_path / "slurm"
+    rc, text = sweep(reference, "seed=0,1", *GROUPED)
+    assert rc == 0, text[-3000:]
+    rc, text = sweep(out, SLURM, "hydra.launcher.timeout_min=7", "seed=0,1", *GROUPED)
+    assert rc == 0, text[-3000:]
+    ids = [p.name for p in (out / ".submitit").iterdir() if p.is_dir()]  # one job: no array task suffix
+    assert len(ids) == 1 and sacct_states(ids[0]) == ["COMPLETED"]  # two members, one SLURM job
+    limit = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ids[0], "-o", "timelimitraw"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert limit == ["14"]  # 2 members x the preset's 7 minutes
+    for seed in (0, 1):
+        name = ("activation=relu,dataset.train_size=300,dataset=digits,"
+                f"seed={seed},trainer.eval_every=100,trainer.steps=200")
+        got = json.loads((out / name / "summary.json").read_text())
+        assert (got["group"]["size"], got["status"]) == (2, "ok")
+        assert_same_results(out / name, reference / name)

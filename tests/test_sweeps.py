@@ -220,14 +220,15 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
     blob = torch.load(checkpoint, weights_only=True)
     assert blob["state"]["step"] == saves[-1] == 20 and not (tmp_path / "resumed" / "summary.json").exists()
     blob["state"]["train_time"] = 1000.0  # a first segment's time that cannot be missed in the sum
+    blob["state"]["train_cpu_time"] = 1000.0  # the CPU clock continues too
     torch.save(blob, checkpoint)
 
     resumed = train.run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
-    timing = {"train_time_s", "loop_time_s", "samples_per_s", "started_at", "finished_at", "run_dir", "config",
-              "pid"}
+    timing = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
+              "finished_at", "run_dir", "config", "pid", "group"}  # group: a one-job run's id is its folder's name
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in plain.items() if k not in timing}
-    assert resumed["train_time_s"] > 1000.0  # the segments add up
+    assert resumed["train_time_s"] > 1000.0 and resumed["train_cpu_time_s"] > 1000.0  # the segments add up
     assert list(resumed["lost_fraction_by_layer"]) == ["hidden.0", "hidden.1", "hidden.2"]  # step-0 masks resumed
     assert (tmp_path / "resumed" / "metrics.csv").read_bytes() == (tmp_path / "plain" / "metrics.csv").read_bytes()
     assert not checkpoint.exists()
@@ -424,7 +425,7 @@ def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limit
 def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     out = tmp_path / "sweep"
     result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY,
-                    f"hydra.sweep.dir={out}")
+                    "trainer.threads=null", f"hydra.sweep.dir={out}")  # null: the share itself (auto: 1 here)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(states(out).values()) == ["ok"] * 4
     cpus = len(os.sched_getaffinity(0))

@@ -230,7 +230,11 @@ def through_time(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
 
 
 def relative_speed(runs: pd.DataFrame, baseline: str, colours: dict, path: Path) -> Path:
-    """Each run's samples/s over the baseline's median in the same task; bars are medians, dots single runs."""
+    """Each run's samples/s over the baseline's median in the same task; bars are medians, dots single runs.
+    Only tasks whose runs were all timed alike (clock, device, threads, group size) are drawn."""
+    runs = runs[runs.groupby("task")["measured_as"].transform("nunique") == 1]
+    if runs.empty:
+        raise ValueError("no task's runs were all timed alike (clock, device, threads)")
     base = runs[runs["act"] == baseline].groupby("task")["speed"].median()
     data = runs.assign(relative=runs["speed"] / runs["task"].map(base)).dropna(subset=["relative"])
     order = [a for a in colours if a in set(data["act"])]

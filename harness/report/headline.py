@@ -10,6 +10,10 @@ from harness.report.analysis import BEST
 from harness.report.render import num, p_value, percent, rate, with_ci
 
 QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
+# How each speed_clock reads (harness.loop.Loop.speed); ratios are only printed between runs measured alike.
+CLOCKS = {"thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
+          "cuda_events": "CUDA events around the training steps",
+          "wall": "wall-clock time of the training steps, on a machine that may have been shared"}
 NOISY = 0.2  # speed spread (sd / mean across seeds) above which two activations' speeds are not compared
 NA = "n/a"
 
@@ -137,8 +141,7 @@ def cost(a, task: str) -> str:
     size = f"; {int(n_params.iloc[0]):,} parameters" if len(n_params) and n_params.nunique() == 1 else ""
     width = runs["width"].dropna()
     size += f", width {int(width.iloc[0])}" if len(width) and width.nunique() == 1 else ""
-    clock = ("wall-clock time of the training steps, on a machine that may have been shared"
-             if set(runs["speed_clock"]) == {"wall"} else "the clock each run recorded")
+    clock = " and ".join(CLOCKS.get(c, c) for c in sorted(set(runs["speed_clock"])))
     return (f"Training samples/s, mean ± sd over seeds, measured by {clock} ({'; '.join(how)}): "
             + "; ".join(parts) + size + ".")
 

@@ -39,22 +39,46 @@ class SubmititSlurmLauncher(SlurmLauncher):
         numbered = list(enumerate(job_overrides, start=initial_job_idx))
         for idx, overrides in numbered:
             log.info(f"\t#{idx} : {' '.join(overrides)}")
-        params = [(list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
-                  for idx, overrides in numbered]
-        jobs = self.executor().map_array(self, *zip(*params))
-        return [collect(job, overrides) for job, overrides in zip(jobs, job_overrides)]
+        # One array per group size: a group of K members is one SLURM job that asks for K times the preset's
+        # --time (the preset's limits are for one run); memory stays as it is, since a group loads its data once.
+        by_size: dict[int, list] = {}
+        for idx, overrides in numbered:
+            by_size.setdefault(group_size(overrides, sweep_dir), []).append((idx, overrides))
+        returns = {}
+        for size, batch in sorted(by_size.items()):
+            if size > 1:
+                log.info(f"groups of {size} members: --time {self.params['timeout_min'] * size} min each")
+            params = [(list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+                      for idx, overrides in batch]
+            jobs = self.executor(size).map_array(self, *zip(*params))
+            returns.update({idx: (job, overrides) for job, (idx, overrides) in zip(jobs, batch)})
+        return [collect(*returns[idx]) for idx, _ in numbered]
 
-    def executor(self):
-        """The executor submitit's launcher builds: our keys as sbatch options, submitit's own prefixed slurm_."""
+    def executor(self, size: int = 1):
+        """The executor submitit's launcher builds: our keys as sbatch options, submitit's own prefixed slurm_;
+        the time limit scaled to a group's size."""
         import submitit
 
         own = {"submitit_folder", "max_num_timeout"}
         executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
                                          slurm_max_num_timeout=self.params["max_num_timeout"])
         shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        params = {**self.params, "timeout_min": self.params["timeout_min"] * size}
         executor.update_parameters(**{key if key in shared else f"slurm_{key}": value
-                                      for key, value in self.params.items() if key not in own})
+                                      for key, value in params.items() if key not in own})
         return executor
+
+
+def group_size(overrides: Sequence[str], sweep_dir: Path) -> int:
+    """Members of a group job (its hydra.sweep.subdir is .groups/<id>, where the sweeper wrote group.json); 1
+    for an ordinary job."""
+    from hydra_plugins.harness_sweeper.grouping import GROUPS, read_members
+
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "hydra.sweep.subdir" and value.startswith(f"{GROUPS}/"):
+            return len(read_members(sweep_dir / value)["members"])
+    return 1
 
 
 def requeue_without_exiting(signum: int) -> None:

@@ -3,6 +3,7 @@
 # and dataclasses then cannot resolve string annotations.
 
 import copy
+import os
 import re
 import shlex
 import sys
@@ -17,6 +18,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.config import EXIT_BAD_INPUT  # nothing ran
+from hydra_plugins.harness_sweeper import grouping
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
@@ -27,6 +29,7 @@ class HarnessSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.harness_sweeper.HarnessSweeper"
     max_batch_size: int | None = None
     params: dict[str, str] | None = None
+    group_size: Any = 1  # members per group job (an int, or auto); 1: one job per run (grouping.py)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="harness", node=HarnessSweeperConf, provider="harness")
@@ -45,6 +48,7 @@ class Job:
     config: Any = None  # the harness Config, for the failed summary of a job whose process died
     skip_to: Path | None = None  # the finished run that resume keeps, when skipped
     running: bool = False  # a live process of another sweep holds its folder: left alone
+    hydra_files: dict | None = None  # its .hydra/config.yaml and overrides.yaml as Hydra writes them (members)
 
 
 def compact(exc: BaseException) -> str:
@@ -104,6 +108,11 @@ def check_folder(sweep_dir: Path, name: str) -> None:
 class HarnessSweeper(BasicSweeper):
     """BasicSweeper's cartesian product, made safe to interrupt, resume and run on a cluster."""
 
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, group_size: Any = 1):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.group_size = group_size
+        self.told: set[str] = set()  # the grouping lines said once, not again when a broken pool relaunches
+
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         self.sweep_dir = Path(pin_sweep_dir(config))  # before the launcher reads it (submitit's folder)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -126,6 +135,10 @@ class HarnessSweeper(BasicSweeper):
         """Every job composed, type-checked and validated, and matched against finished runs; raises BadSweep."""
         from harness.sweep import finished_runs
 
+        try:
+            self.group_size = grouping.check_group_size(self.group_size)
+        except ValueError as exc:
+            raise BadSweep(str(exc)) from None
         if self.sweep_dir.exists() and not self.sweep_dir.is_dir():
             raise BadSweep(f"hydra.sweep.dir={self.sweep_dir} is a file, not a folder")
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -181,7 +194,8 @@ class HarnessSweeper(BasicSweeper):
             raise BadSweep(f"{compact(exc)} (job {label})") from None
         except BaseException as exc:  # SystemExit: a custom activation probed here may call sys.exit
             raise BadSweep(f"the activation could not be built: {type(exc).__name__}: {exc} (job {label})") from None
-        return Job(list(overrides), name, config_hash(config), bool(config.resume), config)
+        files = {"config.yaml": OmegaConf.to_yaml(task), "overrides.yaml": OmegaConf.to_yaml(cfg.hydra.overrides.task)}
+        return Job(list(overrides), name, config_hash(config), bool(config.resume), config, hydra_files=files)
 
     def match(self, job: Job, finished: dict) -> None:
         """Skip a job whose configuration already finished (resume); refuse to overwrite a finished run."""
@@ -261,7 +275,7 @@ class HarnessSweeper(BasicSweeper):
         """
         returns: list = []
         while True:
-            pending = [j.overrides for j in self.to_run(jobs)]
+            pending = self.launch_list(self.to_run(jobs))
             try:
                 for batch in self.split_overrides_to_chunks(pending, self.max_batch_size) if pending else []:
                     returns += self.launcher.launch(batch, initial_job_idx=len(returns))
@@ -274,6 +288,25 @@ class HarnessSweeper(BasicSweeper):
                 if not crashed or "joblib" not in str(self.config.hydra.launcher.get("_target_")):
                     return returns, stopped
                 self.refresh(jobs)
+
+    def launch_list(self, jobs: list[Job]) -> list[list[str]]:
+        """The overrides of each job to launch: a run alone as today; a group as one job whose folder is
+        .groups/<id> (its log and Hydra files), which reads its members from there (run.py's group_job)."""
+        groups, lines = grouping.plan_groups(jobs, self.group_size, self.config.hydra.launcher, os.cpu_count() or 1)
+        for line in lines:
+            if line not in self.told:
+                print(line)
+                self.told.add(line)
+        launches = []
+        for group in groups:
+            if len(group) == 1:
+                launches.append(group[0].overrides)
+                continue
+            gid = grouping.group_id([j.name for j in group])
+            grouping.write_members(self.sweep_dir, gid, [grouping.member_entry(j) for j in group])
+            launches.append(group[0].overrides + [f"hydra.sweep.subdir={grouping.GROUPS}/{gid}"])
+        sys.stdout.flush()
+        return launches
 
     def refresh(self, jobs: list[Job]) -> None:
         """After a broken pool: jobs that finished meanwhile are done, the others (their workers gone) run again."""
