@@ -159,6 +159,7 @@ def finish(m: Member, loop_elapsed: float) -> dict:
     return m.loop.finish()
 
 
+STACKED_MODELS = ("mlp", "cnn", "rnn")  # those harness/stacked.py runs side by side; not (yet) the transformer
 MEMBER_KEYS = (("seed",), ("trainer", "lr"), ("trainer", "weight_decay"))  # what may differ within a group
 
 
@@ -182,6 +183,8 @@ def why_not_grouped(resolved) -> str | None:
         return "trainer.compile compiles the one-job model"
     if t.precision == "fp16":
         return "fp16's loss scale cannot be per member"
+    if resolved.config.model.name not in STACKED_MODELS:
+        return f"model={resolved.config.model.name} has no stacked forward; it trains one job at a time"
     return stacked.why_not_stacked(resolved.activation())
 
 

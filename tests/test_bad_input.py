@@ -33,7 +33,7 @@ class ExitsInInit(torch.nn.Module):
 CASES = [
     # Hydra's own multi-line messages, made one line naming the key and the valid choices
     ("unknown activation", ["activation=lrelu"], "Could not find 'activation/lrelu'; valid 'activation': "),
-    ("unknown model", ["model=transformer"], "valid 'model': cnn, mlp, rnn"),
+    ("unknown model", ["model=resnet"], "valid 'model': cnn, mlp, rnn, transformer"),
     ("unknown dataset", ["dataset=imagenet"], "valid 'dataset': cifar10, digits"),
     ("unknown experiment", ["+experiment=nosuch"], "valid 'experiment': article_claims"),
     ("unknown launcher", ["hydra/launcher=nosuch"], "valid 'hydra/launcher': basic, joblib"),
