@@ -67,7 +67,8 @@ SLOW = {"SLOW_RELU_S": "0.004"}
 SLURM = "hydra/launcher=slurm_cpu"
 # summary.json keys that differ between two runs of one configuration: clocks, speed, where it ran (run_dir is
 # checked on its own: each sweep has its folder)
-VARYING = {"started_at", "finished_at", "train_time_s", "loop_time_s", "samples_per_s", "pid", "hostname", "run_dir"}
+VARYING = {"started_at", "finished_at", "train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s",
+           "clock_samples_per_s", "pid", "hostname", "run_dir"}
 
 
 @contextlib.contextmanager
