@@ -7,7 +7,10 @@ The *drawdown* is the worst fall of validation accuracy below its running best, 
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the report reads drawdown from here without loading torch
+    import torch
 
 HEAD, FIRST = "head", "hidden.0"
 

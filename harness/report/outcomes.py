@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from harness import flow
+
 HEAD, FIRST = "head", "hidden.0"  # the gradient-flow ratio: the head's weight-gradient norm over the first layer's
 WALL = "wall"  # the clock of runs that predate `speed_clock`: elapsed time, on a possibly shared machine
 
@@ -75,17 +77,14 @@ def number(value) -> float:
         return math.nan
 
 
-def drawdown(values) -> float:
-    """The worst fall of a series below its running best (0 for a series that never falls)."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    return float((np.maximum.accumulate(x) - x).max()) if len(x) else math.nan
-
-
 def metrics_drawdown(metrics: pd.DataFrame) -> pd.Series:
     """val_drawdown_max of each run from its validation-accuracy rows, in step order."""
     val = metrics[(metrics["split"] == "val") & (metrics["metric"] == "acc") & metrics["layer"].isna()]
-    return val.sort_values("step", kind="stable").groupby("run_dir")["value"].agg(drawdown)
+    def worst_fall(values: pd.Series) -> float:  # the trainer's own definition, NaN for no evaluation
+        fall = flow.drawdown(values.dropna().tolist())
+        return math.nan if fall is None else fall
+
+    return val.sort_values("step", kind="stable").groupby("run_dir")["value"].agg(worst_fall)
 
 
 def ratio_from_norms(runs: pd.DataFrame, prefix: str) -> pd.Series:
