@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness import flow
 
-HEAD, FIRST = "head", "hidden.0"  # the gradient-flow ratio: the head's weight-gradient norm over the first layer's
+HEAD, FIRST = flow.HEAD, flow.FIRST  # the gradient-flow ratio: the head's norm over the first layer's
 WALL = "wall"  # the clock of runs that predate `speed_clock`: elapsed time, on a possibly shared machine
 
 
