@@ -159,7 +159,7 @@ def finish(m: Member, loop_elapsed: float) -> dict:
     return m.loop.finish()
 
 
-STACKED_MODELS = ("mlp", "cnn", "rnn")  # those harness/stacked.py runs side by side; not (yet) the transformer
+STACKED_MODELS = ("mlp", "cnn", "rnn", "transformer")  # those harness/stacked.py runs side by side
 MEMBER_KEYS = (("seed",), ("trainer", "lr"), ("trainer", "weight_decay"))  # what may differ within a group
 
 

@@ -7,7 +7,8 @@ parameters, so the members' own optimizers, clipping and probes work on them unc
 thread): bmm for the MLP and the cells, groups=K for the CNN, were the fastest stackings (torch.func.vmap was
 slower). The members never mix: softmax runs over one member's units, norms per member, PReLU per member.
 
-Layouts: MLP and RNN (K, B, ...) with the member axis first; CNN (B, K*C, ...) channels member-major.
+Layouts: MLP and RNN (K, B, ...) with the member axis first; CNN (B, K*C, ...) channels member-major; transformer
+(K, B*T, D), each member's tokens flattened as its own FFN sees them, attention on (K*B, heads, T, D/heads).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from harness.gated import GatedActivation, StarReLU
 from harness.models import CNN, MLP, RNN, ElmanCell, GRUCell, LSTMCell
+from harness.transformer import Transformer
 
 
 def stack(modules: list[nn.Module], name: str) -> torch.Tensor:
@@ -214,7 +216,34 @@ def rnn_forward(models: list[RNN], xs: list[torch.Tensor], record: bool) -> tupl
     return linear(x.flatten(2), [m.head for m in models]), states
 
 
-FORWARDS = {MLP: mlp_forward, CNN: cnn_forward, RNN: rnn_forward}
+def attention(x: torch.Tensor, attns: list, batch: int) -> torch.Tensor:
+    """(K, B*T, D) -> (K, B*T, D): each member's SelfAttention, all members' heads in one attention call."""
+    k, n, d = x.shape
+    t, heads = n // batch, attns[0].heads
+
+    def split(name: str) -> torch.Tensor:  # (K, B*T, D) -> (K*B, heads, T, D / heads)
+        return linear(x, [getattr(a, name) for a in attns]).view(k * batch, t, heads, d // heads).transpose(1, 2)
+
+    y = F.scaled_dot_product_attention(split("q"), split("k"), split("v"))
+    return linear(y.transpose(1, 2).reshape(k, n, d), [a.out for a in attns])
+
+
+def transformer_forward(models: list[Transformer], xs: list[torch.Tensor], record: bool) -> tuple[torch.Tensor, list]:
+    tokens = torch.stack([m.tokens(x) for m, x in zip(models, xs)])  # (K, B, T, C*P...)
+    k, b, t, _ = tokens.shape
+    x = linear(tokens.flatten(1, 2), [m.embed for m in models]).view(k, b, t, -1)
+    x = (x + stack(models, "position")).flatten(1, 2)  # (K, B*T, D); each position (1, T, D)
+    for i in range(len(models[0].hidden)):
+        blocks = [m.hidden[i] for m in models]
+        x = x + attention(dense_norm(x, [blk.norm_attn for blk in blocks]), [blk.attn for blk in blocks], b)
+        z = linear(dense_norm(x, [blk.norm_ffn for blk in blocks]), [blk.ffn_in for blk in blocks])
+        h = activation(z, [blk.act for blk in blocks], 0, 2)  # units on axis 2: one member's FFN features
+        x = x + linear(h, [blk.ffn_out for blk in blocks])
+    pooled = dense_norm(x, [m.norm for m in models]).view(k, b, t, -1).mean(2)
+    return linear(pooled, [m.head for m in models]), []
+
+
+FORWARDS = {MLP: mlp_forward, CNN: cnn_forward, RNN: rnn_forward, Transformer: transformer_forward}
 
 
 def forward(models: list[nn.Module], xs: list[torch.Tensor], record: bool = False) -> tuple[torch.Tensor, list]:

@@ -81,6 +81,13 @@ CASES = {  # (extra overrides, slow)
                    "dataset=digits", "model.width=6"], True),
     "rnn_lstm_bidirectional_prelu": (["model=rnn", "model.cell=lstm", "model.depth=2", "model.width=4",
                                       "activation=prelu", "dataset=digits"], True),
+    "transformer": (["model=transformer", "model.width=8", "model.ffn_ratio=2"], False),
+    "transformer_swiglu_digits": (["model=transformer", "model.width=8", "activation=swiglu", "dataset=digits",
+                                   "model.patch=2", "model.match_params=true"], True),
+    "transformer_prelu_no_norm": (["model=transformer", "model.width=8", "model.depth=1", "model.norm=none",
+                                   "activation=prelu"], True),
+    "transformer_softmax_sgd_clip": (["model=transformer", "model.width=8", "activation=softmax",
+                                      "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=0.5"], True),
 }
 
 
@@ -112,11 +119,12 @@ def records(summary: dict) -> tuple:
     return {k: v for k, v in summary.items() if k not in skip}, open(f"{summary['run_dir']}/metrics.csv").read()
 
 
-@pytest.mark.parametrize("model", ["rnn", "cnn"])
+@pytest.mark.parametrize("model", ["rnn", "cnn", "transformer"])
 def test_float32_member_does_not_depend_on_its_group(tiny, tmp_path, model):
     """One thread, CPU: seed 1 beside one member, and beside two others, records the same bits. (Alone, K=1,
     torch takes other kernels, bmm of one matrix, an ungrouped convolution: a group of one is a one-job run.)"""
-    common = [f"model={model}", "dataset=digits", "model.width=4", "trainer.steps=30", "trainer.log_every=10",
+    patch = ["model.patch=2"] if model == "transformer" else []
+    common = [f"model={model}", "dataset=digits", "model.width=4", *patch, "trainer.steps=30", "trainer.log_every=10",
               "trainer.eval_every=15"]
     member = tiny(*common, "seed=1")
     others = [tiny(*common, "seed=5", "trainer.lr=0.003"), tiny(*common, "seed=6"), tiny(*common, "seed=7")]

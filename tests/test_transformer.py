@@ -175,10 +175,11 @@ def test_transformer_keys_at_their_defaults_leave_config_hash_unchanged():
     assert config_hash(config) == before
 
 
-def test_a_transformer_run_is_not_grouped_and_says_why():
-    """Grouped sweeps have no stacked transformer forward yet: such runs train one job at a time."""
+def test_a_transformer_run_can_be_grouped():
+    """The transformer has a stacked forward (harness/stacked.py); its exactness is tests/test_grouped.py's."""
     from harness.group import why_not_grouped
 
-    config = compose_config("model=transformer", "trainer.device=cpu")
-    assert why_not_grouped(resolve(config)) == "model=transformer has no stacked forward; it trains one job at a time"
-    assert why_not_grouped(resolve(compose_config("model=mlp", "trainer.device=cpu"))) is None
+    assert why_not_grouped(resolve(compose_config("model=transformer", "trainer.device=cpu"))) is None
+    gated_over_tokens = compose_config("model=transformer", "activation=glu", "+activation.dim=0",
+                                       "trainer.device=cpu")
+    assert "GLU over dim 0, not the units" in why_not_grouped(resolve(gated_over_tokens))
