@@ -294,6 +294,27 @@ def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
     return blocks
 
 
+def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
+    """Bytes autograd keeps for one training step's backward, per sample, in the model this run trained (rebuilt
+    from its recorded configuration; weights drawn afresh: the count depends on shapes only)."""
+    import torch
+
+    from harness.activations import activation_spec
+    from harness.bench import training_saved_bytes
+    from harness.config import ModelConfig
+    from harness.data import DATASETS
+    from harness.models import build_model
+
+    fields = {k: run[f"config.model.{k}"] for k in ModelConfig.__dataclass_fields__ if f"config.model.{k}" in run}
+    m = ModelConfig(**{k: v.item() if hasattr(v, "item") else v for k, v in fields.items()})
+    spec = DATASETS[run["dataset"]]
+    node = {k.removeprefix("config.activation."): v for k, v in run.items()
+            if k.startswith("config.activation.") and pd.notna(v)}
+    act = activation_spec(node)
+    x, y = torch.randn(batch, *spec.input_shape), torch.randint(0, spec.num_classes, (batch,))
+    return training_saved_bytes(build_model(m, act, spec.input_shape, spec.num_classes), x, y)[0] / batch
+
+
 def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     """Each activation at its own learning rate (best mean validation accuracy per dataset), then paired by seed
     against ReLU at ReLU's own rate, Holm-corrected within a dataset; the cost columns beside."""
@@ -312,13 +333,19 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     comparisons = pd.concat(rows, ignore_index=True)
     summary = at_tuned.groupby(["dataset", "activation"]).agg(
         lr=("lr", "first"), test=("test_acc_at_best_val", "mean"), seeds=("seed", "count"),
-        n_params=("n_params", "first"), samples_per_s=("samples_per_s", "mean")).reset_index()
+        n_params=("n_params", "first"), cpu_samples_per_s=("clock_samples_per_s", "mean")).reset_index()
+    first = r.groupby(["dataset", "activation"]).head(1).set_index(["dataset", "activation"], drop=False)
+    summary["saved_kb_per_sample"] = [saved_per_sample(first.loc[(d, a)]) / 1e3
+                                      for d, a in zip(summary.dataset, summary.activation)]
     write_csv(summary, out, "summary.csv")
     write_csv(comparisons, out, "paired_vs_relu.csv")
     blocks = [Heading("Best validation accuracy (mean over seeds) per learning rate"),
               Table(cells(val.unstack("lr"))),
               Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
-              Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True)),
+              Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True),
+                    "cpu_samples_per_s: training samples per second of CPU time (one thread; steadier than the "
+                    "wall clock on a shared machine); saved_kb_per_sample: what autograd keeps for the backward "
+                    "of one training step, per sample, whole model (harness.bench.training_saved_bytes)."),
               Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
               Table(cells(comparisons, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired "
                                                   "t-test p, raw and Holm-corrected within a dataset.")]

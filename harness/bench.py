@@ -114,6 +114,37 @@ def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> 
     return sum(seen.values())
 
 
+def training_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+    """(bytes autograd keeps for the backward of model's cross-entropy on (x, y), of which saved inside its
+    activation layers), each distinct tensor counted once: what an activation costs a training step in memory."""
+    from harness.models import activation_layers
+
+    seen: dict[tuple, int] = {}
+    inside: set[tuple] = set()
+    depth = [0]  # > 0 while an activation layer's forward runs
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = (t.data_ptr(), t.dtype, tuple(t.shape))
+        seen[key] = t.numel() * t.element_size()
+        if depth[0]:
+            inside.add(key)
+        return t
+
+    hooks = []
+    for acts in activation_layers(model).values():
+        for act in acts:
+            hooks.append(act.register_forward_pre_hook(lambda *_: depth.__setitem__(0, depth[0] + 1)))
+            hooks.append(act.register_forward_hook(lambda *_: depth.__setitem__(0, depth[0] - 1)))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = F.cross_entropy(model(x), y)
+        del loss
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(seen.values()), sum(seen[k] for k in inside)
+
+
 def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Error of act computed in bf16 against act computed in fp32 on the same (bf16-representable) inputs.
 

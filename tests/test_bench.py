@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks
+from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks, training_saved_bytes
 from scripts import bench_busy, bench_overhead, microbench
 
 N = 1000  # elements of the hand-counted tensors
@@ -31,6 +31,21 @@ def test_saved_bytes_match_a_hand_count():
     # a hand-written SiLU keeps x and sigmoid(x); sigmoid's own saved output is that same tensor, counted once
     assert saved_bytes(lambda x: x * torch.sigmoid(x), leaf()) == 8 * N
     assert saved_bytes(lambda x: x + 1, leaf()) == 0
+
+
+def test_training_saved_bytes_counts_what_each_ffn_activation_adds():
+    """Against the FFN's size: ReLU's output is saved once (the next Linear needs it too); GELU also keeps its
+    input, which adds exactly depth x batch x tokens x d_ff floats to the step's total."""
+    from harness.transformer import Transformer
+
+    batch, tokens, d_ff, depth = 6, 10, 12, 2
+    x, y = torch.randn(batch, 1, 40), torch.randint(0, 10, (batch,))
+    totals = {}
+    for name, act in (("relu", nn.ReLU), ("gelu", nn.GELU)):
+        torch.manual_seed(0)
+        totals[name], inside = training_saved_bytes(Transformer((1, 40), 10, act, depth, 8, 2, d_ff, 4), x, y)
+        assert inside == 4 * depth * batch * tokens * d_ff  # ReLU: its output; GELU: its input
+    assert totals["gelu"] - totals["relu"] == 4 * depth * batch * tokens * d_ff
 
 
 def test_bf16_error_is_zero_for_relu_and_small_for_tanh():
