@@ -13,6 +13,7 @@ import seaborn as sns  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from experiments.study_tables import (  # noqa: E402
+    at_tuned_lr,
     by_layer,
     cells,
     figure,
@@ -177,12 +178,24 @@ ARTICLE_PAIRS = [("tanh", "sigmoid", "test_acc"), ("tanh", "sigmoid", "early_los
                  ("relu", "sigmoid", "early_loss")]
 
 
+def tuned_runs(runs: pd.DataFrame, by: list[str], order: list[str]) -> tuple[pd.DataFrame, list]:
+    """With a learning-rate grid, each `by` group's runs at its own rate tuned on validation, and the grid as a
+    table (rows: activations in `order`); with one rate, the runs as they are and no table."""
+    if runs["config.trainer.lr"].nunique() < 2:
+        return runs, []
+    at_tuned, grid = at_tuned_lr(runs, by)
+    table = grid.unstack([k for k in by if k != "activation"] + ["lr"]).reindex(order)
+    return at_tuned, [Heading("Best validation accuracy (mean over seeds) per learning rate; every comparison below "
+                              "takes each activation at its best rate here"), Table(cells(table))]
+
+
 def article_claims(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.assign(model=variant(runs, "article").fillna(runs["model"]), gap=runs.train_acc - runs.test_acc)
     order = [a for a in ARTICLE if a in set(r.activation)]
+    r, blocks = tuned_runs(r, ["model", "activation"], order)
     if len(metrics):
         r["early_loss"] = r.run_dir.map(first_window_loss(metrics))
-    blocks = [Heading("Test accuracy % (mean [95% CI] over seeds)"),
+    blocks += [Heading("Test accuracy % (mean [95% CI] over seeds)"),
               Table(cells(r.groupby(["activation", "model"]).test_acc.apply(mean_interval).unstack("model")
                           .reindex(order)))]
     for col, title, sig in [("early_loss", "Train loss over the first logging window", False),
@@ -216,6 +229,7 @@ def article_claims(runs, metrics, out: Path, draw: bool = True) -> list:
 
 def modern_activations(runs, metrics, out: Path, draw: bool = True) -> list:
     by = ["model", "dataset"]
+    runs, tuning = tuned_runs(runs, [*by, "activation"], sorted(set(runs.activation)))
     acc = runs.groupby(["activation"] + by).test_acc.apply(mean_interval).unstack(by)
     rows, friedman = [], []
     for (model, dataset), part in runs.groupby(by):
@@ -250,7 +264,7 @@ def modern_activations(runs, metrics, out: Path, draw: bool = True) -> list:
             ax.legend(fontsize=8)
             ax.axhline(0, color="k", lw=0.8)
             ax.set(ylabel="test acc - ReLU's (paired by seed)", xlabel="")
-    blocks = [Heading("Test accuracy % (mean [95% CI] over seeds)"), Table(cells(acc)),
+    blocks = [*tuning, Heading("Test accuracy % (mean [95% CI] over seeds)"), Table(cells(acc)),
             Heading("Paired difference from ReLU (same seed, same data order)"),
             Table(cells(shown, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired t-test "
                                          "p, raw and Holm-corrected within a setting; wins: seeds on which the "
@@ -318,10 +332,8 @@ def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
 def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     """Each activation at its own learning rate (best mean validation accuracy per dataset), then paired by seed
     against ReLU at ReLU's own rate, Holm-corrected within a dataset; the cost columns beside."""
-    r = runs.rename(columns={"config.trainer.lr": "lr"})
-    val = r.groupby(["dataset", "activation", "lr"]).best_val_acc.mean()
-    tuned_lr = val.groupby(["dataset", "activation"]).idxmax().map(lambda key: key[2]).rename("tuned lr")
-    at_tuned = r.merge(tuned_lr.reset_index(), on=["dataset", "activation"]).query("lr == `tuned lr`")
+    r = runs.assign(lr=runs["config.trainer.lr"])
+    at_tuned, val = at_tuned_lr(runs, ["dataset", "activation"])
     rows = []
     for dataset, part in at_tuned.groupby("dataset"):
         compared = pd.DataFrame([{"activation": a, "dataset": dataset,

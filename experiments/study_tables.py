@@ -79,6 +79,16 @@ def paired_table(runs: pd.DataFrame, value: str, a: str, b: str) -> dict:
     return {**result, "wins": int(((by_seed[a] - by_seed[b]).dropna() > 0).sum())}
 
 
+def at_tuned_lr(runs: pd.DataFrame, by: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """Each `by` group's runs at its tuned learning rate, the rate with the best mean best_val_acc over seeds
+    (the validation split: the test split never chooses), and that mean per group and rate (the grid)."""
+    r = runs.assign(lr=runs["config.trainer.lr"])
+    grid = r.groupby([*by, "lr"]).best_val_acc.mean()
+    tuned = grid.groupby(by).idxmax().map(lambda key: key[-1]).rename("tuned_lr")
+    at_tuned = r.merge(tuned.reset_index(), on=by)
+    return at_tuned[at_tuned.lr == at_tuned.tuned_lr].drop(columns="tuned_lr"), grid
+
+
 def training_samples(runs: pd.DataFrame) -> pd.Series:
     """The size of each run's training split, by loading its dataset as the run did (cached, no download)."""
     keys = ["config.dataset.name", "config.dataset.root", "config.dataset.train_size", "config.dataset.val_fraction"]

@@ -216,3 +216,15 @@ def test_born_dead_summary_keys_from_a_run(tiny, tmp_path):
     assert summary["status"] == "ok", summary.get("error")
     assert summary["init_trials"] == 10 and 0 <= summary["born_dead_fraction"] <= 1
     assert summary["born_dead_count"] == round(summary["born_dead_fraction"] * 10)
+
+
+def test_the_learning_rate_is_tuned_on_validation_per_group_never_on_test():
+    from experiments.study_tables import at_tuned_lr
+
+    rows = [{"activation": act, "config.trainer.lr": lr, "seed": seed, "best_val_acc": val, "test_acc": test}
+            for act, lr, val, test in [("relu", 0.01, 0.9, 0.5), ("relu", 0.001, 0.8, 0.99),
+                                       ("tanh", 0.01, 0.7, 0.9), ("tanh", 0.001, 0.75, 0.1)]
+            for seed in range(3)]
+    at_tuned, grid = at_tuned_lr(pd.DataFrame(rows), ["activation"])
+    assert at_tuned.groupby("activation").lr.unique().map(list).to_dict() == {"relu": [0.01], "tanh": [0.001]}
+    assert len(at_tuned) == 6 and grid[("tanh", 0.001)] == pytest.approx(0.75)
