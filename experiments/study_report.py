@@ -22,14 +22,19 @@ EXIT_BAD_INPUT = 2
 
 
 def timing(runs) -> str:
-    """How long the runs took: wall span from first start to last finish, and the sum of job times."""
+    """How long the runs took: wall span from first start to last finish, and the sum of job times, where a
+    group job (its members share one process, docs/grouped.md) counts once, from its first start to last finish."""
     import pandas as pd
 
     start = pd.to_datetime(runs["started_at"], utc=True)
     end = pd.to_datetime(runs["finished_at"], utc=True)
     span = (end.max() - start.min()).total_seconds()
-    total = (end - start).dt.total_seconds().sum()
-    return (f"{len(runs)} runs; wall time {span / 60:.1f} min from first start to last finish; "
+    job = runs["group.id"].fillna(runs["run_dir"]) if "group.id" in runs else runs["run_dir"]
+    spans = pd.DataFrame({"job": job, "start": start, "end": end}).groupby("job").agg(start=("start", "min"),
+                                                                                       end=("end", "max"))
+    total = (spans.end - spans.start).dt.total_seconds().sum()
+    grouped = f" in {len(spans)} jobs" if len(spans) < len(runs) else ""
+    return (f"{len(runs)} runs{grouped}; wall time {span / 60:.1f} min from first start to last finish; "
             f"sum of job times {total / 60:.1f} min")
 
 

@@ -228,3 +228,11 @@ def test_the_learning_rate_is_tuned_on_validation_per_group_never_on_test():
     at_tuned, grid = at_tuned_lr(pd.DataFrame(rows), ["activation"])
     assert at_tuned.groupby("activation").lr.unique().map(list).to_dict() == {"relu": [0.01], "tanh": [0.001]}
     assert len(at_tuned) == 6 and grid[("tanh", 0.001)] == pytest.approx(0.75)
+
+
+def test_a_group_job_counts_once_in_the_sum_of_job_times():
+    runs = pd.DataFrame({"run_dir": ["a", "b", "c"], "group.id": ["g", "g", "c"],
+                         "started_at": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z"],
+                         "finished_at": ["2026-01-01T00:06:00Z", "2026-01-01T00:06:00Z", "2026-01-01T00:13:00Z"]})
+    assert study_report.timing(runs) == ("3 runs in 2 jobs; wall time 13.0 min from first start to last finish; "
+                                         "sum of job times 9.0 min")
