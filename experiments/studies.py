@@ -86,6 +86,11 @@ def baseline_name(row) -> str:
     return {"cnn": "cnn", "rnn": "gru"}[row["config.model.name"]]
 
 
+def group_sizes(runs: pd.DataFrame) -> pd.Series:
+    """Runs trained together in each run's job: its group's size, 1 for a one-job run (or one from before groups)."""
+    return runs["group.size"].fillna(1) if "group.size" in runs else pd.Series(1, index=runs.index)
+
+
 def mnist1d_baselines(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.assign(baseline=runs.apply(baseline_name, axis=1), train_n=training_samples(runs))
     rows = []
@@ -96,7 +101,8 @@ def mnist1d_baselines(runs, metrics, out: Path, draw: bool = True) -> list:
                      "test acc % (at best val)": mean_interval(g.test_acc_at_best_val),
                      "published %": f"{100 * PUBLISHED[name]:.0f}",
                      "gap (final - published)": f"{100 * (g.test_acc.mean() - PUBLISHED[name]):+.1f}",
-                     "train time s": f"{g.train_time_s.mean():.1f}"})
+                     "train time s": f"{g.train_time_s.mean():.1f}",
+                     "runs per job": f"{group_sizes(g).mean():.0f}"})
     table = pd.DataFrame(rows)
     write_csv(table, out, "summary.csv")
     if draw:
@@ -111,7 +117,8 @@ def mnist1d_baselines(runs, metrics, out: Path, draw: bool = True) -> list:
     blocks = [Heading("Accuracy beside the published baselines"),
               Text("Published: github.com/greydanus/mnist1d README (logistic 32%, MLP 68%, CNN 94%, GRU 91%). Ours: "
                    "mean [95% CI] over seeds; final is the test accuracy after the last step, at best val the test "
-                   "accuracy at the evaluation with the best validation accuracy."),
+                   "accuracy at the evaluation with the best validation accuracy. train time: the training of one "
+                   "job, which for a group trains all its runs at once (runs per job; docs/grouped.md)."),
               Table(cells(table))]
     if draw:
         blocks.append(figure(fig, out, "baselines.png", "Test accuracy per seed beside the published baselines."))
