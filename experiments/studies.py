@@ -346,13 +346,14 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
         compared = pd.DataFrame([{"activation": a, "dataset": dataset,
                                   **paired_table(part, "test_acc_at_best_val", a, "relu")}
                                  for a in sorted(set(part.activation) - {"relu"})],
-                                columns=["activation", "dataset", *PAIRED])
+                                columns=["activation", "dataset", *PAIRED, "effect_dz"])
         compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []
         rows.append(compared)
     comparisons = pd.concat(rows, ignore_index=True)
     summary = at_tuned.groupby(["dataset", "activation"]).agg(
-        lr=("lr", "first"), test=("test_acc_at_best_val", "mean"), seeds=("seed", "count"),
-        n_params=("n_params", "first"), cpu_samples_per_s=("clock_samples_per_s", "mean")).reset_index()
+        lr=("lr", "first"), test=("test_acc_at_best_val", "mean"), test_loss=("test_loss", "mean"),
+        seeds=("seed", "count"), n_params=("n_params", "first"),
+        cpu_samples_per_s=("clock_samples_per_s", "mean")).reset_index()
     first = r.groupby(["dataset", "activation"]).head(1).set_index(["dataset", "activation"], drop=False)
     summary["saved_kb_per_sample"] = [saved_per_sample(first.loc[(d, a)]) / 1e3
                                       for d, a in zip(summary.dataset, summary.activation)]
@@ -362,12 +363,14 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
               Table(cells(val.unstack("lr"))),
               Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
               Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True),
-                    "cpu_samples_per_s: training samples per second of CPU time (one thread; steadier than the "
+                    "test_loss: the final test cross-entropy (Shazeer's table reports its analogue, the "
+                    "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; steadier than the "
                     "wall clock on a shared machine); saved_kb_per_sample: what autograd keeps for the backward "
                     "of one training step, per sample, whole model (harness.bench.training_saved_bytes)."),
               Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
               Table(cells(comparisons, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired "
-                                                  "t-test p, raw and Holm-corrected within a dataset.")]
+                                                  "t-test p, raw and Holm-corrected within a dataset; effect_dz: "
+                                                  "Cohen's d_z, the mean difference over its sd across seeds.")]
     if draw:  # Shazeer's table as a picture: one dot per seed, each activation at its tuned rate
         order = summary.groupby("activation").test.mean().sort_values(ascending=False).index.tolist()
         with figures.style():
