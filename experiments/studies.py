@@ -364,8 +364,8 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
               Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
               Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True),
                     "test_loss: the final test cross-entropy (Shazeer's table reports its analogue, the "
-                    "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; steadier than the "
-                    "wall clock on a shared machine); saved_kb_per_sample: what autograd keeps for the backward "
+                    "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; "
+                    "steadier than the wall clock on a shared machine); saved_kb_per_sample: what autograd keeps for the backward "
                     "of one training step, per sample, whole model (harness.bench.training_saved_bytes)."),
               Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
               Table(cells(comparisons, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired "
