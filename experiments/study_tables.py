@@ -98,3 +98,15 @@ def training_samples(runs: pd.DataFrame) -> pd.Series:
         train_size = None if pd.isna(train_size) else int(train_size)
         sizes[tuple(key)] = len(load_dataset(name, root, False, train_size, val_fraction, "cpu").x_train)
     return pd.Series([sizes[tuple(k)] for k in runs[keys].itertuples(index=False)], index=runs.index)
+
+
+def tuned_runs(runs: pd.DataFrame, by: list[str], order: list[str]) -> tuple[pd.DataFrame, list]:
+    """With a learning-rate grid, each `by` group's runs at its own rate tuned on validation, and the grid as a
+    table (rows: activations in `order`); with one rate, the runs as they are and no table."""
+    if runs["config.trainer.lr"].nunique() < 2:
+        return runs, []
+    at_tuned, grid = at_tuned_lr(runs, by)
+    table = grid.unstack([k for k in by if k != "activation"] + ["lr"]).reindex(order)
+    heading = ("Best validation accuracy (mean over seeds) per learning rate; every comparison below takes each "
+               "activation at its best rate here")
+    return at_tuned, [render.Heading(heading), render.Table(cells(table))]
