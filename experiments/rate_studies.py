@@ -2,6 +2,7 @@
 lr_fairness (the MNIST-1D MLP over a rate grid) and transformer_ffn (Shazeer's FFN table in a small transformer)."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,13 @@ from harness.report import figures, stats  # noqa: E402
 from harness.report.render import Heading, Table, Text  # noqa: E402
 
 PAIRED = ["pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "wins"]  # the columns the tables show
+# compared with ReLU: the accuracy at the selected evaluation, and the final test loss, the analogue of the
+# log-perplexity that Shazeer (2020) reports
+SHAZEER_METRICS = ["test_acc_at_best_val", "test_loss"]
+PAIRED_CAPTION = ("diff: the activation's value minus ReLU's (accuracy: higher is better; loss: lower is better) with "
+                  "its 95% t interval; paired t-test p, raw and Holm-corrected within a dataset and metric; wins: "
+                  "seeds on which the activation's value is the larger; effect_dz: Cohen's d_z, the mean "
+                  "difference over its sd across seeds.")
 
 
 def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
@@ -74,16 +82,17 @@ def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
 
 def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     """Each activation at its own learning rate (best mean validation accuracy per dataset), then paired by seed
-    against ReLU at ReLU's own rate, Holm-corrected within a dataset; the cost columns beside."""
+    against ReLU at ReLU's own rate on accuracy and loss, Holm-corrected within a dataset and metric; the cost
+    columns beside."""
     r = runs.assign(lr=runs["config.trainer.lr"])
     at_tuned, val = at_tuned_lr(runs, ["dataset", "activation"])
     rows = []
-    for dataset, part in at_tuned.groupby("dataset"):
-        compared = pd.DataFrame([{"activation": a, "dataset": dataset,
-                                  **paired_table(part, "test_acc_at_best_val", a, "relu")}
+    for (dataset, part), metric in itertools.product(at_tuned.groupby("dataset"), SHAZEER_METRICS):
+        compared = pd.DataFrame([{"activation": a, "dataset": dataset, "metric": metric,
+                                  **paired_table(part, metric, a, "relu")}
                                  for a in sorted(set(part.activation) - {"relu"})],
-                                columns=["activation", "dataset", *PAIRED, "effect_dz"])
-        compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []
+                                columns=["activation", "dataset", "metric", *PAIRED, "effect_dz"])
+        compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []  # within a dataset and metric
         rows.append(compared)
     comparisons = pd.concat(rows, ignore_index=True)
     summary = at_tuned.groupby(["dataset", "activation"]).agg(
@@ -105,9 +114,7 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
                     "for the backward of one training step, per sample, whole model "
                     "(harness.bench.training_saved_bytes)."),
               Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
-              Table(cells(comparisons, 3, True), "diff: test accuracy minus ReLU's with its 95% t interval; paired "
-                                                  "t-test p, raw and Holm-corrected within a dataset; effect_dz: "
-                                                  "Cohen's d_z, the mean difference over its sd across seeds.")]
+              Table(cells(comparisons, 3, True), PAIRED_CAPTION)]
     if draw:  # Shazeer's table as a picture: one dot per seed, each activation at its tuned rate
         order = summary.groupby("activation").test.mean().sort_values(ascending=False).index.tolist()
         with figures.style():
