@@ -199,7 +199,8 @@ def article_claims(runs, metrics, out: Path, draw: bool = True) -> list:
                             ("saturated_fraction", "Saturated fraction at the end", False),
                             ("gap", "Generalisation gap (train acc of the last window - test acc)", False),
                             ("grad_norm_global", "Global gradient norm, mean over training", True),
-                            ("samples_per_s", "Training throughput, samples/s (shared CPU: noisy)", True)]:
+                            ("clock_samples_per_s", "Training throughput, samples per second of CPU time (one "
+                             "thread; a group's time shared by its runs)", True)]:
         if col in r:
             blocks += [Heading(title), Table(cells(r.groupby(["activation", "model"])[col].mean().unstack()
                                                    .reindex(order), 3, sig))]
