@@ -60,6 +60,12 @@ def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
         blocks.append(Text(f"Leaky ReLU control: {len(leaky)} configurations, {int(leaky.init_trials.sum())} "
                            f"initialisations in all, largest born-dead fraction {leaky.born_dead_fraction.max():.3f}, "
                            f"largest mean dead-unit fraction {leaky.init_dead_fraction_mean.max():.3f}."))
+    deepest = r[(r.activation == "relu") & (r.depth == r.depth.max())]
+    if len(deepest):
+        blocks += [Heading(f"Where they die: the first all-dead layer at depth {deepest.depth.iloc[0]}"),
+                   Table(cells(first_dead_layer(deepest).unstack("init"), 1),
+                         "Mean over the born-dead initialisations of the first hidden layer (1 = the first) with "
+                         "every unit dead for every probe input; blank where none was born dead.")]
     if draw:
         with figures.style():
             fig, axes = plt.subplots(1, relu.init.nunique(), figsize=(5.5 * relu.init.nunique(), 4), sharey=True,
@@ -77,6 +83,16 @@ def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
                              "Born-dead fraction against depth. Solid: harness (MNIST-1D inputs); dashed: direct Monte "
                              "Carlo (Gaussian inputs)."))
     return blocks
+
+
+def first_dead_layer(runs: pd.DataFrame) -> pd.Series:
+    """Mean 1-based index of the first all-dead layer over each run's born-dead initialisations, by init x width
+    (from the `born_dead_first_layer.hidden.K` counts of its summary)."""
+    cols = [c for c in runs.columns if c.startswith("born_dead_first_layer.")]
+    counts = runs[cols].fillna(0).to_numpy()
+    layer = np.array([layer_index(c.removeprefix("born_dead_first_layer.")) + 1 for c in cols])
+    mean = (counts * layer).sum(axis=1) / np.where(counts.sum(axis=1) > 0, counts.sum(axis=1), np.nan)
+    return pd.Series(mean, index=pd.MultiIndex.from_frame(runs[["width", "init"]]), name="first dead layer")
 
 
 def baseline_name(row) -> str:

@@ -236,3 +236,14 @@ def test_a_group_job_counts_once_in_the_sum_of_job_times():
                          "finished_at": ["2026-01-01T00:06:00Z", "2026-01-01T00:06:00Z", "2026-01-01T00:13:00Z"]})
     assert study_report.timing(runs) == ("3 runs in 2 jobs; wall time 13.0 min from first start to last finish; "
                                          "sum of job times 9.0 min")
+
+
+def test_the_first_dead_layer_is_the_count_weighted_mean_of_one_based_layers():
+    from experiments.studies import first_dead_layer
+
+    runs = pd.DataFrame({"width": [2, 3], "init": ["default", "default"],
+                         "born_dead_first_layer.hidden.0": [1, np.nan],  # one trial died at layer 1
+                         "born_dead_first_layer.hidden.4": [3, np.nan]})  # three at layer 5; width 3: none died
+    layers = first_dead_layer(runs)
+    assert layers[(2, "default")] == pytest.approx((1 * 1 + 3 * 5) / 4)
+    assert math.isnan(layers[(3, "default")])
