@@ -55,7 +55,8 @@ def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
                             f"model.init={init} (harness, {int(part.init_trials.iloc[0])} initialisations per cell)"))
         if mc is not None and part["mc_fraction"].notna().any():
             blocks.append(Table(cells(part.pivot(index="width", columns="depth", values="mc_fraction"), 2),
-                                "Direct Monte Carlo (experiments/dying_relu_montecarlo.py, Gaussian inputs)"))
+                                f"Direct Monte Carlo (experiments/dying_relu_montecarlo.py, Gaussian inputs, "
+                                f"{int(part.mc_trials.max())} networks per cell)"))
     if len(leaky):
         blocks.append(Text(f"Leaky ReLU control: {len(leaky)} configurations, {int(leaky.init_trials.sum())} "
                            f"initialisations in all, largest born-dead fraction {leaky.born_dead_fraction.max():.3f}, "
