@@ -162,6 +162,9 @@ def test_dead_at_init_is_not_lost_in_training(known):
         assert "relu 25% dead at init (most dead at init: hidden.1 50%), 44% dead at the end" in text
         assert "Lost in training (alive at init, dead at the end, per unit): n/a" in text
     layers = pd.read_csv(report / "layers.csv")
+    # run folders relative to the folder above the input (runs/...), never this machine's absolute path
+    assert layers["run_dir"].str.startswith("runs/").all(), layers["run_dir"].iloc[0]
+    assert all((report.parent / d).is_dir() for d in layers["run_dir"])
     relu = layers[(layers["act"] == "relu") & layers["setting"].str.startswith("init=kaiming")]
     assert relu.groupby("layer")["dead_init"].mean().to_dict() == {"hidden.0": 0.0, "hidden.1": 0.5}
     lost = relu.groupby("layer")["lost"].mean()

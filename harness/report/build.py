@@ -60,7 +60,7 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
         raise ReportError(f"cannot write the report to {out}: {exc}") from None
     for old in (out / "figures").glob("*.png"):  # figures/ is the report's own: no stale figure survives a rerun
         old.unlink()
-    write_tables(a, out)
+    write_tables(a, out, paths)
     if latex:
         from harness.report.latex import write_latex
 
@@ -83,16 +83,25 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
     return out
 
 
-def write_tables(a: Analysis, out: Path) -> None:
+def portable(frame: pd.DataFrame, base: Path) -> pd.DataFrame:
+    """run_dir relative to base (the folder above the report's inputs), so a committed table names no machine path."""
+    if "run_dir" not in frame or frame.empty:
+        return frame
+    return frame.assign(run_dir=[os.path.relpath(q, base) if (q := Path(p).resolve()).is_relative_to(base) else q.name
+                                 for p in frame["run_dir"]])
+
+
+def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
     """The raw numbers, unrounded, for anyone who wants to check or replot them."""
+    base = Path(os.path.commonpath([p.resolve().parent for p in paths]))
     a.summary.to_csv(out / "summary.csv", index=False)
-    a.data.layers.to_csv(out / "layers.csv", index=False)
+    portable(a.data.layers, base).to_csv(out / "layers.csv", index=False)
     a.comparison.to_csv(out / "comparison.csv", index=False)
     a.ranks.to_csv(out / "ranks.csv", index=False)
     a.means.to_csv(out / "task_means.csv")
     friedman = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in a.friedman.items()}  # valid JSON
     (out / "friedman.json").write_text(json.dumps(friedman, indent=2) + "\n", encoding="utf-8")
-    a.data.skipped.to_csv(out / "skipped.csv", index=False)
+    portable(a.data.skipped, base).to_csv(out / "skipped.csv", index=False)
 
 
 def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
