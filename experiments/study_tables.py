@@ -1,13 +1,13 @@
 """Helpers the study reports share: harness.report's statistics, cells and figure style applied to study tables."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from harness.data import load_dataset
 from harness.report import figures, render, stats
+from harness.report.build import portable
 from harness.report.render import Figure
 
 
@@ -40,11 +40,7 @@ def figure(fig, out: Path, name: str, caption: str) -> Figure:
 
 def write_csv(frame: pd.DataFrame, out: Path, name: str) -> None:
     """A study table as CSV; run folders relative to the working directory, so no machine path is committed."""
-    if "run_dir" in frame:
-        here = Path.cwd()
-        frame = frame.assign(run_dir=[os.path.relpath(p, here) if Path(p).is_relative_to(here) else Path(p).name
-                                      for p in frame["run_dir"]])
-    frame.to_csv(out / name, index=False)
+    portable(frame, Path.cwd()).to_csv(out / name, index=False)
 
 
 def layer_index(layer: str) -> int:
