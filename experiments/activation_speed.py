@@ -29,7 +29,7 @@ ACTIVATIONS = {"relu": {}, "leaky_relu": {"negative_slope": 0.01}, "sigmoid": {}
 
 def keep_freed_memory() -> None:
     """Stop glibc handing freed 1 MiB blocks back to the OS. By default it unmaps them, and the next call's
-    output page-faults in afresh: on a 2-vCPU AMD EPYC VM that cost 2.7 ns per element, ten times ReLU's
+    output page-faults in afresh: on a 2-vCPU AMD EPYC VM that cost 2.7 ns per element, four times ReLU's
     forward+backward. Raising the mmap and trim thresholds makes the benchmark time the activation. No-op on
     another libc."""
     libc = ctypes.util.find_library("c")
