@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from harness.config import Config, config_hash
-from harness.results import CHECKPOINT, atomic_write, read_checkpoint  # noqa: F401  (CHECKPOINT: for the loop)
+from harness.results import CHECKPOINT, read_checkpoint, write_checkpoint_file  # noqa: F401  (CHECKPOINT: for the loop)
 
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 
@@ -65,16 +65,18 @@ class Recorder:
 
 
 def save_checkpoint(path: Path, model, optimizer, scaler, batches, state: dict, config: Config) -> None:
-    """Save everything a restarted job needs to continue exactly, atomically (state: a TrainState as a dict)."""
+    """Save everything a restarted job needs to continue exactly, atomically and behind its checksum (state: a
+    TrainState as a dict)."""
     blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "batches": batches.state_dict(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": state, "config_hash": config_hash(config)}
-    atomic_write(path, lambda f: torch.save(blob, f), binary=True)  # a kill leaves the old one or the new one
+    write_checkpoint_file(path, blob)
 
 
 def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> TrainState | None:
-    """Restore a checkpoint written by save_checkpoint; None when it was set aside (damaged, another config)."""
+    """Restore a checkpoint written by save_checkpoint; None when it was set aside (no checksum or a wrong one,
+    damaged, another config)."""
     blob = read_checkpoint(path, config_hash(config))
     if blob is None:
         return None

@@ -120,28 +120,92 @@ def set_aside_file(path: Path, why: str = "corrupt") -> Path:
 
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scaler", "batches", "rng", "cuda_rng", "state", "config_hash"}
+# A checkpoint file is this header (with the hex sha256 of what follows), a newline, then torch.save's bytes: the
+# checksum travels in the same file, written by one atomic_write, so a kill never leaves the two disagreeing.
+CHECKPOINT_MAGIC = b"harness-checkpoint sha256="
+CHECKPOINT_HEADER_BYTES = len(CHECKPOINT_MAGIC) + 64 + 1
+
+
+class HashingWriter:
+    """A file for torch.save that hashes what passes through it."""
+
+    def __init__(self, f):
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def write_checkpoint_file(path: Path, blob: dict) -> None:
+    """torch.save(blob) behind its checksum header, atomically: a kill leaves the old file or the new one."""
+    import torch
+
+    def write(f):
+        f.write(b"\0" * CHECKPOINT_HEADER_BYTES)  # its place; the digest is known once the payload is written
+        payload = HashingWriter(f)
+        torch.save(blob, payload)
+        f.seek(0)
+        f.write(CHECKPOINT_MAGIC + payload.sha256.hexdigest().encode() + b"\n")
+
+    atomic_write(path, write, binary=True)
+
+
+def checkpoint_payload(data: bytes) -> memoryview:
+    """The torch.save bytes of a checkpoint file's contents; ValueError (saying what is wrong) unless its header
+    is there and its checksum matches."""
+    header, payload = data[:CHECKPOINT_HEADER_BYTES], memoryview(data)[CHECKPOINT_HEADER_BYTES:]
+    if not header.startswith(CHECKPOINT_MAGIC) or not header.endswith(b"\n"):
+        raise ValueError("has no checksum header (written before checkpoints carried one, or its start is damaged)")
+    if header[len(CHECKPOINT_MAGIC):-1] != hashlib.sha256(payload).hexdigest().encode():
+        raise ValueError("fails its checksum (its bytes changed after it was written)")
+    return payload
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a checkpoint file (see checkpoint_payload), None if its checksum holds; no torch needed."""
+    try:
+        checkpoint_payload(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def load_checkpoint_file(path: Path) -> dict:
+    """A checkpoint file's contents, checked (weights_only: no code runs on load); raises when it cannot be used."""
+    import io
+
+    import torch
+
+    payload = checkpoint_payload(Path(path).read_bytes())
+    try:
+        blob = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds here; its message would even suggest weights_only=False
+        raise ValueError(f"is damaged ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or not CHECKPOINT_KEYS <= blob.keys():
+        raise ValueError("is damaged (not a harness checkpoint)")
+    return blob
 
 
 def read_checkpoint(path: Path, expected_hash: str) -> dict | None:
-    """A checkpoint's contents (weights_only: no code runs on load), or None when it cannot be used.
+    """A checkpoint's contents, or None when it cannot be used.
 
-    A damaged checkpoint, or one of another configuration, is set aside (never deleted) with one line in the log,
-    and the job starts over.
+    A checkpoint without its checksum header, failing its checksum, damaged otherwise, or of another configuration
+    is set aside (never deleted) with one line in the log, and the job starts over.
     """
-    import torch
-
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or not CHECKPOINT_KEYS <= blob.keys():
-            raise ValueError("not a harness checkpoint")
-    except Exception as exc:  # torch raises many kinds here; its message would even suggest weights_only=False
-        reason = f"damaged ({type(exc).__name__})"
+        blob = load_checkpoint_file(path)
+    except (OSError, ValueError) as exc:
+        reason = str(exc)
     else:
         if blob["config_hash"] == expected_hash:
             return blob
-        reason = "of another configuration"
+        reason = "is of another configuration"
     aside = set_aside_file(path)
-    log.warning(f"{path.name} is {reason}: moved to {aside.name}; the job starts over")
+    log.warning(f"{path.name} {reason}: moved to {aside.name}; the job starts over")
     return None
 
 

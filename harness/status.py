@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from harness.joblock import describe, lock_state, read_lock
-from harness.results import CHECKPOINT
+from harness.results import CHECKPOINT, checkpoint_problem
 from harness.sweep import FINISHED, MANIFEST, crash_note, format_table, job_state
 
 # job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started
@@ -17,14 +17,25 @@ PHASES = {"ok": "finished", "diverged": "finished", "failed": "failed", "running
 
 def pending_note(job_dir: Path) -> str:
     """Why a job without summary.json and without a live lock is not running, and what a resume does."""
-    crash = crash_note(job_dir)
+    job_dir, crash = Path(job_dir), crash_note(job_dir)
     if lock_state(job_dir) == "stale":
         note = f"stale job.lock: its holder ({describe(read_lock(job_dir))}) stopped; resume reruns it"
-    elif (Path(job_dir) / CHECKPOINT).exists():
-        note = "stopped; resume continues from its checkpoint"
+    elif (job_dir / CHECKPOINT).exists():
+        problem = checkpoint_problem(job_dir / CHECKPOINT)
+        note = (f"stopped; its {CHECKPOINT} {problem}: resume sets it aside and starts over" if problem
+                else "stopped; resume continues from its checkpoint")
     else:
         note = "not started" if not crash else "stopped"
-    return f"{note}; {crash}" if crash else note
+    return "; ".join(n for n in (note, crash, set_aside_note(job_dir)) if n)
+
+
+def set_aside_note(job_dir: Path) -> str | None:
+    """The checkpoints an attempt of this job set aside (damaged, or of another configuration), kept for a look."""
+    kept = sorted(p.name for p in job_dir.glob(f"{CHECKPOINT}.corrupt-*"))
+    if not kept:
+        return None
+    earlier = f" (and {len(kept) - 1} earlier)" if len(kept) > 1 else ""
+    return f"{kept[-1]}{earlier} set aside: that attempt started over (its log says why)"
 
 
 def job_rows(sweep_dir: Path) -> list[tuple[str, str, dict | None]]:

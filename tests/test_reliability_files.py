@@ -15,7 +15,7 @@ import torch
 from harness import sweep
 from harness.config import DataError
 from harness.data import load_cifar10
-from harness.results import load_runs
+from harness.results import load_runs, write_checkpoint_file
 from harness.train import CHECKPOINT
 from harness.train import run as train_run
 
@@ -95,14 +95,16 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(tiny, tmp_pat
     assert len(lines) == 1 and "the job starts over" in lines[0] and "weights_only" not in lines[0]
 
 
-def test_a_checkpoint_of_another_configuration_is_set_aside_too(tiny, tmp_path):
+def test_a_checkpoint_of_another_configuration_is_set_aside_too(tiny, tmp_path, caplog):
     blob = {"model": {}, "optimizer": {}, "scaler": {}, "batches": {}, "rng": torch.get_rng_state(), "cuda_rng": [],
             "state": {}, "config_hash": "not-this-one"}
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    torch.save(blob, run_dir / CHECKPOINT)
-    assert train_run(tiny("trainer.checkpoint_every=5"), run_dir)["status"] == "ok"
+    write_checkpoint_file(run_dir / CHECKPOINT, blob)  # whole, its checksum right: only its configuration is wrong
+    with caplog.at_level(logging.WARNING):
+        assert train_run(tiny("trainer.checkpoint_every=5"), run_dir)["status"] == "ok"
     assert len(list(run_dir.glob(f"{CHECKPOINT}.corrupt-*"))) == 1
+    assert any("is of another configuration" in r.getMessage() for r in caplog.records)
 
 
 # ---------------------------------------------------------------- 6. the CIFAR-10 reader runs no code
