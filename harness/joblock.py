@@ -1,7 +1,10 @@
-"""One writer per job folder: a lock file that names its holder (host, pid) and a heartbeat (its mtime).
+"""One writer per job folder: a lock file that names its holder (host, pid, the pid's start time) and a heartbeat
+(its mtime).
 
-A lock is stale when its holder is a dead process on this host, or when its heartbeat stopped STALE_S ago (a holder
-on another node that died with its node). A stale lock is taken over; a live one means the job runs elsewhere.
+A lock is stale when its holder is a dead process on this host, or a live process that started at another time than
+the holder did (its pid was reused), or when its heartbeat stopped STALE_S ago (a holder on another node that died
+with its node). A lock file that cannot be read is stale too: locks are only ever put in place whole. A stale lock
+is taken over; a live one means the job runs elsewhere.
 """
 from __future__ import annotations
 
@@ -23,18 +26,18 @@ class JobBusy(Exception):
 
 
 def read_lock(job_dir: Path) -> dict | None:
-    """The holder named in a job folder's lock, {} while it is being written, None without a lock."""
+    """The holder named in a job folder's lock, {} when it cannot be read (empty, garbage), None without a lock."""
     return read_holder(Path(job_dir) / LOCK)
 
 
 def read_holder(path: Path) -> dict | None:
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
     try:
-        holder = json.loads(text)
-    except ValueError:
+        holder = json.loads(data)
+    except ValueError:  # not JSON, not UTF-8, or empty (a disk that filled up under an older writer)
         return {}
     return holder if isinstance(holder, dict) else {}
 
@@ -49,8 +52,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> int | None:
+    """When a process started (field 22 of /proc/PID/stat, in clock ticks since boot); None without /proc (macOS)
+    or when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    after_name = stat.rpartition(")")[2].split()  # field 2, the name, may hold spaces and ')': fields 3.. follow it
+    try:
+        return int(after_name[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def holder_alive(holder: dict) -> bool:
+    """Whether the holder, a process on this host, still runs: its pid is alive and, where the lock recorded its
+    start time and /proc can tell, started at that time (not a later process that got the same pid)."""
+    pid, started = holder["pid"], holder.get("start")
+    if not pid_alive(pid):
+        return False
+    now = process_start(pid) if isinstance(started, int) else None
+    return now is None or now == started
+
+
 def lock_state(job_dir: Path) -> str | None:
-    """'running' (a live holder), 'stale' (a dead one) or None (no lock) for a job folder."""
+    """'running' (a live holder), 'stale' (a dead or unreadable one) or None (no lock) for a job folder."""
     path = Path(job_dir) / LOCK
     holder = read_lock(job_dir)
     try:
@@ -59,10 +86,10 @@ def lock_state(job_dir: Path) -> str | None:
         return None
     if holder is None:
         return None
-    if earlier_attempt(holder):
+    if not holder or earlier_attempt(holder):  # unreadable: a whole lock is linked into place, never written there
         return "stale"
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        return "running" if pid_alive(holder["pid"]) else "stale"
+        return "running" if holder_alive(holder) else "stale"
     return "stale" if age > STALE_S else "running"
 
 
@@ -88,8 +115,8 @@ class JobLock:
 
     def __init__(self, job_dir: Path, watch_parent: bool = False):
         self.path = Path(job_dir) / LOCK
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
-                       "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+                       "token": uuid.uuid4().hex, "slurm_job": os.environ.get("SLURM_JOB_ID")}
         self.parent = os.getppid() if watch_parent else None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -109,13 +136,20 @@ class JobLock:
         self.release()
 
     def create(self) -> bool:
-        """Create the lock file with our name in it; False when one exists."""
+        """Put the lock file with our name in it in place; False when one exists.
+
+        Written to a file of our own first, then hard-linked into place (which fails if a lock exists): job.lock is
+        whole or absent, never empty, even when the disk is full. Not .tmp: remove_leftovers must not take it.
+        """
+        mine = self.path.with_name(f".{LOCK}.{self.holder['token']}.new")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with open(mine, "w") as f:
+                json.dump(self.holder, f)
+            os.link(mine, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.holder, f)
+        finally:
+            mine.unlink(missing_ok=True)
         return True
 
     def take_over(self) -> None:
