@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -25,11 +26,26 @@ def hidden_softmax(dim: int = 1) -> nn.Module:
     return nn.Softmax(dim=dim)
 
 
+class Bound(NamedTuple):
+    """A rule for one parameter that torch does not enforce (it would compute nan, or mix samples, silently)."""
+
+    param: str
+    rule: str  # what the one-line refusal says the value must be
+    holds: Callable[[object], bool]
+
+
+POSITIVE = "> 0", lambda v: v > 0
+ALONG_FEATURES = (Bound("dim", "!= 0 (dim 0 is the batch: it would mix samples)", lambda v: v != 0),)
+
+
 class Activation(NamedTuple):
-    """A registry entry: the module factory, and the model.init that `model.init=auto` draws for it."""
+    """A registry entry: the module factory, the model.init that `model.init=auto` draws for it, and the bounds of
+    its parameters that torch does not check. Every float parameter must be finite besides (check_domain); the rest
+    of each domain torch tells when the activation runs on the model's shapes (harness/footprint.py)."""
 
     factory: Callable[..., nn.Module]
     init: str  # a name in harness.models.INITS; the reasons are in docs/inits.md
+    bounds: tuple[Bound, ...] = ()
 
 
 # Kaiming (He et al., 2015) keeps the variance of rectifiers, which zero (or nearly) half their inputs; LeCun
@@ -41,7 +57,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "leaky_relu": Activation(nn.LeakyReLU, "kaiming"),  # its gain accounts for the negative slope
     "sigmoid": Activation(nn.Sigmoid, "xavier"),
     "tanh": Activation(nn.Tanh, "xavier"),
-    "softmax": Activation(hidden_softmax, "xavier"),  # bounded and saturating, like the sigmoid
+    "softmax": Activation(hidden_softmax, "xavier", ALONG_FEATURES),  # bounded and saturating, like the sigmoid
     "rrelu": Activation(nn.RReLU, "kaiming"),
     "relu6": Activation(nn.ReLU6, "kaiming"),
     # the rest of PyTorch's elementwise family
@@ -56,18 +72,18 @@ ACTIVATIONS: dict[str, Activation] = {
     "hardswish": Activation(nn.Hardswish, "kaiming"),
     "hardsigmoid": Activation(nn.Hardsigmoid, "xavier"),
     "hardtanh": Activation(nn.Hardtanh, "xavier"),
-    "softplus": Activation(nn.Softplus, "kaiming"),
+    "softplus": Activation(nn.Softplus, "kaiming", (Bound("beta", *POSITIVE),)),  # beta=0 divides by 0
     "softsign": Activation(nn.Softsign, "xavier"),  # one of the units Glorot and Bengio studied
     "tanhshrink": Activation(nn.Tanhshrink, "kaiming"),  # flat at 0, slope 1 far out: needs the larger variance
     "logsigmoid": Activation(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
     "identity": Activation(identity, "xavier"),  # Glorot's derivation is exact for linear units
     # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py); a
     # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models.py)
-    "glu": Activation(GLU, "xavier"),  # a sigmoid gate
-    "reglu": Activation(ReGLU, "kaiming"),  # rectifier gates
-    "geglu": Activation(GEGLU, "kaiming"),
-    "swiglu": Activation(SwiGLU, "kaiming"),
-    "bilinear": Activation(Bilinear, "xavier"),  # a linear gate: a product of two linear units
+    "glu": Activation(GLU, "xavier", ALONG_FEATURES),  # a sigmoid gate
+    "reglu": Activation(ReGLU, "kaiming", ALONG_FEATURES),  # rectifier gates
+    "geglu": Activation(GEGLU, "kaiming", ALONG_FEATURES),
+    "swiglu": Activation(SwiGLU, "kaiming", ALONG_FEATURES),
+    "bilinear": Activation(Bilinear, "xavier", ALONG_FEATURES),  # a linear gate: a product of two linear units
     "relu_squared": Activation(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
     "star_relu": Activation(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
 }
@@ -175,22 +191,58 @@ class ActivationSpec:
         return init_gain(self.name, self.params)
 
 
-def activation_spec(node: dict) -> ActivationSpec:
-    """Check an activation node ({name, its parameters}) and probe one instance; ActivationError if it is bad."""
+def activation_spec(node: dict, build: bool = True) -> ActivationSpec:
+    """Check an activation node ({name, its parameters}) and, with build, construct one instance; ActivationError
+    if it is bad. harness.footprint runs it on the model's shapes (and builds a custom one in a child process)."""
     params = dict(node)
     name = params.pop("name", None)
     factory, kwargs = resolve_factory(name, params)
     check_params(name, factory, kwargs)
+    check_domain(name, kwargs)
+    if build:
+        construct(name, factory, kwargs)
+    init = ACTIVATIONS[name].init if name in ACTIVATIONS else "default"
+    return ActivationSpec(name, factory, kwargs, dict(node), init)
+
+
+def check_domain(name: str, kwargs: dict) -> None:
+    """Every float parameter finite, and the registry's bounds of this activation (Activation.bounds)."""
+    for key, value in kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ActivationError(f"activation.{key} must be a finite number, got {value}")
+    for bound in ACTIVATIONS[name].bounds if name in ACTIVATIONS else ():
+        value = kwargs.get(bound.param, parameters_of(ACTIVATIONS[name].factory).get(bound.param))
+        if not bound.holds(value):
+            raise ActivationError(f"activation.{bound.param} must be {bound.rule} for {name}, got {value}")
+
+
+def construct(name: str, factory: Callable[..., nn.Module], kwargs: dict) -> nn.Module:
+    """One instance, or ActivationError with the constructor's own error in one line."""
     try:
         instance = factory(**kwargs)
-    except Exception as exc:  # a custom constructor's own error, in one line
+    except Exception as exc:
         raise ActivationError(f"activation {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}") \
             from None
     if not isinstance(instance, nn.Module):
         raise ActivationError(f"activation {name!r}: {factory!r} returned a {type(instance).__name__}, "
                               "not an nn.Module")
-    init = ACTIVATIONS[name].init if name in ACTIVATIONS else "default"
-    return ActivationSpec(name, factory, kwargs, dict(node), init)
+    return instance
+
+
+def probe_activation(act: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Run act forward and backward on a real tensor of this shape with values across [-4, 4], as a model would in
+    training; the output's shape. Raises what torch raises (a bad parameter, a shape it cannot take), and
+    ValueError where the output or its gradient is not finite (softplus with beta=0, a slope of nan)."""
+    x = torch.linspace(-4, 4, math.prod(shape)).reshape(shape).requires_grad_(True)  # an even count: never 0 exactly
+    with torch.random.fork_rng(devices=[]):  # RReLU draws: the run's random stream stays as seeded
+        y = act(x)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"it returned a {type(y).__name__}, not a tensor")
+        if not torch.isfinite(y).all():
+            raise ValueError("its output is not finite on inputs in [-4, 4]")
+        if y.requires_grad and not torch.isfinite(torch.autograd.grad(y.sum(), x)[0]).all():
+            raise ValueError("its gradient is not finite on inputs in [-4, 4]")
+    return tuple(y.shape)
 
 
 def make_activation(name: str, **params) -> nn.Module:

@@ -4,12 +4,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 MAX_WIDTH, MAX_DEPTH = 65536, 1000  # beyond these a model is a typo (1e9 units), not an experiment
+# Below this rate a float32 weight never moves: Adam's step is about lr, under the rounding step (about 1e-9) of a
+# weight of order 1e-2; SGD's is smaller still. Large rates stay allowed: diverging on purpose is an experiment.
+MIN_LR = 1e-10
+MAX_THREADS = 1024  # more CPU threads than any machine has cores; 100000 fails creating their stacks
 # The names of the other axes (models, datasets, cells, norms, inits, optimizers) live in their registries, next to
 # what they build (harness/models.py, harness/data.py, harness/loop.py); harness/resolve.py checks them.
 
@@ -121,9 +126,11 @@ def one_of(key: str, value: str, valid) -> None:
 def validate(config: Config) -> None:
     """Refuse invalid values with one clear line (types are Hydra's job, through the dataclasses)."""
     t, m, d = config.trainer, config.model, config.dataset
+    check_finite(config)
     _check(t.steps >= 0, f"trainer.steps must be >= 0, got {t.steps}")
     _check(t.batch_size > 0, f"trainer.batch_size must be > 0, got {t.batch_size}")
     _check(t.lr > 0, f"trainer.lr must be > 0, got {t.lr}")
+    _check(t.lr >= MIN_LR, f"trainer.lr={t.lr} is below {MIN_LR}: a float32 weight would never move")
     _check(0 <= config.seed < 2**32, f"seed must be in [0, 2**32 - 1], got {config.seed}")  # numpy's seed range
     _check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1), got {t.momentum}")
     _check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {t.weight_decay}")
@@ -133,6 +140,8 @@ def validate(config: Config) -> None:
     _check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
     _check(t.threads in (None, "auto") or (type(t.threads) is int and t.threads > 0),
            f"trainer.threads must be auto, a count > 0 or null, got {t.threads!r}")
+    _check(type(t.threads) is not int or t.threads <= MAX_THREADS,
+           f"trainer.threads must be <= {MAX_THREADS}, got {t.threads}")
     _check(0 <= t.init_trials <= 100_000, f"trainer.init_trials must be in [0, 100000], got {t.init_trials}")
     _check(t.init_trials == 0 or t.steps == 0,
            f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0")
@@ -150,6 +159,16 @@ def validate(config: Config) -> None:
     _check(0 < d.val_fraction < 1, f"dataset.val_fraction must be in (0, 1), got {d.val_fraction}")
     if m.name == "transformer":
         check_transformer(m)
+
+
+def check_finite(node, prefix: str = "") -> None:
+    """Every float value of the config (its nested sections too) is a finite number: nan and inf mean nothing."""
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_finite(value, key + ".")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
 
 
 def check_transformer(m: ModelConfig) -> None:

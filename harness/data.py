@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import os
 import pickle
@@ -14,9 +13,11 @@ import numpy as np
 import torch
 
 from harness.config import DataError
+from harness.datafiles import check_files, data_files, download, read_idx
 from harness.safe_pickle import UnsafePickle, load_data_pickle
 
 SPLIT_SEED = 0  # the validation split and subsample are the same for every run seed
+MIN_VALIDATION = 10  # samples: fewer, and validation accuracy moves in steps of 10 points or more
 
 
 @dataclass
@@ -85,32 +86,24 @@ def make_spirals(n_per_class: int = 1000, arms: int = 3, noise: float = 0.2, see
     return x[n_test:], label[n_test:], x[:n_test], label[:n_test]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()  # writable
-
-
 def load_mnist_like(root: Path, name: str, download: bool) -> tuple[np.ndarray, ...]:
     """MNIST or Fashion-MNIST in torchvision's layout (root/MNIST/raw/*-ubyte); torchvision downloads it."""
-    folder = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
-    raw = root / folder / "raw"
-    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if download and not all((raw / f).exists() for f in files):
-        import torchvision
-
-        cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
-    missing = [f for f in files if not (raw / f).exists()]
-    if missing:
-        raise DataError(f"{name} not found in {raw} (missing {missing[0]}); add dataset.download=true to fetch it")
-    x_tr, y_tr, x_te, y_te = (read_idx(raw / f) for f in files)
+    files = data_files(name, root)
+    if download and not all(f.exists() for f in files):
+        fetch_torchvision(name, root)
+    check_files(name, str(root), download=False)
+    x_tr, y_tr, x_te, y_te = (read_idx(f) for f in files)
     return x_tr[:, None] / 255.0, y_tr, x_te[:, None] / 255.0, y_te  # (N, 1, 28, 28)
+
+
+def fetch_torchvision(name: str, root: Path) -> None:
+    """torchvision's download of a dataset into root, in one line if it fails (harness.datafiles.download)."""
+    import torchvision
+
+    if name == "cifar10":
+        return download(name, root, lambda: torchvision.datasets.CIFAR10(str(root), download=True))
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+    download(name, root, lambda: [cls(str(root), train=train, download=True) for train in (True, False)])
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -128,16 +121,11 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
     """CIFAR-10 from its python batches (root/cifar-10-batches-py); torchvision downloads it."""
-    folder = root / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    if download and not all((folder / n).exists() for n in names):
-        import torchvision
-
-        torchvision.datasets.CIFAR10(str(root), download=True)
-    missing = [n for n in names if not (folder / n).exists()]
-    if missing:
-        raise DataError(f"cifar10 not found in {folder} (missing {missing[0]}); add dataset.download=true to fetch it")
-    batches = [read_cifar_batch(folder / n) for n in names]
+    files = data_files("cifar10", root)
+    if download and not all(f.exists() for f in files):
+        fetch_torchvision("cifar10", root)
+    check_files("cifar10", str(root), download=False)
+    batches = [read_cifar_batch(f) for f in files]
     x_tr = np.concatenate([b[0] for b in batches[:5]]) / 255.0
     y_tr = np.concatenate([b[1] for b in batches[:5]])
     return x_tr, y_tr, batches[5][0] / 255.0, batches[5][1]
@@ -263,11 +251,15 @@ class BatchIterator:
 
 
 def check_fits(config) -> None:
-    """Refuse what the dataset's sizes make impossible: an empty training split, a subsample or a batch larger than
-    the data (the batch would be cut silently while the config records the size asked for), a CNN kernel larger
-    than the input."""
+    """Refuse what the dataset's sizes make impossible or meaningless: a validation split of fewer than
+    MIN_VALIDATION samples, an empty training split, a subsample or a batch larger than the data (the batch would be
+    cut silently while the config records the size asked for), a CNN kernel larger than the input."""
     d, m, batch = config.dataset, config.model, config.trainer.batch_size
     spec = DATASETS[d.name]
+    n_val = round(spec.train * d.val_fraction)
+    if n_val < MIN_VALIDATION:
+        raise DataError(f"dataset.val_fraction={d.val_fraction} gives a validation split of {n_val} sample(s) of "
+                        f"dataset={d.name}'s {spec.train}; it needs at least {MIN_VALIDATION} to select a model on")
     n = spec.train_split(d.val_fraction, None)
     if n < 1:
         raise DataError(f"dataset.val_fraction={d.val_fraction} leaves no training samples "

@@ -8,6 +8,8 @@ import torch
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
 from harness.data import DATASETS, Dataset, check_fits, check_pair, check_root
+from harness.datafiles import check_files
+from harness.footprint import check_memory, checked
 from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
 from harness.transformer import token_count
@@ -25,6 +27,8 @@ OPTIMIZERS = {
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
 }
+# trainer.optimizer: (trainer config) -> values it keeps per parameter (harness.footprint's memory estimate)
+OPTIMIZER_STATES = {"adam": lambda t: 2, "adamw": lambda t: 2, "sgd": lambda t: 1 if t.momentum else 0}
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Job:
 
 
 def resolve(config: Config, device: bool = True) -> Resolved:
-    """Every check that needs no data, in one place: values, registry names, the activation (type-checked and
-    built once), the model x dataset pair, and the device. Raises ConfigError (one line)."""
+    """Every check that needs no data, in one place: values, registry names, the activation (type-checked, built
+    and run on the model's shapes), the model x dataset pair, the memory the run needs, and the device. Raises
+    ConfigError (one line)."""
     validate(config)
     m, t = config.model, config.trainer
     one_of("model", m.name, MODELS)
@@ -59,13 +64,18 @@ def resolve(config: Config, device: bool = True) -> Resolved:
     one_of("model.norm", m.norm, NORMS)
     one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
-    spec = activation_spec(config.activation)
-    check_gated_fits(m.name, spec)
+    custom = config.activation.get("name") == "custom"  # built in a child process first (harness.footprint)
+    spec = activation_spec(config.activation, build=not custom)
     check_pair(m.name, config.dataset.name)
     check_fits(config)
     if m.name == "transformer":  # the patch must tile the dataset's input
         token_count(DATASETS[config.dataset.name].input_shape, m.patch)
+    if not custom:  # before the model is built, whose error would say less
+        check_gated_fits(m.name, spec)
+    check_memory(config, checked(config, spec))  # the model on the meta device, the activation on its shapes
+    check_gated_fits(m.name, spec)
     check_root(config.dataset.name, config.dataset.root)
+    check_files(config.dataset.name, config.dataset.root, config.dataset.download)
     init = spec.init if m.init == AUTO else m.init
     return Resolved(config, spec, resolve_device(t.device) if device else None, init)
 

@@ -14,13 +14,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict, read_write
 
 from hydra_plugins.harness_sweeper.harness_sweeper import EXIT_BAD_INPUT, BadSweep, compact
+from hydra_plugins.harness_sweeper.preconditions import (
+    BadCommand,
+    check_folder,
+    check_launcher,
+    check_sweep_has_jobs,
+    launcher_memory,
+)
 
 VALUE_FLAGS = {"--config-path": "cp", "-cp": "cp", "--config-name": "cn", "-cn": "cn"}
 MULTIRUN_FLAGS = {"-m", "--multirun"}
-
-
-class BadCommand(Exception):
-    """One line for the user: the command cannot work, nothing was written."""
 
 
 def split_argv(argv: list[str]) -> tuple[bool, dict[str, str], list[str]] | None:
@@ -83,24 +86,24 @@ def check_run_dir(run_dir: Path, config) -> bool:
 
 def check_command(argv: list[str], script_dir: Path) -> Path | None:
     """Raise BadCommand for a command that cannot work; return the run folder of a finished run to keep (resume)."""
-    from harness.config import ConfigError
-    from harness.sweep import check_job
-
     split = split_argv(argv)
     if split is None:
         return None
     multirun, flags, overrides = split
     parsed = parse(overrides)
-    if multirun:  # the sweeper composes and checks every job; here only what Hydra itself would trip on
+    if multirun:  # the sweeper composes and checks every job; here what Hydra itself would trip on
+        check_sweep_has_jobs(parsed)
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
     conf_dir = script_dir / flags.get("cp", "conf")  # Hydra's config_path: relative to the script
     try:
         with initialize_config_dir(config_dir=str(conf_dir.absolute()), version_base="1.3"):
             cfg = compose(config_name=flags.get("cn", "config"), overrides=overrides, return_hydra_config=True)
-        folder = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+        hydra = cfg.hydra
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        folder = check_folder(key, str(hydra.sweep.dir if multirun else hydra.run.dir))
+        set_launcher_memory(launcher_memory(hydra.launcher) if multirun else None)
         if multirun:  # values still missing may come from the swept ones
-            if folder.exists() and not folder.is_dir():
-                raise BadCommand(f"hydra.sweep.dir={folder} is a file, not a folder")
+            check_launcher(hydra)
             return None
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
@@ -109,6 +112,23 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
         raise
     except Exception as exc:
         raise BadCommand(compact(exc)) from None
+    check_config(config)
+    kept = check_run_dir(folder, config)
+    fetch_data(config.dataset)
+    return folder if kept else None
+
+
+def set_launcher_memory(request) -> None:
+    from harness.footprint import set_launcher_memory as set_memory  # torch loads here, not at import time
+
+    set_memory(request)
+
+
+def check_config(config) -> None:
+    """The checks harness.run makes before it loads data (harness.resolve), each failure in one line."""
+    from harness.config import ConfigError
+    from harness.sweep import check_job
+
     try:
         check_job(config)
     except (ConfigError, BadSweep) as exc:
@@ -117,7 +137,24 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
         raise
     except BaseException as exc:  # a custom target probed here that raises anything, sys.exit included
         raise BadCommand(f"the activation could not be built: {type(exc).__name__}: {compact(exc)}") from None
-    return folder if check_run_dir(folder, config) else None
+
+
+def fetch_data(dataset) -> None:
+    """dataset.download=true with files missing: download them now, before Hydra makes the run folder, so that a
+    failed download (no network) is one line with nothing written."""
+    from harness.config import DataError
+    from harness.data import fetch_torchvision
+    from harness.datafiles import check_files, data_files
+
+    root = Path(dataset.root)
+    if not dataset.download or all(f.exists() for f in data_files(dataset.name, root)):
+        return
+    try:
+        fetch_torchvision(dataset.name, root)
+        check_files(dataset.name, dataset.root, download=False)
+    except DataError as exc:
+        raise BadCommand(str(exc)) from None
+    print(f"downloaded {dataset.name} into {root}")
 
 
 def preflight(argv: list[str], script_dir: Path) -> None:
