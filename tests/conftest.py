@@ -1,6 +1,12 @@
-"""Shared test fixtures: configs composed in process (no subprocess), one cached MNIST-1D for the session."""
+"""Shared test fixtures: configs composed in process (no subprocess), one cached MNIST-1D for the session, the
+optional extras a test needs (`@pytest.mark.extra(...)`), and the `serial` mark for tests that must run alone."""
 from __future__ import annotations
 
+import fcntl
+import importlib.util
+import os
+import shutil
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,3 +50,78 @@ def tiny(data_root):
         return compose_config(*base, *overrides)
 
     return make
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+# What each optional extra is, how to tell it is there, and how to get it. A test marked
+# @pytest.mark.extra("NAME") skips with that reason when the extra is absent; under CI=true (CI installs every
+# extra) the skip is a failure, so that CI cannot pass with a test not run.
+EXTRAS = {
+    "launchers": (lambda: all(importlib.util.find_spec(m) for m in ("hydra_plugins.hydra_joblib_launcher",
+                                                                     "hydra_plugins.hydra_submitit_launcher")),
+                  "needs the launchers extra: pip install -e '.[dev,launchers]'"),
+    "browser": (lambda: Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+                and importlib.util.find_spec("selenium") is not None,
+                "needs Chromium and its driver: apt-get install chromium chromium-driver"),
+}
+
+
+def require(present: bool, how: str) -> None:
+    """Skip with `how` unless present; under CI=true, fail instead."""
+    if present:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true, and this test cannot run: it {how}", pytrace=False)
+    pytest.skip(how)
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("extra"):
+        present, how = EXTRAS[mark.args[0]]
+        require(present(), how)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker a core, at most 4 (each holds torch and its own data; more only add start-up)."""
+    return min(os.cpu_count() or 1, 4)
+
+
+@pytest.fixture(autouse=True)
+def alone_if_serial(request, tmp_path_factory):
+    """Under parallel workers (pytest-xdist), a `serial` test runs with no other test running in any worker: it
+    times things or changes threads. Every test holds a shared lock on a file the workers share; a serial test
+    holds it exclusively. A turnstile lets a waiting serial test in before new shared holders."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # the one base folder all workers of this session share
+    exclusive = request.node.get_closest_marker("serial") is not None
+    with ExitStack() as held:
+        turnstile = held.enter_context(_flock(shared / "turnstile.lock", fcntl.LOCK_EX))
+        held.enter_context(_flock(shared / "room.lock", fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
+        if not exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)  # others pass the turnstile at once; a serial test keeps it
+        yield
+
+
+@contextmanager
+def _flock(path: Path, how: int):
+    with open(path, "a+") as f:
+        fcntl.flock(f, how)
+        yield f
+
+
+def chromium(profile: Path, logs: dict):
+    """Debian's headless Chromium driven by selenium, logging what `logs` asks for ({"browser": "ALL"}); for tests
+    marked extra("browser")."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", logs)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)

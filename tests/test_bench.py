@@ -14,6 +14,8 @@ from torch import nn
 from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks, training_saved_bytes
 from scripts import bench_busy, bench_overhead, microbench
 
+pytestmark = pytest.mark.serial  # they time blocks and run the benchmarks: never beside another test
+
 N = 1000  # elements of the hand-counted tensors
 
 

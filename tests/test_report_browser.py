@@ -16,12 +16,9 @@ from harness.report.build import interactive_figures, report_blocks
 from harness.report.interactive import plotly_script
 from harness.report.load import gather
 from harness.report.render import STACK_BELOW, to_html
-from tests.conftest import compose_config
+from tests.conftest import chromium, compose_config
 from tests.test_report_known import write_runs
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTHS = [1400, 900]
 QUESTIONS = 5
 
@@ -56,16 +53,8 @@ def test_page_structure_fast_twin(page):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Debian's headless Chromium driven by selenium, with its network log on; skipped where not installed."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
+    """Headless Chromium with its network log on."""
+    driver = chromium(tmp_path_factory.mktemp("chrome-profile"), {"browser": "ALL", "performance": "ALL"})
     yield driver
     driver.quit()
 
@@ -90,6 +79,7 @@ def external(urls: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.extra("browser")
 def test_the_network_check_can_fail(browser, tmp_path):
     page = tmp_path / "fetches.html"
     page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
@@ -98,6 +88,7 @@ def test_the_network_check_can_fail(browser, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extra("browser")
 def test_page_makes_no_network_request(browser, page):
     urls = requests(browser, page.as_uri())
     assert urls and external(urls) == []
@@ -120,6 +111,7 @@ return out;
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.extra("browser")
 def test_tables_fit_the_page(browser, page, width):
     browser.set_window_size(width, 1000)
     browser.get(page.as_uri())
@@ -132,6 +124,7 @@ def test_tables_fit_the_page(browser, page, width):
 
 
 @pytest.mark.slow
+@pytest.mark.extra("browser")
 def test_figures_hover_and_legends_toggle(browser, page):
     from selenium.webdriver.support.wait import WebDriverWait
 

@@ -6,7 +6,6 @@ scripts/ci_slurm.sh starts it, runs `pytest -m slurm` and stops it. The default 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shlex
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,13 +39,11 @@ def cluster_answers() -> bool:
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    if importlib.util.find_spec("submitit") is None:
-        pytest.skip("pip install -e '.[launchers]'")
-    if not cluster_answers():
-        pytest.skip("no SLURM cluster answers sinfo and sacct; start one with sudo scripts/slurm_local.sh start")
+    require(cluster_answers(), "needs a SLURM cluster that answers sinfo and sacct: "
+                               "sudo scripts/slurm_local.sh start makes one")
 
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.extra("launchers")]
 
 
 class SlowReLU(torch.nn.Module):

@@ -12,6 +12,8 @@ from harness.meters import Timer
 from harness.report import build_report
 from harness.resolve import ONE_THREAD_BELOW, resolve_threads
 
+pytestmark = pytest.mark.serial  # they change torch's threads and read clocks: never beside another test
+
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 SLEEP = 0.004  # seconds per training step: waiting, as a process does while another one has the core
 

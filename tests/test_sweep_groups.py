@@ -11,7 +11,7 @@ from harness.config import Config, config_hash
 from harness.group import run_group
 from harness.results import read_summary
 from hydra_plugins.harness_sweeper import grouping
-from tests.test_sweeps import BOTH, ONE_THREAD, TINY, launcher_available, main_in_process, run_py, states
+from tests.test_sweeps import BOTH, ONE_THREAD, TINY, main_in_process, run_py, states
 
 SWEEP = ("seed=0,1", "trainer.lr=1e-2,3e-3")  # 4 runs of one configuration: members differ in seed and lr
 
@@ -180,7 +180,7 @@ def test_split_balances_a_configurations_runs():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not launcher_available("joblib"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_joblib_runs_groups_in_parallel(tmp_path):
     out = tmp_path / "sweep"
     result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP, *TINY,
@@ -209,7 +209,7 @@ def test_a_group_jobs_crash_log_is_in_every_members_folder(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_submitit_local_runs_groups(tmp_path):
     out = tmp_path / "sweep"
     result = run_py("-m", "hydra/launcher=submitit_local", *SWEEP, *TINY, "hydra.sweeper.group_size=2",

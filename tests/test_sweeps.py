@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import io
 import json
 import os
@@ -404,11 +403,7 @@ def test_sigkill_mid_job_then_resume_completes_every_run(tmp_path):
 # ---------------------------------------------------------------- launchers
 
 
-def launcher_available(name: str) -> bool:
-    return importlib.util.find_spec(f"hydra_plugins.hydra_{name}_launcher") is not None
-
-
-@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limits():
     # The fast twin of the launcher tests below: what each launcher is configured to do, composed in process.
     joblib = hydra_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
@@ -421,7 +416,7 @@ def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limit
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not launcher_available("joblib"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     out = tmp_path / "sweep"
     result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY,
@@ -433,7 +428,7 @@ def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_submitit_local_runs_4_jobs(tmp_path):
     out = tmp_path / "sweep"
     result = run_py("-m", "hydra/launcher=submitit_local", "seed=0,1,2,3", *TINY, f"hydra.sweep.dir={out}")
@@ -443,7 +438,7 @@ def test_submitit_local_runs_4_jobs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not launcher_available("submitit"), reason="pip install -e '.[launchers]'")
+@pytest.mark.extra("launchers")
 def test_slurm_preset_writes_the_sbatch_script_we_asked_for(tmp_path):
     # No cluster here: stub sbatch (refuses) and srun, then read the script submitit wrote for the array.
     stubs = tmp_path / "bin"
