@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.activations import make_activation  # noqa: E402
+from harness.activations import make_activation
 
 ACTIVATIONS = {"relu": {}, "leaky_relu": {"negative_slope": 0.01}, "sigmoid": {}, "tanh": {}, "softmax": {"dim": 1},
                "rrelu": {}, "relu6": {}, "identity": {}}

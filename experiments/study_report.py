@@ -14,9 +14,8 @@ import datetime
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.report import render  # noqa: E402
-from harness.results import load_runs  # noqa: E402
+from harness.report import render
+from harness.results import load_runs
 
 EXIT_BAD_INPUT = 2
 

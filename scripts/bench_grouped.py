@@ -12,7 +12,6 @@ prints where the grouped job's time goes (torch.profiler, top operators), for wh
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +20,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import run as _run  # noqa: F401  registers the config schema
+from harness.group import run_group
+from harness.train import run
 
-import run as _run  # noqa: E402,F401  registers the config schema
-from harness.group import run_group  # noqa: E402
-from harness.train import run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GOALS = {"mlp": 3.0, "cnn": 1.5, "rnn": 4.0, "transformer": None}  # issue 11's goals, 16 seeds, one thread
 

@@ -27,7 +27,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # Targets for harness / plain throughput: probes off, on the steady-state step ratio (the one probe of the final
 # step is not per-step work); everything on, on the wall ratio (probes and logged steps included).

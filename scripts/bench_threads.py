@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # (model, overrides): the defaults and wider variants
 MODELS = [("mlp", ["model=mlp"]), ("mlp w1000", ["model=mlp", "model.width=1000"]),

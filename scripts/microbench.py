@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_SIZES = {"cpu": "16k,256k,4M", "cuda": "64k,1M,16M,64M"}
 BANK_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}  # each block sweeps about this much input
