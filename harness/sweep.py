@@ -5,7 +5,9 @@ import datetime
 import faulthandler
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -115,7 +117,8 @@ def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent
     """Run one job as the only writer of its folder (JobBusy if a live process holds it); cpu_threads: the
     launcher's share of the cores (harness.train.build_job).
 
-    A job that raises anything but Ctrl-C (SystemExit too) is a failed job: the sweep goes on.
+    A job whose code raises anything (SystemExit and KeyboardInterrupt too) is a failed job: the sweep goes on; a
+    Ctrl-C sent to the sweep stops it (guarded).
     """
     run_dir = Path(run_dir)
     with JobLock(run_dir, watch_parent), fault_log(run_dir):
@@ -139,16 +142,40 @@ def run_one(configs: list[Config], run_dirs: list[Path], overrides: list[list[st
 
 
 def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], *args) -> list[dict]:
-    """train(...) of one run or a group; anything it raises but Ctrl-C or submitit's requeue exit is recorded as
-    each of its runs failed."""
+    """train(...) of one run or a group; anything it raises is recorded as each of its runs failed (the job's own
+    sys.exit and KeyboardInterrupt too), except a Ctrl-C sent to this process, which stops the sweep, and
+    submitit's requeue exit."""
+    with ctrl_c_noted() as ctrl_c:
+        try:
+            return train(configs, run_dirs, overrides, *args)
+        except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
+            if ctrl_c and not isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt from exc  # the user's Ctrl-C, whatever the job's code made of it
+            if ctrl_c or requeue_exit(exc):
+                raise
+            return [failed_summary(c, d, o, traceback.format_exc()) for c, d, o in zip(configs, run_dirs, overrides)]
+
+
+@contextmanager
+def ctrl_c_noted():
+    """Note each Ctrl-C (SIGINT) received in the block in the list it yields, then raise KeyboardInterrupt as Python
+    does: one with nothing noted came from the job's own code. Nothing is installed off the main thread (signals
+    reach only it) or where SIGINT is not Python's (ignored, or it kills)."""
+    noted: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum, frame):
+        noted.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
     try:
-        return train(configs, run_dirs, overrides, *args)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # data found missing only now, a bug outside the loop, a job's sys.exit
-        if requeue_exit(exc):
-            raise
-        return [failed_summary(c, d, o, traceback.format_exc()) for c, d, o in zip(configs, run_dirs, overrides)]
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,

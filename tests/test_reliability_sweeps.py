@@ -34,6 +34,25 @@ class Quits(torch.nn.Module):
         return torch.relu(x)
 
 
+class Interrupts(torch.nn.Module):
+    """An activation that raises KeyboardInterrupt on its first training step: the job's own code, not a Ctrl-C.
+    (Preflight's and resolve's probes run it on a leaf tensor: those pass.)"""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not x.is_leaf:
+            raise KeyboardInterrupt
+        return torch.relu(x)
+
+
+class PressesCtrlC(torch.nn.Module):
+    """An activation that sends its process SIGINT on the first training step, as the user's Ctrl-C does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not x.is_leaf:  # in a model's training step, not in a probe
+            signal.raise_signal(signal.SIGINT)
+        return torch.relu(x)
+
+
 class Aborts(torch.nn.Module):
     """An activation that kills its process on the first training step (SIGABRT), as a segfault would."""
 
@@ -87,6 +106,30 @@ def test_a_job_that_calls_sys_exit_is_a_failed_job_and_the_sweep_goes_on(capsys,
     assert "SystemExit: 3" in text and "2 ok, 1 failed of 3 jobs" in text  # the table, printed
 
 
+def test_a_job_that_raises_keyboard_interrupt_is_a_failed_job_and_the_sweep_goes_on(capsys, tmp_path):
+    out = tmp_path / "sweep"
+    code, text = sweep_here(capsys, "activation=custom",
+                            "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh",
+                            *TINY, f"hydra.sweep.dir={out}")
+    assert code == 1, text[-2000:]
+    assert sorted(states(out).values()) == ["failed", "ok", "ok"]
+    interrupts = next(p for p in out.iterdir() if "Interrupts" in p.name)
+    assert "KeyboardInterrupt" in read_summary(interrupts)["error"]
+    assert "2 ok, 1 failed of 3 jobs" in text and "sweep stopped early" not in text
+
+
+def test_a_ctrl_c_sent_to_the_sweep_during_a_job_stops_the_sweep_with_the_table_so_far(capsys, tmp_path):
+    out = tmp_path / "sweep"
+    code, text = sweep_here(capsys, "activation=custom",
+                            "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.PressesCtrlC,torch.nn.Tanh",
+                            *TINY, f"hydra.sweep.dir={out}")
+    assert code == 130, text[-2000:]
+    assert "sweep stopped early (interrupted)" in text and "1 ok, 2 unfinished of 3 jobs" in text
+    pressed = next(p for p in out.iterdir() if "PressesCtrlC" in p.name)
+    assert not (pressed / "summary.json").exists()  # not its failure: a resume runs it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the job's handler is gone
+
+
 def test_a_job_whose_process_died_is_recorded_failed_on_resume_and_the_others_run(capsys, tmp_path):
     out = tmp_path / "sweep"
     assert sweep_here(capsys, "seed=0,1,2", *TINY, f"hydra.sweep.dir={out}")[0] == 0
@@ -125,6 +168,27 @@ def test_a_job_that_aborts_fails_alone_under_joblib_and_is_resumed_past_under_ba
     assert result.returncode == -signal.SIGABRT or result.returncode == 134  # the in-process launcher dies with it
     result = run_py("-m", "activation=custom", targets, *TINY, "resume=true", f"hydra.sweep.dir={out}")
     assert result.returncode == 1 and sorted(states(out).values()) == ["failed", "ok", "ok", "ok"]
+
+
+@pytest.mark.slow
+def test_in_subprocesses_a_jobs_keyboard_interrupt_fails_it_and_a_ctrl_c_stops_the_sweep(tmp_path):
+    out = tmp_path / "own"
+    result = run_py("-m", "activation=custom",
+                    "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh", *TINY,
+                    f"hydra.sweep.dir={out}")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 ok, 1 failed of 3 jobs" in result.stdout
+
+    out = tmp_path / "ctrl_c"
+    args = ["-m", "seed=0,1", *TINY, "trainer.steps=100000", "trainer.log_every=50", "trainer.eval_every=100000",
+            "trainer.checkpoint_every=50", f"hydra.sweep.dir={out}"]
+    with open(tmp_path / "ctrl_c.out", "w") as log:
+        proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: list(out.glob("*/checkpoint.pt")), 240, "the first job training")
+        proc.send_signal(signal.SIGINT)  # the user's Ctrl-C
+        assert proc.wait(timeout=120) == 130
+    text = (tmp_path / "ctrl_c.out").read_text()
+    assert "sweep stopped early (interrupted)" in text and "2 unfinished of 2 jobs" in text
 
 
 # ---------------------------------------------------------------- 2. one writer per job folder
