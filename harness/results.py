@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+from harness.outputs import refuse_symlink
+from harness.records import SCHEMA_VERSION, read_summary_file  # noqa: F401  SCHEMA_VERSION: writers import it here
+
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"  # a job's resumable state (harness/recorder.py writes it)
@@ -25,17 +27,23 @@ PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pandas"
 
 
 log = logging.getLogger(__name__)
+UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it), and put back at once
+os.umask(UMASK)
 
 
 def atomic_write(path: Path, write, binary: bool = False) -> None:
     """Write through a temporary file in the same folder, then os.replace: readers never see half a file.
 
     The temporary name is unique (.NAME.XXXX.tmp): two writers never share one, and a killed one's is recognisable.
+    A path that is a symlink is refused (harness.outputs.SymlinkRefused): os.replace would replace the link, and a
+    plain open would write through it; neither is what the user asked for.
     """
     path = Path(path)
+    refuse_symlink(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            os.fchmod(f.fileno(), 0o666 & ~UMASK)  # as open() would make it, not mkstemp's owner-only 0600
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -102,12 +110,9 @@ def write_metrics(run_dir: Path, rows: list[tuple]) -> None:
 
 
 def read_summary(run_dir: Path) -> dict:
-    """Read a run's summary.json; raises on a missing, truncated or corrupt file."""
-    with open(Path(run_dir) / SUMMARY) as f:
-        summary = json.load(f)
-    if not isinstance(summary, dict) or "status" not in summary:
-        raise ValueError("summary.json has no status")
-    return summary
+    """A run's summary.json, checked by the validated reader (harness.records); raises harness.records.Unreadable
+    (a ValueError, one line) on a missing, truncated, corrupt or hand-edited file."""
+    return read_summary_file(Path(run_dir) / SUMMARY)
 
 
 def set_aside_file(path: Path, why: str = "corrupt") -> Path:
@@ -266,8 +271,8 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
                 continue
             try:
                 summary = read_summary(run_dir)
-            except (OSError, ValueError) as exc:
-                skipped.append({"run_dir": str(run_dir), "reason": f"unreadable summary.json: {exc}"})
+            except ValueError as exc:  # harness.records.Unreadable: listed once, left out
+                skipped.append({"run_dir": str(run_dir), "reason": f"unreadable {SUMMARY}: {exc}"})
                 continue
             damage = damaged_file(run_dir, summary) if with_metrics else None
             if damage:

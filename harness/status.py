@@ -3,12 +3,12 @@ estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 from harness.joblock import describe, lock_state, read_lock
 from harness.results import CHECKPOINT, checkpoint_problem
-from harness.sweep import FINISHED, MANIFEST, crash_note, format_table, job_state
+from harness.sweep import FINISHED, crash_note, format_table, job_state, read_manifest
+from harness.text import PATH_LIMIT, clean
 
 # job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started
 PHASES = {"ok": "finished", "diverged": "finished", "failed": "failed", "running": "running",
@@ -41,7 +41,7 @@ def set_aside_note(job_dir: Path) -> str | None:
 def job_rows(sweep_dir: Path) -> list[tuple[str, str, dict | None]]:
     """(state, job folder, summary) of every job in the manifest; a job not finished and not running is pending."""
     rows = []
-    for job in json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]:
+    for job in read_manifest(sweep_dir)["jobs"]:  # harness.records.Unreadable if sweep.json is not the harness's
         job_dir = Path(sweep_dir) / job["dir"]
         state, summary = job_state(job_dir)
         if state == "unfinished":
@@ -56,7 +56,8 @@ def job_seconds(summary: dict) -> float | None:
         start, end = (datetime.datetime.fromisoformat(summary[k]) for k in ("started_at", "finished_at"))
     except (KeyError, TypeError, ValueError):
         return summary.get("loop_time_s")
-    return (end - start).total_seconds()
+    seconds = (end - start).total_seconds()
+    return seconds if seconds >= 0 else None  # a clock set back, or a hand-edited record: no estimate from it
 
 
 def time_left(phases: list[str], seconds: list[float]) -> str:
@@ -84,6 +85,6 @@ def status_report(sweep_dir: Path) -> str:
     phases = [PHASES.get(state, state) for state, _, _ in rows]
     counts = ", ".join(f"{phases.count(p)} {p}" for p in ("running", "pending", "failed"))
     seconds = [t for (state, _, s) in rows if state in FINISHED and (t := job_seconds(s)) is not None]
-    header = (f"{sweep_dir}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
+    header = (f"{clean(sweep_dir, PATH_LIMIT)}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
               f"{time_left(phases, seconds)}")
     return f"{header}\n{format_table(rows)}"

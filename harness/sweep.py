@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.config import Config, config_hash, to_dict
 from harness.console import fmt
 from harness.joblock import JobBusy, JobLock, lock_state
+from harness.records import read_manifest_file
 from harness.results import (
     METRICS,
     SCHEMA_VERSION,
@@ -25,6 +26,7 @@ from harness.results import (
     set_aside_file,
     write_summary,
 )
+from harness.text import NOTE_LIMIT, PATH_LIMIT, clean
 
 MANIFEST = "sweep.json"
 FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
@@ -46,11 +48,9 @@ def job_state(job_dir: Path) -> tuple[str, dict | None]:
         return ("running" if lock_state(job_dir) == "running" else "unfinished"), None
     try:
         summary = read_summary(job_dir)
-    except (OSError, ValueError):  # truncated, half-written or hand-edited: the job did not finish
-        return "corrupt", None
-    status = summary.get("status")
-    if status not in ("ok", "diverged", "failed") or (status in FINISHED and not summary.get("config_hash")):
-        return "corrupt", None
+    except ValueError as exc:  # truncated, half-written or hand-edited (harness.records): the job did not finish
+        return "corrupt", {"note": f"unreadable {SUMMARY}: {exc}"}
+    status = summary["status"]
     damage = damaged_file(job_dir, summary) if status in FINISHED else None
     if damage:  # a finished run whose metrics were truncated or overwritten afterwards is not finished any more
         return "corrupt", {"note": f"{damage[0]} damaged ({damage[1]})"}
@@ -281,21 +281,28 @@ def write_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
     atomic_write(Path(sweep_dir) / MANIFEST, lambda f: f.write(text + "\n"))
 
 
+def read_manifest(sweep_dir: Path) -> dict:
+    """The sweep's sweep.json, checked by the validated reader; harness.records.Unreadable (one line) otherwise."""
+    return read_manifest_file(Path(sweep_dir) / MANIFEST)
+
+
 def extend_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
-    """Write sweep.json with these jobs added to those it lists already (a resume with more seeds adds them)."""
+    """Write sweep.json with these jobs added to those it lists already (a resume with more seeds adds them).
+
+    An unreadable sweep.json is replaced by this sweep's jobs (their folders, and the others', stay on disk)."""
     try:
-        earlier = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
-    except (OSError, ValueError, KeyError, TypeError):
+        earlier = read_manifest(sweep_dir)["jobs"]
+    except ValueError:
         earlier = []
     dirs = {job["dir"] for job in jobs}
-    write_manifest(sweep_dir, [job for job in earlier if job.get("dir") not in dirs] + jobs, command)
+    write_manifest(sweep_dir, [job for job in earlier if job["dir"] not in dirs] + jobs, command)
 
 
 def progress(sweep_dir: Path) -> tuple[int, int]:
-    """(jobs with a summary.json, jobs in the sweep), from the manifest; (0, 0) without one."""
+    """(jobs with a summary.json, jobs in the sweep), from the manifest; (0, 0) without a readable one."""
     try:
-        jobs = json.loads((Path(sweep_dir) / MANIFEST).read_text())["jobs"]
-    except (OSError, ValueError, KeyError):
+        jobs = read_manifest(sweep_dir)["jobs"]
+    except ValueError:
         return 0, 0
     done = sum((Path(sweep_dir) / job["dir"] / SUMMARY).exists() for job in jobs)
     return done, len(jobs)
@@ -309,31 +316,44 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
 
 
 def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
-    """(test accuracy, train time, note) columns of one job."""
+    """(test accuracy, train time, note) columns of one job; the note is clean text (harness.text)."""
     s = summary or {}
     note = ""
     if state == "diverged":
         note = f"diverged at step {s.get('diverged_at_step')}"
     elif state == "failed" and s.get("error"):
-        note = s["error"].strip().splitlines()[-1]
+        note = last_line(s["error"])
     elif state in ("unfinished", "corrupt", "pending"):
         note = s.get("note") or ("corrupt summary.json" if state == "corrupt" else "no summary.json")
     elif state == "running":
         note = "another process holds its job.lock"
-    return fmt(s.get("test_acc"), ".4f"), fmt(s.get("train_time_s"), ".1f"), note
+    return number(s.get("test_acc"), ".4f"), number(s.get("train_time_s"), ".1f"), clean(note, NOTE_LIMIT)
+
+
+def last_line(text) -> str:
+    """The last line that is not blank (a traceback's exception), or the text itself."""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else str(text)
+
+
+def number(value, spec: str) -> str:
+    """A table cell for a number; '?' for anything else (a hand-made row, not a validated summary)."""
+    return fmt(value, spec) if value is None or isinstance(value, (int, float)) else "?"
 
 
 def format_table(rows: list[tuple[str, str, dict | None]]) -> str:
-    """The end-of-sweep table: one line per job (state, job name, summary), then the counts."""
-    width = max([len(name) for _, name, _ in rows] + [3])
+    """The end-of-sweep table: one line per job (state, job name, summary), then the counts. Names and notes are
+    shown cleaned and cut (harness.text): a job folder or an error message cannot drive the terminal."""
+    names = [clean(name, PATH_LIMIT) for _, name, _ in rows]
+    width = max([len(name) for name in names] + [3])
     lines = [f"{'status':<10} {'test_acc':>8} {'time_s':>7}  {'job':<{width}}  note"]
-    for state, name, summary in rows:
+    for (state, _, summary), name in zip(rows, names):
         acc, secs, note = job_line(state, summary)
-        lines.append(f"{state:<10} {acc:>8} {secs:>7}  {name:<{width}}  {note}".rstrip())
+        lines.append(f"{clean(state, 12):<10} {acc:>8} {secs:>7}  {name:<{width}}  {note}".rstrip())
     counts = {}
     for state, _, _ in rows:
         counts[state] = counts.get(state, 0) + 1
-    lines.append(", ".join(f"{n} {state}" for state, n in counts.items()) + f" of {len(rows)} jobs")
+    lines.append(", ".join(f"{n} {clean(state, 12)}" for state, n in counts.items()) + f" of {len(rows)} jobs")
     return "\n".join(lines)
 
 
@@ -347,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from harness.status import status_report
 
-    print(status_report(Path(args[0])))
+    try:
+        print(status_report(Path(args[0])))
+    except ValueError as exc:  # an unreadable sweep.json (harness.records.Unreadable): one line
+        print(f"error: {clean(Path(args[0]) / MANIFEST, PATH_LIMIT)} is unreadable: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

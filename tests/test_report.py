@@ -252,8 +252,11 @@ def corrupt_folder(tmp_path: Path, sweeps: list[Path]) -> Path:
     nameless = shutil.copytree(good[0], folder / "no_activation")
     summary = json.loads((nameless / "summary.json").read_text(encoding="utf-8"))
     del summary["activation"]
-    summary["seed"] = "zero"
     (nameless / "summary.json").write_text(json.dumps(summary))
+    worded = shutil.copytree(good[0], folder / "string_seed")  # the validated reader refuses it (tests/test_records.py)
+    summary = json.loads((worded / "summary.json").read_text(encoding="utf-8"))
+    summary["seed"] = "zero"
+    (worded / "summary.json").write_text(json.dumps(summary))
     binary = shutil.copytree(good[0], folder / "binary_metrics")
     (binary / "metrics.csv").write_bytes(bytes(range(256)) * 4)
     return folder
@@ -270,9 +273,10 @@ def test_corrupt_runs_are_listed_as_skipped(sweeps, tmp_path):
     assert reasons["failed"] == "failed: RuntimeError: out of memory"
     assert reasons["bad_metrics"].startswith("unreadable metrics.csv")
     assert reasons["not_an_object"].startswith("unreadable summary.json")
-    assert reasons["no_activation"] == "summary.json lacks a usable activation, seed"
+    assert reasons["no_activation"] == "summary.json lacks a usable activation"
+    assert reasons["string_seed"] == 'unreadable summary.json: seed: Input should be a valid integer (got "zero")'
     assert reasons["binary_metrics"].startswith("unreadable metrics.csv")
-    assert len(reasons) == 8 and any(r.startswith("duplicate of") for r in reasons.values())
+    assert len(reasons) == 9 and any(r.startswith("duplicate of") for r in reasons.values())
     assert pd.read_csv(out / "summary.csv")["seeds"].tolist() == [2]  # the two good runs: relu, seeds 0 and 1
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Skipped runs" in md and "failed: RuntimeError: out of memory" in md
