@@ -44,6 +44,9 @@ def main(cfg: DictConfig) -> str | None:
         remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # the disk filled or the folder turned read-only meanwhile: it cannot record itself
+        print(f"error: the run could not write {exc.filename or run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
     print(format_summary(summary))
     if summary["status"] == "failed":
         sys.exit(1)

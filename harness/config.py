@@ -175,6 +175,8 @@ def check_transformer(m: ModelConfig) -> None:
     """The transformer's own keys, and the RNN's and CNN's options it has no use for, in one line each."""
     _check(m.heads > 0 and m.width % m.heads == 0, f"model.heads={m.heads} must divide model.width={m.width}")
     _check(m.ffn_ratio > 0, f"model.ffn_ratio must be > 0, got {m.ffn_ratio}")
+    _check(round(2 / 3 * m.ffn_ratio * m.width) >= 1,  # the smaller d_ff of the two (harness.transformer.ffn_width)
+           f"model.ffn_ratio={m.ffn_ratio} leaves the FFN of model.width={m.width} without units")
     _check(m.patch > 0, f"model.patch must be > 0, got {m.patch}")
     _check(m.norm in ("layer", "none"), f"model.norm={m.norm} is not supported by the transformer (pre-norm); "
                                         "use model.norm=layer or none")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import resource
 import signal
 from pathlib import Path
 
@@ -212,6 +213,7 @@ def child(read: int, write: int, config: Config, spec: ActivationSpec) -> None:
     try:
         os.close(read)
         faulthandler.disable()  # a job's fault.log records its own process's death, not this child's
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a child that dies leaves no core file, and dies quickly
         torch.set_num_threads(1)  # a child forked from a process with a thread pool must not use it
         try:
             payload = ("ok", footprint(config, activation_spec(spec.node)))

@@ -2,14 +2,22 @@
 (`python run.py ARGS` as run.cli with a patched argv)."""
 from __future__ import annotations
 
+import errno
+import importlib.util
 import os
+import socket
+import stat
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
 import run
+from harness import footprint
+from hydra_plugins.harness_sweeper import preconditions
 from tests.conftest import CONF_DIR
 
 CHEAP = ["dataset=digits", "trainer.steps=0", "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
@@ -29,14 +37,93 @@ class ExitsInInit(torch.nn.Module):
         sys.exit(0)
 
 
-# (case id, overrides, a fragment of the one line); {file}: an existing file, {tmp}: this case's folder
+class AbortsInInit(torch.nn.Module):
+    """A custom activation whose constructor kills its process."""
+
+    def __init__(self):
+        os.abort()
+
+
+# Setups: what a case needs of the machine, made in its folder (before the test looks at it) or patched in.
+
+
+def read_only_folder(monkeypatch, tmp_path):
+    """{tmp}/ro is 0o500, and os.access answers as a user who is not root would (root may write anywhere)."""
+    (tmp_path / "ro").mkdir(mode=0o500)
+    real_access = os.access
+    monkeypatch.setattr(preconditions.os, "access", lambda path, mode: real_access(path, mode) and not (
+        mode & os.W_OK and not os.stat(path).st_mode & stat.S_IWUSR))
+
+
+def full_disk(monkeypatch, tmp_path):
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(preconditions.os, "write", no_space)
+
+
+def no_network(monkeypatch, tmp_path):
+    """torchvision's downloads fail as they do without a network, and quickly."""
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+
+
+def corrupt_mnist(monkeypatch, tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"]:
+        (raw / name).write_bytes(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(100))
+    (raw / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + b"\x00\x00\xea")  # cut off in its header
+
+
+def half_mnist(monkeypatch, tmp_path):
+    """Two of MNIST's four files, as an interrupted copy leaves them; no network to fetch the rest."""
+    corrupt_mnist(monkeypatch, tmp_path)
+    for name in ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"]:
+        (tmp_path / "data" / "MNIST" / "raw" / name).unlink()
+    no_network(monkeypatch, tmp_path)
+
+
+def no_sbatch(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+
+
+def no_submitit(monkeypatch, tmp_path):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(preconditions.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "submitit" else real_find_spec(name, *args))
+
+
+def fake_sbatch(monkeypatch, tmp_path):
+    """An sbatch on PATH (never run: the case is refused before any job is submitted)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def one_gib_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(footprint, "available_memory", lambda: 2**30)
+
+
+def sixteen_mib_machine(monkeypatch, tmp_path):
+    """Room for the CNN's 1.2 M parameters (and their gradients), not for a batch of 1000 of its activations."""
+    monkeypatch.setattr(footprint, "available_memory", lambda: 16 * 2**20)
+
+
+# (case id, overrides, a fragment of the one line[, setup]); {file}: an existing file, {tmp}: this case's folder.
+# Each runs with the case's folder as working directory, so that default folders would be written there.
 CASES = [
     # Hydra's own multi-line messages, made one line naming the key and the valid choices
     ("unknown activation", ["activation=lrelu"], "Could not find 'activation/lrelu'; valid 'activation': "),
     ("unknown model", ["model=resnet"], "valid 'model': cnn, mlp, rnn, transformer"),
     ("unknown dataset", ["dataset=imagenet"], "valid 'dataset': cifar10, digits"),
     ("unknown experiment", ["+experiment=nosuch"], "valid 'experiment': article_claims"),
-    ("unknown launcher", ["hydra/launcher=nosuch"], "valid 'hydra/launcher': basic, joblib"),
+    ("unknown launcher", ["hydra/launcher=nosuch"], "find 'hydra/launcher/nosuch'; valid 'hydra/launcher': basic"),
     ("unknown launcher in a sweep", ["-m", "hydra/launcher=nosuch", "seed=0,1"], "valid 'hydra/launcher'"),
     ("float of the wrong type", ["trainer.lr=abc"], "trainer.lr=abc: Value 'abc' of type 'str' could not be"),
     ("int of the wrong type", ["trainer.steps=1.5"], "trainer.steps"),
@@ -111,6 +198,78 @@ CASES = [
                                         "+activation.tag=x/../../../ESCAPED"], "would lie outside the sweep folder"),
     ("a job folder name too long", ["-m", "activation=custom", "activation.target=torch.nn.Identity",
                                     "+activation.tag=" + "x" * 300], "longer than 255 bytes"),
+    # activation parameters outside their domain, found by running the activation on the model's own shapes
+    ("softmax over a dim the input lacks", ["activation=softmax", "activation.dim=5"], "Dimension out of range"),
+    ("softmax over the batch", ["activation=softmax", "activation.dim=0"], "activation.dim must be != 0"),
+    ("rrelu lower above upper", ["activation=rrelu", "activation.lower=0.5", "activation.upper=0.1"],
+     "Lower bound should be less than or equal to the upper bound"),
+    ("prelu slopes that do not match the width", ["activation=prelu", "activation.num_parameters=7"],
+     "activation.num_parameters=7"),
+    ("prelu slopes that do not match the cnn's channels", ["activation=prelu", "activation.num_parameters=100",
+                                                          "model=cnn"], "channel size = 25"),
+    ("gelu approximation unknown", ["activation=gelu", "activation.approximate=foo"],
+     "approximate argument must be either none or tanh"),
+    ("celu alpha 0", ["activation=celu", "activation.alpha=0"], "alpha cannot be 0"),
+    ("leaky slope beyond float32", ["activation=leaky_relu", "activation.negative_slope=1e308"],
+     "activation.negative_slope=1e+308"),
+    ("leaky slope nan", ["activation=leaky_relu", "activation.negative_slope=nan"],
+     "activation.negative_slope must be a finite number, got nan"),
+    ("softplus beta 0", ["activation=softplus", "activation.beta=0"], "activation.beta must be > 0 for softplus"),
+    ("elu alpha inf", ["activation=elu", "activation.alpha=inf"], "activation.alpha must be a finite number"),
+    ("custom target torch.nn.Module", ["activation=custom", "activation.target=torch.nn.Module"],
+     'missing the required "forward" function'),
+    ("custom target whose constructor aborts", ["activation=custom",
+                                                "activation.target=tests.test_bad_input.AbortsInInit"],
+     "activation.target=tests.test_bad_input.AbortsInInit killed the process that built and ran it (SIGABRT)"),
+    ("custom target that aborts, in a sweep", ["-m", "activation=custom",
+                                               "activation.target=torch.nn.ReLU,tests.test_bad_input.AbortsInInit"],
+     "(SIGABRT) (job activation.target=tests.test_bad_input.AbortsInInit)"),
+    # values that ran and meant nothing, or failed after starting
+    ("infinite learning rate", ["trainer.lr=inf"], "trainer.lr must be a finite number, got inf"),
+    ("subnormal learning rate", ["trainer.lr=5e-324"], "trainer.lr=5e-324 is below 1e-10"),
+    ("infinite weight decay", ["trainer.weight_decay=inf"], "trainer.weight_decay must be a finite number"),
+    ("infinite ffn ratio", ["model=transformer", "model.ffn_ratio=inf"], "model.ffn_ratio must be a finite number"),
+    ("ffn ratio with no units", ["model=transformer", "model.ffn_ratio=1e-9"], "model.ffn_ratio=1e-09 leaves"),
+    ("threads beyond any machine", ["trainer.threads=100000"], "trainer.threads must be <= 1024, got 100000"),
+    ("validation split of one sample", ["dataset.val_fraction=1e-4"], "a validation split of 0 sample(s)"),
+    ("a model larger than any memory", ["model.width=65536", "model.depth=1000"],
+     "parameters, model.width=65536, model.depth=1000"),
+    ("a model larger than this machine's memory", ["model.width=8192", "model.depth=8"],
+     "but this machine's available memory is 1.0 GiB", one_gib_machine),
+    ("activations larger than this machine's memory", ["model=cnn", "model.width=256", "trainer.batch_size=1000"],
+     "model.width=256, model.depth=3, trainer.batch_size=1000", sixteen_mib_machine),
+    ("a model larger than the SLURM job's memory", ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=1",
+                                                   "model.width=100,8192", "model.depth=8"],
+     "hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB (job model.width=8192)", fake_sbatch),
+    ("a sweep of no jobs", ["-m", "seed=range(0,0)"], "seed=range(0,0) sweeps no values"),
+    # folders
+    ("empty run dir", ["hydra.run.dir="], "hydra.run.dir is empty"),
+    ("empty sweep dir", ["-m", "seed=0,1", "hydra.sweep.dir="], "hydra.sweep.dir is empty"),
+    ("run dir under a file", ["hydra.run.dir={file}/run"], "lies under {file}, which is a file"),
+    ("sweep dir under a file", ["-m", "seed=0,1", "hydra.sweep.dir={file}/sweep"], "lies under {file}"),
+    ("run dir name of 300 bytes", ["hydra.run.dir={tmp}/" + "r" * 300], "is 300 bytes long"),
+    ("sweep dir name of 300 bytes", ["-m", "seed=0,1", "hydra.sweep.dir={tmp}/" + "s" * 300], "is 300 bytes long"),
+    ("read-only run dir", ["hydra.run.dir={tmp}/ro/run"], "{tmp}/ro is read-only", read_only_folder),
+    ("read-only sweep dir", ["-m", "seed=0,1", "hydra.sweep.dir={tmp}/ro"], "is read-only", read_only_folder),
+    ("full disk", ["hydra.run.dir={tmp}/run"], "cannot be written: No space left on device", full_disk),
+    ("full disk under a sweep", ["-m", "seed=0,1"], "No space left on device", full_disk),
+    # data
+    ("cifar10 missing, the default run folder", ["dataset=cifar10"], "cifar10 not found in data/cifar-10-batches-py"),
+    ("cifar10 with no network", ["dataset=cifar10", "dataset.download=true"],
+     "cannot download cifar10 into data (URLError: <urlopen error [Errno -2] Name or service not known>)",
+     no_network),
+    ("corrupt mnist files", ["dataset=mnist"], "train-images-idx3-ubyte is not a whole IDX file", corrupt_mnist),
+    ("half-written mnist folder", ["dataset=mnist"], "mnist not found in data/MNIST/raw (missing train-images",
+     half_mnist),
+    ("half-written mnist folder, no network", ["dataset=mnist", "dataset.download=true"], "cannot download mnist",
+     half_mnist),
+    # launchers
+    ("sweep batch of 0", ["-m", "seed=0,1", "hydra.sweeper.max_batch_size=0"], "hydra.sweeper.max_batch_size=0"),
+    ("joblib with 0 jobs", ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+     "hydra.launcher.n_jobs=0 runs no jobs"),
+    ("slurm without sbatch", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "sbatch is not on PATH", no_sbatch),
+    ("slurm without submitit", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "needs the submitit package",
+     no_submitit),
 ]
 
 
@@ -131,15 +290,16 @@ def tree(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.parametrize("overrides, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, overrides, fragment):
+@pytest.mark.parametrize("overrides, fragment, setup", [(*c[1:], None)[:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, monkeypatch, overrides, fragment,
+                                                                  setup):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
+    monkeypatch.chdir(tmp_path)  # default folders (results/runs/..., data/) would be written here
+    if setup:
+        setup(monkeypatch, tmp_path)
     fill = {"file": str(a_file), "tmp": str(tmp_path)}
-    args = [a.format(**fill) for a in overrides]
-    folders = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", f"dataset.root={tmp_path}/data"]
-    keys = {a.split("=")[0] for a in args}
-    args = [*CHEAP, *[f for f in folders if f.split("=")[0] not in keys], *args]
+    args = [*CHEAP, *[a.format(**fill) for a in overrides]]
     if "-m" in args:
         args = ["-m", *[a for a in args if a != "-m"]]
     before = tree(tmp_path)
