@@ -160,6 +160,9 @@ class ManifestJob(BaseModel):
         path = PurePosixPath(value)
         if not value or "\0" in value or path.is_absolute() or ".." in path.parts:
             raise ValueError("a job folder is a path inside the sweep folder")
+        if len(value.encode("utf-8", "surrogatepass")) > 4096 or any(len(p.encode("utf-8", "surrogatepass")) > 255
+                                                                     for p in path.parts):
+            raise ValueError("a job folder's name is at most 255 bytes a part, 4096 in all")
         return value
 
 

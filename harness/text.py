@@ -32,11 +32,13 @@ def clean(text, limit: int | None = None) -> str:
     """text (any value: str() of it) without escape sequences, control characters and bidi controls, cut to at
     most `limit` characters with an ellipsis at the end when anything was cut."""
     text = str(text)
-    if limit is not None and len(text) > 4 * limit + 64:
+    window = None if limit is None else 4 * limit + 64
+    cut = window is not None and len(text) > window
+    if cut:
         # Only the start can be shown: cleaning a bounded window keeps a 5 MB name as fast as a short one. A cut
         # through an escape sequence leaves at worst printable characters, never a live sequence.
-        text = text[: 4 * limit + 64] + ELLIPSIS
+        text = text[:window]
     text = CONTROLS.sub("", WHITESPACE.sub(" ", SEQUENCES.sub("", text)))
-    if limit is not None and len(text) > limit:
+    if limit is not None and (cut or len(text) > limit):
         return text[: max(limit - 1, 0)] + ELLIPSIS
     return text

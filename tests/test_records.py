@@ -82,8 +82,10 @@ def test_status_lists_junk_as_pending_unreadable_rows_never_as_finished(tmp_path
 
 
 @pytest.mark.parametrize("text", ["", '{"command": "x", "jobs": [', '{"jobs": [1]}', '{"jobs": [{"dir": "../x"}]}',
-                                  '{"jobs": [{"dir": "/etc"}]}', '{"jobs": "all"}', "[]"],
-                         ids=["empty", "truncated", "number_job", "outside", "absolute", "string_jobs", "a_list"])
+                                  '{"jobs": [{"dir": "/etc"}]}', '{"jobs": "all"}', "[]",
+                                  json.dumps({"jobs": [{"dir": "x" * 100_000}]})],
+                         ids=["empty", "truncated", "number_job", "outside", "absolute", "string_jobs", "a_list",
+                              "name_too_long"])
 def test_an_unreadable_sweep_json_is_one_line_and_exit_2(tmp_path, capsys, text):
     (tmp_path / "sweep.json").write_text(text)
     assert sweep.main([str(tmp_path)]) == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
 from harness.report import ReportError, stats
 from harness.report.analysis import Analysis, analyse, plain_summary
 from harness.report.headline import QUESTIONS, first_screen
@@ -24,8 +25,14 @@ from harness.report.sections import (
     results_blocks,
     skipped_blocks,
 )
+from harness.report.shown import shown_analysis, shown_label
+from harness.results import atomic_write, read_summary
 
 TITLE = "Activation comparison"
+# What a report writes in its folder: none of these, nor figures/ or a figure in it, may be a symlink (and the
+# report/ folder itself, unless the user named it with --out): the report never writes or deletes through one.
+OUTPUTS = ("report.md", "report.html", "summary.csv", "layers.csv", "comparison.csv", "ranks.csv", "task_means.csv",
+           "friedman.json", "skipped.csv", "properties.csv", "tables.tex", "figures")
 HEADLINE = ("Headline metric: test accuracy at the step of best validation accuracy (model selection never looks "
             "at the test split). Intervals are 95% Student-t intervals of the mean across seeds.")
 
@@ -53,34 +60,66 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
         first = f" (e.g. {data.skipped['reason'].iloc[0]})" if len(data.skipped) else ""
         raise ReportError(f"no finished runs under {', '.join(map(str, paths))}{found}{first}")
     a = analyse(data, baseline)
-    out = Path(out) if out is not None else default_out(paths)
+    out = prepare_out(Path(out) if out is not None else default_out(paths), given=out is not None)
     try:
+        write_report(a, paths, out, figures, latex)
+    except SymlinkRefused as exc:  # made after the check above: still refused, still one line
+        raise ReportError(str(exc)) from None
+    return out
+
+
+def prepare_out(out: Path, given: bool) -> Path:
+    """The output folder, its figures/ emptied of stale figures; ReportError (one line) when it cannot be used or
+    a symlink stands where the report writes (harness.outputs): nothing is written or deleted then."""
+    try:
+        if not given:
+            refuse_symlink(out)  # <runs>/report is the report's own folder; a folder given with --out is followed
+        refuse_symlinks(out, OUTPUTS)
+        stale = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
+        refuse_symlinks(out / "figures", [p.name for p in stale])
         (out / "figures").mkdir(parents=True, exist_ok=True)
+    except SymlinkRefused as exc:
+        raise ReportError(str(exc)) from None
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc}") from None
-    for old in (out / "figures").glob("*.png"):  # figures/ is the report's own: no stale figure survives a rerun
+    for old in stale:  # figures/ is the report's own: no stale figure survives a rerun
         old.unlink()
-    write_tables(a, out, paths)
-    if latex:
-        from harness.report.latex import write_latex
+    return out
 
-        write_latex(a, out / "tables.tex")
+
+def write_report(a: Analysis, paths: list[Path], out: Path, figures: bool, latex: bool) -> None:
+    """The tables (the data, names whole), then what people read (names shown clean and cut: shown.py)."""
+    write_tables(a, out, paths)
     from harness.report.gallery import property_table
 
     gallery = report_activations(a)
     properties = property_table(gallery) if gallery else pd.DataFrame()
-    properties.to_csv(out / "properties.csv", index=False)
+    write_csv(properties, out / "properties.csv")
+    a = shown_analysis(a)
+    gallery = [(shown_label(label), name, params) for label, name, params in gallery]
+    if latex:
+        from harness.report.latex import write_latex
+
+        write_latex(a, out / "tables.tex")
     drawn = draw_figures(a, gallery, out / "figures") if figures else {}
     plots = interactive_figures(a) if figures else {}
     blocks = report_blocks(a, paths, properties, drawn, plots)
-    (out / "report.md").write_text(to_markdown(TITLE, blocks, out), encoding="utf-8")
+    write_text(out / "report.md", to_markdown(TITLE, blocks, out))
     script = ""
     if plots:
         from harness.report.interactive import plotly_script
 
         script = plotly_script()
-    (out / "report.html").write_text(to_html(TITLE, blocks, script), encoding="utf-8")
-    return out
+    write_text(out / "report.html", to_html(TITLE, blocks, script))
+
+
+def write_text(path: Path, text: str) -> None:
+    """UTF-8 text, atomically (harness.results.atomic_write refuses a symlink at path)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), binary=True)
+
+
+def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
+    write_text(path, frame.to_csv(index=index))
 
 
 def portable(frame: pd.DataFrame, base: Path) -> pd.DataFrame:
@@ -94,14 +133,14 @@ def portable(frame: pd.DataFrame, base: Path) -> pd.DataFrame:
 def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
     """The raw numbers, unrounded, for anyone who wants to check or replot them."""
     base = Path(os.path.commonpath([p.resolve().parent for p in paths]))
-    a.summary.to_csv(out / "summary.csv", index=False)
-    portable(a.data.layers, base).to_csv(out / "layers.csv", index=False)
-    a.comparison.to_csv(out / "comparison.csv", index=False)
-    a.ranks.to_csv(out / "ranks.csv", index=False)
-    a.means.to_csv(out / "task_means.csv")
+    write_csv(a.summary, out / "summary.csv")
+    write_csv(portable(a.data.layers, base), out / "layers.csv")
+    write_csv(a.comparison, out / "comparison.csv")
+    write_csv(a.ranks, out / "ranks.csv")
+    write_csv(a.means, out / "task_means.csv", index=True)
     friedman = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in a.friedman.items()}  # valid JSON
-    (out / "friedman.json").write_text(json.dumps(friedman, indent=2) + "\n", encoding="utf-8")
-    portable(a.data.skipped, base).to_csv(out / "skipped.csv", index=False)
+    write_text(out / "friedman.json", json.dumps(friedman, indent=2) + "\n")
+    write_csv(portable(a.data.skipped, base), out / "skipped.csv")
 
 
 def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
@@ -110,8 +149,8 @@ def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
 
     found = []
     for act, group in a.data.runs.groupby("act", sort=False):
-        summary = json.loads((Path(group["run_dir"].iloc[0]) / "summary.json").read_text(encoding="utf-8"))
-        config = summary.get("config", {})
+        summary = read_summary(group["run_dir"].iloc[0])  # read and checked once already by gather
+        config = summary.get("config") or {}
         params = dict(config.get("activation") or {"name": group["activation"].iloc[0]})
         name = params.pop("name", None)
         if name in ACTIVATIONS:  # `custom` points at user code the report need not import

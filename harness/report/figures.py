@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from harness.report.stats import mean_ci
+from harness.results import atomic_write
 
 DPI = 110
 LEGEND = "activation"
@@ -65,8 +66,11 @@ def log_interval(values) -> tuple[float, float]:
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    """The figure as a PNG, written atomically (a symlink at path is refused, never written through)."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"), binary=True)
+    finally:
+        plt.close(fig)
     return path
 
 

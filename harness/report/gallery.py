@@ -11,6 +11,7 @@ from torch import nn
 
 from harness.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
 from harness.gated import expansion, saturation_defined
+from harness.results import atomic_write
 
 PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
 PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows
@@ -249,6 +250,8 @@ def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int 
             handles.append(plt.Line2D([], [], color="black", linewidth=1.5, linestyle="-."))
             labels = ["f(x); gated: u·f(g) along u = g = x", "its derivative", "gated: f(g), the gate at u = 1"]
         fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), frameon=False)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        try:  # atomically; a symlink at path is refused, never written through
+            atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"), binary=True)
+        finally:
+            plt.close(fig)
     return path

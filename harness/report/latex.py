@@ -8,6 +8,7 @@ import pandas as pd
 
 from harness.report.headline import glance_table
 from harness.report.render import num, p_value
+from harness.results import atomic_write
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -60,5 +61,6 @@ def write_latex(a, path: Path) -> Path:
         parts.append(tabular(table, f"{task}: paired by seed against {a.baseline}; intervals Bonferroni-adjusted "
                                     "for the comparisons of one setting, p-values Holm-corrected (t-test).",
                              f"tab:comparison-{label_of(task)}"))
-    path.write_text("\n".join(parts), encoding="utf-8")
+    text = "\n".join(parts)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), binary=True)  # a symlink at path is refused
     return path

@@ -10,6 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.text import PATH_LIMIT, clean
+
+# Every string a page shows passes harness.text.clean: no control characters or escape sequences, and bounded.
+# Activations, tasks and settings arrive cut already (harness/report/shown.py); these limits bound anything else
+# (a path, an error message from a summary.json).
+TEXT_LIMIT = 20_000  # a paragraph, bullet or caption
+CELL_LIMIT = PATH_LIMIT  # a table cell (run folders are the longest honest ones)
+
 
 @dataclass
 class Heading:
@@ -100,12 +108,18 @@ def rate(x) -> str:
 
 def md_cell(value) -> str:
     """A table cell that cannot break the table or inject HTML on GitHub."""
-    return md_text(str(value)).replace("|", "\\|").replace("\n", " ")
+    return md_text(clean(value, CELL_LIMIT)).replace("|", "\\|")
 
 
 def md_text(text: str) -> str:
-    """Text that GitHub shows as written: anything that could open an HTML tag is escaped, 'p < 0.05' is not."""
-    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("&", "&amp;"))
+    """Text that GitHub shows as written: anything that could open an HTML tag is escaped, 'p < 0.05' is not;
+    control characters are gone (harness.text.clean)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", clean(text, TEXT_LIMIT).replace("&", "&amp;"))
+
+
+def esc(text, limit: int = TEXT_LIMIT) -> str:
+    """Text for HTML: cleaned (harness.text.clean), then escaped (attribute values too)."""
+    return html.escape(clean(text, limit), quote=True)
 
 
 def md_table(frame: pd.DataFrame) -> str:
@@ -173,12 +187,12 @@ def data_uri(path: Path) -> str:
 
 
 def html_table(frame: pd.DataFrame, caption: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    labels = [html.escape(str(c), quote=True) for c in frame.columns]
-    rows = "".join("<tr>" + "".join(f'<td data-label="{label}">{html.escape(str(v))}</td>'
+    labels = [esc(c, CELL_LIMIT) for c in frame.columns]
+    head = "".join(f"<th>{label}</th>" for label in labels)
+    rows = "".join("<tr>" + "".join(f'<td data-label="{label}">{esc(v, CELL_LIMIT)}</td>'
                                     for label, v in zip(labels, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     wide = ' class="wide"' if len(frame.columns) > WIDE else ""
     return f"<table{wide}>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
@@ -190,26 +204,26 @@ def to_html(title: str, blocks: list[Block], script: str = "") -> str:
     parts = [script] if plots else []
     for b in blocks:
         if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+            parts.append(f"<h{b.level}>{esc(b.text)}</h{b.level}>")
         elif isinstance(b, Text):
-            parts.append(f"<p>{html.escape(b.text)}</p>")
+            parts.append(f"<p>{esc(b.text)}</p>")
         elif isinstance(b, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in b.items) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Answer):
-            text = f'<p class="answer"><b>{html.escape(b.question)}.</b> {html.escape(b.text)}</p>'
-            plot = (f'<figure class="plot">{b.figure}<figcaption>{html.escape(b.caption)}</figcaption></figure>'
+            text = f'<p class="answer"><b>{esc(b.question)}.</b> {esc(b.text)}</p>'
+            plot = (f'<figure class="plot">{b.figure}<figcaption>{esc(b.caption)}</figcaption></figure>'
                     if b.figure else "")
             parts.append(f'<div class="question">{text}{plot}</div>')
         elif isinstance(b, Table):
             parts.append(html_table(b.frame, b.caption))
         elif isinstance(b, Figure):
-            alt = html.escape(b.caption.split(".")[0], quote=True)
+            alt = esc(b.caption.split(".")[0])
             parts.append(f'<figure><img src="{data_uri(b.path)}" alt="{alt}">'
-                         f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+                         f"<figcaption>{esc(b.caption)}</figcaption></figure>")
         elif isinstance(b, Interactive) and b.html:  # html "": a static figure for the Markdown only
-            parts.append(f'<figure class="plot">{b.html}<figcaption>{html.escape(b.caption)}</figcaption></figure>')
+            parts.append(f'<figure class="plot">{b.html}<figcaption>{esc(b.caption)}</figcaption></figure>')
     # An empty data: icon stops the browser asking for /favicon.ico, which would log an error offline.
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title><style>{STYLE}</style></head>'
-            f"<body><h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
+            f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{STYLE}</style></head>'
+            f"<body><h1>{esc(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
