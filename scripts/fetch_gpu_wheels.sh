@@ -5,7 +5,8 @@
 #   PY_VERSION=3.11 scripts/fetch_gpu_wheels.sh  # for another Python (the ones here are pure Python anyway)
 #
 # The GPU machine has torch, torchvision, pandas, seaborn, tqdm, scipy, scikit-learn, requests, PyYAML and
-# pytest, but not Hydra and its parser runtime, MNIST-1D's generator or the launchers' packages. Run this where pip
+# pytest, but not Hydra and its parser runtime, MNIST-1D's generator, plotly (the report's figures), pydantic (the
+# results reader) or the launchers' packages. Run this where pip
 # can reach PyPI, then carry .whl to the machine (the device tool: carry [".whl"]). Versions are the ones CI uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,13 @@ PACKAGES=(
   submitit==1.5.4
   hydra-submitit-launcher==1.2.0
   hydra-joblib-launcher==1.2.0
+  plotly==7.1.0
+  narwhals==2.29.0
+  pydantic==2.14.4
+  pydantic-core==2.50.5
+  annotated-types==0.8.0
+  typing-inspection==0.4.5
+  typing-extensions==4.16.0  # pydantic-core needs a recent one; the GPU machine's may be older
 )
 PLATFORMS=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do

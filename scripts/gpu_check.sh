@@ -32,10 +32,10 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, report its stat
   else echo "==== $name: FAILED (exit $status) after $((SECONDS - start)) s"; FAILED+=("$name"); fi
 }
 
-# ---- offline dependencies: Hydra, its parser runtime and MNIST-1D's generator from carried wheels
-if ! "$PYTHON" -c "import hydra, omegaconf, mnist1d" 2>/dev/null; then
+# ---- offline dependencies (Hydra, its parser runtime, MNIST-1D's generator, plotly, pydantic) from carried wheels
+if ! "$PYTHON" -c "import hydra, omegaconf, mnist1d, plotly, pydantic" 2>/dev/null; then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
-    echo "error: hydra, omegaconf or mnist1d is missing and there is no .whl/; run scripts/fetch_gpu_wheels.sh" \
+    echo "error: hydra, omegaconf, mnist1d, plotly or pydantic is missing and there is no .whl/; run scripts/fetch_gpu_wheels.sh" \
          "where PyPI is reachable and bring .whl/ along"
     exit 2
   fi
@@ -58,22 +58,22 @@ WORK=$(mktemp -d)
 # ---- the steps: their limits add up to 8 minutes (with the install); expected about 6 on an H200. The first
 # torch.compile of a process takes tens of seconds: the CUDA tests and the micro-benchmark each pay it once.
 if [[ $MODE == cuda ]]; then
-  step "CUDA tests (grouped runs' float64 exactness included)" 140 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
-  step "micro-benchmark" 90 "$PYTHON" scripts/microbench.py --device cuda --out "$OUT" \
+  step "CUDA tests (grouped runs' float64 exactness included)" 140 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -o addopts=--strict-markers
+  step "micro-benchmark" 90 "$PYTHON" -m scripts.microbench --device cuda --out "$OUT" \
     --activations relu,tanh,gelu,silu,mish --sizes 1M,16M,64M
-  step "overhead benchmark" 90 "$PYTHON" scripts/bench_overhead.py --device cuda --models mlp,cnn,rnn \
+  step "overhead benchmark" 90 "$PYTHON" -m scripts.bench_overhead --device cuda --models mlp,cnn,rnn \
     --steps 500 --repeats 2 --out "$OUT"
-  step "grouped benchmark" 150 "$PYTHON" scripts/bench_grouped.py --device cuda --seeds 64 --one-job-runs 8 \
+  step "grouped benchmark" 150 "$PYTHON" -m scripts.bench_grouped --device cuda --seeds 64 --one-job-runs 8 \
     --steps 200
   step "sweep" 25 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cuda trainer.steps=500 trainer.progress=false "hydra.sweep.dir=$WORK/sweep"
 else
-  step "CUDA tests (skip without a GPU)" 75 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
-  step "micro-benchmark" 100 "$PYTHON" scripts/microbench.py --device cpu --threads 1 --out "$OUT" \
+  step "CUDA tests (skip without a GPU)" 75 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -o addopts=--strict-markers
+  step "micro-benchmark" 100 "$PYTHON" -m scripts.microbench --device cpu --threads 1 --out "$OUT" \
     --activations relu,gelu --sizes 4k,64k --repeats 3 --modes eager
-  step "overhead benchmark" 80 "$PYTHON" scripts/bench_overhead.py --device cpu --threads 1 --models mlp \
+  step "overhead benchmark" 80 "$PYTHON" -m scripts.bench_overhead --device cpu --threads 1 --models mlp \
     --steps 60 --repeats 1 --out "$OUT" trainer.log_every=30 trainer.eval_every=30
-  step "grouped benchmark" 60 "$PYTHON" scripts/bench_grouped.py --device cpu --models mlp --seeds 4 \
+  step "grouped benchmark" 60 "$PYTHON" -m scripts.bench_grouped --device cpu --models mlp --seeds 4 \
     --one-job-runs 2 --steps 30 trainer.log_every=15 trainer.eval_every=15 dataset.train_size=500
   step "sweep" 45 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cpu trainer.steps=60 trainer.progress=false dataset.train_size=500 "hydra.sweep.dir=$WORK/sweep"
