@@ -4,8 +4,6 @@
 
 import copy
 import os
-import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +16,22 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.config import EXIT_BAD_INPUT  # nothing ran
+from harness.outputs import SymlinkRefused, refuse_symlinks
+from harness.text import NOTE_LIMIT, PATH_LIMIT, clean
 from hydra_plugins.harness_sweeper import grouping
+from hydra_plugins.harness_sweeper.folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
+    MULTIRUN,
+    BadSweep,
+    check_folder,
+    job_outputs,
+    pin_sweep_dir,
+    quoted_override,
+    resume_command,
+)
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
+LINE = PATH_LIMIT + NOTE_LIMIT  # a printed line naming a job folder and saying why (harness.text cuts it there)
 
 
 @dataclass
@@ -33,10 +43,6 @@ class HarnessSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="harness", node=HarnessSweeperConf, provider="harness")
-
-
-class BadSweep(Exception):
-    """A sweep that must not start; the message is one line for the user."""
 
 
 @dataclass
@@ -69,42 +75,6 @@ def compact(exc: BaseException) -> str:
     return ": ".join(lines)
 
 
-def quoted_override(key: str, value: str) -> str:
-    """key='value' in Hydra's override grammar, whatever the value holds (spaces, brackets, quotes)."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"{key}='{escaped}'"
-
-
-def pin_sweep_dir(config: DictConfig) -> str:
-    """Resolve the sweep dir once and hand it to every job as an override: `${now:}`/`${uid:}` never re-roll."""
-    sweep_dir = str(Path(str(config.hydra.sweep.dir)).absolute())
-    config.hydra.sweep.dir = sweep_dir
-    kept = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-    config.hydra.overrides.hydra = kept + [quoted_override("hydra.sweep.dir", sweep_dir)]
-    return sweep_dir
-
-
-def resume_command(sweep_dir: str) -> str:
-    """The command line that continues this sweep: the same arguments, resume=true and the pinned folder."""
-    args = [a for a in sys.argv[1:] if not a.lstrip("+").startswith(("resume=", "hydra.sweep.dir="))]
-    plain = re.fullmatch(r"[\w./-]+", sweep_dir)  # what Hydra reads unquoted
-    folder_override = f"hydra.sweep.dir={sweep_dir}" if plain else quoted_override("hydra.sweep.dir", sweep_dir)
-    return " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in args]
-                    + ["resume=true", shlex.quote(folder_override)])
-
-
-def check_folder(sweep_dir: Path, name: str) -> None:
-    """Refuse a job folder that would lie outside its sweep or that no file system can create."""
-    parts = Path(name).parts
-    if Path(name).is_absolute() or ".." in parts or not (sweep_dir / name).resolve().is_relative_to(
-            sweep_dir.resolve()):
-        raise BadSweep(f"job folder {name!r} would lie outside the sweep folder: a value that names folders "
-                       "cannot hold '..' or start with '/'")
-    long = next((p for p in parts if len(p.encode()) > 255), None)
-    if long:
-        raise BadSweep(f"job folder name {long[:60]!r}... is longer than 255 bytes; shorten the swept values")
-
-
 class HarnessSweeper(BasicSweeper):
     """BasicSweeper's cartesian product, made safe to interrupt, resume and run on a cluster."""
 
@@ -133,14 +103,18 @@ class HarnessSweeper(BasicSweeper):
 
     def plan(self, arguments: list[str]) -> list[Job]:
         """Every job composed, type-checked and validated, and matched against finished runs; raises BadSweep."""
-        from harness.sweep import finished_runs
-
         try:
             self.group_size = grouping.check_group_size(self.group_size)
         except ValueError as exc:
             raise BadSweep(str(exc)) from None
         if self.sweep_dir.exists() and not self.sweep_dir.is_dir():
             raise BadSweep(f"hydra.sweep.dir={self.sweep_dir} is a file, not a folder")
+        from harness.sweep import MANIFEST, finished_runs
+
+        try:
+            refuse_symlinks(self.sweep_dir, (MANIFEST, MULTIRUN))
+        except SymlinkRefused as exc:
+            raise BadSweep(clean(exc, PATH_LIMIT)) from None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         try:
             parsed = parser.parse_overrides(self._parse_config() + list(arguments))
@@ -184,7 +158,7 @@ class HarnessSweeper(BasicSweeper):
             with read_write(task), open_dict(task):
                 del task["hydra"]
             config = OmegaConf.to_object(task)
-            check_folder(self.sweep_dir, name)
+            check_folder(self.sweep_dir, name, job_outputs(cfg))
             check_job(config)
         except BadSweep as exc:
             raise BadSweep(f"{exc} (job {label})") from None
@@ -220,14 +194,14 @@ class HarnessSweeper(BasicSweeper):
         from harness.sweep import extend_manifest, job_state, set_aside
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        if not (self.sweep_dir / "multirun.yaml").exists():  # the first sweep's; the manifest lists every job
-            OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        if not (self.sweep_dir / MULTIRUN).exists():  # the first sweep's; the manifest lists every job
+            OmegaConf.save(self.config, self.sweep_dir / MULTIRUN)
         for job in self.to_run(jobs):
             folder = self.sweep_dir / job.name
             state, summary = job_state(folder)
             if state == "corrupt" and (aside := set_aside(folder)):
                 why = (summary or {}).get("note", "corrupt summary.json")
-                print(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns")
+                print(clean(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns", LINE))
         self.record_crashes(jobs, "its process died in an earlier attempt; resume again to retry it")
         manifest = [{"dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
                      "overrides": j.overrides, "config_hash": j.config_hash} for j in jobs]
@@ -264,7 +238,7 @@ class HarnessSweeper(BasicSweeper):
             if note:
                 failed_summary(job.config, folder, job.overrides, f"the job's process died: {note} ({why})")
                 job.skip_to, crashed = folder, crashed + 1
-                print(f"{job.name}: the job's process died ({note}); recorded as failed")
+                print(clean(f"{job.name}: the job's process died ({note}); recorded as failed", LINE))
         return crashed
 
     def launch_all(self, jobs: list[Job]) -> tuple[list, str | None]:
@@ -283,7 +257,7 @@ class HarnessSweeper(BasicSweeper):
             except KeyboardInterrupt:
                 return returns, "interrupted"
             except BaseException as exc:  # e.g. joblib's TerminatedWorkerError when a worker dies
-                stopped = f"{type(exc).__name__}: {compact(exc)[:200]}"
+                stopped = clean(f"{type(exc).__name__}: {compact(exc)}", NOTE_LIMIT)
                 crashed = self.record_crashes(jobs, "it took its worker down")
                 if not crashed or "joblib" not in str(self.config.hydra.launcher.get("_target_")):
                     return returns, stopped
