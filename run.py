@@ -41,8 +41,10 @@ def main(cfg: DictConfig) -> str | None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except ConfigError as exc:
+        from harness.text import clean
+
         remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {clean(exc)}", file=sys.stderr)  # one line, whatever the values held
         sys.exit(EXIT_BAD_INPUT)
     except OSError as exc:  # the disk filled or the folder turned read-only meanwhile: it cannot record itself
         print(f"error: the run could not write {exc.filename or run_dir}: {exc.strerror or exc}", file=sys.stderr)

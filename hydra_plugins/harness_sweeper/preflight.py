@@ -24,6 +24,7 @@ from hydra_plugins.harness_sweeper.preconditions import (
 
 VALUE_FLAGS = {"--config-path": "cp", "-cp": "cp", "--config-name": "cn", "-cn": "cn"}
 MULTIRUN_FLAGS = {"-m", "--multirun"}
+ERROR_LIMIT = 2000  # characters of the one line: a huge value is cut, not printed whole
 
 
 def split_argv(argv: list[str]) -> tuple[bool, dict[str, str], list[str]] | None:
@@ -125,12 +126,13 @@ def set_launcher_memory(request) -> None:
 
 
 def check_config(config) -> None:
-    """The checks harness.run makes before it loads data (harness.resolve), each failure in one line."""
+    """The checks harness.run makes before it loads data (harness.resolve), the device included (a single run
+    trains here), each failure in one line."""
     from harness.config import ConfigError
-    from harness.sweep import check_job
+    from harness.resolve import resolve
 
     try:
-        check_job(config)
+        resolve(config)
     except (ConfigError, BadSweep) as exc:
         raise BadCommand(str(exc)) from None
     except KeyboardInterrupt:
@@ -162,7 +164,9 @@ def preflight(argv: list[str], script_dir: Path) -> None:
     try:
         kept = check_command(argv, script_dir)
     except BadCommand as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from harness.text import clean
+
+        print(f"error: {clean(exc, ERROR_LIMIT)}", file=sys.stderr)  # one line, whatever the values held
         sys.exit(EXIT_BAD_INPUT)
     if kept is not None:
         print(f"{kept} already holds this finished run (resume=true): nothing to do")
