@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from hydra_plugins.harness_sweeper.folders import quoted_override, resume_command
+from hydra_plugins.harness_sweeper._folders import quoted_override, resume_command
 from tests.conftest import CONF_DIR
 from tests.test_symlinks import TINY, sweep_here
 

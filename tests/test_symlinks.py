@@ -10,7 +10,7 @@ import pytest
 from harness.outputs import SymlinkRefused
 from harness.report import ReportError, build_report
 from harness.results import atomic_write, write_metrics, write_summary
-from hydra_plugins.harness_sweeper.folders import BadSweep, check_folder
+from hydra_plugins.harness_sweeper._folders import BadSweep, check_folder
 from scripts.report import main as report_main
 from tests.conftest import CONF_DIR
 from tests.test_hostile_text import fake_runs

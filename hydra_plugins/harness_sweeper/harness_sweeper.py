@@ -19,7 +19,7 @@ from harness.config import EXIT_BAD_INPUT  # nothing ran
 from harness.outputs import SymlinkRefused, refuse_symlinks
 from harness.text import NOTE_LIMIT, PATH_LIMIT, clean
 from hydra_plugins.harness_sweeper import grouping
-from hydra_plugins.harness_sweeper.folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
+from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
     MULTIRUN,
     BadSweep,
     check_folder,

@@ -1,6 +1,7 @@
 """The sweep's folders: the sweep folder pinned once and quoted for Hydra and the shell (the resume command), and
 each job folder checked before any job starts (inside the sweep, a creatable name, no symlink where a job writes)."""
-# No `from __future__ import annotations`, as in harness_sweeper.py (Hydra loads plugin modules early).
+# Named with a leading underscore so that Hydra's plugin scanner leaves it alone: it runs every other module of
+# hydra_plugins again, which would make BadSweep a new class and `except BadSweep` miss the one raised here.
 
 import re
 import shlex
