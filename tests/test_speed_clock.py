@@ -11,6 +11,7 @@ from harness.loop import Loop
 from harness.meters import Timer
 from harness.report import build_report
 from harness.resolve import ONE_THREAD_BELOW, resolve_threads
+from harness.results import load_checkpoint_file, write_checkpoint_file
 
 pytestmark = pytest.mark.serial  # they change torch's threads and read clocks: never beside another test
 
@@ -127,9 +128,9 @@ def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, 
         patch.setattr(train, "save_checkpoint", save_then_die)
         run(config, tmp_path / "r")
     checkpoint = tmp_path / "r" / "checkpoint.pt"
-    blob = torch.load(checkpoint, weights_only=True)
+    blob = load_checkpoint_file(checkpoint)
     del blob["state"]["train_cpu_time"]  # written before the CPU clock was kept
-    torch.save(blob, checkpoint)
+    write_checkpoint_file(checkpoint, blob)
     s = run(config, tmp_path / "r")
     assert s["status"] == "ok" and s["speed_clock"] == "wall" and s["train_cpu_time_s"] is None
     assert s["clock_samples_per_s"] == s["samples_per_s"]

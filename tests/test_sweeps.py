@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 
 import run as run_module
 from harness import sweep
-from harness.results import read_summary
+from harness.results import load_checkpoint_file, read_summary, write_checkpoint_file
 from tests.conftest import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ class Boom(torch.nn.Module):
     """An activation that raises on the first training step: a job that crashes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if self.training and not x.is_leaf:  # in a model's training step, not in preflight's probe
             raise RuntimeError("boom: this job fails on purpose")
         return torch.relu(x)
 
@@ -216,11 +216,11 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
         train.run(config, tmp_path / "resumed")
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     checkpoint = tmp_path / "resumed" / "checkpoint.pt"
-    blob = torch.load(checkpoint, weights_only=True)
+    blob = load_checkpoint_file(checkpoint)
     assert blob["state"]["step"] == saves[-1] == 20 and not (tmp_path / "resumed" / "summary.json").exists()
     blob["state"]["train_time"] = 1000.0  # a first segment's time that cannot be missed in the sum
     blob["state"]["train_cpu_time"] = 1000.0  # the CPU clock continues too
-    torch.save(blob, checkpoint)
+    write_checkpoint_file(checkpoint, blob)
 
     resumed = train.run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
@@ -343,7 +343,7 @@ def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
     def save_then_die(*a, **kw):
         real_save(*a, **kw)
         if list(out.glob("*/summary.json")) and mid_job(out):
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C: the user stops the sweep
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_die)
     assert main_in_process(*args).returncode == 130  # the sweep's exit status after Ctrl-C
