@@ -154,6 +154,7 @@ def run_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.extra("launchers")
 def test_a_job_that_aborts_fails_alone_under_joblib_and_is_resumed_past_under_basic(tmp_path):
     targets = "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Aborts,torch.nn.Tanh,torch.nn.GELU"
     out = tmp_path / "joblib"
@@ -265,6 +266,7 @@ def wait_for(condition, seconds: float, what: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.extra("launchers")
 def test_killing_a_joblib_sweep_ends_its_workers_and_a_resume_finishes_every_job_once(tmp_path):
     out = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, "trainer.steps=3000",
