@@ -6,8 +6,9 @@ import datetime
 from pathlib import Path
 
 from harness.joblock import describe, lock_state, read_lock
+from harness.jobtable import format_table
 from harness.results import CHECKPOINT, checkpoint_problem
-from harness.sweep import FINISHED, crash_note, format_table, job_state, read_manifest
+from harness.sweep import FINISHED, crash_note, job_state, read_manifest
 from harness.text import PATH_LIMIT, clean
 
 # job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started

@@ -13,8 +13,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.config import Config, config_hash, to_dict
-from harness.console import fmt
 from harness.joblock import JobBusy, JobLock, lock_state
+from harness.jobtable import format_table  # noqa: F401  the end-of-sweep table, long imported from here
 from harness.records import read_manifest_file
 from harness.results import (
     METRICS,
@@ -26,7 +26,7 @@ from harness.results import (
     set_aside_file,
     write_summary,
 )
-from harness.text import NOTE_LIMIT, PATH_LIMIT, clean
+from harness.text import PATH_LIMIT, clean
 
 MANIFEST = "sweep.json"
 FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
@@ -313,48 +313,6 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     cpus = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     parallel = n_jobs if n_jobs > 0 else cpus + 1 + n_jobs
     return max(1, cpus // max(1, parallel))
-
-
-def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
-    """(test accuracy, train time, note) columns of one job; the note is clean text (harness.text)."""
-    s = summary or {}
-    note = ""
-    if state == "diverged":
-        note = f"diverged at step {s.get('diverged_at_step')}"
-    elif state == "failed" and s.get("error"):
-        note = last_line(s["error"])
-    elif state in ("unfinished", "corrupt", "pending"):
-        note = s.get("note") or ("corrupt summary.json" if state == "corrupt" else "no summary.json")
-    elif state == "running":
-        note = "another process holds its job.lock"
-    return number(s.get("test_acc"), ".4f"), number(s.get("train_time_s"), ".1f"), clean(note, NOTE_LIMIT)
-
-
-def last_line(text) -> str:
-    """The last line that is not blank (a traceback's exception), or the text itself."""
-    lines = [line for line in str(text).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else str(text)
-
-
-def number(value, spec: str) -> str:
-    """A table cell for a number; '?' for anything else (a hand-made row, not a validated summary)."""
-    return fmt(value, spec) if value is None or isinstance(value, (int, float)) else "?"
-
-
-def format_table(rows: list[tuple[str, str, dict | None]]) -> str:
-    """The end-of-sweep table: one line per job (state, job name, summary), then the counts. Names and notes are
-    shown cleaned and cut (harness.text): a job folder or an error message cannot drive the terminal."""
-    names = [clean(name, PATH_LIMIT) for _, name, _ in rows]
-    width = max([len(name) for name in names] + [3])
-    lines = [f"{'status':<10} {'test_acc':>8} {'time_s':>7}  {'job':<{width}}  note"]
-    for (state, _, summary), name in zip(rows, names):
-        acc, secs, note = job_line(state, summary)
-        lines.append(f"{clean(state, 12):<10} {acc:>8} {secs:>7}  {name:<{width}}  {note}".rstrip())
-    counts = {}
-    for state, _, _ in rows:
-        counts[state] = counts.get(state, 0) + 1
-    lines.append(", ".join(f"{n} {clean(state, 12)}" for state, n in counts.items()) + f" of {len(rows)} jobs")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,11 @@ import pytest
 
 from harness.config import Config, to_dict
 from harness.console import format_summary
+from harness.jobtable import format_table
 from harness.report import build_report
 from harness.report.shown import shown_label
 from harness.results import write_metrics, write_summary
 from harness.status import status_report
-from harness.sweep import format_table
 from harness.text import ELLIPSIS, NAME_LIMIT, clean
 
 ESC, BEL = "\x1b", "\x07"

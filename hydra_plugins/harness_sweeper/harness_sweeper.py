@@ -294,7 +294,8 @@ class HarnessSweeper(BasicSweeper):
 
     def report(self, jobs: list[Job], returns: list, stopped: str | None, command: str) -> None:
         """One table of every job; exit non-zero when any failed or did not finish."""
-        from harness.sweep import FINISHED, format_table, job_state
+        from harness.jobtable import format_table
+        from harness.sweep import FINISHED, job_state
 
         raised = {tuple(r.overrides): r._return_value for r in returns if r.status == JobStatus.FAILED}
         rows = []
