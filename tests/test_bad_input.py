@@ -296,6 +296,7 @@ def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(tmp_path, capsy
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     monkeypatch.chdir(tmp_path)  # default folders (results/runs/..., data/) would be written here
+    monkeypatch.setattr(footprint, "_launcher_request", None)  # a sweep's preflight sets it: undone after the case
     if setup:
         setup(monkeypatch, tmp_path)
     fill = {"file": str(a_file), "tmp": str(tmp_path)}
@@ -346,13 +347,11 @@ def test_a_sweeps_jobs_are_held_to_the_launchers_memory_not_the_login_nodes(monk
 
     config = compose_config(*CHEAP, "model.width=4096", "model.depth=16")  # 252 M parameters: 1.9 GiB with gradients
     monkeypatch.setattr(footprint, "available_memory", lambda: 64 * 2**30)  # a big login node
+    monkeypatch.setattr(footprint, "_launcher_request", None)  # what a preflight sets, undone after the test
     resolve(config, device=False)
     footprint.set_launcher_memory((2**30, "the memory hydra.launcher.mem_gb=1 asks for each job"))
-    try:
-        with pytest.raises(ConfigError, match="but the memory hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB"):
-            resolve(config, device=False)
-    finally:
-        footprint.set_launcher_memory(None)
+    with pytest.raises(ConfigError, match="but the memory hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB"):
+        resolve(config, device=False)
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):

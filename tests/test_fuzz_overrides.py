@@ -169,6 +169,7 @@ def explore(args: list[str], capsys, runs: bool) -> None:
         mp.chdir(here)
         mp.setenv("HOME", str(here / "home"))
         mp.setattr(footprint, "available_memory", lambda: 2**30)
+        mp.setattr(footprint, "_launcher_request", None)
         mp.setattr(urllib.request, "urlopen", no_network)
         full = [*BASE, *args]
         if check_preflight(full, here, capsys) and runs:
