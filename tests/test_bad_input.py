@@ -240,7 +240,7 @@ CASES = [
      "model.width=256, model.depth=3, trainer.batch_size=1000", sixteen_mib_machine),
     ("a model larger than the SLURM job's memory", ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=1",
                                                    "model.width=100,8192", "model.depth=8"],
-     "hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB (job model.width=8192)", fake_sbatch),
+     "hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB; make it smaller (job model.width=8192)", fake_sbatch),
     ("a sweep of no jobs", ["-m", "seed=range(0,0)"], "seed=range(0,0) sweeps no values"),
     # folders
     ("empty run dir", ["hydra.run.dir="], "hydra.run.dir is empty"),
