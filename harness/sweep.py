@@ -316,12 +316,19 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.sweep DIR`: where a running or stopped sweep stands, e.g. on a cluster's login node."""
+    """`harness-status DIR` (or `python -m harness.sweep DIR`): where a running or stopped sweep stands, e.g. on a
+    cluster's login node."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    name = Path(sys.argv[0]).name
+    usage = f"usage: {name if name.startswith('harness-') else 'python -m harness.sweep'} SWEEP_DIR"
+    if args in (["-h"], ["--help"]):
+        print(f"{usage}\n\nWhere a sweep stands: each job running, pending, finished or failed, and the time left."
+              "\nSWEEP_DIR is the sweep's folder (it holds sweep.json).")
+        return 0
     if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
-        print("usage: python -m harness.sweep SWEEP_DIR  (a folder with a sweep.json)", file=sys.stderr)
+        print(f"{usage}  (a folder with a sweep.json)", file=sys.stderr)
         return 2
     from harness.status import status_report
 

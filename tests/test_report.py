@@ -17,7 +17,8 @@ from scipy import stats as sps
 from harness import run
 from harness.report import ReportError, build_report
 from harness.report import stats as rs
-from tests.conftest import compose_config
+from scripts import report as report_command
+from tests.conftest import chromium, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTS = ["relu", "tanh", "sigmoid"]
@@ -282,13 +283,19 @@ def test_corrupt_runs_are_listed_as_skipped(sweeps, tmp_path):
     assert "## Skipped runs" in md and "failed: RuntimeError: out of memory" in md
 
 
-def test_bad_input_is_one_line_and_nonzero(tmp_path):
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
+    assert report_command.main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: no such file or folder: {tmp_path / 'nope'}\n"
+    with pytest.raises(ReportError, match="no finished runs"):
+        build_report([tmp_path])
+
+
+@pytest.mark.slow  # the same, as a user runs it from a checkout: by path, in its own process
+def test_bad_input_by_path_is_one_line_and_exit_2(tmp_path):
     script = ROOT / "scripts" / "report.py"
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "nope")], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: no such file or folder: {tmp_path / 'nope'}"
-    with pytest.raises(ReportError, match="no finished runs"):
-        build_report([tmp_path])
 
 
 def test_unknown_baseline_is_an_error(sweeps):
@@ -296,24 +303,12 @@ def test_unknown_baseline_is_an_error(sweeps):
         build_report(sweeps[1:], baseline="swish", figures=False)
 
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 EVIL = '<img src=x onerror="document.title=1">'
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Debian's headless Chromium driven by selenium; skipped where it is not installed (CI installs it)."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
+    driver = chromium(tmp_path_factory.mktemp("chrome-profile"), {"browser": "ALL"})
     yield driver
     driver.quit()
 
@@ -326,6 +321,8 @@ def open_page(driver, page: Path) -> tuple[list, list]:
     return images, errors
 
 
+@pytest.mark.slow  # the check of the slow test below
+@pytest.mark.extra("browser")
 def test_the_browser_check_can_fail(browser, tmp_path):
     page = tmp_path / "broken.html"
     page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
@@ -335,6 +332,7 @@ def test_the_browser_check_can_fail(browser, tmp_path):
 
 
 @pytest.mark.slow  # about 15 s (figures and a browser); tests/test_report_browser.py has the fast structural twin
+@pytest.mark.extra("browser")
 def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_path):
     folder = tmp_path / "runs"
     shutil.copytree(sweeps[1], folder)  # spirals: three activations x three seeds, figures on

@@ -91,7 +91,7 @@ class HarnessSweeper(BasicSweeper):
         try:
             jobs = self.plan(arguments)
         except BadSweep as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {clean(exc)}", file=sys.stderr)  # one line, whatever a swept value holds
             sys.exit(EXIT_BAD_INPUT)
         command = resume_command(str(self.sweep_dir))
         self.start(jobs, command)
