@@ -2,7 +2,6 @@
 writes is refused in one line, never written through or deleted; a symlink the user gave is followed."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,8 @@ from harness.report import ReportError, build_report
 from harness.results import atomic_write, write_metrics, write_summary
 from hydra_plugins.harness_sweeper._folders import BadSweep, check_folder
 from scripts.report import main as report_main
-from tests.conftest import CONF_DIR
 from tests.test_hostile_text import fake_runs
+from tests.test_reliability_sweeps import sweep_here
 
 TINY = ["dataset=digits", "dataset.train_size=300", "trainer.steps=5", "trainer.eval_every=5", "trainer.log_every=5",
         "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
@@ -95,22 +94,6 @@ def test_a_sweep_job_folder_or_a_name_a_job_writes_may_not_be_a_symlink(tmp_path
     with pytest.raises(BadSweep, match="fault.log is a symlink"):
         check_folder(sweep, "study/job", ("summary.json", "fault.log"))
     assert untouched(target)
-
-
-def sweep_here(capsys, *args: str) -> tuple[int, str]:
-    """`python run.py -m ARGS` in this process: (exit code, stdout + stderr)."""
-    import run
-
-    argv, sys.argv = sys.argv, ["run.py", "--config-path", CONF_DIR, "-m", *args]
-    try:
-        run.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_a_sweep_refuses_a_symlinked_job_folder_before_any_job_and_follows_a_linked_sweep_folder(capsys, tmp_path):
