@@ -97,6 +97,13 @@ def no_submitit(monkeypatch, tmp_path):
                         lambda name, *args: None if name == "submitit" else real_find_spec(name, *args))
 
 
+def no_launcher_plugins(monkeypatch, tmp_path):
+    """The README's install, without the launchers extra: neither Hydra launcher plugin importable."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(preconditions.importlib.util, "find_spec", lambda name, *args: (
+        None if name in preconditions.LAUNCHER_PLUGINS.values() else real_find_spec(name, *args)))
+
+
 def fake_sbatch(monkeypatch, tmp_path):
     """An sbatch on PATH (never run: the case is refused before any job is submitted)."""
     bin_dir = tmp_path / "bin"
@@ -268,9 +275,18 @@ CASES = [
     ("joblib with 0 jobs", ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
      "hydra.launcher.n_jobs=0 runs no jobs"),
     ("slurm without sbatch", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "sbatch is not on PATH", no_sbatch),
-    ("slurm without submitit", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "needs the submitit package",
+    ("slurm without submitit", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "pip install -e '.[launchers]'",
      no_submitit),
+    ("joblib without the launchers extra", ["-m", "seed=0,1", "hydra/launcher=joblib"],
+     "hydra/launcher=joblib needs the launchers extra: pip install -e '.[launchers]'", no_launcher_plugins),
+    ("slurm without the launchers extra", ["-m", "seed=0,1", "hydra/launcher=slurm_gpu"],
+     "hydra/launcher=slurm_gpu needs the launchers extra", no_launcher_plugins),
 ]
+# Cases that compose a launcher preset of the launchers extra: without it they are the two cases just above.
+NEED_LAUNCHERS = {"a model larger than the SLURM job's memory", "joblib with 0 jobs", "slurm without sbatch"}
+PARAMS = [pytest.param(*(*c[1:], None)[:3], id=c[0],
+                       marks=[pytest.mark.extra("launchers")] if c[0] in NEED_LAUNCHERS else [])
+          for c in CASES]
 
 
 def run_here(argv: list[str]) -> tuple[int, str, str]:
@@ -290,7 +306,7 @@ def tree(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.parametrize("overrides, fragment, setup", [(*c[1:], None)[:3] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("overrides, fragment, setup", PARAMS)
 def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, monkeypatch, overrides, fragment,
                                                                   setup):
     a_file = tmp_path / "a_file"

@@ -180,6 +180,6 @@ def test_a_transformer_run_can_be_grouped():
     from harness.group import why_not_grouped
 
     assert why_not_grouped(resolve(compose_config("model=transformer", "trainer.device=cpu"))) is None
-    gated_over_tokens = compose_config("model=transformer", "activation=glu", "+activation.dim=0",
+    gated_over_tokens = compose_config("model=transformer", "activation=glu", "+activation.dim=-1",
                                        "trainer.device=cpu")
-    assert "GLU over dim 0, not the units" in why_not_grouped(resolve(gated_over_tokens))
+    assert "GLU over dim -1, not the units" in why_not_grouped(resolve(gated_over_tokens))

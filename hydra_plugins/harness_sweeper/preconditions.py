@@ -68,6 +68,23 @@ def check_sweep_has_jobs(parsed: list) -> None:
                 raise BadCommand(f"{override.input_line} sweeps no values: the sweep would have no jobs")
 
 
+# The Hydra plugin each launcher preset needs; without it Hydra cannot even compose the preset.
+LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit": "hydra_plugins.hydra_submitit_launcher"}
+
+
+def check_launcher_installed(parsed: list) -> None:
+    """hydra/launcher=joblib or =slurm_* without the launchers extra: say how to install it, where Hydra would say
+    only that it cannot find or load the preset."""
+    for override in parsed:
+        if override.key_or_group != "hydra/launcher" or override.is_sweep_override():
+            continue
+        choice = str(override.value())
+        plugin = next((m for word, m in LAUNCHER_PLUGINS.items() if word in choice), None)
+        if plugin and importlib.util.find_spec(plugin) is None:
+            raise BadCommand(f"hydra/launcher={choice} needs the launchers extra: pip install -e '.[launchers]'")
+
+
 def check_launcher(hydra: DictConfig) -> None:
     """The sweeper's and the launcher's own preconditions, which they would find only after writing the sweep
     folder: a batch size of at least 1, joblib's n_jobs != 0, SLURM's sbatch and the submitit package."""
@@ -81,7 +98,8 @@ def check_launcher(hydra: DictConfig) -> None:
     if "submitit" in target and "slurm" in target:
         choice = hydra.runtime.choices.get("hydra/launcher")
         if importlib.util.find_spec("submitit") is None:
-            raise BadCommand(f"hydra/launcher={choice} needs the submitit package: pip install -e '.[launchers]'")
+            raise BadCommand(f"hydra/launcher={choice} needs the submitit package of the launchers extra: "
+                             "pip install -e '.[launchers]'")
         if shutil.which("sbatch") is None:
             raise BadCommand(f"hydra/launcher={choice} needs SLURM, and sbatch is not on PATH here; run the sweep "
                              "from a SLURM login node, or use hydra/launcher=joblib on this machine")

@@ -18,6 +18,7 @@ from hydra_plugins.harness_sweeper.preconditions import (
     BadCommand,
     check_folder,
     check_launcher,
+    check_launcher_installed,
     check_sweep_has_jobs,
     launcher_memory,
 )
@@ -92,6 +93,7 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
         return None
     multirun, flags, overrides = split
     parsed = parse(overrides)
+    check_launcher_installed(parsed)
     if multirun:  # the sweeper composes and checks every job; here what Hydra itself would trip on
         check_sweep_has_jobs(parsed)
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
