@@ -66,7 +66,7 @@ class Summary(BaseModel):
 
     model_config = STRICT
     # identity
-    schema_version: Literal[SCHEMA_VERSION] | None = None  # absent only in hand-made test records
+    schema_version: Literal[SCHEMA_VERSION]
     status: Literal[STATUSES]
     activation: str | None = None
     model: str | None = None

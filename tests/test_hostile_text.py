@@ -53,7 +53,7 @@ def test_the_status_and_end_of_sweep_tables_show_hostile_names_clean_and_cut(tmp
     for job in jobs:
         (root / job).mkdir(parents=True)
     error = f"Traceback\nValueError: {HOSTILE}"
-    write_summary(root / jobs[0], {"status": "failed", "config_hash": "x", "error": error})
+    write_summary(root / jobs[0], {"schema_version": 1, "status": "failed", "config_hash": "x", "error": error})
     (root / "sweep.json").write_text(json.dumps({"jobs": [{"dir": d} for d in jobs]}))
     status = status_report(root)
     end = format_table([("failed", jobs[0], {"error": f"Boom: {HOSTILE}{LONG}"}), ("ok", LONG, {"test_acc": 0.5})])

@@ -17,8 +17,8 @@ JOBS = ["done_a", "done_b", "failed", "live", "live_elsewhere", "stale", "crashe
 
 def finished(folder, seconds: int, status: str = "ok") -> None:
     folder.mkdir(parents=True)
-    write_summary(folder, {"status": status, "config_hash": "abc", "test_acc": 0.9, "train_time_s": seconds - 1,
-                           "started_at": "2026-12-01T10:00:00+00:00",
+    write_summary(folder, {"schema_version": 1, "status": status, "config_hash": "abc", "test_acc": 0.9,
+                           "train_time_s": seconds - 1, "started_at": "2026-12-01T10:00:00+00:00",
                            "finished_at": f"2026-12-01T10:{seconds // 60:02d}:{seconds % 60:02d}+00:00"})
 
 
@@ -35,7 +35,8 @@ def make_sweep(root):
     finished(root / "done_a", 60)
     finished(root / "done_b", 180, "diverged")  # diverged: a result, it counts as finished
     (root / "failed").mkdir()
-    write_summary(root / "failed", {"status": "failed", "error": "Traceback\nRuntimeError: boom", "config_hash": "x"})
+    write_summary(root / "failed", {"schema_version": 1, "status": "failed", "error": "Traceback\nRuntimeError: boom",
+                                    "config_hash": "x"})
     lock(root / "live", socket.gethostname(), os.getpid())  # this process: alive
     lock(root / "live_elsewhere", "node-17", 12345, age_s=5)  # another node, heartbeat fresh
     lock(root / "stale", "node-18", 12345, age_s=STALE_S + 60)  # another node, heartbeat stopped

@@ -154,17 +154,20 @@ def test_two_sweeps_started_together_land_in_two_folders_each_holding_all_its_jo
 
 
 def test_job_state_reads_truncated_and_hand_edited_summaries_as_corrupt(tmp_path):
-    good = {"status": "ok", "config_hash": "abc", "test_acc": 0.5}
+    good = {"schema_version": 1, "status": "ok", "config_hash": "abc", "test_acc": 0.5}
     cases = {"ok": json.dumps(good), "truncated": json.dumps(good)[:20], "empty": "", "list": "[1, 2]",
-             "no_hash": json.dumps({"status": "ok"}), "odd_status": json.dumps({"status": "done", "config_hash": "a"}),
-             "failed": json.dumps({"status": "failed", "config_hash": "abc", "error": "Traceback\nValueError: x"})}
+             "no_hash": json.dumps({"schema_version": 1, "status": "ok"}),
+             "no_version": json.dumps({k: v for k, v in good.items() if k != "schema_version"}),
+             "odd_status": json.dumps({"schema_version": 1, "status": "done", "config_hash": "a"}),
+             "failed": json.dumps({"schema_version": 1, "status": "failed", "config_hash": "abc",
+                                  "error": "Traceback\nValueError: x"})}
     for name, text in cases.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(text)
     (tmp_path / "unfinished").mkdir()
     got = {p.name: sweep.job_state(p)[0] for p in tmp_path.iterdir()}
     assert got == {"ok": "ok", "truncated": "corrupt", "empty": "corrupt", "list": "corrupt", "no_hash": "corrupt",
-                   "odd_status": "corrupt", "failed": "failed", "unfinished": "unfinished"}
+                   "no_version": "corrupt", "odd_status": "corrupt", "failed": "failed", "unfinished": "unfinished"}
     assert sweep.finished_runs(tmp_path) == {"abc": tmp_path / "ok"}
 
 

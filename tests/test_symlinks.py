@@ -39,7 +39,7 @@ def test_atomic_write_refuses_a_symlink_and_leaves_its_target_and_the_link(tmp_p
     for name in ("summary.json", "metrics.csv", "checkpoint.pt", "dangling.json"):
         (run_dir / name).symlink_to(target if name != "dangling.json" else tmp_path / "nowhere")
     with pytest.raises(SymlinkRefused, match="summary.json is a symlink"):
-        write_summary(run_dir, {"status": "ok", "config_hash": "x"})
+        write_summary(run_dir, {"schema_version": 1, "status": "ok", "config_hash": "x"})
     with pytest.raises(SymlinkRefused):
         write_metrics(run_dir, [])
     for name in ("checkpoint.pt", "dangling.json"):
@@ -110,3 +110,22 @@ def test_a_sweep_refuses_a_symlinked_job_folder_before_any_job_and_follows_a_lin
     code, text = sweep_here(capsys, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 0, text[-2000:]
     assert (scratch / "sweep.json").is_file() and (scratch / SECOND_JOB / "summary.json").is_file()
+
+
+def test_a_single_run_refuses_a_symlink_where_it_writes_and_follows_a_linked_run_folder(capsys, tmp_path,
+                                                                                         monkeypatch):
+    from tests.test_bad_input import run_here
+
+    target = elsewhere(tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (tmp_path / "run").symlink_to(scratch)  # the user's link to scratch storage: followed
+    (scratch / "metrics.csv").symlink_to(target / "precious.txt")  # a name the run writes: refused
+    monkeypatch.chdir(tmp_path)
+    code = run_here([*TINY, f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "metrics.csv is a symlink" in err and err.count("\n") == 1, err
+    assert untouched(target) and [p.name for p in scratch.iterdir()] == ["metrics.csv"]
+    (scratch / "metrics.csv").unlink()
+    assert run_here([*TINY, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert (scratch / "summary.json").is_file() and untouched(target)

@@ -13,6 +13,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict, read_write
 
+from harness.outputs import SymlinkRefused, refuse_symlinks
+from hydra_plugins.harness_sweeper._folders import job_outputs
 from hydra_plugins.harness_sweeper.harness_sweeper import EXIT_BAD_INPUT, BadSweep, compact
 from hydra_plugins.harness_sweeper.preconditions import (
     BadCommand,
@@ -108,11 +110,14 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
         if multirun:  # values still missing may come from the swept ones
             check_launcher(hydra)
             return None
+        refuse_symlinks(folder, job_outputs(cfg))  # the sweeper checks each job's folder likewise
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
         config = OmegaConf.to_object(cfg)
     except BadCommand:
         raise
+    except SymlinkRefused as exc:
+        raise BadCommand(str(exc)) from None
     except Exception as exc:
         raise BadCommand(compact(exc)) from None
     check_config(config)
