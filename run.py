@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import EXIT_BAD_INPUT, Config
+from harness.text import PATH_LIMIT, clean
 from hydra_plugins.harness_sweeper.grouping import GROUPS
 
 ConfigStore.instance().store(name="base_config", node=Config)
@@ -41,8 +42,6 @@ def main(cfg: DictConfig) -> str | None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except ConfigError as exc:
-        from harness.text import clean
-
         remove_hydra_files(run_dir)  # nothing ran: leave no empty run folder behind
         print(f"error: {clean(exc)}", file=sys.stderr)  # one line, whatever the values held
         sys.exit(EXIT_BAD_INPUT)
@@ -85,11 +84,8 @@ def sweep_job(cfg: DictConfig) -> str:
         log.warning(f"{exc}: left alone")
         return "running"
     if summary["status"] == "failed":
-        log.error("job failed: %s\n%s", run_dir.name, summary.get("error"))  # the traceback, in the job's log
-    done, total = progress(Path(hc.sweep.dir))
-    acc = summary.get("test_acc")
-    log.info(f"[{done}/{total} done] {summary['status']} {run_dir.name}"
-             + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {run_dir}")
+        log.error("job failed: %s\n%s", clean(run_dir.name), summary.get("error"))  # the traceback, in the job's log
+    log.info(job_line(progress(Path(hc.sweep.dir)), summary, run_dir))
     return summary["status"]
 
 
@@ -109,14 +105,19 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
     log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
     summaries = run_group_locked(configs, run_dirs, [m["overrides"] for m in members], spec["id"],
                                  [m["hydra_files"] for m in members], watch_parent)
-    done, total = progress(group_dir.parent.parent)
+    done = progress(group_dir.parent.parent)
     for s in summaries:
         if s["status"] == "failed":
-            log.error("member failed: %s\n%s", Path(s["run_dir"]).name, s.get("error"))
-        acc = s.get("test_acc")
-        log.info(f"[{done}/{total} done] {s['status']} {Path(s['run_dir']).name}"
-                 + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {s['run_dir']}")
+            log.error("member failed: %s\n%s", clean(Path(s["run_dir"]).name), s.get("error"))
+        log.info(job_line(done, s, Path(s["run_dir"])))
     return "failed" if any(s["status"] == "failed" for s in summaries) else "ok"
+
+
+def job_line(done: tuple[int, int], summary: dict, run_dir: Path) -> str:
+    """The log's line for a finished job: progress, outcome, folder (cleaned: a folder name holds any override)."""
+    acc = summary.get("test_acc")
+    return (f"[{done[0]}/{done[1]} done] {summary['status']} {clean(run_dir.name)}"
+            + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {clean(run_dir, PATH_LIMIT)}")
 
 
 def launcher_threads(launcher: DictConfig) -> int | None:

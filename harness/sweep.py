@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.config import Config, config_hash, to_dict
 from harness.joblock import JobBusy, JobLock, lock_state
 from harness.jobtable import format_table  # noqa: F401  the end-of-sweep table, long imported from here
+from harness.outputs import refuse_symlink
 from harness.records import read_manifest_file
 from harness.results import (
     METRICS,
@@ -87,6 +88,7 @@ def set_aside(job_dir: Path) -> Path | None:
 def fault_log(job_dir: Path):
     """Have Python write its traceback to fault.log if the process dies of a signal; remove it if nothing did."""
     path = Path(job_dir) / FAULT_LOG
+    refuse_symlink(path)  # open() would write through it
     was_enabled = faulthandler.is_enabled()
     with open(path, "w") as f:
         faulthandler.enable(file=f)
@@ -216,9 +218,10 @@ def run_members(configs: list[Config], run_dirs: list[Path], overrides: list[lis
 def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
     """The member's .hydra/config.yaml and overrides.yaml: the texts Hydra writes for its one-job twin."""
     folder = Path(run_dir) / ".hydra"
+    refuse_symlink(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (folder / name).write_text(text)
+        atomic_write(folder / name, lambda f, text=text: f.write(text))
 
 
 @contextmanager

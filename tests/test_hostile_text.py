@@ -116,3 +116,10 @@ def test_report_figures_and_latex_get_the_shown_labels(tmp_path):
     assert visible_controls("".join(labels)) == []
     assert shown_analysis(dataclasses.replace(a, data=a.data)) is not a  # relabelled, a itself untouched
     assert name in set(a.data.runs["act"])
+
+
+def test_a_sweep_jobs_log_line_shows_its_folder_clean(tmp_path):
+    from run import job_line
+
+    line = job_line((1, 2), {"status": "ok", "test_acc": 0.5}, tmp_path / f"job{CLIPBOARD}a")
+    assert visible_controls(line) == [] and line.startswith("[1/2 done] ok joba test_acc 0.5000 -> "), line

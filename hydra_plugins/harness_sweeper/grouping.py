@@ -87,9 +87,14 @@ def form_groups(keys: dict[str, str | None], size: int) -> list[list[str]]:
 def write_members(sweep_dir: Path, gid: str, members: list[dict]) -> Path:
     """<sweep>/.groups/<id>/group.json: what the group job trains (each member's folder, overrides, varied values
     and its Hydra files as Hydra would write them)."""
+    from harness.outputs import refuse_symlink
+    from harness.results import atomic_write
+
     folder = Path(sweep_dir) / GROUPS / gid
+    refuse_symlink(folder.parent)  # a link here would send every group's plan elsewhere
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MEMBERS).write_text(json.dumps({"id": gid, "members": members}, indent=2) + "\n")
+    text = json.dumps({"id": gid, "members": members}, indent=2) + "\n"
+    atomic_write(folder / MEMBERS, lambda f: f.write(text))
     return folder
 
 
