@@ -127,7 +127,11 @@ def train_group(members: list[Member]) -> None:
         elapsed = timer.stop()  # a boundary: stop the clock, measure each member, resume
         for i, m in enumerate(live):
             m.loop.state.train_cpu_time = m.train_cpu_time + timer.cpu_total
-            member_boundary(m, step, elapsed, grads[i] if grads else None, eval_now, loop_timer, bar)
+            try:
+                member_boundary(m, step, elapsed, grads[i] if grads else None, eval_now, loop_timer, bar)
+            except Exception:  # its folder deleted or unwritable meanwhile: this member fails alone
+                freeze(m)
+                m.summary = {"status": "failed", "error": traceback.format_exc()}
         timer.start()
     bar.close()
     loop_elapsed = loop_timer.stop()  # the final probes are not in the loop's clock, as in train.train
@@ -142,7 +146,7 @@ def member_boundary(m: Member, step: int, elapsed: float, grads, eval_now: bool,
     save_now = boundaries(step, job.config.trainer, state.step)[2]
     state.train_time = m.train_time + elapsed
     if not m.loop.boundary(step, m.window, grads, eval_now, bar):
-        job.model.zero_grad(set_to_none=True)  # frozen: out of the stacked step and the optimizer from now on
+        freeze(m)
         m.summary = finish(m, loop_timer.stop())
         loop_timer.start()
         return
@@ -152,6 +156,12 @@ def member_boundary(m: Member, step: int, elapsed: float, grads, eval_now: bool,
         save_checkpoint(m.loop.checkpoint, job.model, job.optimizer, m.loop.scaler, m.loop.batches,
                         dataclasses.asdict(state), job.config)
         write_metrics(m.loop.run_dir, state.rows)
+
+
+def freeze(m: Member) -> None:
+    """Out of the stacked step (it is no longer live) and of the optimizer (no gradients) from now on; the others'
+    numbers do not change."""
+    m.loop.job.model.zero_grad(set_to_none=True)
 
 
 def finish(m: Member, loop_elapsed: float) -> dict:
@@ -201,7 +211,8 @@ def check_group(resolved: list) -> None:
 def run_group(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], group_id: str,
               dtype: torch.dtype | None = None) -> list[dict]:
     """Train the members (configs equal but for seed, trainer.lr, trainer.weight_decay) as one group; each writes
-    its own run folder and summary, with `group`: {id, size, index}. A member that raises fails the whole group.
+    its own run folder and summary, with `group`: {id, size, index}. A member whose folder goes away or cannot be
+    written fails alone; an error in the shared step fails the whole group.
     dtype: float inputs and parameters (the tests' float64 runs); None keeps float32."""
     resolved = [resolve(c) for c in configs]
     check_group(resolved)  # before any data is loaded
@@ -221,9 +232,22 @@ def run_group(configs: list[Config], run_dirs: list[Path], overrides: list[list[
             s.update(status="failed", error=error)
     for s, p in zip(summaries, run_dirs):
         s["finished_at"] = now()
-        write_summary(Path(p), s)
-        (Path(p) / CHECKPOINT).unlink(missing_ok=True)  # as train.run does
+        keep_record(Path(p), s)
     return summaries
+
+
+def keep_record(run_dir: Path, summary: dict) -> None:
+    """Write a member's summary.json. A member whose folder was deleted mid-group gets it back with its failed
+    record (resume reruns it); one whose folder cannot be written fails alone. A finished member's checkpoint goes,
+    as train.run's does; a failed member keeps its last good one to resume from (harness.recorder checks it)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(run_dir, summary)
+    except OSError as exc:
+        summary.update(status="failed", error=f"its summary.json could not be written: {exc}")
+        return
+    if summary["status"] != "failed":
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
 def start_member(job, run_dir: Path) -> Member:

@@ -98,8 +98,11 @@ def fault_log(job_dir: Path):
             faulthandler.disable()
             if was_enabled:
                 faulthandler.enable(file=sys.stderr)
-    if path.stat().st_size == 0:
-        path.unlink(missing_ok=True)
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except FileNotFoundError:  # its job's folder was deleted meanwhile (a group's member fails alone)
+        pass
 
 
 def crash_note(job_dir: Path) -> str | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -247,3 +249,43 @@ def test_group_checkpoints_resume_one_by_one_or_in_another_group(tiny, tmp_path,
             assert s["status"] == "ok", s.get("error")
             s["metrics"] = pd.read_csv(f"{s['run_dir']}/metrics.csv")
         assert_twins(twin, summary)
+
+
+def delete_folder(folder: Path) -> None:
+    shutil.rmtree(folder)
+
+
+def metrics_made_a_folder(folder: Path) -> None:
+    (folder / "metrics.csv").unlink(missing_ok=True)
+    (folder / "metrics.csv").mkdir()
+
+
+@pytest.mark.parametrize("harm, error", [(delete_folder, "FileNotFoundError"),
+                                         (metrics_made_a_folder, "IsADirectoryError")])
+def test_a_member_whose_folder_is_deleted_mid_group_fails_alone(tiny, tmp_path, monkeypatch, harm, error):
+    """Deleting or damaging one member's folder while its group trains costs that member alone: the others finish
+    with the records they would have had, and the member's folder keeps (or gets back) its failed record (resume
+    reruns it). Through run_group_locked, as a sweep's group job runs it (locks, fault logs, .hydra files)."""
+    from harness.sweep import run_group_locked
+
+    configs = [tiny("trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20",
+                    "trainer.checkpoint_every=10", f"seed={s}") for s in (1, 2, 3)]
+    dirs = [tmp_path / "sweep" / f"seed={s}" for s in (1, 2, 3)]
+    real_save, harmed = group.save_checkpoint, []
+
+    def save_after_the_user_deletes(path, *args):
+        if Path(path).parent == dirs[1] and not harmed:
+            harm(dirs[1])
+            harmed.append(dirs[1])
+        return real_save(path, *args)
+
+    monkeypatch.setattr(group, "save_checkpoint", save_after_the_user_deletes)
+    summaries = run_group_locked(configs, dirs, [[]] * 3, "g", [{"overrides.yaml": "[]\n"}] * 3)
+    assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
+    assert error in summaries[1]["error"]
+    assert json.loads((dirs[1] / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.undo()
+    calm = run_group(configs, [tmp_path / "calm" / f"seed={s}" for s in (1, 2, 3)], [[]] * 3, "h")
+    for i in (0, 2):
+        assert records(summaries[i]) == records(calm[i])
+        assert (dirs[i] / ".hydra" / "overrides.yaml").is_file() and not (dirs[i] / "checkpoint.pt").exists()
