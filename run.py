@@ -134,11 +134,16 @@ def launcher_threads(launcher: DictConfig) -> int | None:
 
 
 def cli() -> None:
-    """`python run.py ...`: a command that cannot work gets one line and exit 2 before Hydra writes anything."""
-    from hydra_plugins.harness_sweeper.preflight import preflight
+    """`python run.py ...`: a command that cannot work gets one line and exit 2 before Hydra writes anything; a
+    Ctrl-C gets one line and exit 130 wherever it lands (torch's imports, preflight, training), not a traceback."""
+    try:
+        from hydra_plugins.harness_sweeper.preflight import preflight
 
-    preflight(sys.argv[1:], Path(__file__).resolve().parent)
-    main()
+        preflight(sys.argv[1:], Path(__file__).resolve().parent)
+        main()
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): a run stopped before its end records no result", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -382,3 +382,22 @@ def test_a_requeued_slurm_job_takes_over_the_lock_of_its_killed_earlier_attempt(
     assert lock_state(job) == "stale"
     with JobLock(job):
         assert joblock.read_lock(job)["slurm_job"] == "981" and lock_state(job) == "running"
+
+
+@pytest.mark.parametrize("where", ["preflight", "training"])
+def test_a_ctrl_c_during_a_single_run_is_one_line_and_exit_130(capsys, tmp_path, monkeypatch, where):
+    """Wherever it lands (torch's imports happen in the preflight), not a traceback."""
+    from harness import train
+    from hydra_plugins.harness_sweeper import preflight
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(*(preflight, "check_command") if where == "preflight" else (train, "train"), interrupted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--config-path", CONF_DIR, "dataset=digits", "trainer.steps=5",
+                                      "trainer.progress=false", "trainer.device=cpu"])
+    with pytest.raises(SystemExit) as exit_:
+        run.cli()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 130 and err.startswith("interrupted (Ctrl-C)") and err.count("\n") == 1, err

@@ -129,3 +129,35 @@ def test_a_single_run_refuses_a_symlink_where_it_writes_and_follows_a_linked_run
     (scratch / "metrics.csv").unlink()
     assert run_here([*TINY, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
     assert (scratch / "summary.json").is_file() and untouched(target)
+
+
+def test_a_report_stopped_midway_links_no_figure_already_gone_and_a_finished_one_leaves_none_stale(
+        runs, tmp_path, monkeypatch):
+    """Stale figures go only once the new report.md is in place (a report stopped by SIGTERM or Ctrl-C while
+    drawing keeps the old report whole); figures this report no longer draws then go."""
+    from harness.report import build
+
+    drawn_now = {"learning_curves", "speed"}
+
+    def draw(a, gallery, folder):
+        paths = {}
+        for name in sorted(drawn_now):
+            atomic_write(folder / f"{name}.png", lambda f: f.write(b"png"), binary=True)
+            paths[name] = folder / f"{name}.png"
+            if name == "stop":
+                raise KeyboardInterrupt
+        return paths
+
+    monkeypatch.setattr(build, "draw_figures", draw)
+    monkeypatch.setattr(build, "interactive_figures", lambda a: {})
+    out = build_report([runs], out=tmp_path / "out")
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["learning_curves.png", "speed.png"]
+    drawn_now = {"learning_curves", "stop"}  # the next report draws one, then is stopped
+    with pytest.raises(KeyboardInterrupt):
+        build_report([runs], out=tmp_path / "out")
+    report = (out / "report.md").read_text()
+    assert "figures/speed.png" in report and (out / "figures" / "speed.png").is_file()
+    drawn_now = {"learning_curves"}
+    build_report([runs], out=tmp_path / "out")
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["learning_curves.png"]
+    assert "figures/speed.png" not in (out / "report.md").read_text()

@@ -60,17 +60,19 @@ def build_report(paths: list[str | Path], baseline: str | None = None, out: str 
         first = f" (e.g. {data.skipped['reason'].iloc[0]})" if len(data.skipped) else ""
         raise ReportError(f"no finished runs under {', '.join(map(str, paths))}{found}{first}")
     a = analyse(data, baseline)
-    out = prepare_out(Path(out) if out is not None else default_out(paths), given=out is not None)
+    out, stale = prepare_out(Path(out) if out is not None else default_out(paths), given=out is not None)
     try:
         write_report(a, paths, out, figures, latex)
     except SymlinkRefused as exc:  # made after the check above: still refused, still one line
         raise ReportError(str(exc)) from None
+    remove_stale(stale)
     return out
 
 
-def prepare_out(out: Path, given: bool) -> Path:
-    """The output folder, its figures/ emptied of stale figures; ReportError (one line) when it cannot be used or
-    a symlink stands where the report writes (harness.outputs): nothing is written or deleted then."""
+def prepare_out(out: Path, given: bool) -> tuple[Path, dict[Path, int]]:
+    """The output folder and the figures already in its figures/ (path: inode); ReportError (one line) when it
+    cannot be used or a symlink stands where the report writes (harness.outputs): nothing is written or deleted
+    then."""
     try:
         if not given:
             refuse_symlink(out)  # <runs>/report is the report's own folder; a folder given with --out is followed
@@ -82,9 +84,19 @@ def prepare_out(out: Path, given: bool) -> Path:
         raise ReportError(str(exc)) from None
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out}: {exc}") from None
-    for old in stale:  # figures/ is the report's own: no stale figure survives a rerun
-        old.unlink()
-    return out
+    return out, {p: p.stat().st_ino for p in stale}
+
+
+def remove_stale(stale: dict[Path, int]) -> None:
+    """figures/ is the report's own: no stale figure survives a rerun. Removed only once the new report.md and
+    report.html are in place, so that a report stopped midway never links a figure already gone; a figure this run
+    drew again was replaced atomically (a new inode) and stays."""
+    for path, inode in stale.items():
+        try:
+            if path.stat().st_ino == inode:
+                path.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def write_report(a: Analysis, paths: list[Path], out: Path, figures: bool, latex: bool) -> None:
