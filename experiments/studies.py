@@ -1,6 +1,7 @@
 """What each study asks of its runs: its tables and figures, as harness.report blocks (one report pipeline)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -235,7 +236,9 @@ def article_claims(runs, metrics, out: Path, draw: bool = True) -> list:
     if draw:
         with figures.style():
             fig, ax = plt.subplots(figsize=(10, 3.8))
-            sns.boxplot(data=r, x="activation", y="test_acc", hue="model", order=order, ax=ax, fliersize=2)
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 the `vert` it deprecated
+                warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)
+                sns.boxplot(data=r, x="activation", y="test_acc", hue="model", order=order, ax=ax, fliersize=2)
             ax.set(xlabel="", ylabel="test accuracy")
         blocks.append(figure(fig, out, "test_acc.png", "Test accuracy per activation and model, over seeds."))
     return blocks

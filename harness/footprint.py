@@ -21,6 +21,7 @@ from harness.activations import ActivationSpec, activation_spec, probe_activatio
 from harness.config import ActivationError, Config, ConfigError
 from harness.data import DATASETS
 from harness.gated import expansion
+from harness.optimizers import OPTIMIZER_STATES
 
 BATCH = 2  # the meta forward's batch (BatchNorm needs two samples); the real probe's too
 GIB = 2**30
@@ -111,8 +112,6 @@ def memory_needed(config: Config, fp: Footprint) -> int:
     """A lower bound on the bytes a run holds at once: the data as float32 tensors, the weights and their gradients,
     the optimizer's state (when it trains), and the activations of one batch saved for the backward pass. On a GPU
     the host holds the data and the model as built, before it moves."""
-    from harness.resolve import OPTIMIZER_STATES
-
     t, d = config.trainer, config.dataset
     spec = DATASETS[d.name]
     data = (spec.train + spec.test) * math.prod(spec.input_shape) * 4

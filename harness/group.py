@@ -8,7 +8,6 @@ Loop probes and evaluates its own model, so those measurements are the one-job c
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import traceback
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness import probes, stacked
-from harness.config import Config, ConfigError, config_hash, to_dict
+from harness.config import Config, ConfigError, to_dict
 from harness.data import load_dataset
 from harness.loop import Loop
 from harness.meters import Timer, WindowStats
 from harness.recorder import CHECKPOINT, save_checkpoint
 from harness.resolve import resolve
-from harness.results import SCHEMA_VERSION, write_metrics, write_summary
+from harness.results import new_summary, now, write_metrics, write_summary
 from harness.train import boundaries, build_job
 
 
@@ -219,7 +218,7 @@ def run_group(configs: list[Config], run_dirs: list[Path], overrides: list[list[
     d = configs[0].dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved[0].device)
     data = data.astype(dtype) if dtype else data
-    summaries = [new_summary(r, Path(p), o, {"id": group_id, "size": len(configs), "index": i})
+    summaries = [new_summary(r.config, Path(p), o, {"id": group_id, "size": len(configs), "index": i}, r)
                  for i, (r, p, o) in enumerate(zip(resolved, run_dirs, overrides))]
     try:
         members = [start_member(build_job(r, data), Path(p)) for r, p in zip(resolved, run_dirs)]
@@ -256,16 +255,3 @@ def start_member(job, run_dir: Path) -> Member:
     s = loop.state
     return Member(loop, list(job.model.parameters()), WindowStats(job.device), s.step, s.train_time, s.loop_time,
                   s.train_cpu_time)
-
-
-def new_summary(resolved, run_dir: Path, overrides: list[str], group: dict) -> dict:
-    """What train.run records before training, plus the member's place in its group."""
-    config = resolved.config
-    return {"schema_version": SCHEMA_VERSION, "status": "failed", "activation": resolved.activation.name,
-            "model": config.model.name, "dataset": config.dataset.name, "seed": config.seed,
-            "config_hash": config_hash(config), "overrides": list(overrides), "config": to_dict(config),
-            "init_used": resolved.init, "run_dir": str(run_dir), "started_at": now(), "group": group}
-
-
-def now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -12,6 +12,7 @@ from harness.datafiles import check_files
 from harness.footprint import check_memory, checked
 from harness.gated import expansion
 from harness.models import CELLS, INITS, MODELS, NORMS
+from harness.optimizers import OPTIMIZERS
 from harness.transformer import token_count
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
@@ -20,15 +21,6 @@ TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any 
 # docs/speed.md): below it a second thread did not pay on a quiet 2-core CPU, and on a busy one it cost 5-100x
 # (OpenMP threads spin waiting for each other) where one thread too many on a quiet machine costs at most 2x.
 ONE_THREAD_BELOW = 100_000_000
-
-# trainer.optimizer: (parameters, trainer config) -> optimizer
-OPTIMIZERS = {
-    "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
-    "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
-    "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
-}
-# trainer.optimizer: (trainer config) -> values it keeps per parameter (harness.footprint's memory estimate)
-OPTIMIZER_STATES = {"adam": lambda t: 2, "adamw": lambda t: 2, "sgd": lambda t: 1 if t.momentum else 0}
 
 
 @dataclass(frozen=True)

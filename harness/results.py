@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config import config_hash, to_dict
 from harness.outputs import refuse_symlink
 from harness.records import SCHEMA_VERSION, read_summary_file  # noqa: F401  SCHEMA_VERSION: writers import it here
 
@@ -83,6 +84,26 @@ def damaged_file(run_dir: Path, summary: dict) -> tuple[str, str] | None:
         if path.stat().st_size != record.get("bytes") or file_record(path) != record:
             return name, f"its size or checksum differs from the one in {SUMMARY}"
     return None
+
+
+def now() -> str:
+    """A summary's timestamps: local time with its offset, to the second."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def new_summary(config, run_dir: Path, overrides, group: dict | None = None, resolved=None) -> dict:
+    """The one summary every run starts from (a single run, a group's member, a job that failed before training):
+    who it is, status failed until its end says otherwise. resolved (harness.resolve) names the activation as
+    built and the initialisation used; a job that failed before it records the configured ones. group: the member's
+    place in its group; a run that trains alone is a group of one named by its folder."""
+    return {
+        "schema_version": SCHEMA_VERSION, "status": "failed",
+        "activation": resolved.activation.name if resolved else config.activation["name"],
+        "model": config.model.name, "dataset": config.dataset.name, "seed": config.seed,
+        "config_hash": config_hash(config), "overrides": list(overrides), "config": to_dict(config),
+        "init_used": resolved.init if resolved else None, "run_dir": str(run_dir), "started_at": now(),
+        "group": group or {"id": Path(run_dir).name, "size": 1, "index": 0},
+    }
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

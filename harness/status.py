@@ -1,14 +1,15 @@
-"""Where a sweep stands, for `python -m harness.sweep DIR`: running, pending, finished and failed jobs, and an
-estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
+"""Where a sweep stands, for `harness-status DIR` (`python -m harness.status DIR`): running, pending, finished and
+failed jobs, and an estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
 from __future__ import annotations
 
 import datetime
+import sys
 from pathlib import Path
 
 from harness.joblock import describe, lock_state, read_lock
 from harness.jobtable import format_table
 from harness.results import CHECKPOINT, checkpoint_problem
-from harness.sweep import FINISHED, crash_note, job_state, read_manifest
+from harness.sweep import FINISHED, MANIFEST, crash_note, job_state, read_manifest
 from harness.text import PATH_LIMIT, clean
 
 # job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started
@@ -89,3 +90,28 @@ def status_report(sweep_dir: Path) -> str:
     header = (f"{clean(sweep_dir, PATH_LIMIT)}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
               f"{time_left(phases, seconds)}")
     return f"{header}\n{format_table(rows)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`harness-status DIR` (or `python -m harness.status DIR`): where a running or stopped sweep stands, e.g. on a
+    cluster's login node."""
+    args = sys.argv[1:] if argv is None else argv
+    name = Path(sys.argv[0]).name
+    usage = f"usage: {name if name.startswith('harness-') else 'python -m harness.status'} SWEEP_DIR"
+    if args in (["-h"], ["--help"]):
+        print(f"{usage}\n\nWhere a sweep stands: each job running, pending, finished or failed, and the time left."
+              "\nSWEEP_DIR is the sweep's folder (it holds sweep.json).")
+        return 0
+    if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
+        print(f"{usage}  (a folder with a sweep.json)", file=sys.stderr)
+        return 2
+    try:
+        print(status_report(Path(args[0])))
+    except ValueError as exc:  # an unreadable sweep.json (harness.records.Unreadable): one line
+        print(f"error: {clean(Path(args[0]) / MANIFEST, PATH_LIMIT)} is unreadable: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

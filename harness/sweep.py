@@ -1,7 +1,6 @@
 """Sweep bookkeeping without Hydra: which jobs are finished, the sweep manifest, progress, and the end table."""
 from __future__ import annotations
 
-import datetime
 import faulthandler
 import json
 import os
@@ -12,22 +11,21 @@ import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from harness.config import Config, config_hash, to_dict
+from harness.config import Config, config_hash
 from harness.joblock import JobBusy, JobLock, lock_state
 from harness.jobtable import format_table  # noqa: F401  the end-of-sweep table, long imported from here
 from harness.outputs import refuse_symlink
 from harness.records import read_manifest_file
 from harness.results import (
     METRICS,
-    SCHEMA_VERSION,
     SUMMARY,
     atomic_write,
     damaged_file,
+    new_summary,
     read_summary,
     set_aside_file,
     write_summary,
 )
-from harness.text import PATH_LIMIT, clean
 
 MANIFEST = "sweep.json"
 FAULT_LOG = "fault.log"  # Python's last words when a job's process dies of a signal (os.abort, a segfault)
@@ -263,22 +261,11 @@ def remove_leftovers(job_dir: Path) -> list[Path]:
 
 def failed_summary(config: Config, run_dir: Path, overrides: list[str], error: str) -> dict:
     """Record a job that failed outside the training loop (data missing, a bug) like any failed run."""
-    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    summary = {
-        "schema_version": SCHEMA_VERSION, "status": "failed",
-        "activation": config.activation["name"], "model": config.model.name, "dataset": config.dataset.name,
-        "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
-        "config": to_dict(config), "run_dir": str(run_dir), "error": error, "started_at": now, "finished_at": now,
-        "group": one_job_group(run_dir),
-    }
+    summary = new_summary(config, run_dir, overrides) | {"error": error}
+    summary["finished_at"] = summary["started_at"]
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_summary(run_dir, summary)
     return summary
-
-
-def one_job_group(run_dir: Path) -> dict:
-    """The `group` summary key of a run that trains alone."""
-    return {"id": Path(run_dir).name, "size": 1, "index": 0}
 
 
 def write_manifest(sweep_dir: Path, jobs: list[dict], command: str) -> None:
@@ -321,30 +308,5 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     return max(1, cpus // max(1, parallel))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`harness-status DIR` (or `python -m harness.sweep DIR`): where a running or stopped sweep stands, e.g. on a
-    cluster's login node."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    name = Path(sys.argv[0]).name
-    usage = f"usage: {name if name.startswith('harness-') else 'python -m harness.sweep'} SWEEP_DIR"
-    if args in (["-h"], ["--help"]):
-        print(f"{usage}\n\nWhere a sweep stands: each job running, pending, finished or failed, and the time left."
-              "\nSWEEP_DIR is the sweep's folder (it holds sweep.json).")
-        return 0
-    if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
-        print(f"{usage}  (a folder with a sweep.json)", file=sys.stderr)
-        return 2
-    from harness.status import status_report
-
-    try:
-        print(status_report(Path(args[0])))
-    except ValueError as exc:  # an unreadable sweep.json (harness.records.Unreadable): one line
-        print(f"error: {clean(Path(args[0]) / MANIFEST, PATH_LIMIT)} is unreadable: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the command that once lived here
+    raise SystemExit("where a sweep stands: harness-status SWEEP_DIR (or python -m harness.status SWEEP_DIR)")

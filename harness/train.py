@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import random
 import traceback
 from pathlib import Path
@@ -13,15 +12,15 @@ from tqdm.auto import tqdm
 
 from harness import probes
 from harness.born_dead import born_dead_trials
-from harness.config import Config, config_hash, to_dict
+from harness.config import Config
 from harness.data import Dataset, load_dataset
 from harness.loop import Loop
 from harness.meters import Timer, WindowStats
 from harness.models import build_model
+from harness.optimizers import make_optimizer
 from harness.recorder import CHECKPOINT, save_checkpoint
-from harness.resolve import OPTIMIZERS, Job, Resolved, resolve, resolve_threads
-from harness.results import SCHEMA_VERSION, write_metrics, write_summary
-from harness.sweep import one_job_group
+from harness.resolve import Job, Resolved, resolve, resolve_threads
+from harness.results import new_summary, now, write_metrics, write_summary
 
 
 def check(config: Config) -> torch.device:
@@ -33,10 +32,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
-    return OPTIMIZERS[t.optimizer](model.parameters(), t)
 
 
 def build_job(resolved: Resolved, data: Dataset, cpu_threads: int | None = None) -> Job:
@@ -69,14 +64,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype:
     d, t = config.dataset, config.trainer
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)  # DataError
     data = data.astype(dtype) if dtype else data
-    summary = {
-        "schema_version": SCHEMA_VERSION, "status": "failed",
-        "activation": resolved.activation.name, "model": config.model.name, "dataset": d.name,
-        "seed": config.seed, "config_hash": config_hash(config), "overrides": list(overrides),
-        "config": to_dict(config), "init_used": resolved.init, "run_dir": str(run_dir),
-        "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "group": one_job_group(run_dir),  # a member of a group job records its own (harness.group)
-    }
+    summary = new_summary(config, run_dir, overrides, resolved=resolved)  # a group's members: harness.group
     try:
         job = build_job(resolved, data, cpu_threads)
         summary.update(train(job, run_dir))
@@ -85,7 +73,7 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype:
                                             data.x_train[: probes.PROBE_SIZE], t.init_trials, config.seed))
     except Exception:  # recorded, not raised: one failed run must not take a sweep down
         summary["error"] = traceback.format_exc()
-    summary["finished_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary["finished_at"] = now()
     write_summary(run_dir, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return summary

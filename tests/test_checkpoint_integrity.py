@@ -1,6 +1,6 @@
 """Checkpoints carry their checksum: one whose bytes changed after it was written (a flipped bit on disk, a bad copy)
 or that predates the checksum is set aside and its job starts over, so a resume never finishes with numbers the
-uninterrupted run would not give; `python -m harness.sweep DIR` says so."""
+uninterrupted run would not give; `python -m harness.status DIR` says so."""
 from __future__ import annotations
 
 import errno

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
+from harness import status
 from harness.records import Summary, Unreadable, read_summary_file
 from harness.results import load_runs, write_summary
 from harness.status import status_report
@@ -88,7 +88,7 @@ def test_status_lists_junk_as_pending_unreadable_rows_never_as_finished(tmp_path
                               "name_too_long"])
 def test_an_unreadable_sweep_json_is_one_line_and_exit_2(tmp_path, capsys, text):
     (tmp_path / "sweep.json").write_text(text)
-    assert sweep.main([str(tmp_path)]) == 2
+    assert status.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / 'sweep.json'} is unreadable: ") and err.count("\n") == 1, err
     assert progress(tmp_path) == (0, 0)
@@ -116,3 +116,20 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
     golden = json.loads((Path(__file__).parent / "golden" / "runs.json").read_text())
     for name, kept in golden.items():
         Summary.model_validate_json(json.dumps(kept["summary"] | {"config_hash": name}))
+
+
+def test_a_single_run_a_group_member_and_a_job_failed_before_training_start_from_one_summary(tiny, tmp_path):
+    """harness.results.new_summary is the one header: the three writers record the same identity keys."""
+    from harness.group import run_group
+    from harness.results import new_summary
+    from harness.train import run
+
+    configs = [tiny("dataset=digits", "trainer.steps=3", f"seed={s}") for s in (1, 2)]
+    one = run(configs[0], tmp_path / "one", ["seed=1"])
+    member = run_group(configs, [tmp_path / "a", tmp_path / "b"], [["seed=1"], ["seed=2"]], "g")[0]
+    failed = failed_summary(configs[0], tmp_path / "failed", ["seed=1"], "Traceback\nRuntimeError: boom")
+    header = set(new_summary(configs[0], tmp_path, []))
+    identity = ["schema_version", "activation", "model", "dataset", "seed", "config_hash", "overrides", "config"]
+    for summary in (one, member, failed):
+        assert header <= set(summary) and [summary[k] for k in identity] == [one[k] for k in identity]
+    assert one["init_used"] == member["init_used"] is not None and failed["init_used"] is None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import joblock, sweep
+from harness import joblock, status, sweep
 from harness.joblock import LOCK, JobLock, lock_state, process_start
 from tests.test_reliability_sweeps import TINY, folder, states, sweep_here
 
@@ -130,5 +130,5 @@ def test_the_status_of_a_sweep_with_an_empty_lock_says_stale(tmp_path, capsys):
     job.mkdir(parents=True)
     sweep.write_manifest(tmp_path / "sweep", [{"dir": "job", "overrides": [], "config_hash": "x"}], "run.py -m")
     (job / LOCK).write_bytes(b"")
-    assert sweep.main([str(tmp_path / "sweep")]) == 0
+    assert status.main([str(tmp_path / "sweep")]) == 0
     assert "stale job.lock: its holder (pid ? on ?) stopped; resume reruns it" in capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import run
-from harness import joblock, sweep
+from harness import joblock, status, sweep
 from harness.joblock import LOCK, JobBusy, JobLock, lock_state
 from harness.results import read_summary
 from tests.conftest import CONF_DIR
@@ -302,7 +302,7 @@ def test_a_sweep_aimed_at_another_sweeps_folder_is_refused_and_a_resume_extends_
     assert code == 0
     assert [job["dir"].split(",")[0] for job in json.loads((out / "sweep.json").read_text())["jobs"]] == [
         "activation=relu", "activation=tanh", "activation=gelu"]
-    assert sweep.main([str(out)]) == 0 and "3/3 jobs finished" in capsys.readouterr().out
+    assert status.main([str(out)]) == 0 and "3/3 jobs finished" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- 7. job folders stay inside their sweep

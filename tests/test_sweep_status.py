@@ -1,4 +1,4 @@
-"""`python -m harness.sweep DIR`: running, pending, finished and failed jobs, and the time left, from job folders
+"""`python -m harness.status DIR`: running, pending, finished and failed jobs, and the time left, from job folders
 written here by hand (a live lock, a stale lock, a summary, nothing)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from harness import sweep
+from harness import status
 from harness.joblock import LOCK, STALE_S
 from harness.results import write_summary
 from harness.status import status_report, time_left
@@ -66,7 +66,7 @@ def test_time_left_without_a_running_job_or_a_finished_one():
 
 def test_the_command_prints_the_status_and_refuses_a_folder_without_a_manifest(tmp_path, capsys):
     root = make_sweep(tmp_path / "sweep")
-    assert sweep.main([str(root)]) == 0
+    assert status.main([str(root)]) == 0
     assert "2/8 jobs finished, 2 running" in capsys.readouterr().out
-    assert sweep.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("usage: python -m harness.sweep SWEEP_DIR")
+    assert status.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("usage: python -m harness.status SWEEP_DIR")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.report.errors import ReportError
+
 __all__ = ["ReportError", "build_report"]
-
-
-class ReportError(ValueError):
-    """Bad input to a report (no such path, no runs, unknown baseline): one line for the user, no traceback."""
 
 
 def build_report(paths, baseline: str | None = None, out=None, figures: bool = True, latex: bool = False) -> Path:

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.report import ReportError, stats
+from harness.report import stats
+from harness.report.errors import ReportError
 from harness.report.load import Runs
 
 BEST = "at best val setting"  # the comparison of each activation at its own setting chosen on validation

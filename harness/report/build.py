@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
-from harness.report import ReportError, stats
+from harness.report import stats
 from harness.report.analysis import Analysis, analyse, plain_summary
+from harness.report.errors import ReportError
 from harness.report.headline import QUESTIONS, first_screen
 from harness.report.load import gather
 from harness.report.render import Block, Bullets, Heading, Text, to_html, to_markdown
