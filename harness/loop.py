@@ -239,6 +239,6 @@ def provenance(job: Job) -> dict:
         "n_params": sum(p.numel() for p in job.model.parameters()),
         "width_used": getattr(job.model, "width_used", job.config.model.width),  # model.match_params may change it
         "torch_version": torch.__version__,
-        "package_versions": package_versions(), "git_sha": sha, "git_dirty": dirty,
+        "package_versions": dict(package_versions()), "git_sha": sha, "git_dirty": dirty,
         "dataset_checksum": job.data.checksum, "hostname": platform.node(), "pid": os.getpid(),
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -235,6 +236,9 @@ def read_checkpoint(path: Path, expected_hash: str) -> dict | None:
     return None
 
 
+# Provenance is read once per process (a group's members, a basic launcher's jobs share it): a process runs the code
+# and packages it imported, so what the tree or site-packages hold later is not what ran.
+@functools.cache
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape a result."""
     versions = {}
@@ -246,6 +250,7 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@functools.cache
 def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit sha, whether the work tree has uncommitted changes) of the code, or (None, None) outside git."""
     cwd = cwd or Path(__file__).resolve().parent

@@ -289,3 +289,20 @@ def test_a_member_whose_folder_is_deleted_mid_group_fails_alone(tiny, tmp_path, 
     for i in (0, 2):
         assert records(summaries[i]) == records(calm[i])
         assert (dirs[i] / ".hydra" / "overrides.yaml").is_file() and not (dirs[i] / "checkpoint.pt").exists()
+
+
+def test_a_group_reads_what_its_members_share_once(tiny, tmp_path, monkeypatch):
+    """Package versions and the git state are read once per process, not once per member (64 members paid 1 s)."""
+    from harness import results
+
+    results.package_versions.cache_clear()
+    results.git_state.cache_clear()
+    versions, gits = [], []
+    real_version, real_run = results.metadata.version, results.subprocess.run
+    monkeypatch.setattr(results.metadata, "version", lambda name: versions.append(name) or real_version(name))
+    monkeypatch.setattr(results.subprocess, "run", lambda *a, **k: gits.append(a[0][0]) or real_run(*a, **k))
+    configs = [tiny("trainer.steps=3", f"seed={s}") for s in (1, 2, 3)]
+    summaries = run_group(configs, [tmp_path / str(s) for s in (1, 2, 3)], [[]] * 3, "g")
+    assert len(versions) == len(results.PACKAGES) and gits.count("git") == 2
+    first, last = summaries[0]["package_versions"], summaries[2]["package_versions"]
+    assert first == last and first is not last  # each summary its own copy
