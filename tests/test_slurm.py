@@ -171,9 +171,12 @@ def interrupted(tmp_path_factory) -> tuple[Path, subprocess.Popen, str, dict]:
     out = tmp_path_factory.mktemp("interrupted") / "sweep"
     args = [SLURM, "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5", "seed=0,1", *JOB]
     with running(out, *args, env=SLOW) as proc:
-        wait_until(lambda: checkpointed(out, 0)() and checkpointed(out, 1)(), "both jobs' first checkpoint")
+        # Each job is interrupted as soon as its first checkpoint is there: waiting for both let a job that started
+        # first run to its end within KillWait on a busy machine, and it then had no checkpoint to continue from.
+        wait_until(checkpointed(out, 0), "job 0's first checkpoint")
+        subprocess.run(["scontrol", "requeue", slurm_ids(out)[0]], check=True)  # what SLURM does on preemption
+        wait_until(checkpointed(out, 1), "job 1's first checkpoint")
         ids = slurm_ids(out)
-        subprocess.run(["scontrol", "requeue", ids[0]], check=True)  # what SLURM does to a preempted job
         subprocess.run(["scancel", "--signal=USR2", ids[1]], check=True)  # what --signal=USR2@120 sends
         text = finish(proc, out)
     return out, proc, text, {seed: sacct_states(i) for seed, i in enumerate(ids)}
