@@ -14,7 +14,7 @@ from torch import nn
 from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks, training_saved_bytes
 from scripts import bench_busy, bench_overhead, microbench
 
-pytestmark = pytest.mark.serial  # they time blocks and run the benchmarks: never beside another test
+# Tests that read a clock run alone (pytest.mark.serial); those that run a benchmark check its output's form only.
 
 N = 1000  # elements of the hand-counted tensors
 
@@ -61,6 +61,7 @@ def test_bf16_error_is_zero_for_relu_and_small_for_tanh():
     assert prelu.weight.dtype == torch.float32  # the module comes back as it went in
 
 
+@pytest.mark.serial
 def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
     calls = []
 
@@ -169,6 +170,7 @@ def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
 
 
 @pytest.mark.slow  # four `python run.py` subprocesses, about 30 s
+@pytest.mark.serial  # it spins a neighbour on purpose
 def test_busy_benchmark_prints_the_ratio_beside_a_spinning_neighbour(data_root, capsys):
     assert bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}",
                             "dataset.train_size=300"]) == 0
@@ -183,6 +185,7 @@ def test_busy_benchmark_refuses_bad_input_in_one_line(capsys):
     assert exit_info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.serial
 def test_time_blocks_on_one_cpu_thread_read_its_cpu_time_not_the_wall():
     # conftest keeps torch at one thread: a block that only waits costs no CPU time
     import time

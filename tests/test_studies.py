@@ -44,12 +44,9 @@ def sweep_axes(name: str) -> list[list[str]]:
 
 
 def covering_jobs(axes: list[list[str]]) -> list[list[str]]:
-    """Jobs that use every value of every axis at least once (the full product is too many to compose in CI)."""
-    jobs = []
-    for i, axis in enumerate(axes):
-        for value in axis:
-            jobs.append([value if j == i else other[0] for j, other in enumerate(axes)])
-    return jobs
+    """Jobs that between them use every value of every axis (the full product is too many to compose in CI): job i
+    takes each axis's i-th value, its last once it has no more; as many jobs as the longest axis has values."""
+    return [[axis[min(i, len(axis) - 1)] for axis in axes] for i in range(max(map(len, axes)))]
 
 
 def sweep_jobs(name: str) -> list[list[str]]:
