@@ -169,8 +169,7 @@ def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
     assert bench_overhead.parse_args(["--threads", "2"]).clock == "wall"
 
 
-@pytest.mark.slow  # four `python run.py` subprocesses, about 30 s
-@pytest.mark.serial  # it spins a neighbour on purpose
+@pytest.mark.slow  # four `python run.py` subprocesses, about 15 s; its form only, so not alone (serial)
 def test_busy_benchmark_prints_the_ratio_beside_a_spinning_neighbour(data_root, capsys):
     assert bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}",
                             "dataset.train_size=300"]) == 0

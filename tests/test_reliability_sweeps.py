@@ -269,7 +269,7 @@ def wait_for(condition, seconds: float, what: str) -> None:
 @pytest.mark.extra("launchers")
 def test_killing_a_joblib_sweep_ends_its_workers_and_a_resume_finishes_every_job_once(tmp_path):
     out = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, "trainer.steps=3000",
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, "trainer.steps=1500",
             "trainer.checkpoint_every=50", "trainer.log_every=50", "trainer.eval_every=1000", f"hydra.sweep.dir={out}"]
     with open(tmp_path / "first.out", "w") as log:
         proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
