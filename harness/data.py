@@ -224,18 +224,25 @@ def load_dataset(
 
 
 class BatchIterator:
-    """Shuffled mini-batches indexed on the device; drops the last partial batch so shapes stay fixed."""
+    """Shuffled mini-batches indexed on the device; drops the last partial batch so shapes stay fixed.
+
+    Each epoch's order is drawn on the CPU from the seed's generator and copied to the device once: a run's batch
+    order depends on its seed alone, the same on the CPU and on CUDA (whose generator draws other numbers)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(x))
-        self.generator = torch.Generator(device=x.device).manual_seed(seed)
-        self.perm = torch.randperm(len(x), generator=self.generator, device=x.device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = self.draw()
         self.position = 0
+
+    def draw(self) -> torch.Tensor:
+        """The next epoch's order, on the data's device."""
+        return torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.position + self.batch_size > len(self.perm):
-            self.perm = torch.randperm(len(self.x), generator=self.generator, device=self.x.device)
+            self.perm = self.draw()
             self.position = 0
         idx = self.perm[self.position : self.position + self.batch_size]
         self.position += self.batch_size
@@ -243,6 +250,13 @@ class BatchIterator:
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "perm": self.perm.cpu(), "position": self.position}
+
+    def state_problem(self, state: dict) -> str | None:
+        """Why a checkpoint's batch state cannot be continued here, or None: a CUDA run's checkpoint from before
+        batch orders were drawn on the CPU holds a CUDA generator's state."""
+        if state["generator"].numel() != self.generator.get_state().numel():
+            return "holds a batch order drawn by a CUDA generator (written before orders were drawn on the CPU)"
+        return None
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from harness.config import Config, config_hash
-from harness.results import CHECKPOINT, read_checkpoint, write_checkpoint_file  # noqa: F401  (CHECKPOINT: for the loop)
+from harness.results import CHECKPOINT, read_checkpoint, set_aside_checkpoint, write_checkpoint_file  # noqa: F401  (CHECKPOINT: for the loop)
 
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 
@@ -79,6 +79,10 @@ def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Confi
     damaged, another config)."""
     blob = read_checkpoint(path, config_hash(config))
     if blob is None:
+        return None
+    problem = batches.state_problem(blob["batches"])
+    if problem:  # checked before anything is restored: the job starts over from its fresh state
+        set_aside_checkpoint(path, problem)
         return None
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])

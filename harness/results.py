@@ -231,9 +231,14 @@ def read_checkpoint(path: Path, expected_hash: str) -> dict | None:
         if blob["config_hash"] == expected_hash:
             return blob
         reason = "is of another configuration"
+    set_aside_checkpoint(path, reason)
+    return None
+
+
+def set_aside_checkpoint(path: Path, reason: str) -> None:
+    """Move a checkpoint that cannot be used out of the way (never deleted), with one line in the job's log."""
     aside = set_aside_file(path)
     log.warning(f"{path.name} {reason}: moved to {aside.name}; the job starts over")
-    return None
 
 
 # Provenance is read once per process (a group's members, a basic launcher's jobs share it): a process runs the code

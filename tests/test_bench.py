@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks, training_saved_bytes
-from scripts import bench_busy, bench_overhead, microbench
+from scripts import bench_busy, bench_grouped, bench_overhead, microbench, plain_stacked
 
 # Tests that read a clock run alone (pytest.mark.serial); those that run a benchmark check its output's form only.
 
@@ -191,3 +191,31 @@ def test_time_blocks_on_one_cpu_thread_read_its_cpu_time_not_the_wall():
 
     times = time_blocks(lambda state: time.sleep(0.02), torch.device("cpu"), repeats=2, warmup=0)
     assert max(times) < 0.005
+
+
+def test_the_plain_stacked_loop_is_k_torch_mlps_side_by_side():
+    """scripts/plain_stacked.py, the limit bench_grouped names: member i's slice of the stacked forward is an
+    nn.Sequential of Linear and ReLU holding member i's weights."""
+    params = plain_stacked.stacked_mlp(3, [5, 7, 7, 4], torch.device("cpu"))
+    x = torch.randn(3, 6, 5)
+    stacked = plain_stacked.forward(params, x)
+    for i in range(3):
+        layers = []
+        for w, b in zip(params[::2], params[1::2]):
+            linear = torch.nn.Linear(*w.shape[1:])
+            with torch.no_grad():
+                linear.weight.copy_(w[i].T)
+                linear.bias.copy_(b[i, 0])
+            layers += [linear, torch.nn.ReLU()]
+        torch.testing.assert_close(stacked[i], torch.nn.Sequential(*layers[:-1])(x[i]))
+    result = plain_stacked.train(2, 5, n=300, features=5, width=7, batch=10)
+    assert result["k"] == 2 and result["samples_per_s"] > 0 and math.isfinite(result["loss"])
+
+
+def test_the_grouped_benchmark_prints_the_harness_beside_the_plain_stacked_loop(data_root, capsys):
+    bench_grouped.main(["--models", "mlp", "--seeds", "2", "--steps", "20", f"dataset.root={data_root}",
+                        "dataset.train_size=300", "trainer.eval_every=10", "trainer.log_every=10"])
+    out = capsys.readouterr().out
+    assert "the limit, mlp, K=2" in out and "harness/plain" in out and "stacking 2 gives it" in out
+    row = next(line for line in out.splitlines() if line.startswith("mlp "))
+    assert float(row.split()[3].rstrip("x")) > 0  # one job per run / grouped

@@ -7,6 +7,7 @@ import errno
 import logging
 
 import pytest
+import torch
 
 import harness.train as train
 from harness.results import (
@@ -121,6 +122,27 @@ def test_a_checkpoint_written_before_checksums_is_refused_in_one_line(clean, tmp
     assert_as_uninterrupted(summary, tmp_path / "run", reference, metrics)
     assert_set_aside_and_started_over(tmp_path / "run", old, lines)
     assert "no checksum header" in lines[0]
+
+
+def test_a_cuda_checkpoint_from_before_cpu_drawn_batch_orders_is_set_aside_and_the_job_starts_over(clean, tmp_path,
+                                                                                                   caplog):
+    """Batch orders are drawn on the CPU now (harness.data.BatchIterator); a CUDA run's older checkpoint holds a
+    CUDA generator's 16-byte state, which a CPU generator cannot take: one line, and the job starts over."""
+    config, reference, metrics, checkpoint = clean
+    blob = load_checkpoint_file(write_and_read(tmp_path, checkpoint))
+    blob["batches"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # what torch.cuda's generator saves
+    write_checkpoint_file(tmp_path / "cuda.pt", blob)
+    older = (tmp_path / "cuda.pt").read_bytes()
+    summary, lines = resume(config, tmp_path / "run", older, caplog)
+    assert_as_uninterrupted(summary, tmp_path / "run", reference, metrics)
+    assert_set_aside_and_started_over(tmp_path / "run", older, lines)
+    assert "drawn by a CUDA generator" in lines[0]
+
+
+def write_and_read(tmp_path, checkpoint: bytes):
+    path = tmp_path / "clean.pt"
+    path.write_bytes(checkpoint)
+    return path
 
 
 @pytest.mark.slow

@@ -104,6 +104,23 @@ def test_batches_cover_an_epoch_and_resume_exactly():
     assert all(torch.equal(a, b) for a, b in zip(ahead, [next(it2)[1] for _ in range(5)]))
 
 
+def batch_order(device: str, seed: int = 7, epochs: int = 3) -> list[int]:
+    x, y = torch.zeros(10, 1, device=device), torch.arange(10, device=device)
+    it = BatchIterator(x, y, 5, seed)
+    return torch.cat([next(it)[1] for _ in range(2 * epochs)]).tolist()
+
+
+def test_a_batch_order_is_the_cpu_generators_permutations_of_its_seed():
+    """Each epoch is torch.randperm from a CPU generator seeded with the run's seed, whatever the device."""
+    g = torch.Generator().manual_seed(7)
+    assert batch_order("cpu") == torch.cat([torch.randperm(10, generator=g) for _ in range(3)]).tolist()
+
+
+@pytest.mark.cuda
+def test_a_batch_order_is_the_same_on_cuda_as_on_the_cpu():
+    assert batch_order("cuda") == batch_order("cpu")
+
+
 @pytest.mark.parametrize("name", ["mnist1d", "digits", "spirals"])
 def test_the_registry_knows_each_dataset_before_loading_it(name, data_root):
     spec = DATASETS[name]
