@@ -80,6 +80,11 @@ def pytest_runtest_setup(item):
     for mark in item.iter_markers("extra"):
         present, how = EXTRAS[mark.args[0]]
         require(present(), how)
+    if item.get_closest_marker("cuda"):  # the GPU check runs them (scripts/gpu_check.sh); CI never has a GPU
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU")
 
 
 def pytest_xdist_auto_num_workers(config):
