@@ -3,7 +3,7 @@
     python scripts/bench_grouped.py                      # 16 seeds of the default MLP, CNN and RNN, 500 steps
     python scripts/bench_grouped.py --models mlp --seeds 8 --steps 300 --profile
     python scripts/bench_grouped.py --models transformer --seeds 8 --steps 300
-    python scripts/bench_grouped.py --device cuda --seeds 64 --one-job-runs 8 --steps 200   # the GPU check's
+    python scripts/bench_grouped.py --device cuda --models mlp --seeds 64 --one-job-runs 4 --steps 500  # GPU check
 
 For the MLP it then prints the limit: the group's training loop against scripts/plain_stacked.py, the same MLP as a
 plain stacked loop written without harness code, same K, device and steps (and that loop at K=1).
