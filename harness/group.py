@@ -22,9 +22,9 @@ from harness.config import Config, ConfigError, to_dict
 from harness.data import load_dataset
 from harness.loop import Loop
 from harness.meters import Timer, WindowStats
-from harness.recorder import CHECKPOINT, save_checkpoint
+from harness.recorder import save_checkpoint
 from harness.resolve import resolve
-from harness.results import new_summary, now, write_metrics, write_summary
+from harness.results import new_summary, now, write_metrics, write_record
 from harness.train import boundaries, build_job
 
 
@@ -236,17 +236,11 @@ def run_group(configs: list[Config], run_dirs: list[Path], overrides: list[list[
 
 
 def keep_record(run_dir: Path, summary: dict) -> None:
-    """Write a member's summary.json. A member whose folder was deleted mid-group gets it back with its failed
-    record (resume reruns it); one whose folder cannot be written fails alone. A finished member's checkpoint goes,
-    as train.run's does; a failed member keeps its last good one to resume from (harness.recorder checks it)."""
+    """A member's end (harness.results.write_record); one whose folder cannot be written fails alone."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(run_dir, summary)
+        write_record(run_dir, summary)
     except OSError as exc:
         summary.update(status="failed", error=f"its summary.json could not be written: {exc}")
-        return
-    if summary["status"] != "failed":
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
 def start_member(job, run_dir: Path) -> Member:

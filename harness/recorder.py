@@ -9,7 +9,12 @@ from pathlib import Path
 import torch
 
 from harness.config import Config, config_hash
-from harness.results import CHECKPOINT, read_checkpoint, set_aside_checkpoint, write_checkpoint_file  # noqa: F401  (CHECKPOINT: for the loop)
+from harness.results import (  # noqa: F401  (CHECKPOINT: for the loop)
+    CHECKPOINT,
+    read_checkpoint,
+    set_aside_checkpoint,
+    write_checkpoint_file,
+)
 
 Row = tuple  # (step, split, metric, layer, value, t): one metrics.csv line
 

@@ -118,6 +118,15 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     atomic_write(Path(run_dir) / SUMMARY, lambda f: f.write(text + "\n"))
 
 
+def write_record(run_dir: Path, summary: dict) -> None:
+    """A run's end: its summary.json, in its folder (made again if it was deleted meanwhile); a finished run's
+    checkpoint goes, a failed one keeps its last good one to resume from. Raises OSError when it cannot write."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_summary(run_dir, summary)
+    if summary["status"] != "failed":
+        (Path(run_dir) / CHECKPOINT).unlink(missing_ok=True)
+
+
 def write_metrics(run_dir: Path, rows: list[tuple]) -> None:
     """Write metrics.csv (long form: step, split, metric, layer, value, t) atomically."""
 

@@ -24,7 +24,7 @@ from harness.results import (
     new_summary,
     read_summary,
     set_aside_file,
-    write_summary,
+    write_record,
 )
 
 MANIFEST = "sweep.json"
@@ -263,8 +263,7 @@ def failed_summary(config: Config, run_dir: Path, overrides: list[str], error: s
     """Record a job that failed outside the training loop (data missing, a bug) like any failed run."""
     summary = new_summary(config, run_dir, overrides) | {"error": error}
     summary["finished_at"] = summary["started_at"]
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    write_summary(run_dir, summary)
+    write_record(run_dir, summary)
     return summary
 
 
