@@ -210,8 +210,7 @@ def test_stacked_forward_matches_each_member_on_its_own_batch():
     torch.testing.assert_close(logits, torch.stack([m(x) for m, x in zip(models, xs)]), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 @pytest.mark.parametrize("case", ["mlp", "cnn_1d", "rnn_gru_bidirectional_digits"])
 def test_members_equal_their_one_job_twins_float64_on_cuda(tiny, tmp_path, case):
     for one, grouped in run_twins(tiny, tmp_path, [*CASES[case][0], "trainer.device=cuda"]):

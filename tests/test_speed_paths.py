@@ -125,27 +125,22 @@ def test_window_stats_find_the_first_non_finite_loss_across_folds(monkeypatch):
 
 # ---------------------------------------------------------------- on a GPU (gpu_check.sh runs these: pytest -m cuda)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-
-@pytest.mark.cuda
-@cuda
+@pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 def test_cuda_run_records_device_memory_and_precision(tiny, tmp_path):
     s = run(tiny("trainer.device=cuda", "trainer.precision=bf16", "model=cnn"), tmp_path / "gpu")
     assert s["status"] == "ok" and s["device"] == "cuda" and s["precision"] == "bf16"
     assert s["device_name"] == torch.cuda.get_device_name() and s["peak_mem_mb"] > 0 and s["samples_per_s"] > 0
 
 
-@pytest.mark.cuda
-@cuda
+@pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 def test_cuda_compile_trains(tiny, tmp_path):
     s = run(tiny("trainer.device=cuda", "trainer.compile=true", "trainer.steps=12"), tmp_path / "compiled")
     assert s["status"] == "ok", s.get("error")
     assert s["compile"] is True
 
 
-@pytest.mark.cuda
-@cuda
+@pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 def test_cuda_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path):
     """CUDA's own sync detector: warnings per synchronising call, counted in two runs with the same boundaries."""
 
