@@ -244,6 +244,7 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
 
     `config` is a harness Config whose log_every and eval_every set what 'on' means (the defaults: 250).
     """
+    from harness.group import build_group
     from harness.train import train
 
     t = config.trainer
@@ -252,19 +253,30 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
     if plain_first:
         plain = run_plain(config, data, device)
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = train(build(config, data, device), Path(run_dir))
+        group = build_group([resolved(config, device)], data, [Path(run_dir)])
+        train(group)
+        summary = group.members[0].summary
     if not plain_first:
         plain = run_plain(config, data, device)
     return OverheadResult(config.model.name, probes, plain[0], summary["samples_per_s"], plain[1],
                           summary["loop_time_s"])
 
 
-def build(config, data, device: torch.device):
-    """The harness's Job for config on already loaded data: the same seeded model and optimiser as a run's."""
+def resolved(config, device: torch.device):
+    """config resolved for `device` without looking for it again (the benchmark picked it)."""
     from harness.resolve import resolve
-    from harness.train import build_job
 
-    return build_job(replace(resolve(config, device=False), device=device), data)
+    return replace(resolve(config, device=False), device=device)
+
+
+def build(config, data, device: torch.device) -> tuple:
+    """The harness's seeded model for config on already loaded data, and a torch optimizer for it: what a plain
+    loop written without harness code trains."""
+    from harness.group import build_member_model
+    from harness.optimizers import make_optimizer
+
+    model = build_member_model(resolved(config, device), data)
+    return model, make_optimizer(model, config.trainer)
 
 
 def run_plain(config, data, device: torch.device) -> tuple[float, float]:
@@ -272,6 +284,6 @@ def run_plain(config, data, device: torch.device) -> tuple[float, float]:
     t = config.trainer
     batch = min(t.batch_size, len(data.x_train))
     warmup = min(10, max(t.steps // 10, 1))  # the harness's own warm-up
-    job = build(config, data, device)
-    timed, wall = plain_loop(job.model, job.optimizer, data, batch, t.steps, warmup, t.eval_every, config.seed)
+    model, optimizer = build(config, data, device)
+    timed, wall = plain_loop(model, optimizer, data, batch, t.steps, warmup, t.eval_every, config.seed)
     return (t.steps - warmup) * batch / timed, wall

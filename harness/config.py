@@ -39,7 +39,7 @@ HASHED_AT_DEFAULT = {"trainer.threads": None}
 # Keys added after schema v1, with their defaults: left out of config_hash while at the default, so that adding
 # a key never changes the hash of an existing config (older sweeps still resume). Add every new key here.
 ADDED_KEYS: dict[str, object] = {"model.match_params": False, "model.heads": 2, "model.ffn_ratio": 4.0,
-                                  "model.patch": 4}
+                                  "model.patch": 4, "trainer.capture": "auto"}
 
 
 EXIT_BAD_INPUT = 2  # the exit status of a refused command line or sweep: nothing ran
@@ -101,6 +101,7 @@ class TrainerConfig:
     progress: bool = True
     threads: Any = "auto"  # torch CPU threads: "auto" (harness.threads), a count, or null for torch's default
     init_trials: int = 0  # with steps=0: born-dead fraction over this many fresh initialisations (harness/born_dead.py)
+    capture: Any = "auto"  # the training step as a CUDA graph: auto, true or false (harness/capture.py)
 
 
 @dataclass
@@ -146,6 +147,9 @@ def validate(config: Config) -> None:
     _check(t.init_trials == 0 or t.steps == 0,
            f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0")
     one_of("trainer.device", t.device, DEVICES)
+    _check(t.capture in ("auto", True, False), f"trainer.capture must be auto, true or false, got {t.capture!r}")
+    _check(t.capture is not True or (t.precision != "fp16" and not t.compile),
+           "trainer.capture=true cannot capture fp16's loss scaling or a compiled model; use trainer.capture=auto")
     one_of("trainer.precision", t.precision, PRECISIONS)
     _check(m.depth >= 0, f"model.depth must be >= 0, got {m.depth}")
     _check(m.width > 0, f"model.width must be > 0, got {m.width}")

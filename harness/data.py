@@ -223,45 +223,61 @@ def load_dataset(
     )
 
 
-class BatchIterator:
-    """Shuffled mini-batches indexed on the device; drops the last partial batch so shapes stay fixed.
+class MemberBatches:
+    """Shuffled mini-batches for K members at once, indexed on the device: drops each epoch's last partial batch
+    so shapes stay fixed.
 
-    Each epoch's order is drawn on the CPU from the seed's generator and copied to the device once: a run's batch
-    order depends on its seed alone, the same on the CPU and on CUDA (whose generator draws other numbers)."""
+    Member i's epochs are torch.randperm from a CPU generator seeded with its seed, drawn for every member at once
+    when an epoch ends and copied to the device once (K, N): a member's batch order depends on its seed alone, the
+    same on the CPU and on CUDA (whose generator draws other numbers) and whatever group it trains in. While the
+    members move in step (the usual case) a batch is one slice of that table, with no host work that grows with K.
+    A member that is not active (frozen, or resumed from a later step and not yet joined) does not advance."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: list[int]):
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(x))
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = self.draw()
-        self.position = 0
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.perm = self.draw(range(len(seeds)))  # (K, N) on the data's device
+        self.positions = np.zeros(len(seeds), dtype=np.int64)
 
-    def draw(self) -> torch.Tensor:
-        """The next epoch's order, on the data's device."""
-        return torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+    def draw(self, members) -> torch.Tensor:
+        """The next epoch's orders of these members, (len(members), N) on the data's device."""
+        return torch.stack([torch.randperm(len(self.x), generator=self.generators[i]) for i in members]).to(
+            self.x.device)
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.position + self.batch_size > len(self.perm):
-            self.perm = self.draw()
-            self.position = 0
-        idx = self.perm[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
+    def next(self, active: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, B, ...) inputs and (K, B) labels of the next step; only `active` members (a (K,) bool array, None:
+        all) advance, the others are handed a batch they do not train on."""
+        ended = self.positions + self.batch_size > len(self.x)
+        if ended.any():
+            members = np.flatnonzero(ended)
+            self.perm[torch.as_tensor(members, device=self.perm.device)] = self.draw(members)
+            self.positions[members] = 0
+        p = self.positions[0]
+        if (self.positions == p).all():
+            idx = self.perm[:, p : p + self.batch_size]
+        else:  # members at different places in their epochs (joined from a later checkpoint): one gather
+            offsets = torch.as_tensor(self.positions[:, None] + np.arange(self.batch_size), device=self.perm.device)
+            idx = self.perm.gather(1, offsets)
+        self.positions += self.batch_size if active is None else self.batch_size * active
         return self.x[idx], self.y[idx]
 
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "perm": self.perm.cpu(), "position": self.position}
+    def state_dict(self, i: int) -> dict:
+        """Member i's place, as a one-member checkpoint keeps it."""
+        return {"generator": self.generators[i].get_state(), "perm": self.perm[i].cpu(),
+                "position": int(self.positions[i])}
 
     def state_problem(self, state: dict) -> str | None:
         """Why a checkpoint's batch state cannot be continued here, or None: a CUDA run's checkpoint from before
         batch orders were drawn on the CPU holds a CUDA generator's state."""
-        if state["generator"].numel() != self.generator.get_state().numel():
+        if state["generator"].numel() != self.generators[0].get_state().numel():
             return "holds a batch order drawn by a CUDA generator (written before orders were drawn on the CPU)"
         return None
 
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm = state["perm"].to(self.x.device)
-        self.position = state["position"]
+    def load_state_dict(self, i: int, state: dict) -> None:
+        self.generators[i].set_state(state["generator"])
+        self.perm[i] = state["perm"].to(self.perm.device)
+        self.positions[i] = state["position"]
 
 
 def check_fits(config) -> None:

@@ -47,66 +47,69 @@ class Timer:
 
 
 class WindowStats:
-    """Mean training loss and accuracy over a logging window, and its first non-finite loss, kept on the device.
+    """Each member's mean training loss and accuracy over a logging window, and its first non-finite loss, kept on
+    the device.
 
-    A step only keeps references to its loss, logits and labels (no kernel, no host sync); every FOLD steps a few
-    kernels stack the losses (one float per step) and add up the correct predictions, so memory stays bounded in a
-    long window. read() is the window's one host sync. Every op here runs in the hot loop, where even a tiny
+    A step only keeps references to its (K,) losses, (K, B, C) logits and (K, B) labels (no kernel, no host sync);
+    every FOLD steps a few kernels stack the losses and add up the correct predictions, so memory stays bounded in
+    a long window. read() is the window's one host sync. Every op here runs in the hot loop, where even a tiny
     kernel costs microseconds (measured on a CPU MLP step of 430 us: folding every 8, 32 and 128 steps cost about
-    4, 3.5 and 3% of it, and any per-step accuracy op more): keep them few.
+    4, 3.5 and 3% of it, and any per-step accuracy op more): keep them few, and never per member.
     """
 
     FOLD = 128
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, device: torch.device, k: int = 1):
+        self.device, self.k = device, k
         self.reset()
 
     def reset(self) -> None:
-        self.correct = torch.zeros((), device=self.device)
-        self.loss_chunks = []  # (FOLD,) each
+        self.correct = torch.zeros(self.k, device=self.device)
+        self.loss_chunks = []  # (FOLD, K) each
         self.losses, self.logits, self.labels = [], [], []
         self.batches = self.samples = 0
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.losses.append(loss.detach())
+    def add(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.losses.append(losses.detach())
         self.logits.append(logits.detach())
         self.labels.append(y)
         self.batches += 1
-        self.samples += y.shape[0]
+        self.samples += y.shape[-1]
         if len(self.losses) == self.FOLD:
             self.fold()
 
     def fold(self) -> None:
         if self.losses:
             self.loss_chunks.append(torch.stack(self.losses))
-            self.correct += (torch.cat(self.logits).argmax(1) == torch.cat(self.labels)).sum()
+            self.correct += (torch.cat(self.logits, 1).argmax(-1) == torch.cat(self.labels, 1)).sum(1)
             self.losses, self.logits, self.labels = [], [], []
 
-    def read(self) -> tuple[float, float, int | None]:
-        """(mean loss, accuracy, offset in the window of the first non-finite loss or None); then reset."""
+    def read(self) -> list[tuple[float, float, int | None]]:
+        """Per member (mean loss, accuracy, offset in the window of the first non-finite loss or None); then reset."""
         self.fold()
-        losses = torch.cat(self.loss_chunks)  # (batches,)
+        losses = torch.cat(self.loss_chunks)  # (batches, K)
         bad = ~torch.isfinite(losses)
-        loss_sum, correct, any_bad, first_bad = torch.stack(
-            [losses.sum(), self.correct, bad.any().float(), bad.float().argmax().float()]).tolist()
-        result = loss_sum / self.batches, correct / self.samples, int(first_bad) if any_bad else None
+        sums, correct, any_bad, first_bad = torch.stack(  # each member's sum by one row's kernel, as at K=1
+            [losses.t().contiguous().sum(1), self.correct, bad.any(0).float(), bad.float().argmax(0).float()]).tolist()
+        result = [(s / self.batches, c / self.samples, int(f) if a else None)
+                  for s, c, a, f in zip(sums, correct, any_bad, first_bad)]
         self.reset()
         return result
 
 
 @torch.no_grad()
-def evaluate(model, x, y, autocast) -> tuple[float, float]:
-    """(mean loss, accuracy) on a whole split, in eval mode."""
-    was_training = model.training
-    model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
+def evaluate(stack, x: torch.Tensor, y: torch.Tensor, autocast) -> list[tuple[float, float]]:
+    """Each member's (mean loss, accuracy) on a whole split, in eval mode: every member sees the same inputs."""
+    was_training = stack.training
+    stack.eval()
+    loss = torch.zeros(stack.k, device=x.device, dtype=x.dtype)  # the data's precision (the tests' float64)
+    correct = torch.zeros(stack.k, device=x.device)
     for i in range(0, len(x), EVAL_CHUNK):
+        xs, ys = x[i : i + EVAL_CHUNK], y[i : i + EVAL_CHUNK].expand(stack.k, -1)
         with autocast():
-            logits = model(x[i : i + EVAL_CHUNK]).float()
-        loss += F.cross_entropy(logits, y[i : i + EVAL_CHUNK], reduction="sum")
-        correct += (logits.argmax(1) == y[i : i + EVAL_CHUNK]).sum()
-    model.train(was_training)
-    loss, correct = torch.stack([loss, correct]).tolist()
-    return loss / len(x), correct / len(x)
+            logits = stack.forward(xs.expand(stack.k, *xs.shape))[0].to(x.dtype)  # autocast's bf16 back
+        k, n, c = logits.shape
+        loss += F.cross_entropy(logits.reshape(k * n, c), ys.reshape(k * n), reduction="none").view(k, n).sum(1)
+        correct += (logits.argmax(-1) == ys).sum(1)
+    stack.train(was_training)
+    return [(s / len(x), c / len(x)) for s, c in zip(*torch.stack([loss, correct]).tolist())]

@@ -69,33 +69,26 @@ class Recorder:
             self.rows += [(step, split, "grad_norm_h", layer, v, t) for t, v in enumerate(norms)]
 
 
-def save_checkpoint(path: Path, model, optimizer, scaler, batches, state: dict, config: Config) -> None:
-    """Save everything a restarted job needs to continue exactly, atomically and behind its checksum (state: a
-    TrainState as a dict)."""
-    blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "batches": batches.state_dict(), "rng": torch.get_rng_state(),
+def save_checkpoint(path: Path, parts: dict, state: dict, config: Config) -> None:
+    """Save everything a restarted job needs to continue exactly, atomically and behind its checksum. parts: the
+    member's model, optimizer, scaler and batches state dicts (in the formats of torch's own optimizers and of a
+    one-member harness.data.MemberBatches); state: a TrainState as a dict."""
+    blob = {**parts, "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": state, "config_hash": config_hash(config)}
     write_checkpoint_file(path, blob)
 
 
-def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Config) -> TrainState | None:
-    """Restore a checkpoint written by save_checkpoint; None when it was set aside (no checksum or a wrong one,
-    damaged, another config)."""
+def load_checkpoint(path: Path, config: Config, batches_problem) -> tuple[dict, TrainState] | None:
+    """A checkpoint written by save_checkpoint: (its parts, its TrainState) for the caller to restore; None when it
+    was set aside (no checksum or a wrong one, damaged, another config, batches_problem(its batches) not None)."""
     blob = read_checkpoint(path, config_hash(config))
     if blob is None:
         return None
-    problem = batches.state_problem(blob["batches"])
+    problem = batches_problem(blob["batches"])
     if problem:  # checked before anything is restored: the job starts over from its fresh state
         set_aside_checkpoint(path, problem)
         return None
-    model.load_state_dict(blob["model"])
-    optimizer.load_state_dict(blob["optimizer"])
-    scaler.load_state_dict(blob["scaler"])
-    batches.load_state_dict(blob["batches"])
-    torch.set_rng_state(blob["rng"])
-    if blob["cuda_rng"]:
-        torch.cuda.set_rng_state_all(blob["cuda_rng"])
     known = {f.name for f in dataclasses.fields(TrainState)}
     state = TrainState(**{k: v for k, v in blob["state"].items() if k in known})
     if "train_cpu_time" not in blob["state"]:  # saved before the CPU clock was kept: its CPU time is unknown
@@ -103,4 +96,11 @@ def load_checkpoint(path: Path, model, optimizer, scaler, batches, config: Confi
     state.rows = [tuple(r) for r in state.rows if r[0] <= state.step]
     if state.warm_time is not None:
         state.warm_time = tuple(state.warm_time)
-    return state
+    return blob, state
+
+
+def restore_rng(blob: dict) -> None:
+    """The random state a checkpoint was saved with (RReLU's noise draws from it)."""
+    torch.set_rng_state(blob["rng"])
+    if blob["cuda_rng"]:
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])

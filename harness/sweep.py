@@ -183,7 +183,7 @@ def ctrl_c_noted():
 
 def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,
                      hydra_files: list[dict], watch_parent: bool = False) -> list[dict]:
-    """Run a group job's members (harness.group.run_group), each under its own job lock as a one-job run is.
+    """Run a group job's members (harness.train.run_group), each under its own job lock as a one-job run is.
 
     A member held by a live process is left alone and one finished meanwhile is kept; the others train, as one
     group, or as a one-job run when one is left. Each member gets its .hydra files as Hydra writes a job's.
@@ -205,13 +205,13 @@ def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: lis
             return done
         stack.enter_context(fault_logs([d for _, d, _ in todo]))
         configs, dirs, overrides = map(list, zip(*todo))
-        if len(todo) == 1:  # a group of one takes other kernels (docs/grouped.md): it runs as a one-job run
+        if len(todo) == 1:  # one left: a single run (its summary names no group)
             return done + guarded(run_one, configs, dirs, overrides)
         return done + guarded(run_members, configs, dirs, overrides, gid)
 
 
 def run_members(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str) -> list[dict]:
-    from harness.group import run_group
+    from harness.train import run_group
 
     return run_group(configs, run_dirs, overrides, gid)
 

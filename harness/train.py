@@ -1,26 +1,21 @@
-"""One run: resolve the Config once, build what it names, train it with the loop below (top to bottom), record it."""
+"""The training loop, for one run or many: resolve once, build the group (harness.group: a single run is a group
+of one), train it with the loop below (top to bottom), record each member."""
 from __future__ import annotations
 
-import dataclasses
-import random
 import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from harness import probes
 from harness.born_dead import born_dead_trials
 from harness.config import Config
-from harness.data import Dataset, load_dataset
-from harness.loop import Loop
+from harness.data import load_dataset
+from harness.group import Group, build_group, check_group
 from harness.meters import Timer, WindowStats
-from harness.models import build_model
-from harness.optimizers import make_optimizer
-from harness.recorder import CHECKPOINT, save_checkpoint
-from harness.resolve import Job, Resolved, resolve, resolve_threads
-from harness.results import new_summary, now, write_metrics, write_summary
+from harness.resolve import resolve
+from harness.results import new_summary, now, write_metrics, write_record
 
 
 def check(config: Config) -> torch.device:
@@ -28,96 +23,150 @@ def check(config: Config) -> torch.device:
     return resolve(config).device
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_job(resolved: Resolved, data: Dataset, cpu_threads: int | None = None) -> Job:
-    """Seed, then build the model and its optimizer: the model's draws are the first from the seeded generators.
-
-    Then set torch's threads (trainer.threads; auto needs the model's size); cpu_threads caps them (a launcher's
-    share of the cores)."""
-    config, spec, device = resolved.config, resolved.activation, resolved.device
-    seed_everything(config.seed)
-    model_cfg = dataclasses.replace(config.model, init=resolved.init)  # model.init=auto resolved
-    model = build_model(model_cfg, spec, data.input_shape, data.num_classes, spec.gain)
-    model = model.to(device, data.x_train.dtype)  # float32, or the tests' float64 (the same draws, cast)
-    n_params = sum(p.numel() for p in model.parameters())
-    batch = min(config.trainer.batch_size, len(data.x_train))
-    torch.set_num_threads(resolve_threads(config.trainer.threads, n_params, batch, device, cpu_threads))
-    return Job(config, spec, device, data, model, make_optimizer(model, config.trainer))
-
-
 def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype: torch.dtype | None = None,
         cpu_threads: int | None = None) -> dict:
     """Train one combination in run_dir and write its records; return the summary. dtype: the float inputs' and
-    parameters' (the tests' float64 runs); None keeps float32. cpu_threads: see build_job.
+    parameters' (the tests' float64 runs); None keeps float32. cpu_threads: a launcher's share of the cores.
 
     Raises ConfigError, ActivationError or DataError (one clear line) before any data is loaded or training starts.
     An exception during training is recorded as status 'failed' and does not propagate.
     """
-    resolved = resolve(config)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    d, t = config.dataset, config.trainer
-    data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)  # DataError
+    return run_group([config], [run_dir], [overrides], None, dtype, cpu_threads)[0]
+
+
+def run_group(configs: list[Config], run_dirs: list[Path], overrides: list, group_id: str | None,
+              dtype: torch.dtype | None = None, cpu_threads: int | None = None) -> list[dict]:
+    """Train the members (configs equal but for seed, trainer.lr, trainer.weight_decay) in one loop; each writes
+    its own run folder and summary (a group's with `group`: {id, size, index}; group_id None: a single run). A
+    member whose folder goes away or cannot be written fails alone; an error in the shared step fails them all."""
+    resolved = [resolve(c) for c in configs]
+    if len(configs) > 1:
+        check_group(resolved)  # before any data is loaded
+    d = configs[0].dataset
+    data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved[0].device)  # DataError
     data = data.astype(dtype) if dtype else data
-    summary = new_summary(config, run_dir, overrides, resolved=resolved)  # a group's members: harness.group
+    summaries = [new_summary(r.config, Path(p), o, None if group_id is None else
+                             {"id": group_id, "size": len(configs), "index": i}, r)
+                 for i, (r, p, o) in enumerate(zip(resolved, run_dirs, overrides))]
     try:
-        job = build_job(resolved, data, cpu_threads)
-        summary.update(train(job, run_dir))
+        group = build_group(resolved, data, run_dirs, cpu_threads)
+        train(group)
+        for s, m in zip(summaries, group.members):
+            s.update(m.summary)
+        t = configs[0].trainer
         if t.init_trials:  # probe only: many fresh initialisations in this one job
-            summary.update(born_dead_trials(job.model, job.activation, resolved.init,
-                                            data.x_train[: probes.PROBE_SIZE], t.init_trials, config.seed))
-    except Exception:  # recorded, not raised: one failed run must not take a sweep down
-        summary["error"] = traceback.format_exc()
-    summary["finished_at"] = now()
-    write_summary(run_dir, summary)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    return summary
+            m = group.members[0]
+            summaries[0].update(born_dead_trials(m.model, resolved[0].activation, resolved[0].init,
+                                                 data.x_train[: probes.PROBE_SIZE], t.init_trials, m.config.seed))
+    except Exception:  # recorded, not raised: every member failed, so that resume reruns the whole group
+        error = traceback.format_exc()
+        for s in summaries:
+            s.update(status="failed", error=error)
+    record = write_record if len(configs) == 1 else keep_record  # a single run's OSError is the command's
+    for s, p in zip(summaries, run_dirs):
+        s["finished_at"] = now()
+        record(Path(p), s)
+    return summaries
 
 
-def train(job: Job, run_dir: Path) -> dict:
-    """The loop. Returns the summary's outcome, speed, probe and provenance keys."""
-    t = job.config.trainer
-    loop = Loop.start(job, run_dir)
-    state = loop.state
-    window = WindowStats(job.device)  # read only at boundaries: the hot loop never waits for the device
+def keep_record(run_dir: Path, summary: dict) -> None:
+    """A member's end (harness.results.write_record); one whose folder cannot be written fails alone."""
+    try:
+        write_record(run_dir, summary)
+    except OSError as exc:
+        summary.update(status="failed", error=f"its summary.json could not be written: {exc}")
+
+
+def train(group: Group) -> None:
+    """The loop: every member trains from its own step to trainer.steps; sets each member's summary."""
+    t, members = group.trainer, group.members
+    first = min(m.first_step for m in members)
+    window = WindowStats(group.device, len(members))  # read only at boundaries: the loop never waits for the device
     warmup = min(10, max(t.steps // 10, 1))
-    timer, loop_timer = Timer(job.device, state.train_time, state.train_cpu_time), Timer(job.device, state.loop_time)
-    job.model.train()
-    bar = tqdm(total=t.steps, initial=state.step, disable=not t.progress, dynamic_ncols=True, leave=False,
-               desc=f"{job.activation.name} {job.config.model.name}")
+    timer, loop_timer = Timer(group.device), Timer(group.device)
+    group.activate(first + 1, 0.0, 0.0)
+    group.stack.train()
+    bar = tqdm(total=t.steps, initial=first, disable=not t.progress, dynamic_ncols=True, leave=False,
+               desc=describe(group))
     loop_timer.start()
     timer.start()
-    for step in range(state.step + 1, t.steps + 1):
-        x, y = next(loop.batches)
-        log_now, eval_now, save_now = boundaries(step, t, state.step)
-        loss, logits, grads = loop.step(x, y, log_now)
-        window.add(loss, logits, y)
+    for step in range(first + 1, t.steps + 1):
+        x, y = group.batches.next(group.active)
+        log_now, eval_now, _ = boundaries(step, t, step)
+        losses, logits, grads = group.train_step(x, y, log_now)
+        window.add(losses, logits, y)
         bar.update()
         if step == warmup:
-            state.warm_time = (step, timer.stop())
-            state.warm_cpu_time = timer.cpu_total
+            elapsed = timer.stop()
+            for _, m in group.live():
+                m.clocks(elapsed, timer.cpu_total)
+                m.state.warm_time, m.state.warm_cpu_time = (step, m.state.train_time), m.state.train_cpu_time
             timer.start()
-        if not (log_now or eval_now or save_now):
+        if not (log_now or eval_now):
             continue
-        state.train_time = timer.stop()  # a boundary: stop the clock, read the device once, measure, resume
-        state.train_cpu_time = timer.cpu_total
-        if not loop.boundary(step, window, grads, eval_now, bar):
-            break
-        if save_now:
-            state.loop_time = loop_timer.stop()  # a restarted job continues both clocks
-            loop_timer.start()
-            save_checkpoint(loop.checkpoint, job.model, job.optimizer, loop.scaler, loop.batches,
-                            dataclasses.asdict(state), job.config)
-            write_metrics(run_dir, state.rows)
+        timer.stop()  # a boundary: stop the clock, read the device once, measure every member, resume
+        boundary(group, step, window, grads, eval_now, timer, loop_timer, bar)
+        if all(m.summary is not None for m in members):
+            break  # every member has left the loop (diverged or failed)
         timer.start()
     bar.close()
-    state.loop_time = loop_timer.stop()
-    return loop.finish()
+    loop_elapsed = loop_timer.stop()  # the final probes are not in the loop's clock
+    for i, m in enumerate(members):
+        if m.summary is None:
+            m.clocks(timer.total, timer.cpu_total, loop_elapsed)
+            finish(group, i)
+
+
+def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool, timer, loop_timer, bar) -> None:
+    """Record each live member's window, gradients, units and evaluation; a diverged member leaves the loop (its
+    tensors stay as they are: the others' numbers do not change); checkpoint those due."""
+    batches, reads = window.batches, window.read()
+    if grads is not None:
+        by_layer, total, through_time = grads
+        by_layer, total = by_layer.tolist(), total.tolist()
+    evals = (group.evaluate("val"), group.evaluate("test")) if eval_now else None
+    for i, m in group.live():
+        last = m.state.step
+        m.clocks(timer.total, timer.cpu_total)
+        try:
+            if not m.record_window(step, batches, *reads[i]):
+                m.clocks(timer.total, timer.cpu_total, loop_timer.stop())
+                loop_timer.start()
+                finish(group, i)
+                continue
+            if grads is not None:
+                m.record_gradients(step, by_layer[i], total[i], {k: v.tolist() for k, v in through_time[i].items()})
+            m.rec.units(step, probes.probe_units(m.model, group.probe_x, m.max_slope))
+            if evals:
+                m.record_evaluation(step, evals[0][i], evals[1][i])
+            if boundaries(step, group.trainer, last)[2]:
+                m.clocks(timer.total, timer.cpu_total, loop_timer.stop())  # a restarted job continues both clocks
+                loop_timer.start()
+                group.save(i)
+                write_metrics(m.run_dir, m.state.rows)
+        except Exception:  # its folder deleted or unwritable meanwhile: this member fails alone
+            m.summary = {"status": "failed", "error": traceback.format_exc()}
+    if evals and group.trainer.progress:
+        bar.set_postfix(loss=f"{reads[0][0]:.3f}", val_acc=f"{evals[0][0][1]:.3f}")
+    group.activate(step + 1, timer.total, timer.cpu_total)
+
+
+def finish(group: Group, i: int) -> None:
+    """Member i's summary: its outcome, final probes and records; what every member shares made once."""
+    m = group.members[i]
+    cache = {}
+
+    def evaluate_now(split: str) -> tuple[float, float]:
+        cache.setdefault(split, group.evaluate(split))
+        return cache[split][i]
+
+    m.summary = m.finish(m.outcome(evaluate_now), group.probe_x, group.probe_y, group.device, group.shared)
+
+
+def describe(group: Group) -> str:
+    m = group.members[0]
+    k = len(group.members)
+    return f"{m.config.activation['name']} {m.config.model.name}" + (f" x{k}" if k > 1 else "")
 
 
 def boundaries(step: int, t, last_boundary: int) -> tuple[bool, bool, bool]:

@@ -26,8 +26,7 @@ from omegaconf import OmegaConf
 
 import run as _run  # noqa: F401  registers the config schema
 from harness.data import DATASETS
-from harness.group import run_group
-from harness.train import run
+from harness.train import run, run_group
 from scripts import plain_stacked
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,10 @@ import logging
 import pytest
 import torch
 
+import harness.group as group
 import harness.train as train
 from harness.results import (
+    CHECKPOINT,
     CHECKPOINT_HEADER_BYTES,
     CHECKPOINT_MAGIC,
     HashingWriter,
@@ -20,7 +22,6 @@ from harness.results import (
 )
 from harness.status import status_report
 from harness.sweep import write_manifest
-from harness.train import CHECKPOINT
 
 # Keys that differ between any two runs of one configuration: clocks, where and when it ran.
 TIMING = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
@@ -42,14 +43,14 @@ def clean(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("clean")
     reference = train.run(config, root / "uninterrupted")
     assert reference["status"] == "ok", reference.get("error")
-    real_save = train.save_checkpoint
+    real_save = group.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
         raise Killed
 
     with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(train, "save_checkpoint", save_then_die)
+        patch.setattr(group, "save_checkpoint", save_then_die)
         train.run(config, root / "killed")
     checkpoint = (root / "killed" / CHECKPOINT).read_bytes()
     return config, reference, (root / "uninterrupted" / "metrics.csv").read_bytes(), checkpoint

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import DataError
-from harness.data import DATASETS, BatchIterator, check_pair, load_dataset
+from harness.data import DATASETS, MemberBatches, check_pair, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -94,20 +94,32 @@ def test_invalid_pairs_are_refused_with_the_valid_ones():
 
 def test_batches_cover_an_epoch_and_resume_exactly():
     x, y = torch.arange(10.0)[:, None], torch.arange(10)
-    it = BatchIterator(x, y, 3, seed=0)
-    epoch = torch.cat([next(it)[1] for _ in range(3)])
+    it = MemberBatches(x, y, 3, seeds=[0])
+    epoch = torch.cat([it.next()[1][0] for _ in range(3)])
     assert len(set(epoch.tolist())) == 9  # 3 full batches without repeats; the partial batch is dropped
-    state = it.state_dict()
-    ahead = [next(it)[1] for _ in range(5)]
-    it2 = BatchIterator(x, y, 3, seed=0)
-    it2.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(ahead, [next(it2)[1] for _ in range(5)]))
+    state = it.state_dict(0)
+    ahead = [it.next()[1] for _ in range(5)]
+    it2 = MemberBatches(x, y, 3, seeds=[0])
+    it2.load_state_dict(0, state)
+    assert all(torch.equal(a, b) for a, b in zip(ahead, [it2.next()[1] for _ in range(5)]))
 
 
 def batch_order(device: str, seed: int = 7, epochs: int = 3) -> list[int]:
     x, y = torch.zeros(10, 1, device=device), torch.arange(10, device=device)
-    it = BatchIterator(x, y, 5, seed)
-    return torch.cat([next(it)[1] for _ in range(2 * epochs)]).tolist()
+    it = MemberBatches(x, y, 5, [seed])
+    return torch.cat([it.next()[1][0] for _ in range(2 * epochs)]).tolist()
+
+
+def test_a_members_batch_order_depends_on_its_seed_alone():
+    """Seed 7 alone, beside seed 3, and resumed beside a member at another place in its epoch: the same order;
+    a member that is not active does not advance."""
+    x, y = torch.zeros(10, 1), torch.arange(10)
+    alone = batch_order("cpu")
+    pair = MemberBatches(x, y, 5, [3, 7])
+    assert torch.cat([pair.next()[1][1] for _ in range(6)]).tolist() == alone
+    late = MemberBatches(x, y, 5, [7, 3])
+    late.next(np.array([False, True]))  # member 0 waits a step (it joins from a later checkpoint)
+    assert torch.cat([late.next()[1][0] for _ in range(6)]).tolist() == alone
 
 
 def test_a_batch_order_is_the_cpu_generators_permutations_of_its_seed():

@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import flow, probes, run
+from harness import flow, group, probes, run
 from harness.activations import activation_factory
 from harness.data import load_dataset
+from harness.group import build_group, build_member_model
 from harness.models import MLP
 from harness.resolve import resolve
-from harness.train import build_job, train
+from harness.train import train
 
 KILLED_AT_INIT, KILLED_IN_TRAINING = range(0, 4), range(4, 8)  # units of hidden.0 (width 16)
 
@@ -56,11 +57,17 @@ def test_drawdown_of_a_known_validation_sequence():
     assert flow.drawdown([]) is None
 
 
-def kill_in_training(job, after_step: int) -> None:
-    """Force units dead at init now, and kill others in training with one big negative bias step."""
-    bias, steps = job.model.hidden[0].linear.bias, []
+def killed_at_init(resolved, data):
+    """The run's model with units forced dead at init, before the loop probes it."""
+    model = build_member_model(resolved, data)
     with torch.no_grad():
-        bias[list(KILLED_AT_INIT)] = -1e4
+        model.hidden[0].linear.bias[list(KILLED_AT_INIT)] = -1e4
+    return model
+
+
+def kill_in_training(optimizer, bias: torch.Tensor, after_step: int) -> None:
+    """Kill other units in training with one big negative bias step (bias: a view into the stacked state)."""
+    steps = []
 
     def hook(optimizer, args, kwargs):
         steps.append(1)
@@ -68,26 +75,28 @@ def kill_in_training(job, after_step: int) -> None:
             with torch.no_grad():
                 bias[list(KILLED_IN_TRAINING)] -= 1e4
 
-    job.optimizer.register_step_post_hook(hook)
+    optimizer.register_step_post_hook(hook)
 
 
-def test_a_run_tells_units_dead_at_init_from_units_lost_in_training(tiny, tmp_path):
+def test_a_run_tells_units_dead_at_init_from_units_lost_in_training(tiny, tmp_path, monkeypatch):
     config = tiny("model.width=16", "model.depth=2", "trainer.steps=20")
     resolved = resolve(config)
     d = config.dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)
-    job = build_job(resolved, data)
-    kill_in_training(job, after_step=5)
+    monkeypatch.setattr(group, "build_member_model", killed_at_init)
+    run_group = build_group([resolved], data, [tmp_path / "run"])
+    model = run_group.members[0].model
+    kill_in_training(run_group.optimizer, model.hidden[0].linear.bias, after_step=5)
     probe_x, probe_y = data.x_train[: probes.PROBE_SIZE], data.y_train[: probes.PROBE_SIZE]
     flat = probe_x.flatten(1)
-    job.model.eval()
-    alive_init = (job.model.hidden[0].linear(flat) > 0).any(0)
-    head, first = torch.autograd.grad(F.cross_entropy(job.model(probe_x), probe_y),
-                                      [job.model.head.weight, job.model.hidden[0].linear.weight])
-    (tmp_path / "run").mkdir()
-    s = train(job, tmp_path / "run")
+    model.eval()
+    alive_init = (model.hidden[0].linear(flat) > 0).any(0)
+    head, first = torch.autograd.grad(F.cross_entropy(model(probe_x), probe_y),
+                                      [model.head.weight, model.hidden[0].linear.weight])
+    train(run_group)
+    s = run_group.members[0].summary
     with torch.no_grad():
-        alive_end = (job.model.hidden[0].linear(flat) > 0).any(0)
+        alive_end = (model.hidden[0].linear(flat) > 0).any(0)
     assert not alive_init[list(KILLED_AT_INIT)].any() and not alive_end[list(KILLED_IN_TRAINING)].any()
     assert s["dead_fraction_init_by_layer"]["hidden.0"] == (~alive_init).sum().item() / 16
     assert s["lost_fraction_by_layer"]["hidden.0"] == (alive_init & ~alive_end).sum().item() / 16

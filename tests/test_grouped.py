@@ -15,11 +15,10 @@ import pytest
 import scipy.stats
 import torch
 
-from harness import group, stacked
+from harness import group, stacked, stacked_layers
 from harness.config import ConfigError
-from harness.group import run_group
 from harness.models import MLP
-from harness.train import run
+from harness.train import run, run_group
 from tests.test_golden import VOLATILE
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -151,7 +150,7 @@ def test_group_summary_and_folders(tiny, tmp_path):
 
 def test_a_member_that_raises_fails_the_group(tiny, tmp_path, monkeypatch):
     configs = [tiny("trainer.steps=10", f"seed={s}") for s in (1, 2)]
-    monkeypatch.setattr(stacked, "FORWARDS", {})  # every stacked forward raises KeyError
+    monkeypatch.setattr(stacked_layers, "FORWARDS", {})  # every stacked forward raises KeyError
     summaries = run_group(configs, [tmp_path / "a", tmp_path / "b"], [[], []], "g")
     assert [s["status"] for s in summaries] == ["failed", "failed"]
     assert all("KeyError" in s["error"] for s in summaries)
@@ -163,7 +162,7 @@ def test_rrelu_noise_in_a_stack_is_uniform_and_independent():
     act = torch.nn.RReLU()
     torch.manual_seed(0)
     z = -torch.ones(3, 200, 50, dtype=torch.float64)  # (K, B, units)
-    slopes = -stacked.activation(z, [act, torch.nn.RReLU(), torch.nn.RReLU()], 0, 2)
+    slopes = -stacked_layers.activation(z, act, 0, 2)
     ks = scipy.stats.kstest(slopes.flatten().numpy(), scipy.stats.uniform(act.lower, act.upper - act.lower).cdf)
     assert ks.pvalue > 1e-3
     members = slopes.flatten(1)
@@ -206,8 +205,9 @@ def test_stacked_forward_matches_each_member_on_its_own_batch():
     for i, m in enumerate(models):
         m.hidden[1].act.weight.data.fill_(0.1 * i)  # members' slopes differ
     xs = [torch.randn(8, 1, 40, dtype=torch.float64) for _ in models]
-    logits, _ = stacked.forward(models, xs)
-    torch.testing.assert_close(logits, torch.stack([m(x) for m, x in zip(models, xs)]), rtol=1e-12, atol=1e-12)
+    alone = torch.stack([m(x) for m, x in zip(models, xs)])
+    logits, _ = stacked.StackedModel(models).forward(torch.stack(xs))
+    torch.testing.assert_close(logits, alone, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
@@ -218,30 +218,31 @@ def test_members_equal_their_one_job_twins_float64_on_cuda(tiny, tmp_path, case)
 
 
 def test_group_checkpoints_resume_one_by_one_or_in_another_group(tiny, tmp_path, monkeypatch):
-    """A group killed after its checkpoint: member a resumes as a one-job run, member b in a new group beside a
-    fresh member c; each then records what its uninterrupted one-job twin records (float64)."""
-    from harness.loop import Loop
-
+    """A group killed after its checkpoint: member a resumes as a single run, member b in a new group beside a
+    fresh member c (b waits, its tensors untouched, until c reaches b's step 10); each then records what its
+    uninterrupted single run records (float64)."""
     common = [*STEPS[3:], "trainer.steps=30", "trainer.log_every=10", "trainer.eval_every=10",
               "trainer.checkpoint_every=10"]
     a, b, c = (tiny(*common, f"seed={s}", *lr) for s, lr in ((1, []), (2, ["trainer.lr=0.003"]), (3, [])))
-    evaluate = Loop.evaluate_splits
+    evaluate, calls = group.Group.evaluate, []
 
-    def killed_at_20(loop, step):
-        if step == 20:
+    def killed_at_20(self, split):
+        calls.append(split)
+        if calls.count("val") == 2:  # step 20's evaluation
             raise KeyboardInterrupt  # not an Exception: nothing is recorded, as when the job is killed
-        return evaluate(loop, step)
+        return evaluate(self, split)
 
-    monkeypatch.setattr(Loop, "evaluate_splits", killed_at_20)
+    monkeypatch.setattr(group.Group, "evaluate", killed_at_20)
     with pytest.raises(KeyboardInterrupt):
         run_group([a, b], [tmp_path / "a", tmp_path / "b"], [[], []], "g1", torch.float64)
     assert (tmp_path / "a" / "checkpoint.pt").exists() and (tmp_path / "b" / "checkpoint.pt").exists()
-    monkeypatch.setattr(Loop, "evaluate_splits", evaluate)
-    sizes, step = [], group.group_step
-    monkeypatch.setattr(group, "group_step", lambda members, *args: sizes.append(len(members)) or step(members, *args))
+    monkeypatch.setattr(group.Group, "evaluate", evaluate)
+    sizes, step = [], group.Group.step
+    monkeypatch.setattr(group.Group, "step",
+                        lambda self, *args: sizes.append(int(self.active.sum())) or step(self, *args))
     resumed = [run(a, tmp_path / "a", dtype=torch.float64),
                *run_group([b, c], [tmp_path / "b", tmp_path / "c"], [[], []], "g2", torch.float64)]
-    assert sizes == [1] * 10 + [2] * 20  # c alone until b's checkpointed step 10, then both
+    assert sizes == [1] * 20 + [1] * 10 + [2] * 20  # a from its step 10; then c alone until b's step 10, then both
     for config, summary in zip((a, b, c), resumed):
         twin = run(config, tmp_path / f"twin{config.seed}", dtype=torch.float64)
         for s in (summary, twin):

@@ -10,9 +10,9 @@ import torch
 from harness import run
 from harness.activations import ACTIVATIONS
 from harness.data import load_dataset
+from harness.group import build_member_model
 from harness.models import INITS
 from harness.resolve import resolve
-from harness.train import build_job
 
 DOC = Path(__file__).parents[1] / "docs" / "inits.md"
 
@@ -27,7 +27,7 @@ def built_weights(config) -> dict[str, torch.Tensor]:
     resolved = resolve(config)
     d = config.dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved.device)
-    return build_job(resolved, data).model.state_dict()
+    return build_member_model(resolved, data).state_dict()
 
 
 @pytest.mark.parametrize("act, expected", [("relu", "kaiming"), ("selu", "lecun"), ("tanh", "xavier")])

@@ -41,13 +41,13 @@ def test_a_sweeps_jobs_are_held_to_the_launchers_memory_not_the_login_nodes(monk
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
-    import harness.train
+    import harness.results
 
     def full(run_dir, summary):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "summary.json"))
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(harness.train, "write_summary", full)
+    monkeypatch.setattr(harness.results, "write_summary", full)
     code = run_here([*CHEAP, f"hydra.run.dir={tmp_path}/run"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "summary.json: No space left on device" in err[0], err

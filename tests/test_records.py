@@ -120,9 +120,8 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
 
 def test_a_single_run_a_group_member_and_a_job_failed_before_training_start_from_one_summary(tiny, tmp_path):
     """harness.results.new_summary is the one header: the three writers record the same identity keys."""
-    from harness.group import run_group
     from harness.results import new_summary
-    from harness.train import run
+    from harness.train import run, run_group
 
     configs = [tiny("dataset=digits", "trainer.steps=3", f"seed={s}") for s in (1, 2)]
     one = run(configs[0], tmp_path / "one", ["seed=1"])

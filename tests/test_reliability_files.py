@@ -15,8 +15,7 @@ import torch
 from harness import sweep
 from harness.config import DataError
 from harness.data import load_cifar10
-from harness.results import load_runs, write_checkpoint_file
-from harness.train import CHECKPOINT
+from harness.results import CHECKPOINT, load_runs, write_checkpoint_file
 from harness.train import run as train_run
 
 # ---------------------------------------------------------------- 3. a damaged metrics.csv is not a finished run

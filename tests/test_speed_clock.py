@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness import run
-from harness.loop import Loop
+from harness.group import Group
 from harness.meters import Timer
 from harness.report import build_report
 from harness.resolve import ONE_THREAD_BELOW, resolve_threads
@@ -27,8 +27,8 @@ def restore_threads():
 
 def sleepy_steps(monkeypatch) -> None:
     """Every training step also sleeps: wall time grows, the thread's CPU time does not."""
-    step = Loop.step
-    monkeypatch.setattr(Loop, "step", lambda self, x, y, logged: (time.sleep(SLEEP), step(self, x, y, logged))[1])
+    step = Group.step
+    monkeypatch.setattr(Group, "step", lambda self, x, y, logged: (time.sleep(SLEEP), step(self, x, y, logged))[1])
 
 
 def test_a_sleep_inside_a_segment_moves_wall_time_but_not_thread_cpu_time():
@@ -112,12 +112,12 @@ def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
 
 
 def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, tmp_path, monkeypatch):
-    import harness.train as train
+    import harness.group as group
 
     class Killed(BaseException):  # stands for SIGKILL: harness.run neither records it nor removes the checkpoint
         pass
 
-    real_save = train.save_checkpoint
+    real_save = group.save_checkpoint
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -125,7 +125,7 @@ def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, 
 
     config = tiny("trainer.checkpoint_every=5", "trainer.log_every=5")
     with monkeypatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(train, "save_checkpoint", save_then_die)
+        patch.setattr(group, "save_checkpoint", save_then_die)
         run(config, tmp_path / "r")
     checkpoint = tmp_path / "r" / "checkpoint.pt"
     blob = load_checkpoint_file(checkpoint)

@@ -9,19 +9,28 @@ import pytest
 import torch
 
 from harness import run
-from harness.train import WindowStats
+from harness.meters import WindowStats
+from harness.stacked import StackedModel
 
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")  # Tensor methods that wait for it
 
 
-def output_dtypes(config, run_dir) -> tuple[dict, set]:
-    """Run a job, recording the output dtype of every Linear and Conv1d forward it makes."""
-    seen = set()
+def output_dtypes(config, run_dir, monkeypatch) -> tuple[dict, set]:
+    """Run a job, recording the dtype of the stacked forward's logits in training steps, and of every Linear and
+    Conv1d output of the probes (which run the member's own modules)."""
+    seen, forward = {"train": set(), "probe": set()}, StackedModel.forward
+
+    def recorded(self, x, record=False):
+        logits, states = forward(self, x, record)
+        if self.training:
+            seen["train"].add(logits.dtype)
+        return logits, states
 
     def hook(module, inputs, output):
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
-            seen.add(output.dtype)
+            seen["probe"].add(output.dtype)
 
+    monkeypatch.setattr(StackedModel, "forward", recorded)
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
     try:
         summary = run(config, run_dir)
@@ -30,12 +39,13 @@ def output_dtypes(config, run_dir) -> tuple[dict, set]:
     return summary, seen
 
 
-@pytest.mark.parametrize("precision, dtypes", [("bf16", {torch.bfloat16, torch.float32}), ("fp32", {torch.float32})])
-def test_precision_runs_the_forward_under_autocast(tiny, tmp_path, precision, dtypes):
-    # bf16: the training forward's layers compute in bf16 (the probes stay fp32); fp32: nothing in bf16
-    s, seen = output_dtypes(tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r")
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_precision_runs_the_forward_under_autocast(tiny, tmp_path, monkeypatch, precision, dtype):
+    # bf16: the training forward computes in bf16 (the probes stay fp32); fp32: nothing in bf16
+    s, seen = output_dtypes(tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r",
+                            monkeypatch)
     assert s["status"] == "ok" and s["precision"] == precision and s["compile"] is False
-    assert seen == dtypes
+    assert seen == {"train": {dtype}, "probe": {torch.float32}}
     assert math.isfinite(s["train_loss"]) and 0 < s["train_loss"] < 5  # a cross-entropy over 10 classes
 
 
@@ -100,7 +110,7 @@ def test_host_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path, monkeypa
     if per_step_sync:  # the guard's own check: a sync added to every step must show
         add = WindowStats.add
         monkeypatch.setattr(WindowStats, "add", lambda self, loss, logits, y: (add(self, loss, logits, y),
-                                                                                 loss.item()))
+                                                                                 loss.sum().item()))
     short = count_host_syncs(monkeypatch, tiny("trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=10"),
                              tmp_path / "short")
     long = count_host_syncs(monkeypatch, tiny("trainer.steps=60", "trainer.log_every=30", "trainer.eval_every=30"),
@@ -109,20 +119,19 @@ def test_host_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path, monkeypa
     assert (long == short) != per_step_sync, (short, long)
 
 
-def test_window_stats_find_the_first_non_finite_loss_across_folds(monkeypatch):
+def test_window_stats_find_each_members_first_non_finite_loss_across_folds(monkeypatch):
     monkeypatch.setattr(WindowStats, "FOLD", 16)
-    window = WindowStats(torch.device("cpu"))
-    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # predicts classes 0, 1
-    for i in range(40):  # three folds of 16, the last one partial
-        loss = torch.tensor(float("nan") if i in (20, 30) else 1.0)
-        window.add(loss, logits, torch.tensor([0, 0]))
-    loss, accuracy, first_bad = window.read()
-    assert first_bad == 20 and accuracy == 0.5 and loss != loss
+    window = WindowStats(torch.device("cpu"), k=2)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).expand(2, 2, 2)  # predicts classes 0, 1
+    for i in range(40):  # three folds of 16, the last one partial; member 1 goes bad at step 20, member 0 never
+        loss = torch.tensor([1.0, float("nan") if i in (20, 30) else 1.0])
+        window.add(loss, logits, torch.tensor([[0, 1], [0, 0]]))
+    (loss0, acc0, bad0), (loss1, acc1, bad1) = window.read()
+    assert (loss0, acc0, bad0) == (1.0, 1.0, None)
+    assert bad1 == 20 and acc1 == 0.5 and loss1 != loss1
     for _ in range(5):
-        window.add(torch.tensor(2.0), logits, torch.tensor([0, 1]))
-    assert window.read() == (2.0, 1.0, None)  # read() started a new window
-
-
+        window.add(torch.tensor([2.0, 2.0]), logits, torch.tensor([[0, 1], [0, 1]]))
+    assert window.read() == [(2.0, 1.0, None)] * 2  # read() started a new window
 # ---------------------------------------------------------------- on a GPU (gpu_check.sh runs these: pytest -m cuda)
 
 

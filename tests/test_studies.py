@@ -182,7 +182,7 @@ def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int
 
 
 def model_and_activation(config, data):
-    """The model and ActivationSpec a run of config builds (harness.train.build_job), for born_dead_trials."""
+    """The model and ActivationSpec a run of config builds (harness.group.build_member_model), for born_dead_trials."""
     spec = activation_spec(config.activation)
     return build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain), spec
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from harness.config import Config, config_hash
-from harness.group import run_group
 from harness.results import read_summary
+from harness.train import run_group
 from hydra_plugins.harness_sweeper import grouping
 from tests.test_sweeps import BOTH, ONE_THREAD, TINY, main_in_process, run_py, states
 

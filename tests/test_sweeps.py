@@ -199,14 +199,15 @@ class Killed(BaseException):
 
 
 def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, monkeypatch):
-    import harness.train as train
+    import harness.group as group
+    from harness.train import run
 
     # rrelu draws random slopes while training: the RNG state must travel in the checkpoint too. Checkpoints
     # every 7 steps but logs every 10: the checkpoint must not cut the running train-loss window.
     overrides = ["trainer.steps=40", "activation=rrelu", "model=cnn", "dataset=digits", "trainer.eval_every=10"]
-    plain = train.run(tiny(*overrides), tmp_path / "plain")
+    plain = run(tiny(*overrides), tmp_path / "plain")
     config = tiny(*overrides, "trainer.checkpoint_every=7")
-    real_save, saves = train.save_checkpoint, []
+    real_save, saves = group.save_checkpoint, []
 
     def save_then_die(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -214,10 +215,10 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
         if len(saves) == 2:
             raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(group, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
-        train.run(config, tmp_path / "resumed")
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+        run(config, tmp_path / "resumed")
+    monkeypatch.setattr(group, "save_checkpoint", real_save)
     checkpoint = tmp_path / "resumed" / "checkpoint.pt"
     blob = load_checkpoint_file(checkpoint)
     assert blob["state"]["step"] == saves[-1] == 20 and not (tmp_path / "resumed" / "summary.json").exists()
@@ -225,7 +226,7 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
     blob["state"]["train_cpu_time"] = 1000.0  # the CPU clock continues too
     write_checkpoint_file(checkpoint, blob)
 
-    resumed = train.run(config, tmp_path / "resumed")
+    resumed = run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
     timing = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
               "finished_at", "run_dir", "config", "pid", "group"}  # group: a one-job run's id is its folder's name
@@ -335,20 +336,20 @@ def mid_job(sweep_dir: Path) -> list[Path]:
 def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
     # The fast twin of the SIGKILL test below: the process is interrupted (Ctrl-C, the one exception a job does not
     # record as its failure) just after the second job's first checkpoint, with the first job finished.
-    import harness.train as train
+    import harness.group as group
 
     out = tmp_path / "sweep"
     args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=40", "trainer.log_every=10",
             "trainer.eval_every=20", "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.device=cpu",
             ONE_THREAD, f"hydra.sweep.dir={out}"]
-    real_save = train.save_checkpoint
+    real_save = group.save_checkpoint
 
     def save_then_die(*a, **kw):
         real_save(*a, **kw)
         if list(out.glob("*/summary.json")) and mid_job(out):
             signal.raise_signal(signal.SIGINT)  # Ctrl-C: the user stops the sweep
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(group, "save_checkpoint", save_then_die)
     assert main_in_process(*args).returncode == 130  # the sweep's exit status after Ctrl-C
     saved_at = []  # the steps the resumed job checkpoints at: it continues from step 10, it does not start over
 
@@ -356,7 +357,7 @@ def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
         real_save(*a, **kw)
         saved_at.append(a[-2]["step"])
 
-    monkeypatch.setattr(train, "save_checkpoint", save_and_note)
+    monkeypatch.setattr(group, "save_checkpoint", save_and_note)
     finished = files(out)
     assert sorted(states(out).values()) == ["ok", "unfinished"] and len(mid_job(out)) == 1
     result = main_in_process(*args, "resume=true")

@@ -1,0 +1,231 @@
+"""One optimizer for K stacked members: every parameter is one leaf of shape (K, ...), slice [i] member i's.
+
+torch's optimizers take one lr per param group; the members of a group differ in lr and weight decay, so here
+both are (K,) tensors broadcast over each member's slice. The work per step loops over the stacked tensors only
+(never over members), so its op count does not grow with K, and `step` never syncs with the host nor branches on
+tensor values (the step counts are device tensors), so it can later run inside a captured CUDA graph. The
+arithmetic follows torch's single-tensor Adam / AdamW / SGD op for op, so float64 agrees with torch.optim run on
+each member alone; the per-member state converts to and from torch's own state_dict format for checkpoints.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.optim.optimizer import _get_scalar_dtype
+
+_TORCH_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# Hyper-parameters shared by all members: a member's checkpoint that disagrees cannot be loaded faithfully.
+_SHARED_KEYS = {"adam": ("betas", "eps", "amsgrad", "maximize"), "adamw": ("betas", "eps", "amsgrad", "maximize"),
+                "sgd": ("momentum", "dampening", "nesterov", "maximize")}
+
+
+def _stacked(t: torch.Tensor, member_axis: bool) -> torch.Tensor:
+    """The tensor with its member axis: a plain model's tensor gains a leading axis of 1 (a view, so writes land)."""
+    return t if member_axis else t.unsqueeze(0)
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(K,) -> (K, 1, ..., 1), to broadcast one value per member over that member's slice of `like`."""
+    return v.view((v.shape[0],) + (1,) * (like.dim() - 1))
+
+
+def _select(active: torch.Tensor | None, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """new where the member is active, old elsewhere. torch.where, not a blend: an inactive member's NaN/inf
+    (0 * NaN is NaN) can never reach its parameters or state, which stay bit-for-bit as they were."""
+    return new if active is None else torch.where(_bcast(active, new), new, old)
+
+
+class StackedOptimizer(torch.optim.Optimizer):
+    """Adam, AdamW or SGD (momentum, no dampening, no nesterov) over stacked members with per-member lr and
+    weight decay. `step(active)` updates only the members whose (K,) bool `active` is True."""
+
+    def __init__(self, params: list[torch.Tensor], kind: str, lr: Sequence[float], weight_decay: Sequence[float],
+                 momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 member_axis: bool = True):
+        params = list(params)
+        if kind not in _TORCH_OPTIMIZERS:
+            raise ValueError(f"kind must be one of {sorted(_TORCH_OPTIMIZERS)}, not {kind!r}")
+        if not params:
+            raise ValueError("StackedOptimizer got no parameters")
+        lrs, wds = [float(x) for x in lr], [float(x) for x in weight_decay]
+        k = len(lrs)
+        if len(wds) != k or k == 0:
+            raise ValueError(f"lr has {k} members and weight_decay {len(wds)}; they must agree and be > 0")
+        if not member_axis and k != 1:
+            raise ValueError(f"member_axis=False means one member, got {k} learning rates")
+        for p in params:
+            if _stacked(p, member_axis).shape[0] != k:
+                raise ValueError(f"parameter of shape {tuple(p.shape)} has no member axis of length {k}")
+        ref = params[0]
+        # Kept in the param group so the whole optimizer's state_dict() describes itself.
+        defaults = dict(kind=kind, lr=torch.tensor(lrs, device=ref.device, dtype=ref.dtype),
+                        weight_decay=torch.tensor(wds, device=ref.device, dtype=ref.dtype),
+                        momentum=float(momentum), betas=(float(betas[0]), float(betas[1])), eps=float(eps),
+                        member_axis=member_axis)
+        super().__init__([{"params": params}], defaults)
+        for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
+            self._torch_group(i)
+        for p in params:  # allocated up front: a step must not allocate lazily inside a captured graph
+            self._init_state(p)
+
+    @property
+    def kind(self) -> str:
+        return self.param_groups[0]["kind"]
+
+    @property
+    def lr(self) -> torch.Tensor:
+        return self.param_groups[0]["lr"]
+
+    @property
+    def weight_decay(self) -> torch.Tensor:
+        return self.param_groups[0]["weight_decay"]
+
+    @property
+    def num_members(self) -> int:
+        return self.lr.shape[0]
+
+    def _init_state(self, p: torch.Tensor) -> None:
+        s = _stacked(p, self.param_groups[0]["member_axis"])
+        state = self.state[p]
+        # Steps count per member and per tensor, as torch counts per tensor; float64 for float64 parameters so
+        # the bias corrections round as torch's Python floats do, float32 (exact to 2**24 steps) otherwise.
+        cdtype = torch.float64 if p.dtype == torch.float64 else torch.float32
+        state["step"] = torch.zeros(s.shape[0], device=p.device, dtype=cdtype)
+        if self.kind != "sgd":
+            state["exp_avg"] = torch.zeros_like(s)
+            state["exp_avg_sq"] = torch.zeros_like(s)
+        elif self.param_groups[0]["momentum"] != 0:
+            state["momentum_buffer"] = torch.zeros_like(s)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor | None = None) -> None:
+        """One step for the active members ((K,) bool on the device; None = all). Tensors without grad are
+        skipped. Positional `active` so that GradScaler.step(opt, active) passes it through."""
+        group = self.param_groups[0]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            s, g = _stacked(p, group["member_axis"]), _stacked(p.grad, group["member_axis"])
+            state = self.state[p]
+            new = self._sgd(s, g, state, active) if self.kind == "sgd" else self._adam(s, g, state, active)
+            s.copy_(_select(active, new, s))
+
+    def _adam(self, s, g, state, active) -> torch.Tensor:
+        """torch's _single_tensor_adam (amsgrad off), its ops in its order, with per-member lr and decay."""
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        lr, wd = self.lr, self.weight_decay
+        step = state["step"] + 1
+        if self.kind == "adamw":
+            s = s * _bcast(1 - lr * wd, s)  # param.mul_(1 - lr * weight_decay), before the moments
+        else:
+            g = g + _bcast(wd, s) * s  # grad.add(param, alpha=weight_decay)
+        exp_avg = torch.lerp(state["exp_avg"], g, 1 - beta1)
+        exp_avg_sq = torch.addcmul(state["exp_avg_sq"] * beta2, g, g, value=1 - beta2)
+        step_size = _bcast(lr / (1 - beta1 ** step), s)
+        bias_correction2_sqrt = _bcast(torch.sqrt(1 - beta2 ** step), s)
+        denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + group["eps"]
+        for key, value in (("step", step), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
+            state[key].copy_(_select(active, value, state[key]))
+        return s - step_size * exp_avg / denom  # param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def _sgd(self, s, g, state, active) -> torch.Tensor:
+        """torch's _single_tensor_sgd (dampening 0, no nesterov), with per-member lr and decay."""
+        momentum = self.param_groups[0]["momentum"]
+        g = g + _bcast(self.weight_decay, s) * s  # grad.add(param, alpha=weight_decay)
+        if momentum != 0:
+            buf = state["momentum_buffer"]
+            # torch starts the buffer as the grad itself on a member's first step: no step yet, no buffer.
+            first = _bcast(state["step"] == 0, s)
+            g = torch.where(first, g, buf * momentum + g)
+            buf.copy_(_select(active, g, buf))
+        state["step"].copy_(_select(active, state["step"] + 1, state["step"]))
+        return s - _bcast(self.lr, s) * g  # param.add_(grad, alpha=-lr)
+
+    def _torch_group(self, i: int) -> dict[str, Any]:
+        """Member i's param_groups entry exactly as torch's own optimizer builds it (same keys, same defaults),
+        taken from a throwaway torch optimizer so it tracks the installed torch version."""
+        group = self.param_groups[0]
+        hyper = dict(lr=float(self.lr[i]), weight_decay=float(self.weight_decay[i]))
+        if self.kind == "sgd":
+            hyper["momentum"] = group["momentum"]
+        else:
+            hyper.update(betas=group["betas"], eps=group["eps"])
+        dummy = torch.zeros(1, requires_grad=True)
+        entry = _TORCH_OPTIMIZERS[self.kind]([dummy], **hyper).state_dict()["param_groups"][0]
+        entry["params"] = list(range(len(group["params"])))
+        return entry
+
+    def member_state_dict(self, i: int) -> dict[str, Any]:
+        """What torch.optim.<kind>(member i's params, ...).state_dict() would hold: a tensor never stepped for
+        this member (or SGD without momentum) has no entry, as in torch; state tensors are cloned slices."""
+        params = self.param_groups[0]["params"]
+        # One host read for all tensors: which ones this member has stepped, and how often.
+        steps = torch.stack([self.state[p]["step"][i].double() for p in params]).tolist()
+        state: dict[int, dict[str, Any]] = {}
+        for j, p in enumerate(params):
+            if steps[j] == 0:
+                continue
+            st = self.state[p]
+            if self.kind != "sgd":
+                state[j] = {"step": torch.tensor(steps[j], dtype=_get_scalar_dtype()),
+                            "exp_avg": st["exp_avg"][i].clone(), "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+            elif "momentum_buffer" in st:
+                state[j] = {"momentum_buffer": st["momentum_buffer"][i].clone()}
+        return {"state": state, "param_groups": [self._torch_group(i)]}
+
+    def load_member_state_dict(self, i: int, state_dict: dict[str, Any]) -> None:
+        """Load a torch optimizer's (or member_state_dict's) state into member i's slices. As torch's
+        load_state_dict does, the saved lr and weight decay become the member's; the shared hyper-parameters
+        (betas, eps, momentum, ...) must match. A tensor without saved state restarts from no steps."""
+        params = self.param_groups[0]["params"]
+        groups = state_dict["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(params):
+            raise ValueError(f"expected one param group of {len(params)} tensors, got "
+                             f"{[len(g['params']) for g in groups]}")
+        saved_group, ours = groups[0], self._torch_group(i)
+        for key in _SHARED_KEYS[self.kind]:
+            mine, theirs = ours[key], saved_group.get(key, ours[key])
+            if (tuple(theirs) if key == "betas" else theirs) != mine:
+                raise ValueError(f"saved {key}={theirs!r} differs from this optimizer's shared {key}={mine!r}")
+        with torch.no_grad():
+            self.lr[i] = float(saved_group["lr"])
+            self.weight_decay[i] = float(saved_group["weight_decay"])
+            for j, p in enumerate(params):
+                self._load_slice(self.state[p], i, state_dict["state"].get(saved_group["params"][j], {}))
+
+    def _load_slice(self, state: dict[str, torch.Tensor], i: int, saved: dict[str, Any]) -> None:
+        names = ("exp_avg", "exp_avg_sq") if self.kind != "sgd" else tuple(k for k in state if k != "step")
+        # Older torch saved momentum_buffer=None for SGD without momentum: no buffer either way.
+        present = [n for n in names if saved.get(n) is not None]
+        if present and len(present) != len(names):
+            raise ValueError(f"saved state has {sorted(saved)}, expected all of {list(names)}")
+        for name in names:
+            if present and tuple(saved[name].shape) != tuple(state[name][i].shape):
+                raise ValueError(f"saved {name} of shape {tuple(saved[name].shape)}, expected "
+                                 f"{tuple(state[name][i].shape)}")  # copy_ would broadcast silently
+            if present:
+                state[name][i].copy_(saved[name])
+            else:
+                state[name][i].zero_()
+        # SGD's internal count only marks "buffer started"; Adam's is torch's step.
+        step = float(saved["step"]) if "step" in saved and present else float(bool(present))
+        state["step"][i] = step
+
+
+def clip_member_grads_(params: Sequence[torch.Tensor], max_norm: float, member_axis: bool = True) -> torch.Tensor:
+    """torch.nn.utils.clip_grad_norm_(member i's params, max_norm) for every member at once: each member's grads
+    scaled by min(1, max_norm / (norm + 1e-6)), norm the L2 norm over all its tensors. Returns the (K,) norms;
+    no host sync, ops independent of K. Tensors without grad are skipped."""
+    grads = [_stacked(p.grad, member_axis) for p in params if p.grad is not None]
+    if not grads:
+        first = _stacked(params[0], member_axis)
+        return torch.zeros(first.shape[0], device=first.device, dtype=first.dtype)
+    per_tensor = [torch.linalg.vector_norm(g.reshape(g.shape[0], -1), 2, dim=1) for g in grads]
+    norms = torch.linalg.vector_norm(torch.stack(per_tensor), 2, dim=0)
+    coef = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(_bcast(coef.to(g.dtype), g))
+    return norms
