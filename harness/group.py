@@ -98,7 +98,9 @@ class Group:
         grads = self.gradients(states) if logged else None
         if t.grad_clip:
             clip_member_grads_(stack.params, t.grad_clip, stack.member_axis)
-        self.scaler.step(self.optimizer, self.active_t)  # members not active keep their tensors as they are
+        # members not active keep their tensors as they are; a captured step always takes the mask (it may change)
+        mask = None if self.active.all() and self.captured is None else self.active_t
+        self.scaler.step(self.optimizer, mask)
         self.scaler.update()
         return losses.detach(), logits.detach(), grads
 

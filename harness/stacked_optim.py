@@ -31,12 +31,6 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view((v.shape[0],) + (1,) * (like.dim() - 1))
 
 
-def _select(active: torch.Tensor | None, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """new where the member is active, old elsewhere. torch.where, not a blend: an inactive member's NaN/inf
-    (0 * NaN is NaN) can never reach its parameters or state, which stay bit-for-bit as they were."""
-    return new if active is None else torch.where(_bcast(active, new), new, old)
-
-
 class StackedOptimizer(torch.optim.Optimizer):
     """Adam, AdamW or SGD (momentum, no dampening, no nesterov) over stacked members with per-member lr and
     weight decay. `step(active)` updates only the members whose (K,) bool `active` is True."""
@@ -67,6 +61,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         super().__init__([{"params": params}], defaults)
         for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
             self._torch_group(i)
+        self._decays = any(wds)
         for p in params:  # allocated up front: a step must not allocate lazily inside a captured graph
             self._init_state(p)
 
@@ -81,6 +76,11 @@ class StackedOptimizer(torch.optim.Optimizer):
     @property
     def weight_decay(self) -> torch.Tensor:
         return self.param_groups[0]["weight_decay"]
+
+    @property
+    def decays(self) -> bool:
+        """Whether any member has weight decay: as torch skips the term at 0 (0 * an infinite weight is NaN)."""
+        return self._decays
 
     @property
     def num_members(self) -> int:
@@ -102,47 +102,70 @@ class StackedOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, active: torch.Tensor | None = None) -> None:
         """One step for the active members ((K,) bool on the device; None = all). Tensors without grad are
-        skipped. Positional `active` so that GradScaler.step(opt, active) passes it through."""
-        group = self.param_groups[0]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            s, g = _stacked(p, group["member_axis"]), _stacked(p.grad, group["member_axis"])
-            state = self.state[p]
-            new = self._sgd(s, g, state, active) if self.kind == "sgd" else self._adam(s, g, state, active)
-            s.copy_(_select(active, new, s))
+        skipped. Positional `active` so that GradScaler.step(opt, active) passes it through.
 
-    def _adam(self, s, g, state, active) -> torch.Tensor:
-        """torch's _single_tensor_adam (amsgrad off), its ops in its order, with per-member lr and decay."""
+        In place, by torch's multi-tensor (_foreach) ops over the stacked tensors: a few dozen kernels a step
+        whatever K is. With `active`, the step runs for everyone and the inactive members' slices are then put
+        back with torch.where (not a blend: their NaN/inf can never leak), bit for bit as they were."""
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        axis = group["member_axis"]
+        states = [self.state[p] for p in params]
+        s, g = [_stacked(p, axis) for p in params], [_stacked(p.grad, axis) for p in params]
+        if active is not None:
+            tensors = s + [st[k] for st in states for k in sorted(st)]
+            kept = [t.clone() for t in tensors]
+        if self.kind == "sgd":
+            self._sgd(s, g, states)
+        else:
+            self._adam(s, g, states)
+        if active is not None:
+            for t, old in zip(tensors, kept):
+                t.copy_(torch.where(_bcast(active, t), t, old))
+
+    def _adam(self, s: list, g: list, states: list) -> None:
+        """torch's Adam / AdamW (amsgrad off), op for op, with per-member lr and weight decay."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        lr, wd = self.lr, self.weight_decay
-        step = state["step"] + 1
-        if self.kind == "adamw":
-            s = s * _bcast(1 - lr * wd, s)  # param.mul_(1 - lr * weight_decay), before the moments
-        else:
-            g = g + _bcast(wd, s) * s  # grad.add(param, alpha=weight_decay)
-        exp_avg = torch.lerp(state["exp_avg"], g, 1 - beta1)
-        exp_avg_sq = torch.addcmul(state["exp_avg_sq"] * beta2, g, g, value=1 - beta2)
-        step_size = _bcast(lr / (1 - beta1 ** step), s)
-        bias_correction2_sqrt = _bcast(torch.sqrt(1 - beta2 ** step), s)
-        denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + group["eps"]
-        for key, value in (("step", step), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
-            state[key].copy_(_select(active, value, state[key]))
-        return s - step_size * exp_avg / denom  # param.addcdiv_(exp_avg, denom, value=-step_size)
+        steps = [st["step"] for st in states]
+        torch._foreach_add_(steps, 1)
+        if self.kind == "adamw" and self.decays:  # param.mul_(1 - lr * weight_decay), before the moments
+            decay = 1 - self.lr * self.weight_decay
+            torch._foreach_mul_(s, [_bcast(decay, t) for t in s])
+        elif self.decays:  # grad = grad.add(param, alpha=weight_decay): a new tensor, the gradient itself is kept
+            g = torch._foreach_add(g, torch._foreach_mul(s, [_bcast(self.weight_decay, t) for t in s]))
+        exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+        torch._foreach_lerp_(exp_avg, g, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, g, g, value=1 - beta2)
+        # per member: step_size = lr / (1 - beta1^t), sqrt(1 - beta2^t), from each tensor's own count, all
+        # tensors' (P, K) counts at once (a handful of kernels rather than a few per tensor)
+        counts = torch.stack(steps)
+        step_size = self.lr.to(counts.dtype) / (1 - torch.pow(beta1, counts))
+        correction2 = torch.sqrt(1 - torch.pow(beta2, counts))
+        step_size = [_bcast(v.to(x.dtype), x) for v, x in zip(step_size, s)]
+        correction2 = [_bcast(v.to(x.dtype), x) for v, x in zip(correction2, s)]
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, correction2)
+        torch._foreach_add_(denom, group["eps"])
+        update = torch._foreach_div(exp_avg, denom)
+        torch._foreach_mul_(update, step_size)
+        torch._foreach_sub_(s, update)  # param.addcdiv_(exp_avg, denom, value=-step_size)
 
-    def _sgd(self, s, g, state, active) -> torch.Tensor:
-        """torch's _single_tensor_sgd (dampening 0, no nesterov), with per-member lr and decay."""
+    def _sgd(self, s: list, g: list, states: list) -> None:
+        """torch's SGD (dampening 0, no nesterov), with per-member lr and weight decay."""
         momentum = self.param_groups[0]["momentum"]
-        g = g + _bcast(self.weight_decay, s) * s  # grad.add(param, alpha=weight_decay)
-        if momentum != 0:
-            buf = state["momentum_buffer"]
-            # torch starts the buffer as the grad itself on a member's first step: no step yet, no buffer.
-            first = _bcast(state["step"] == 0, s)
-            g = torch.where(first, g, buf * momentum + g)
-            buf.copy_(_select(active, g, buf))
-        state["step"].copy_(_select(active, state["step"] + 1, state["step"]))
-        return s - _bcast(self.lr, s) * g  # param.add_(grad, alpha=-lr)
+        if self.decays:
+            g = torch._foreach_add(g, torch._foreach_mul(s, [_bcast(self.weight_decay, t) for t in s]))
+        if momentum != 0:  # the buffer starts at zero: its first step is 0 * momentum + grad, the grad itself
+            buffers = [st["momentum_buffer"] for st in states]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, g)
+            g = buffers
+        torch._foreach_add_([st["step"] for st in states], 1)
+        torch._foreach_sub_(s, torch._foreach_mul(g, [_bcast(self.lr, t) for t in s]))  # param.add_(grad, -lr)
 
     def _torch_group(self, i: int) -> dict[str, Any]:
         """Member i's param_groups entry exactly as torch's own optimizer builds it (same keys, same defaults),
@@ -193,6 +216,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             self.lr[i] = float(saved_group["lr"])
             self.weight_decay[i] = float(saved_group["weight_decay"])
+            self._decays = self._decays or float(saved_group["weight_decay"]) != 0
             for j, p in enumerate(params):
                 self._load_slice(self.state[p], i, state_dict["state"].get(saved_group["params"][j], {}))
 

@@ -37,14 +37,15 @@ def forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 
 
 def train(k: int, steps: int, device: str = "cpu", n: int = 4000, features: int = 40, classes: int = 10,
-          width: int = 100, depth: int = 2, batch: int = 100, lr: float = 1e-2) -> dict:
+          width: int = 100, depth: int = 2, batch: int = 100, lr: float = 1e-2, captured: bool = False) -> dict:
     """Train K stacked MLPs for `steps` timed steps (after WARMUP); their samples/s in all, by the wall clock and
-    by this process's CPU time, and the last step's mean loss (a check that it trains)."""
+    by this process's CPU time, and the last step's mean loss (a check that it trains). captured (CUDA only): the
+    step replayed from a CUDA graph, with torch's capturable Adam."""
     device = torch.device(device)
     x = torch.randn(n, features, device=device)
     y = torch.randint(classes, (n,), device=device)
     params = stacked_mlp(k, [features] + [width] * depth + [classes], device)
-    optimizer = torch.optim.Adam(params, lr=lr, foreach=True)
+    optimizer = torch.optim.Adam(params, lr=lr, foreach=True, capturable=captured)
 
     def step() -> torch.Tensor:
         idx = torch.randint(n, (k, batch), device=device)
@@ -58,6 +59,8 @@ def train(k: int, steps: int, device: str = "cpu", n: int = 4000, features: int 
 
     for _ in range(WARMUP):
         step()
+    if captured:
+        step = graphed(step)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -68,3 +71,16 @@ def train(k: int, steps: int, device: str = "cpu", n: int = 4000, features: int 
     samples = k * batch * steps
     return {"k": k, "samples_per_s": samples / wall, "cpu_samples_per_s": samples / max(cpu, 1e-9),
             "loss": loss.item() / k}
+
+
+def graphed(step):
+    """The step recorded once as a CUDA graph; each call replays it (its random indices are drawn in the graph)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss = step()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return loss
+
+    return replay

@@ -149,6 +149,8 @@ CASES = [
     ("zero threads", ["trainer.threads=0"], "trainer.threads must be auto, a count > 0 or null, got 0"),
     ("unknown optimizer", ["trainer.optimizer=lbfgs"], "trainer.optimizer='lbfgs' is not valid"),
     ("unknown precision", ["trainer.precision=fp8"], "trainer.precision='fp8' is not valid"),
+    ("unknown capture", ["trainer.capture=maybe"], "trainer.capture must be auto, true or false, got 'maybe'"),
+    ("capture of fp16", ["trainer.capture=true", "trainer.precision=fp16"], "trainer.capture=true cannot capture"),
     ("unknown device", ["trainer.device=tpu"], "trainer.device='tpu' is not valid"),
     ("negative seed", ["seed=-1"], "seed must be in [0, 2**32 - 1]"),
     ("seed beyond 2**32", ["seed=4294967296"], "seed must be in [0, 2**32 - 1]"),

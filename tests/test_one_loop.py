@@ -14,7 +14,7 @@ from harness.data import load_dataset
 from harness.group import build_member_model
 from harness.optimizers import make_optimizer
 from harness.resolve import resolve
-from harness.train import run
+from harness.train import run, run_group
 from tests.test_grouped import CASES, STEPS
 
 RTOL = 1e-9
@@ -67,3 +67,41 @@ def test_a_single_run_equals_plain_torch_float64(tiny, tmp_path, case):
     bad = {k: (harness[k], reference[k]) for k in reference if not math.isclose(harness[k], reference[k],
                                                                                 rel_tol=RTOL, abs_tol=1e-12)}
     assert not bad, bad
+
+
+def metric_rows(summary: dict) -> pd.DataFrame:
+    return pd.read_csv(f"{summary['run_dir']}/metrics.csv")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_a_captured_step_records_what_the_eager_step_records(tiny, tmp_path, device):
+    """trainer.capture=true: on CUDA the unlogged steps replay a CUDA graph (within float32 rounding of eager);
+    on the CPU the same path (static buffers, copies) runs eagerly and records the very same bits."""
+    common = ["trainer.steps=40", "trainer.log_every=20", "trainer.eval_every=20", f"trainer.device={device}",
+              "model.width=16"]
+    configs = [tiny(*common, f"seed={s}", f"trainer.capture={c}") for c in ("false", "true") for s in (1, 2)]
+    eager = run_group(configs[:2], [tmp_path / "e1", tmp_path / "e2"], [[], []], "e")
+    captured = run_group(configs[2:], [tmp_path / "c1", tmp_path / "c2"], [[], []], "c")
+    for e, c in zip(eager, captured):
+        assert e["status"] == c["status"] == "ok", (e.get("error"), c.get("error"))
+        a, b = metric_rows(e), metric_rows(c)
+        if device == "cpu":
+            assert a.equals(b)
+        else:
+            assert a[["step", "split", "metric", "layer"]].equals(b[["step", "split", "metric", "layer"]])
+            assert (a.value - b.value).abs().max() < 1e-3 * (1 + a.value.abs().max())
+
+
+def test_capture_auto_is_for_cuda_with_boundaries_far_apart(tiny):
+    from harness.capture import MIN_STEPS_BETWEEN_BOUNDARIES, wanted
+
+    far = MIN_STEPS_BETWEEN_BOUNDARIES
+    t = tiny(f"trainer.log_every={far}", f"trainer.eval_every={far}").trainer
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert wanted(t, cuda, stacked=True) and not wanted(t, cpu, stacked=True)
+    assert not wanted(t, cuda, stacked=False)  # a one-model fallback (an unstackable activation) stays eager
+    near = tiny(f"trainer.log_every={far - 1}").trainer
+    assert not wanted(near, cuda, stacked=True)
+    assert wanted(tiny("trainer.capture=true").trainer, cpu, stacked=True)  # the CPU runs the path eagerly
+    assert not wanted(tiny("trainer.capture=false", f"trainer.log_every={far}",
+                           f"trainer.eval_every={far}").trainer, cuda, stacked=True)
