@@ -19,10 +19,11 @@ MIN_STEPS_BETWEEN_BOUNDARIES = 100
 WARMUP_STEPS = 3  # eager steps on a side stream before capturing, as torch.cuda.graphs asks
 
 
-def wanted(t, device: torch.device, stacked: bool) -> bool:
+def wanted(t, device: torch.device, capturable: bool) -> bool:
     """Whether the loop captures its step: trainer.capture=true always where it can (CUDA or, eagerly, the CPU),
-    auto on CUDA when boundaries are far enough apart, never for fp16 or a compiled or unstacked model."""
-    if t.capture is False or t.precision == "fp16" or t.compile or not stacked:
+    auto on CUDA when boundaries are far enough apart; never for fp16 or a compiled model, nor where an
+    activation is not a stackable one (a custom module may synchronise with the host: harness.group)."""
+    if t.capture is False or t.precision == "fp16" or t.compile or not capturable:
         return False
     if t.capture is True:
         return True

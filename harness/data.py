@@ -231,41 +231,49 @@ class MemberBatches:
     when an epoch ends and copied to the device once (K, N): a member's batch order depends on its seed alone, the
     same on the CPU and on CUDA (whose generator draws other numbers) and whatever group it trains in. While the
     members move in step (the usual case) a batch is one slice of that table, with no host work that grows with K.
-    A member that is not active (frozen, or resumed from a later step and not yet joined) does not advance."""
+    A member waiting to join (resumed from a later step) does not advance."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: list[int]):
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(x))
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.perm = self.draw(range(len(seeds)))  # (K, N) on the data's device
-        self.positions = np.zeros(len(seeds), dtype=np.int64)
+        self.common: int | None = 0  # every member's place in its epoch while they move in step, else None
+        self.positions = np.zeros(len(seeds), dtype=np.int64)  # each member's place, kept when common is None
 
     def draw(self, members) -> torch.Tensor:
         """The next epoch's orders of these members, (len(members), N) on the data's device."""
         return torch.stack([torch.randperm(len(self.x), generator=self.generators[i]) for i in members]).to(
             self.x.device)
 
-    def next(self, active: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K, B, ...) inputs and (K, B) labels of the next step; only `active` members (a (K,) bool array, None:
-        all) advance, the others are handed a batch they do not train on."""
+    def next(self, waiting: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, B, ...) inputs and (K, B) labels of the next step. Members `waiting` (a (K,) bool array; None:
+        nobody) are handed a batch they do not train on and do not advance."""
+        if self.common is not None and waiting is None:  # the usual case: one slice, in Python integers
+            if self.common + self.batch_size > len(self.x):
+                self.perm, self.common = self.draw(range(len(self.generators))), 0
+            idx = self.perm[:, self.common : self.common + self.batch_size]
+            self.common += self.batch_size
+            return self.x[idx], self.y[idx]
+        if self.common is not None:
+            self.positions[:], self.common = self.common, None
         ended = self.positions + self.batch_size > len(self.x)
         if ended.any():
             members = np.flatnonzero(ended)
             self.perm[torch.as_tensor(members, device=self.perm.device)] = self.draw(members)
             self.positions[members] = 0
-        p = self.positions[0]
-        if (self.positions == p).all():
-            idx = self.perm[:, p : p + self.batch_size]
-        else:  # members at different places in their epochs (joined from a later checkpoint): one gather
-            offsets = torch.as_tensor(self.positions[:, None] + np.arange(self.batch_size), device=self.perm.device)
-            idx = self.perm.gather(1, offsets)
-        self.positions += self.batch_size if active is None else self.batch_size * active
+        # members at different places in their epochs (one waits to join from a later checkpoint): one gather
+        offsets = torch.as_tensor(self.positions[:, None] + np.arange(self.batch_size), device=self.perm.device)
+        idx = self.perm.gather(1, offsets)
+        self.positions += self.batch_size if waiting is None else self.batch_size * ~waiting
+        if (self.positions == self.positions[0]).all():  # the waiting member has caught up
+            self.common = int(self.positions[0])
         return self.x[idx], self.y[idx]
 
     def state_dict(self, i: int) -> dict:
         """Member i's place, as a one-member checkpoint keeps it."""
-        return {"generator": self.generators[i].get_state(), "perm": self.perm[i].cpu(),
-                "position": int(self.positions[i])}
+        position = self.common if self.common is not None else int(self.positions[i])
+        return {"generator": self.generators[i].get_state(), "perm": self.perm[i].cpu(), "position": position}
 
     def state_problem(self, state: dict) -> str | None:
         """Why a checkpoint's batch state cannot be continued here, or None: a CUDA run's checkpoint from before
@@ -277,7 +285,11 @@ class MemberBatches:
     def load_state_dict(self, i: int, state: dict) -> None:
         self.generators[i].set_state(state["generator"])
         self.perm[i] = state["perm"].to(self.perm.device)
+        if self.common is not None:
+            self.positions[:], self.common = self.common, None
         self.positions[i] = state["position"]
+        if (self.positions == self.positions[0]).all():
+            self.common = int(self.positions[0])
 
 
 def check_fits(config) -> None:

@@ -45,12 +45,13 @@ class Group:
     device: torch.device
     trainer: object  # the members' common TrainerConfig (their lr and weight decay are the optimizer's)
     active: np.ndarray  # (K,) bool: the members that train at the next step (changes only at boundaries)
+    capturable: bool  # every op of the step is one a CUDA graph can hold (the stackable activations' are)
 
     def __post_init__(self):
         self.amp = AMP_DTYPES[self.trainer.precision]
         self.probe_x, self.probe_y = self.data.x_train[: probes.PROBE_SIZE], self.data.y_train[: probes.PROBE_SIZE]
         self.active_t = torch.as_tensor(self.active, device=self.device)
-        wanted = capture.wanted(self.trainer, self.device, self.stack.member_axis)
+        wanted = capture.wanted(self.trainer, self.device, self.capturable)
         self.captured = capture.CapturedStep(self.step, self.device) if wanted else None
 
     @cached_property
@@ -67,12 +68,17 @@ class Group:
     def activate(self, next_step: int, clock: float, cpu_clock: float) -> None:
         """Who trains from next_step on: not finished, and past its checkpoint's step (a member resumed from a
         later step joins there, its clocks continuing from the group's now)."""
+        waits = np.zeros(len(self.members), dtype=bool)
         for i, m in enumerate(self.members):
             joins = m.summary is None and next_step > m.first_step
             if joins and not self.active[i]:
                 m.joined_at, m.joined_at_cpu = clock, cpu_clock
             self.active[i] = joins
+            waits[i] = m.summary is None and not joins
+        self.waiting = waits if waits.any() else None  # members resumed from a later step (the batches' argument)
         self.active_t.copy_(torch.as_tensor(self.active))  # in place: a captured step reads this very tensor
+        # the optimizer's member mask, needed only while a member is out (a captured step always takes it)
+        self.mask = None if self.active.all() and self.captured is None else self.active_t
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, logged: bool) -> tuple:
         """The step the loop takes: logged steps eagerly (their probes read the gradients), the others captured
@@ -90,17 +96,19 @@ class Group:
             logits, states = stack.forward(x, record=logged)
             k, b, c = logits.shape
             flat = (logits.float() if self.amp else logits).reshape(k * b, c)
-            losses = F.cross_entropy(flat, y.reshape(k * b), reduction="none").view(k, b).mean(1)
-        # members never mix, so each member's gradient is that of its own mean loss
-        self.scaler.scale(losses.sum()).backward()
+            if k == 1:  # one node in the backward, as a plain loop's loss (a single run's step is that cheap)
+                total = F.cross_entropy(flat, y.reshape(b))
+                losses = total.reshape(1)
+            else:  # members never mix, so each member's gradient is that of its own mean loss
+                losses = F.cross_entropy(flat, y.reshape(k * b), reduction="none").view(k, b).mean(1)
+                total = losses.sum()
+        self.scaler.scale(total).backward()
         if logged or t.grad_clip:
             self.scaler.unscale_(self.optimizer)
         grads = self.gradients(states) if logged else None
         if t.grad_clip:
             clip_member_grads_(stack.params, t.grad_clip, stack.member_axis)
-        # members not active keep their tensors as they are; a captured step always takes the mask (it may change)
-        mask = None if self.active.all() and self.captured is None else self.active_t
-        self.scaler.step(self.optimizer, mask)
+        self.scaler.step(self.optimizer, self.mask)  # members not active keep their tensors as they are
         self.scaler.update()
         return losses.detach(), logits.detach(), grads
 
@@ -143,7 +151,9 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
     from its checkpoint or probed at initialisation. Sets torch's threads (trainer.threads; auto needs the size)."""
     first, t = resolved[0], resolved[0].config.trainer
     models = [build_member_model(r, data) for r in resolved]
-    stack = stacked.StackedModel(models, stack=why_not_grouped(first) is None,
+    # a group of one trains its model's own modules (nn.Linear's kernels, no member axis): a single run costs what
+    # a plain torch loop costs; K > 1 train the stacked model
+    stack = stacked.StackedModel(models, stack=len(models) > 1,
                                  compiled=torch.compile(models[0]) if t.compile else None)
     n_params = sum(p.numel() for p in stack.params)
     torch.set_num_threads(resolve_threads(t.threads, n_params, t.batch_size, first.device, cpu_threads))
@@ -154,7 +164,8 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
     scaler = torch.amp.GradScaler(first.device.type, enabled=t.precision == "fp16")
     if first.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(first.device)
-    group = Group([], stack, optimizer, batches, scaler, data, first.device, t, np.zeros(len(models), dtype=bool))
+    group = Group([], stack, optimizer, batches, scaler, data, first.device, t, np.zeros(len(models), dtype=bool),
+                  why_not_grouped(first) is None)
     for i, (r, model, run_dir) in enumerate(zip(resolved, models, run_dirs)):
         group.members.append(start_member(group, i, r, model, Path(run_dir)))
     return group

@@ -20,9 +20,9 @@ from harness.transformer import Transformer
 
 
 def bmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """(K, B, I) @ (K, O, I)^T + (K, O). Not baddbmm: with one input feature (the MNIST-1D RNN's) its K=1 path
-    rounds differently from K>1, and a member's float32 results must not depend on K. Under autocast the bias is
-    added in the product's precision, as nn.Linear's addmm adds it (else bf16 would turn back into float32)."""
+    """(K, B, I) @ (K, O, I)^T + (K, O): bmm, then the bias. Not baddbmm, whose rounding with one input feature
+    (the MNIST-1D RNN's) changes with K. Under autocast the bias is added in the product's precision, as
+    nn.Linear's addmm adds it (else bf16 would turn back into float32)."""
     product = torch.bmm(x, weight.transpose(1, 2))
     return product + bias.unsqueeze(1).to(product.dtype)
 
@@ -125,31 +125,15 @@ def mlp_forward(m: MLP, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, li
     return linear(x, m.head), []
 
 
-def stacked_conv(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-    """(B, K*Ci, *S) -> (B, K*Co, *S_out): each member's own zero-padded convolution, as im2col (unfold) and one
-    bmm over the member axis. Not F.conv with groups=K: its kernel (and so a member's float32 rounding) changes
-    with K, where bmm computes each member's product alike whatever K is (measured; stacked_conv's speed is that
-    of groups=K, docs in the module's header)."""
-    weight, dims = conv.weight, conv.weight.dim() - 3  # (K, Co, Ci, *kernel)
-    k, c_out, c_in, kernel = weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3:]
-    x = F.pad(x, [p for p in reversed(conv.padding) for _ in range(2)])
-    for d in range(dims):  # windows (B, K*Ci, *S_out, *kernel); a dilated window is a strided slice of a span
-        x = x.unfold(2 + d, (kernel[d] - 1) * conv.dilation[d] + 1, conv.stride[d])[..., ::conv.dilation[d]]
-    out = x.shape[2:2 + dims]
-    x = x.reshape(x.shape[0], k, c_in, *out, *kernel)
-    # (K, B*S_out, Ci*kernel): a member's rows are its output positions, its columns nn.Conv's filter order
-    cols = x.permute(1, 0, *range(3, 3 + dims), 2, *range(3 + dims, 3 + 2 * dims)).reshape(k, -1, weight[0].numel()
-                                                                                            // c_out)
-    z = bmm_linear(cols, weight.reshape(k, c_out, -1), conv.bias)  # (K, B*S_out, Co)
-    # contiguous: at K=1 reshape would return a strided view, not the layout (B, K*Co, ...) the norms take
-    return z.view(k, -1, out.numel(), c_out).permute(1, 0, 3, 2).contiguous().view(-1, k * c_out, *out)
-
-
 def cnn_forward(m: CNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list]:
     k = x.shape[0]
     x = x.transpose(0, 1).flatten(1, 2)  # (B, K*C_in, ...): each member's channels in turn
     for block in m.hidden:
-        z = conv_norm(stacked_conv(x, block.conv), block.norm, k)
+        conv = block.conv
+        step = F.conv1d if isinstance(conv, nn.Conv1d) else F.conv2d
+        z = step(x, conv.weight.flatten(0, 1), conv.bias.flatten(), conv.stride, conv.padding, conv.dilation,
+                 groups=k)  # (K, Co, Ci, ...) -> (K*Co, Ci, ...): member i's filters are group i's
+        z = conv_norm(z, block.norm, k)
         members = z.view(z.shape[0], k, -1, *z.shape[2:])  # (B, K, C, ...)
         x = activation(members, block.act, 1, 2).flatten(1, 2)
     features = x.view(x.shape[0], k, -1).transpose(0, 1)  # (K, B, C*L): each member's flatten(1)
@@ -190,13 +174,12 @@ def run_cells(cell: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Ten
     # (T, K, B, G*H), one contiguous slice per step; unbind's backward is one stack, where indexing each step
     # would make a full-size zero gradient per step (at K=16 that was most of the backward's time)
     xw = xw.permute(2, 0, 1, 3).contiguous().unbind(0)
-    w_hh, b_hh = cell.weight_hh.transpose(1, 2), cell.bias_hh.unsqueeze(1)
     h = x.new_zeros(k, b, cell.hidden_size)
     state = (h, h) if lstm else h
     outputs = []
     for i in range(t):
         hidden = state[0] if lstm else state
-        state = step(xw[i], torch.baddbmm(b_hh, hidden, w_hh), state, cell)
+        state = step(xw[i], bmm_linear(hidden, cell.weight_hh, cell.bias_hh), state, cell)
         outputs.append(state[0] if lstm else state)
     if record:
         for h in outputs:

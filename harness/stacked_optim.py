@@ -54,16 +54,26 @@ class StackedOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"parameter of shape {tuple(p.shape)} has no member axis of length {k}")
         ref = params[0]
         # Kept in the param group so the whole optimizer's state_dict() describes itself.
-        defaults = dict(kind=kind, lr=torch.tensor(lrs, device=ref.device, dtype=ref.dtype),
-                        weight_decay=torch.tensor(wds, device=ref.device, dtype=ref.dtype),
+        # lr, weight decay and step counts in float64, as torch keeps them (Python floats): the factors a step
+        # applies are computed there and rounded once to the parameters' dtype, so float32 runs round as torch's
+        # own optimizer does, bit for bit (MPS has no float64: float32 there)
+        hyper = torch.float32 if ref.device.type == "mps" else torch.float64
+        defaults = dict(kind=kind, lr=torch.tensor(lrs, device=ref.device, dtype=hyper),
+                        weight_decay=torch.tensor(wds, device=ref.device, dtype=hyper),
                         momentum=float(momentum), betas=(float(betas[0]), float(betas[1])), eps=float(eps),
                         member_axis=member_axis)
         super().__init__([{"params": params}], defaults)
         for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
             self._torch_group(i)
         self._decays = any(wds)
-        for p in params:  # allocated up front: a step must not allocate lazily inside a captured graph
-            self._init_state(p)
+        # one model (member_axis=False): its lr and weight decay as Python floats too, for torch's own fused
+        # `param + alpha * grad` kernels, so a single run rounds as torch's optimizer does, bit for bit
+        self.host = {"lr": lrs[0], "weight_decay": wds[0]} if not member_axis else None
+        # Steps count per member and per tensor, as torch counts per tensor: one (P, K) table whose rows are the
+        # tensors' "step" states, so that a step counts and bias-corrects every tensor at once.
+        self.counts = torch.zeros(len(params), k, device=ref.device, dtype=hyper)
+        for p, count in zip(params, self.counts):  # allocated up front: a captured step must not allocate lazily
+            self._init_state(p, count)
 
     @property
     def kind(self) -> str:
@@ -86,13 +96,10 @@ class StackedOptimizer(torch.optim.Optimizer):
     def num_members(self) -> int:
         return self.lr.shape[0]
 
-    def _init_state(self, p: torch.Tensor) -> None:
+    def _init_state(self, p: torch.Tensor, count: torch.Tensor) -> None:
         s = _stacked(p, self.param_groups[0]["member_axis"])
         state = self.state[p]
-        # Steps count per member and per tensor, as torch counts per tensor; float64 for float64 parameters so
-        # the bias corrections round as torch's Python floats do, float32 (exact to 2**24 steps) otherwise.
-        cdtype = torch.float64 if p.dtype == torch.float64 else torch.float32
-        state["step"] = torch.zeros(s.shape[0], device=p.device, dtype=cdtype)
+        state["step"] = count  # a row of self.counts
         if self.kind != "sgd":
             state["exp_avg"] = torch.zeros_like(s)
             state["exp_avg_sq"] = torch.zeros_like(s)
@@ -108,7 +115,10 @@ class StackedOptimizer(torch.optim.Optimizer):
         whatever K is. With `active`, the step runs for everyone and the inactive members' slices are then put
         back with torch.where (not a blend: their NaN/inf can never leak), bit for bit as they were."""
         group = self.param_groups[0]
-        params = [p for p in group["params"] if p.grad is not None]
+        params = group["params"]
+        every = all(p.grad is not None for p in params)
+        if not every:
+            params = [p for p in params if p.grad is not None]
         if not params:
             return
         axis = group["member_axis"]
@@ -117,55 +127,68 @@ class StackedOptimizer(torch.optim.Optimizer):
         if active is not None:
             tensors = s + [st[k] for st in states for k in sorted(st)]
             kept = [t.clone() for t in tensors]
+        counts = self.counts if every else torch.stack([st["step"] for st in states])
+        if every:
+            self.counts += 1  # every tensor's "step" at once (they are its rows)
+        else:
+            torch._foreach_add_([st["step"] for st in states], 1)
+            counts = counts + 1
         if self.kind == "sgd":
             self._sgd(s, g, states)
         else:
-            self._adam(s, g, states)
+            self._adam(s, g, states, counts)
         if active is not None:
             for t, old in zip(tensors, kept):
                 t.copy_(torch.where(_bcast(active, t), t, old))
 
-    def _adam(self, s: list, g: list, states: list) -> None:
-        """torch's Adam / AdamW (amsgrad off), op for op, with per-member lr and weight decay."""
+    def _adam(self, s: list, g: list, states: list, counts: torch.Tensor) -> None:
+        """torch's Adam / AdamW (amsgrad off), op for op, with per-member lr and weight decay; counts: the
+        tensors' step counts (P, K), this step's included."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        steps = [st["step"] for st in states]
-        torch._foreach_add_(steps, 1)
+        dtype = s[0].dtype
         if self.kind == "adamw" and self.decays:  # param.mul_(1 - lr * weight_decay), before the moments
-            decay = 1 - self.lr * self.weight_decay
+            decay = (1 - self.lr * self.weight_decay).to(dtype)
             torch._foreach_mul_(s, [_bcast(decay, t) for t in s])
         elif self.decays:  # grad = grad.add(param, alpha=weight_decay): a new tensor, the gradient itself is kept
-            g = torch._foreach_add(g, torch._foreach_mul(s, [_bcast(self.weight_decay, t) for t in s]))
+            g = self._decayed(g, s)
         exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
         torch._foreach_lerp_(exp_avg, g, 1 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, g, g, value=1 - beta2)
-        # per member: step_size = lr / (1 - beta1^t), sqrt(1 - beta2^t), from each tensor's own count, all
-        # tensors' (P, K) counts at once (a handful of kernels rather than a few per tensor)
-        counts = torch.stack(steps)
-        step_size = self.lr.to(counts.dtype) / (1 - torch.pow(beta1, counts))
-        correction2 = torch.sqrt(1 - torch.pow(beta2, counts))
-        step_size = [_bcast(v.to(x.dtype), x) for v, x in zip(step_size, s)]
-        correction2 = [_bcast(v.to(x.dtype), x) for v, x in zip(correction2, s)]
+        # per member and tensor: step_size = lr / (1 - beta1^t), sqrt(1 - beta2^t), all (P, K) at once
+        step_size = (self.lr / (1 - torch.pow(beta1, counts))).to(dtype)
+        correction2 = torch.sqrt(1 - torch.pow(beta2, counts)).to(dtype)
         denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, correction2)
+        torch._foreach_div_(denom, [_bcast(v, x) for v, x in zip(correction2, s)])
         torch._foreach_add_(denom, group["eps"])
-        update = torch._foreach_div(exp_avg, denom)
-        torch._foreach_mul_(update, step_size)
-        torch._foreach_sub_(s, update)  # param.addcdiv_(exp_avg, denom, value=-step_size)
+        # param.addcdiv_(exp_avg, denom, value=-step_size), which computes param + (value * exp_avg) / denom
+        update = torch._foreach_mul(exp_avg, [_bcast(v, x) for v, x in zip(step_size, s)])
+        torch._foreach_div_(update, denom)
+        torch._foreach_sub_(s, update)
 
     def _sgd(self, s: list, g: list, states: list) -> None:
         """torch's SGD (dampening 0, no nesterov), with per-member lr and weight decay."""
         momentum = self.param_groups[0]["momentum"]
-        if self.decays:
-            g = torch._foreach_add(g, torch._foreach_mul(s, [_bcast(self.weight_decay, t) for t in s]))
+        if self.decays:  # grad = grad.add(param, alpha=weight_decay)
+            g = self._decayed(g, s)
         if momentum != 0:  # the buffer starts at zero: its first step is 0 * momentum + grad, the grad itself
             buffers = [st["momentum_buffer"] for st in states]
             torch._foreach_mul_(buffers, momentum)
             torch._foreach_add_(buffers, g)
             g = buffers
-        torch._foreach_add_([st["step"] for st in states], 1)
-        torch._foreach_sub_(s, torch._foreach_mul(g, [_bcast(self.lr, t) for t in s]))  # param.add_(grad, -lr)
+        if self.host is not None:  # param.add_(grad, alpha=-lr)
+            torch._foreach_add_(s, g, alpha=-self.host["lr"])
+        else:
+            lr = self.lr.to(s[0].dtype)
+            torch._foreach_sub_(s, torch._foreach_mul(g, [_bcast(lr, t) for t in s]))
+
+    def _decayed(self, g: list, s: list) -> list:
+        """grad + weight_decay * param, new tensors (the gradients themselves are kept)."""
+        if self.host is not None:
+            return torch._foreach_add(g, s, alpha=self.host["weight_decay"])
+        wd = self.weight_decay.to(s[0].dtype)
+        return torch._foreach_add(g, torch._foreach_mul(s, [_bcast(wd, t) for t in s]))
 
     def _torch_group(self, i: int) -> dict[str, Any]:
         """Member i's param_groups entry exactly as torch's own optimizer builds it (same keys, same defaults),
@@ -216,6 +239,8 @@ class StackedOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             self.lr[i] = float(saved_group["lr"])
             self.weight_decay[i] = float(saved_group["weight_decay"])
+            if self.host is not None:
+                self.host = {"lr": float(saved_group["lr"]), "weight_decay": float(saved_group["weight_decay"])}
             self._decays = self._decays or float(saved_group["weight_decay"]) != 0
             for j, p in enumerate(params):
                 self._load_slice(self.state[p], i, state_dict["state"].get(saved_group["params"][j], {}))
@@ -243,7 +268,9 @@ def clip_member_grads_(params: Sequence[torch.Tensor], max_norm: float, member_a
     """torch.nn.utils.clip_grad_norm_(member i's params, max_norm) for every member at once: each member's grads
     scaled by min(1, max_norm / (norm + 1e-6)), norm the L2 norm over all its tensors. Returns the (K,) norms;
     no host sync, ops independent of K. Tensors without grad are skipped."""
-    grads = [_stacked(p.grad, member_axis) for p in params if p.grad is not None]
+    if not member_axis:  # one model: torch's own clipping, so a single run clips as torch does, bit for bit
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).reshape(1)
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         first = _stacked(params[0], member_axis)
         return torch.zeros(first.shape[0], device=first.device, dtype=first.dtype)

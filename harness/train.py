@@ -91,7 +91,7 @@ def train(group: Group) -> None:
     loop_timer.start()
     timer.start()
     for step in range(first + 1, t.steps + 1):
-        x, y = group.batches.next(group.active)
+        x, y = group.batches.next(group.waiting)
         log_now, eval_now, _ = boundaries(step, t, step)
         losses, logits, grads = group.train_step(x, y, log_now)
         window.add(losses, logits, y)

@@ -11,7 +11,7 @@ Parts (--parts):
   limit   the harness's loop (its training clock, boundaries excluded) against scripts/plain_stacked.py, the same
           MLP as a plain stacked loop written without harness code, same K, device and steps, for each K in --ks;
           eager, and on CUDA captured too (trainer.capture=true against the plain loop's CUDA graph).
-  width8  with negligible arithmetic (model.width=8), a 16-member group's time against one run's.
+  width8  with negligible arithmetic (model.width=8), a group's time (--seeds members) against one run's.
 Then the goals table (docs/grouped.md). --profile prints where a group's time goes (torch.profiler).
 """
 from __future__ import annotations
@@ -108,8 +108,8 @@ def limit_part(args, tmp: Path) -> list[tuple]:
 
 
 def width8_part(args, tmp: Path) -> tuple[float, float]:
-    """(one run's training clock, a 16-member group's) at model.width=8."""
-    cfgs = configs("mlp", 16, args.steps, args.device, [*args.overrides, "model.width=8"])
+    """(one run's training clock, a group's of --seeds members (the goal: 16)) at model.width=8."""
+    cfgs = configs("mlp", args.seeds, args.steps, args.device, [*args.overrides, "model.width=8"])
     one_by_one(cfgs[:1], tmp / "w8-warm")
     return one_by_one(cfgs[:1], tmp / "w8")[1], grouped(cfgs, tmp / "w8")[1]
 
@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> None:
             goals += print_limit(limit_part(args, Path(tmp)), args)
         if "width8" in args.parts:
             one, group = width8_part(args, Path(tmp))
-            print(f"\nmodel.width=8, {args.steps} steps: one run {one:.2f} s, 16 members {group:.2f} s "
+            print(f"\nmodel.width=8, {args.steps} steps: one run {one:.2f} s, {args.seeds} members {group:.2f} s "
                   f"by the training clock: {group / one:.2f}x the time of one")
-            goals.append(("16 members' time / one run's, width 8", group / one, WIDTH8_GOAL, "<="))
+            goals.append((f"{args.seeds} members' time / one run's, width 8", group / one, WIDTH8_GOAL, "<="))
         if args.profile:
             profile(args, Path(tmp))
     print_goals(goals)

@@ -55,18 +55,21 @@ if [[ $MODE == cuda ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.
 fi
 WORK=$(mktemp -d)
 
-# ---- the steps: their limits add up to 8 minutes (with the install); expected about 6 on an H200. The first
+# ---- the steps: their limits add up to 8.5 minutes (with the install); expected about 6 on an H200. The first
 # torch.compile of a process takes tens of seconds: the CUDA tests and the micro-benchmark each pay it once.
 if [[ $MODE == cuda ]]; then
   step "CUDA tests (grouped runs' float64 exactness included)" 140 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -o addopts=--strict-markers
   step "micro-benchmark" 90 "$PYTHON" -m scripts.microbench --device cuda --out "$OUT" \
     --activations relu,tanh,gelu,silu,mish --sizes 1M,16M,64M
   # 2026-12-04 on an H200 both timed out: the overhead benchmark had done the MLP and the CNN twice in 90 s, and
-  # the grouped one had not finished 64 seeds of the MLP, CNN and RNN in 150 s. The MLP's 64 seeds are its goal.
+  # the grouped one had not finished 64 seeds of the MLP, CNN and RNN in 150 s. Now: the MLP only, its goals
+  # (the limit at K = 1, 16, 64, eager and captured; the 64-seed sweep), 3 minutes at most.
   step "overhead benchmark" 90 "$PYTHON" -m scripts.bench_overhead --device cuda --models mlp,cnn,rnn \
     --steps 300 --repeats 1 --out "$OUT"
-  step "grouped benchmark" 120 "$PYTHON" -m scripts.bench_grouped --device cuda --models mlp --seeds 64 \
-    --one-job-runs 4 --steps 500
+  step "grouped benchmark: the limit" 100 "$PYTHON" -m scripts.bench_grouped --device cuda --parts limit \
+    --ks 1 16 64 --steps 500
+  step "grouped benchmark: the sweep" 50 "$PYTHON" -m scripts.bench_grouped --device cuda --parts sweep \
+    --models mlp --seeds 64 --one-job-runs 4 --steps 1000
   step "sweep" 25 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cuda trainer.steps=500 trainer.progress=false "hydra.sweep.dir=$WORK/sweep"
 else
@@ -75,8 +78,8 @@ else
     --activations relu,gelu --sizes 4k,64k --repeats 3 --modes eager
   step "overhead benchmark" 80 "$PYTHON" -m scripts.bench_overhead --device cpu --threads 1 --models mlp \
     --steps 60 --repeats 1 --out "$OUT" trainer.log_every=30 trainer.eval_every=30
-  step "grouped benchmark" 60 "$PYTHON" -m scripts.bench_grouped --device cpu --models mlp --seeds 4 \
-    --one-job-runs 2 --steps 30 trainer.log_every=15 trainer.eval_every=15 dataset.train_size=500
+  step "grouped benchmark" 60 "$PYTHON" -m scripts.bench_grouped --device cpu --parts limit sweep --ks 1 4 \
+    --models mlp --seeds 4 --one-job-runs 2 --steps 30 trainer.log_every=15 trainer.eval_every=15 dataset.train_size=500
   step "sweep" 45 "$PYTHON" run.py -m activation=relu,gelu model=mlp trainer.precision=fp32,bf16 \
     trainer.device=cpu trainer.steps=60 trainer.progress=false dataset.train_size=500 "hydra.sweep.dir=$WORK/sweep"
 fi

@@ -213,9 +213,14 @@ def test_the_plain_stacked_loop_is_k_torch_mlps_side_by_side():
 
 
 def test_the_grouped_benchmark_prints_the_harness_beside_the_plain_stacked_loop(data_root, capsys):
-    bench_grouped.main(["--models", "mlp", "--seeds", "2", "--steps", "20", f"dataset.root={data_root}",
-                        "dataset.train_size=300", "trainer.eval_every=10", "trainer.log_every=10"])
+    bench_grouped.main(["--models", "mlp", "--seeds", "2", "--ks", "1", "2", "--steps", "20",
+                        f"dataset.root={data_root}", "dataset.train_size=300", "trainer.eval_every=10",
+                        "trainer.log_every=10"])
     out = capsys.readouterr().out
-    assert "the limit, mlp, K=2" in out and "harness/plain" in out and "stacking 2 gives it" in out
+    assert "the limit: the default MLP" in out and "harness/plain" in out
     row = next(line for line in out.splitlines() if line.startswith("mlp "))
-    assert float(row.split()[3].rstrip("x")) > 0  # one job per run / grouped
+    assert float(row.split()[3].rstrip("x")) > 0  # one by one / grouped, start-up included
+    goals = out[out.index("goal"):].splitlines()[1:]
+    assert [g.split(",")[0] for g in goals] == ["sweep mlp", "harness/plain", "harness/plain",
+                                                 "2 members' time / one run's"]
+    assert all(g.split()[-1] in ("yes", "NO") for g in goals)

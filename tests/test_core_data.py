@@ -111,14 +111,14 @@ def batch_order(device: str, seed: int = 7, epochs: int = 3) -> list[int]:
 
 
 def test_a_members_batch_order_depends_on_its_seed_alone():
-    """Seed 7 alone, beside seed 3, and resumed beside a member at another place in its epoch: the same order;
-    a member that is not active does not advance."""
+    """Seed 7 alone, beside seed 3, and beside a member at another place in its epoch: the same order; a member
+    waiting to join does not advance."""
     x, y = torch.zeros(10, 1), torch.arange(10)
     alone = batch_order("cpu")
     pair = MemberBatches(x, y, 5, [3, 7])
     assert torch.cat([pair.next()[1][1] for _ in range(6)]).tolist() == alone
     late = MemberBatches(x, y, 5, [7, 3])
-    late.next(np.array([False, True]))  # member 0 waits a step (it joins from a later checkpoint)
+    late.next(np.array([True, False]))  # member 0 waits a step (it joins from a later checkpoint)
     assert torch.cat([late.next()[1][0] for _ in range(6)]).tolist() == alone
 
 

@@ -7,14 +7,8 @@ produced by the code before the core refactor (issue 9). Regenerate only for an 
 Bitwise holds between CPUs with the same vector instructions only: torch's and numpy's kernels round differently
 in the last bits on AVX2 than on AVX512 (MNIST-1D and spirals are generated with numpy), and a few training steps
 grow that to percent-level differences. So each CPU capability (torch.backends.cpu.get_cpu_capability()) has its
-own file, runs.CAPABILITY.json; a CPU without one skips these tests (make its file with --regenerate).
-
-The numbers changed once since they were first pinned, on purpose: when the loop became one loop over stacked
-members (a single run is a group of one: batched matmuls, each member's loss reduced on its own, evaluation
-sums kept in the data's precision), runs.AVX2.json was made again on an AVX2 machine (an AMD EPYC VM, 2026-12-05)
-and the AVX512 file, which no machine here could make again, was retired. The differences were float32 rounding
-(RReLU's noise is now drawn for the stacked layout: equal in law). Study reports committed before that change no
-longer reproduce bit for bit (docs/grouped.md).
+own file: runs.json is AVX512's, from the code before the refactor; runs.AVX2.json was made on an AVX2 machine
+(an AMD EPYC VM, issue 15's session) by --regenerate from the code of that day, and pins its numbers since.
 """
 from __future__ import annotations
 
@@ -28,10 +22,11 @@ from harness.config import Config, config_hash
 
 
 def golden_file() -> Path:
-    """This CPU's goldens: runs.CAPABILITY.json."""
+    """This CPU's goldens: runs.json for AVX512 (where they were first made), runs.CAPABILITY.json otherwise."""
     import torch
 
-    return Path(__file__).parent / "golden" / f"runs.{torch.backends.cpu.get_cpu_capability()}.json"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return Path(__file__).parent / "golden" / ("runs.json" if capability == "AVX512" else f"runs.{capability}.json")
 
 
 GOLDEN = golden_file()

@@ -98,10 +98,10 @@ def test_capture_auto_is_for_cuda_with_boundaries_far_apart(tiny):
     far = MIN_STEPS_BETWEEN_BOUNDARIES
     t = tiny(f"trainer.log_every={far}", f"trainer.eval_every={far}").trainer
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert wanted(t, cuda, stacked=True) and not wanted(t, cpu, stacked=True)
-    assert not wanted(t, cuda, stacked=False)  # a one-model fallback (an unstackable activation) stays eager
+    assert wanted(t, cuda, capturable=True) and not wanted(t, cpu, capturable=True)
+    assert not wanted(t, cuda, capturable=False)  # a one-model fallback (an unstackable activation) stays eager
     near = tiny(f"trainer.log_every={far - 1}").trainer
-    assert not wanted(near, cuda, stacked=True)
-    assert wanted(tiny("trainer.capture=true").trainer, cpu, stacked=True)  # the CPU runs the path eagerly
+    assert not wanted(near, cuda, capturable=True)
+    assert wanted(tiny("trainer.capture=true").trainer, cpu, capturable=True)  # the CPU runs the path eagerly
     assert not wanted(tiny("trainer.capture=false", f"trainer.log_every={far}",
-                           f"trainer.eval_every={far}").trainer, cuda, stacked=True)
+                           f"trainer.eval_every={far}").trainer, cuda, capturable=True)

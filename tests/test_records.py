@@ -108,12 +108,13 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
     """A real run, a failed job's summary, and the golden runs' summaries (every model, the born-dead probe; kept
     without their machine-dependent keys): the model lists every key they write, with its type."""
     from harness import run
+    from tests.test_golden import golden_file
 
     run(tiny("dataset=digits", "trainer.steps=10"), tmp_path / "ok")  # digits: nothing to generate
     failed_summary(tiny("dataset=digits"), tmp_path / "failed", ["seed=0"], "Traceback\nRuntimeError: boom")
     assert [read_summary_file(tmp_path / name / "summary.json")["status"] for name in ("ok", "failed")] == [
         "ok", "failed"]
-    golden = json.loads((Path(__file__).parent / "golden" / "runs.json").read_text())
+    golden = json.loads(golden_file().read_text())
     for name, kept in golden.items():
         Summary.model_validate_json(json.dumps(kept["summary"] | {"config_hash": name}))
 

@@ -10,27 +10,30 @@ import torch
 
 from harness import run
 from harness.meters import WindowStats
-from harness.stacked import StackedModel
+from harness.stacked import OneModel, StackedModel
 
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")  # Tensor methods that wait for it
 
 
 def output_dtypes(config, run_dir, monkeypatch) -> tuple[dict, set]:
-    """Run a job, recording the dtype of the stacked forward's logits in training steps, and of every Linear and
-    Conv1d output of the probes (which run the member's own modules)."""
-    seen, forward = {"train": set(), "probe": set()}, StackedModel.forward
+    """Run a job, recording the dtype of the training forward's logits (a single run's OneModel, a group's
+    StackedModel), and of every Linear and Conv1d output of the probes (which run the member's own modules)."""
+    seen = {"train": set(), "probe": set()}
 
-    def recorded(self, x, record=False):
-        logits, states = forward(self, x, record)
-        if self.training:
-            seen["train"].add(logits.dtype)
-        return logits, states
+    def recorded(forward):
+        def wrapper(self, x, record=False):
+            logits, states = forward(self, x, record)
+            if self.training:
+                seen["train"].add(logits.dtype)
+            return logits, states
+        return wrapper
 
     def hook(module, inputs, output):
-        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)) and not module.training:  # eval mode
             seen["probe"].add(output.dtype)
 
-    monkeypatch.setattr(StackedModel, "forward", recorded)
+    for kind in (StackedModel, OneModel):
+        monkeypatch.setattr(kind, "forward", recorded(kind.forward))
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
     try:
         summary = run(config, run_dir)
@@ -45,7 +48,9 @@ def test_precision_runs_the_forward_under_autocast(tiny, tmp_path, monkeypatch, 
     s, seen = output_dtypes(tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r",
                             monkeypatch)
     assert s["status"] == "ok" and s["precision"] == precision and s["compile"] is False
-    assert seen == {"train": {dtype}, "probe": {torch.float32}}
+    assert seen["train"] == {dtype}  # the training forward under autocast
+    assert torch.float32 in seen["probe"]  # the unit probes run in float32 (evaluation runs under autocast too)
+    assert precision == "bf16" or seen["probe"] == {torch.float32}
     assert math.isfinite(s["train_loss"]) and 0 < s["train_loss"] < 5  # a cross-entropy over 10 classes
 
 

@@ -204,7 +204,7 @@ def test_what_cannot_be_stacked_is_refused():
 # ---------------------------------------------------------------- float32: a member does not depend on K
 
 
-def member_alone_and_stacked(case: str, ks=(1, 2, 3, 8)) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+def member_alone_and_stacked(case: str, ks=(2, 3, 8, 16)) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
     """Member seed 1's logits and gradients, stacked with K - 1 others at position K // 2 (float32, one thread,
     CPU), for each K; the members' batches are their own whatever K is."""
     threads = torch.get_num_threads()
@@ -233,11 +233,12 @@ def max_relative_difference(results) -> float:
 
 
 # Measured (torch 2.14 CPU, AVX2 capability, one thread): the largest relative difference of a member's logits or
-# gradients at K in {2, 3, 8} from K=1. The CNN's grouped convolution takes other kernels at K=1 and differs at
-# K=3 from K=2 (1.8e-7); the RNN's gates' sigmoid/tanh round differently where a member's elements fall in the
-# vectorised body or in the scalar tail of the whole (K, B, H) tensor, so an h_t differs in its last bit at some
-# K (1.1e-7). ReLU, the MLP's bmm and the transformer's per-row kernels do not depend on K.
-MEASURED_K_DEPENDENCE = {"mlp": 0.0, "transformer": 0.0, "cnn": 4e-7, "rnn": 1.5e-7}
+# gradients in groups of K in {3, 8, 16} from K=2. The CNN's grouped convolution takes other kernels as K changes;
+# the RNN's gates' sigmoid rounds differently where a member's elements fall in the vectorised body or in the
+# scalar tail of the whole (K, B, H) tensor, so an h_t differs in its last bit at some K. The MLP's bmm and the
+# transformer's per-row kernels do not depend on K. (A group of one is not a StackedModel: a single run trains
+# its model's own modules, bit for bit what a plain torch loop computes: tests/test_golden.py.) docs/grouped.md.
+MEASURED_K_DEPENDENCE = {"mlp": 0.0, "transformer": 0.0, "cnn": 4e-7, "rnn": 2e-7}
 
 
 @pytest.mark.parametrize("family", ["mlp", "transformer", "cnn", "rnn"])
@@ -245,10 +246,10 @@ def test_float32_member_does_not_depend_on_how_many_it_is_stacked_with(family):
     results = member_alone_and_stacked(f"default_{family}")
     bound = MEASURED_K_DEPENDENCE[family]
     worst = max_relative_difference(results)
-    print(f"{family}: max relative difference across K = {worst:.3g}")
+    print(f"{family}: max relative difference across K = {worst:.3g}")  # the figure docs/grouped.md gives
     if bound == 0.0:
         for logits, grads in results[1:]:
             assert torch.equal(logits, results[0][0])
             assert all(torch.equal(a, b) for a, b in zip(grads, results[0][1]))
     else:
-        assert 0 < worst <= bound
+        assert worst <= bound
