@@ -7,7 +7,7 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import DATASETS, Dataset, check_fits, check_pair, check_root
+from harness.data import DATASETS, check_fits, check_pair, check_root
 from harness.datafiles import check_files
 from harness.footprint import check_memory, checked
 from harness.gated import expansion
@@ -31,18 +31,6 @@ class Resolved:
     activation: ActivationSpec
     device: torch.device | None  # None when checked without the device (a sweep's login node may lack the GPU)
     init: str  # the model.init drawn: model.init itself, or for `auto` the activation's recommended one
-
-
-@dataclass
-class Job:
-    """Everything one run is built from, made once by run(): nothing downstream parses the config's names again."""
-
-    config: Config
-    activation: ActivationSpec
-    device: torch.device
-    data: Dataset
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
 
 
 def resolve(config: Config, device: bool = True) -> Resolved:

@@ -118,7 +118,7 @@ def crash_note(job_dir: Path) -> str | None:
 def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False,
                cpu_threads: int | None = None) -> dict:
     """Run one job as the only writer of its folder (JobBusy if a live process holds it); cpu_threads: the
-    launcher's share of the cores (harness.train.build_job).
+    launcher's share of the cores (harness.group.build_group).
 
     A job whose code raises anything (SystemExit and KeyboardInterrupt too) is a failed job: the sweep goes on; a
     Ctrl-C sent to the sweep stops it (guarded).

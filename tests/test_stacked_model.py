@@ -60,8 +60,9 @@ PARAMS = [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (*_, 
 
 
 def members(case: str, seeds, dtype=torch.float64, distinct: bool = True) -> list[torch.nn.Module]:
-    """One model per seed, built as build_job builds it; with distinct, every parameter and running statistic
-    moved by the seed's noise, so that members whose slopes, scales or statistics start equal differ."""
+    """One model per seed, built as harness.group.build_member_model builds it; with distinct, every parameter and
+    running statistic moved by the seed's noise, so that members whose slopes, scales or statistics start equal
+    differ."""
     cfg, act, shape, _ = {**CASES, **DEFAULT_WIDTHS}[case]
     spec = activation_spec({"name": act})
     built = []

@@ -10,7 +10,7 @@ from harness.report.analysis import BEST
 from harness.report.render import num, p_value, percent, rate, with_ci
 
 QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
-# How each speed_clock reads (harness.loop.Loop.speed); ratios are only printed between runs measured alike.
+# How each speed_clock reads (harness.loop.Member.speed); ratios are only printed between runs measured alike.
 CLOCKS = {"thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
           "cuda_events": "CUDA events around the training steps",
           "wall": "wall-clock time of the training steps, on a machine that may have been shared"}
