@@ -114,7 +114,7 @@ class OneModel(StackedModel):
         forward gives them (hidden_grad_norms reads both)."""
         model = self.shadow
         if not record:  # compiled for training steps; evaluation stays eager (no recompilation for eval mode)
-            return (self.compiled if self.compiled and model.training else model)(x[0]).unsqueeze(0), []
+            return (self.compiled if self.compiled is not None and model.training else model)(x[0]).unsqueeze(0), []
         probes.record_through_time(model, True)
         try:
             logits = model(x[0]).unsqueeze(0)
