@@ -25,7 +25,7 @@ from harness.data import Dataset, MemberBatches
 from harness.loop import Member, provenance
 from harness.meters import evaluate
 from harness.models import build_model
-from harness.recorder import TrainState, load_checkpoint, restore_rng, save_checkpoint
+from harness.recorder import CHECKPOINT, TrainState, load_checkpoint, restore_rng, save_checkpoint
 from harness.resolve import Resolved, resolve_threads
 from harness.stacked_optim import StackedOptimizer, clip_member_grads_
 
@@ -124,7 +124,7 @@ class Group:
         return evaluate(self.stack, x, y, self.autocast)
 
     def save(self, i: int) -> None:
-        """Member i's checkpoint, in a one-job run's format (it may resume alone or in another group)."""
+        """Member i's checkpoint, in a single run's format (it may resume alone or in another group)."""
         m = self.members[i]
         parts = {"model": m.model.state_dict(), "optimizer": self.optimizer.member_state_dict(i),
                  "scaler": self.scaler.state_dict(), "batches": self.batches.state_dict(i)}
@@ -175,8 +175,8 @@ def start_member(group: Group, i: int, r: Resolved, model: torch.nn.Module, run_
     """Member i from its checkpoint (a damaged one is set aside and it starts over), or fresh and probed."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = TrainState(grad_sum=torch.zeros(len(probes.layer_weights(model))))
-    loaded = load_checkpoint(run_dir / "checkpoint.pt", r.config, group.batches.state_problem) \
-        if (run_dir / "checkpoint.pt").exists() else None
+    checkpoint = run_dir / CHECKPOINT
+    loaded = load_checkpoint(checkpoint, r.config, group.batches.state_problem) if checkpoint.exists() else None
     if loaded:
         blob, state = loaded
         model.load_state_dict(blob["model"])  # into the stacked state: the model's tensors are views of it

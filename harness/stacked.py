@@ -80,10 +80,6 @@ class StackedModel:
     def training(self) -> bool:
         return self.shadow.training
 
-    def member_parameters(self, i: int) -> list[torch.Tensor]:
-        """Member i's parameters in `names` order: views into the stacked leaves."""
-        return [p[i] for p in self.params] if self.member_axis else list(self.params)
-
 
 def check_stackable(models: list[nn.Module]) -> None:
     """ValueError unless the members share one architecture (names, shapes) and every activation stacks exactly."""

@@ -65,7 +65,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         super().__init__([{"params": params}], defaults)
         for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
             self._torch_group(i)
-        self._decays = any(wds)
+        self.decays = any(wds)  # whether any member decays: torch skips the term at 0 (0 * an infinite weight is NaN)
         # one model (member_axis=False): its lr and weight decay as Python floats too, for torch's own fused
         # `param + alpha * grad` kernels, so a single run rounds as torch's optimizer does, bit for bit
         self.host = {"lr": lrs[0], "weight_decay": wds[0]} if not member_axis else None
@@ -86,15 +86,6 @@ class StackedOptimizer(torch.optim.Optimizer):
     @property
     def weight_decay(self) -> torch.Tensor:
         return self.param_groups[0]["weight_decay"]
-
-    @property
-    def decays(self) -> bool:
-        """Whether any member has weight decay: as torch skips the term at 0 (0 * an infinite weight is NaN)."""
-        return self._decays
-
-    @property
-    def num_members(self) -> int:
-        return self.lr.shape[0]
 
     def _init_state(self, p: torch.Tensor, count: torch.Tensor) -> None:
         s = _stacked(p, self.param_groups[0]["member_axis"])
@@ -127,12 +118,13 @@ class StackedOptimizer(torch.optim.Optimizer):
         if active is not None:
             tensors = s + [st[k] for st in states for k in sorted(st)]
             kept = [t.clone() for t in tensors]
-        counts = self.counts if every else torch.stack([st["step"] for st in states])
         if every:
             self.counts += 1  # every tensor's "step" at once (they are its rows)
+            counts = self.counts
         else:
-            torch._foreach_add_([st["step"] for st in states], 1)
-            counts = counts + 1
+            steps = [st["step"] for st in states]
+            torch._foreach_add_(steps, 1)
+            counts = torch.stack(steps)
         if self.kind == "sgd":
             self._sgd(s, g, states)
         else:
@@ -241,7 +233,7 @@ class StackedOptimizer(torch.optim.Optimizer):
             self.weight_decay[i] = float(saved_group["weight_decay"])
             if self.host is not None:
                 self.host = {"lr": float(saved_group["lr"]), "weight_decay": float(saved_group["weight_decay"])}
-            self._decays = self._decays or float(saved_group["weight_decay"]) != 0
+            self.decays = self.decays or float(saved_group["weight_decay"]) != 0
             for j, p in enumerate(params):
                 self._load_slice(self.state[p], i, state_dict["state"].get(saved_group["params"][j], {}))
 

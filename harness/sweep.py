@@ -183,10 +183,10 @@ def ctrl_c_noted():
 
 def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,
                      hydra_files: list[dict], watch_parent: bool = False) -> list[dict]:
-    """Run a group job's members (harness.train.run_group), each under its own job lock as a one-job run is.
+    """Run a group job's members (harness.train.run_group), each under its own job lock as a single run is.
 
     A member held by a live process is left alone and one finished meanwhile is kept; the others train, as one
-    group, or as a one-job run when one is left. Each member gets its .hydra files as Hydra writes a job's.
+    group, or as a single run when one is left. Each member gets its .hydra files as Hydra writes a job's.
     """
     with ExitStack() as stack:
         todo, done = [], []

@@ -157,7 +157,8 @@ def finish(group: Group, i: int) -> None:
     cache = {}
 
     def evaluate_now(split: str) -> tuple[float, float]:
-        cache.setdefault(split, group.evaluate(split))
+        if split not in cache:  # each split once (setdefault would evaluate it on every call)
+            cache[split] = group.evaluate(split)
         return cache[split][i]
 
     m.summary = m.finish(m.outcome(evaluate_now), group.probe_x, group.probe_y, group.device, group.shared)

@@ -134,7 +134,7 @@ def test_members_are_views_into_the_stack(case):
         for p in sm.params:
             p.add_(1)
     for i, m in enumerate(models):
-        assert all(torch.equal(a, b) for a, b in zip(sm.member_parameters(i), m.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip([p[i] for p in sm.params], m.parameters()))
         for name, stack in zip(sm.names, sm.params):  # the member's own Parameter shares the stack's memory
             assert m.get_parameter(name).data_ptr() == stack[i].data_ptr()
     models[1].load_state_dict(other)  # copies into the views: into the stack
@@ -173,7 +173,7 @@ def test_the_unstacked_fallback_is_the_plain_model(case):
     calls = []
     one = stacked.StackedModel([model], stack=False, compiled=lambda x: calls.append(1) or model(x))
     assert isinstance(one, stacked.OneModel) and not one.member_axis and one.k == 1
-    assert one.params == list(model.parameters()) and one.member_parameters(0) == one.params
+    assert one.params == list(model.parameters())
     x, y = batches(case, 1)
     logits, states = one.forward(x, record=True)
     assert not calls and logits.shape == (1, BATCH, CLASSES)
