@@ -121,10 +121,12 @@ def saturation_defined(act: nn.Module) -> bool:
 # ---------------------------------------------------------------- probes of a gated unit
 
 
-def gated_slopes(act: GatedActivation, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gated_slopes(act: GatedActivation, x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, ...]:
     """(|dy/du|, |dy/dg|, |f'(g)|) elementwise for y = u * f(g): what the unit passes back to its value input, to
-    its gate input, and the gate's own slope. Calls `act.gate`, never `act(...)`, so that no forward hook fires."""
-    u, g = act.split(x.detach().float())
+    its gate input, and the gate's own slope; the halves [u, g] along dim (act.dim unless given: a stacked
+    layout's unit axis). Calls `act.gate`, never `act(...)`, so that no forward hook fires."""
+    x = x.detach().float()
+    u, g = act.split(x) if dim is None else x.chunk(2, dim=dim)
     with torch.enable_grad():
         g = g.clone().requires_grad_(True)
         f = act.gate(g)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import capture, probes, stacked
+from harness import capture, probes, stacked, stacked_probes
 from harness.config import Config, ConfigError, to_dict
 from harness.data import Dataset, MemberBatches
 from harness.loop import Member, provenance
@@ -117,6 +117,10 @@ class Group:
         through_time = [stacked.hidden_grad_norms(states, i) for i in range(self.stack.k)]
         return stacked.weight_grad_norms(self.stack), stacked.global_grad_norm(self.stack), through_time
 
+    def probe_units(self) -> list[dict[str, probes.LayerStats]]:
+        """Every member's unit probe on the probe set, in stacked calls (harness.stacked_probes)."""
+        return stacked_probes.probe_members(self.stack, self.probe_x, [m.max_slope for m in self.members])
+
     def evaluate(self, split: str) -> list[tuple[float, float]]:
         """Every member's (mean loss, accuracy) on a split, stacked."""
         x, y = {"val": (self.data.x_val, self.data.y_val), "test": (self.data.x_test, self.data.y_test),
@@ -168,11 +172,16 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
                   why_not_grouped(first) is None)
     for i, (r, model, run_dir) in enumerate(zip(resolved, models, run_dirs)):
         group.members.append(start_member(group, i, r, model, Path(run_dir)))
+    if any(m.state.step == 0 for m in group.members):  # fresh members: the network at initialisation
+        units = group.probe_units()
+        for m, u in zip(group.members, units):
+            if m.state.step == 0:
+                m.probe_init(u, group.probe_x, group.probe_y)
     return group
 
 
 def start_member(group: Group, i: int, r: Resolved, model: torch.nn.Module, run_dir: Path) -> Member:
-    """Member i from its checkpoint (a damaged one is set aside and it starts over), or fresh and probed."""
+    """Member i from its checkpoint (a damaged one is set aside and it starts over), or fresh."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = TrainState(grad_sum=torch.zeros(len(probes.layer_weights(model))))
     checkpoint = run_dir / CHECKPOINT
@@ -184,10 +193,7 @@ def start_member(group: Group, i: int, r: Resolved, model: torch.nn.Module, run_
         group.scaler.load_state_dict(blob["scaler"])
         group.batches.load_state_dict(i, blob["batches"])
         restore_rng(blob)
-    member = Member(r.config, run_dir, model, r.activation.max_slope, state, first_step=state.step)
-    if state.step == 0:
-        member.probe_init(group.probe_x, group.probe_y)
-    return member
+    return Member(r.config, run_dir, model, r.activation.max_slope, state, first_step=state.step)
 
 
 # ---- which runs may share a loop

@@ -50,9 +50,9 @@ class Member:
         if loop is not None:
             self.state.loop_time = self.base_loop_time + loop
 
-    def probe_init(self, probe_x: torch.Tensor, probe_y: torch.Tensor) -> None:
-        """The network at initialisation: its units (to tell lost from born dead later) and gradients."""
-        units = probes.probe_units(self.model, probe_x, self.max_slope)
+    def probe_init(self, units: dict, probe_x: torch.Tensor, probe_y: torch.Tensor) -> None:
+        """The network at initialisation: its units (probed with the group's) to tell lost from born dead later,
+        and its gradients."""
         self.rec.units(0, units)
         self.state.alive_init_by_layer = {k: s.alive.cpu() for k, s in units.items()}
         self.state.grad_norm_init_by_layer, through_time = probes.probe_gradients(self.model, probe_x, probe_y)
@@ -98,13 +98,14 @@ class Member:
         return {"train_loss": train_loss, "train_acc": train_acc, "val_acc": val_acc, "test_loss": test_loss,
                 "test_acc": test_acc}
 
-    def finish(self, out: dict, probe_x: torch.Tensor, probe_y: torch.Tensor, device: torch.device,
+    def finish(self, out: dict, units: dict, probe_x: torch.Tensor, probe_y: torch.Tensor, device: torch.device,
                shared: dict) -> dict:
-        """Final probes, metrics.csv, and the summary's outcome, speed, probe and provenance keys (shared: what is
-        the same for every member, made once per group: harness.loop.provenance)."""
+        """Final gradient probe, metrics.csv, and the summary's outcome, speed, probe and provenance keys (units:
+        its final unit probe, made with the group's; shared: what is the same for every member, made once per
+        group: harness.loop.provenance)."""
         state, t = self.state, self.config.trainer
         diverged = state.diverged_at_step is not None
-        units = {} if diverged else probes.probe_units(self.model, probe_x, self.max_slope)
+        units = {} if diverged else units
         final_grads = {} if diverged else state.grad_norm_init_by_layer
         if t.steps and not diverged:
             final_grads, through_time = probes.probe_gradients(self.model, probe_x, probe_y)

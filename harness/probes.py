@@ -62,7 +62,8 @@ class _UnitWatch:
         self.peak = peak if self.peak is None else torch.maximum(self.peak, peak)
 
     def add_output(self, output: torch.Tensor) -> None:
-        out = output.detach().float().flatten()
+        out = output.detach()
+        out = (out if out.dtype == torch.float64 else out.float()).flatten()  # float64 runs sum in float64
         self.sum = self.sum + out.sum()
         self.sumsq = self.sumsq + torch.dot(out, out)  # one pass, no squared copy
         self.count += out.numel()

@@ -58,12 +58,22 @@ STACKED_ACTIVATIONS = {nn.Softmax: lambda z, act, kdim, cdim: z.softmax(cdim), n
                        StarReLU: star_relu, GatedActivation: gated}
 
 
-def activation(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+def apply_activation(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
     """The members' activation (the shadow's, parameters stacked) on z with member axis kdim and unit axis cdim."""
     for kind, apply in STACKED_ACTIVATIONS.items():
         if isinstance(act, kind):
             return apply(z, act, kdim, cdim)
     return act(z)
+
+
+def activation(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+    """apply_activation, shown to the unit probe's watch while one is set on the module (harness.stacked_probes:
+    the stacked forward calls no module hooks)."""
+    out = apply_activation(z, act, kdim, cdim)
+    watch = act.__dict__.get("stacked_watch")
+    if watch is not None:
+        watch(z, out, kdim, cdim)
+    return out
 
 
 def why_not_stacked(act: nn.Module) -> str | None:

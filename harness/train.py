@@ -111,10 +111,11 @@ def train(group: Group) -> None:
         timer.start()
     bar.close()
     loop_elapsed = loop_timer.stop()  # the final probes are not in the loop's clock
-    for i, m in enumerate(members):
-        if m.summary is None:
-            m.clocks(timer.total, timer.cpu_total, loop_elapsed)
-            finish(group, i)
+    left = [i for i, m in enumerate(members) if m.summary is None]
+    units = group.probe_units() if left else []
+    for i in left:
+        members[i].clocks(timer.total, timer.cpu_total, loop_elapsed)
+        finish(group, i, units[i])
 
 
 def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool, timer, loop_timer, bar) -> None:
@@ -125,6 +126,7 @@ def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool
         by_layer, total, through_time = grads
         by_layer, total = by_layer.tolist(), total.tolist()
     evals = (group.evaluate("val"), group.evaluate("test")) if eval_now else None
+    units = group.probe_units()
     for i, m in group.live():
         last = m.state.step
         m.clocks(timer.total, timer.cpu_total)
@@ -132,11 +134,11 @@ def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool
             if not m.record_window(step, batches, *reads[i]):
                 m.clocks(timer.total, timer.cpu_total, loop_timer.stop())
                 loop_timer.start()
-                finish(group, i)
+                finish(group, i, {})  # diverged: no final probes
                 continue
             if grads is not None:
                 m.record_gradients(step, by_layer[i], total[i], {k: v.tolist() for k, v in through_time[i].items()})
-            m.rec.units(step, probes.probe_units(m.model, group.probe_x, m.max_slope))
+            m.rec.units(step, units[i])
             if evals:
                 m.record_evaluation(step, evals[0][i], evals[1][i])
             if boundaries(step, group.trainer, last)[2]:
@@ -151,8 +153,9 @@ def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool
     group.activate(step + 1, timer.total, timer.cpu_total)
 
 
-def finish(group: Group, i: int) -> None:
-    """Member i's summary: its outcome, final probes and records; what every member shares made once."""
+def finish(group: Group, i: int, units: dict) -> None:
+    """Member i's summary: its outcome, final probes (units: its final unit probe, from the group's) and records;
+    what every member shares made once."""
     m = group.members[i]
     cache = {}
 
@@ -161,7 +164,7 @@ def finish(group: Group, i: int) -> None:
             cache[split] = group.evaluate(split)
         return cache[split][i]
 
-    m.summary = m.finish(m.outcome(evaluate_now), group.probe_x, group.probe_y, group.device, group.shared)
+    m.summary = m.finish(m.outcome(evaluate_now), units, group.probe_x, group.probe_y, group.device, group.shared)
 
 
 def describe(group: Group) -> str:
