@@ -1,4 +1,5 @@
 """Hydra entry point: compose the config, train one combination with harness.run, exit with its status."""
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,13 @@ def sweep_job(cfg: DictConfig) -> str:
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
     try:  # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
-        summary = run_locked(config, run_dir, overrides, watch_parent="joblib" in str(hc.launcher.get("_target_")),
-                             cpu_threads=launcher_threads(hc.launcher))
+        summary = run_locked(
+            config,
+            run_dir,
+            overrides,
+            watch_parent="joblib" in str(hc.launcher.get("_target_")),
+            cpu_threads=launcher_threads(hc.launcher),
+        )
     except JobBusy as exc:
         log.warning(f"{exc}: left alone")
         return "running"
@@ -99,12 +105,24 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
 
     spec = read_members(group_dir)
     members = spec["members"]
-    configs = [dataclasses.replace(config, seed=m["seed"], trainer=dataclasses.replace(
-        config.trainer, lr=m["lr"], weight_decay=m["weight_decay"])) for m in members]
+    configs = [
+        dataclasses.replace(
+            config,
+            seed=m["seed"],
+            trainer=dataclasses.replace(config.trainer, lr=m["lr"], weight_decay=m["weight_decay"]),
+        )
+        for m in members
+    ]
     run_dirs = [group_dir.parent.parent / m["name"] for m in members]
     log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
-    summaries = run_group_locked(configs, run_dirs, [m["overrides"] for m in members], spec["id"],
-                                 [m["hydra_files"] for m in members], watch_parent)
+    summaries = run_group_locked(
+        configs,
+        run_dirs,
+        [m["overrides"] for m in members],
+        spec["id"],
+        [m["hydra_files"] for m in members],
+        watch_parent,
+    )
     done = progress(group_dir.parent.parent)
     for s in summaries:
         if s["status"] == "failed":
@@ -116,8 +134,11 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
 def job_line(done: tuple[int, int], summary: dict, run_dir: Path) -> str:
     """The log's line for a finished job: progress, outcome, folder (cleaned: a folder name holds any override)."""
     acc = summary.get("test_acc")
-    return (f"[{done[0]}/{done[1]} done] {summary['status']} {clean(run_dir.name)}"
-            + (f" test_acc {acc:.4f}" if acc is not None else "") + f" -> {clean(run_dir, PATH_LIMIT)}")
+    return (
+        f"[{done[0]}/{done[1]} done] {summary['status']} {clean(run_dir.name)}"
+        + (f" test_acc {acc:.4f}" if acc is not None else "")
+        + f" -> {clean(run_dir, PATH_LIMIT)}"
+    )
 
 
 def launcher_threads(launcher: DictConfig) -> int | None:

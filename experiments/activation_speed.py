@@ -9,6 +9,7 @@ the least disturbed estimate. Rounds are interleaved, so that a burst of load fa
 The input (1 MiB of fp32) stays in cache: this times the arithmetic, not memory bandwidth, nor the allocator
 (keep_freed_memory).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,16 @@ import torch
 
 from harness.activations import make_activation
 
-ACTIVATIONS = {"relu": {}, "leaky_relu": {"negative_slope": 0.01}, "sigmoid": {}, "tanh": {}, "softmax": {"dim": 1},
-               "rrelu": {}, "relu6": {}, "identity": {}}
+ACTIVATIONS = {
+    "relu": {},
+    "leaky_relu": {"negative_slope": 0.01},
+    "sigmoid": {},
+    "tanh": {},
+    "softmax": {"dim": 1},
+    "rrelu": {},
+    "relu6": {},
+    "identity": {},
+}
 
 
 def keep_freed_memory() -> None:
@@ -68,11 +77,11 @@ def main() -> None:
             best[name][0] = min(best[name][0], fastest(forward, args.repeats))
             best[name][1] = min(best[name][1], fastest(both, args.repeats))
     relu_f, relu_fb = best["relu"]
-    lines = ["activation,forward_ns_per_element,forward_backward_ns_per_element,forward_vs_relu,"
-             "forward_backward_vs_relu"]
+    lines = [
+        "activation,forward_ns_per_element,forward_backward_ns_per_element,forward_vs_relu,forward_backward_vs_relu"
+    ]
     for name, (f, fb) in best.items():
-        lines.append(f"{name},{f / x.numel() * 1e9:.3f},{fb / x.numel() * 1e9:.3f},{f / relu_f:.2f},"
-                     f"{fb / relu_fb:.2f}")
+        lines.append(f"{name},{f / x.numel() * 1e9:.3f},{fb / x.numel() * 1e9:.3f},{f / relu_f:.2f},{fb / relu_fb:.2f}")
         print(lines[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -8,6 +8,7 @@ off with probability 1/2 independently per layer for one fixed input), an upper 
 
     python experiments/dying_relu_montecarlo.py [--trials 1000] [--inputs 1024] [--out results/dying_relu]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
 """The studies that compare activations each at its own learning rate, tuned on the validation split:
 lr_fairness (the MNIST-1D MLP over a rate grid) and transformer_ffn (Shazeer's FFN table in a small transformer)."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,22 +22,33 @@ PAIRED = ["pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "wins"]  #
 # compared with ReLU: the accuracy at the selected evaluation, and the final test loss, the analogue of the
 # log-perplexity that Shazeer (2020) reports
 SHAZEER_METRICS = ["test_acc_at_best_val", "test_loss"]
-PAIRED_CAPTION = ("diff: the activation's value minus ReLU's (accuracy: higher is better; loss: lower is better) with "
-                  "its 95% t interval; paired t-test p, raw and Holm-corrected within a dataset and metric; wins: "
-                  "seeds on which the activation's value is the larger; effect_dz: Cohen's d_z, the mean "
-                  "difference over its sd across seeds.")
+PAIRED_CAPTION = (
+    "diff: the activation's value minus ReLU's (accuracy: higher is better; loss: lower is better) with "
+    "its 95% t interval; paired t-test p, raw and Holm-corrected within a dataset and metric; wins: "
+    "seeds on which the activation's value is the larger; effect_dz: Cohen's d_z, the mean "
+    "difference over its sd across seeds."
+)
 
 
 def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.rename(columns={"config.trainer.lr": "lr"})
-    grid = r.groupby(["activation", "lr"]).agg(val=("best_val_acc", "mean"), test=("test_acc_at_best_val", "mean"),
-                                               n=("seed", "count"), diverged=("status", lambda s: (s != "ok").sum()))
+    grid = r.groupby(["activation", "lr"]).agg(
+        val=("best_val_acc", "mean"),
+        test=("test_acc_at_best_val", "mean"),
+        n=("seed", "count"),
+        diverged=("status", lambda s: (s != "ok").sum()),
+    )
     write_csv(grid.reset_index(), out, "summary.csv")
     fixed_lr = 0.01
     best_lr = grid.val.unstack("lr").idxmax(axis=1)
-    tuned = pd.DataFrame({"tuned lr": best_lr, "val at tuned": [grid.loc[(a, lr), "val"] for a, lr in best_lr.items()],
-                          "test at tuned": [grid.loc[(a, lr), "test"] for a, lr in best_lr.items()],
-                          f"test at lr={fixed_lr}": grid.test.unstack("lr").reindex(columns=[fixed_lr])[fixed_lr]})
+    tuned = pd.DataFrame(
+        {
+            "tuned lr": best_lr,
+            "val at tuned": [grid.loc[(a, lr), "val"] for a, lr in best_lr.items()],
+            "test at tuned": [grid.loc[(a, lr), "test"] for a, lr in best_lr.items()],
+            f"test at lr={fixed_lr}": grid.test.unstack("lr").reindex(columns=[fixed_lr])[fixed_lr],
+        }
+    )
     tuned["rank fixed"] = tuned[f"test at lr={fixed_lr}"].rank(ascending=False).astype("Int64")
     tuned["rank tuned"] = tuned["test at tuned"].rank(ascending=False).astype("Int64")
     tuned = tuned.sort_values("rank tuned")
@@ -45,15 +57,23 @@ def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
     if draw:
         with figures.style():
             fig, ax = plt.subplots(figsize=(7, 4))
-            sns.lineplot(data=r, x="lr", y="best_val_acc", hue="activation",
-                         palette=figures.palette(sorted(r.activation.unique())), marker="o", ax=ax)
+            sns.lineplot(
+                data=r,
+                x="lr",
+                y="best_val_acc",
+                hue="activation",
+                palette=figures.palette(sorted(r.activation.unique())),
+                marker="o",
+                ax=ax,
+            )
             ax.set(xscale="log", ylabel="best validation accuracy", xlabel="learning rate (Adam)")
-    blocks = [Heading("Validation accuracy (best over training, mean over seeds) per learning rate"),
-            Table(cells(grid.val.unstack("lr"))),
-            Heading("Tuned on validation, compared on test (test accuracy at the best-validation evaluation)"),
-            Table(cells(tuned)),
-            Text(f"Kendall tau between the fixed-rate and the tuned ranking: {tau.statistic:.2f} "
-                 f"(p={tau.pvalue:.2g}).")]
+    blocks = [
+        Heading("Validation accuracy (best over training, mean over seeds) per learning rate"),
+        Table(cells(grid.val.unstack("lr"))),
+        Heading("Tuned on validation, compared on test (test accuracy at the best-validation evaluation)"),
+        Table(cells(tuned)),
+        Text(f"Kendall tau between the fixed-rate and the tuned ranking: {tau.statistic:.2f} (p={tau.pvalue:.2g})."),
+    ]
     if draw:
         blocks.append(figure(fig, out, "val_acc_vs_lr.png", "Best validation accuracy against the learning rate."))
     return blocks
@@ -73,8 +93,11 @@ def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
     fields = {k: run[f"config.model.{k}"] for k in ModelConfig.__dataclass_fields__ if f"config.model.{k}" in run}
     m = ModelConfig(**{k: v.item() if hasattr(v, "item") else v for k, v in fields.items()})
     spec = DATASETS[run["dataset"]]
-    node = {k.removeprefix("config.activation."): v for k, v in run.items()
-            if k.startswith("config.activation.") and pd.notna(v)}
+    node = {
+        k.removeprefix("config.activation."): v
+        for k, v in run.items()
+        if k.startswith("config.activation.") and pd.notna(v)
+    }
     act = activation_spec(node)
     x, y = torch.randn(batch, *spec.input_shape), torch.randint(0, spec.num_classes, (batch,))
     return training_saved_bytes(build_model(m, act, spec.input_shape, spec.num_classes), x, y)[0] / batch
@@ -88,40 +111,73 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     at_tuned, val = at_tuned_lr(runs, ["dataset", "activation"])
     rows = []
     for (dataset, part), metric in itertools.product(at_tuned.groupby("dataset"), SHAZEER_METRICS):
-        compared = pd.DataFrame([{"activation": a, "dataset": dataset, "metric": metric,
-                                  **paired_table(part, metric, a, "relu")}
-                                 for a in sorted(set(part.activation) - {"relu"})],
-                                columns=["activation", "dataset", "metric", *PAIRED, "effect_dz"])
+        compared = pd.DataFrame(
+            [
+                {"activation": a, "dataset": dataset, "metric": metric, **paired_table(part, metric, a, "relu")}
+                for a in sorted(set(part.activation) - {"relu"})
+            ],
+            columns=["activation", "dataset", "metric", *PAIRED, "effect_dz"],
+        )
         compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []  # within a dataset and metric
         rows.append(compared)
     comparisons = pd.concat(rows, ignore_index=True)
-    summary = at_tuned.groupby(["dataset", "activation"]).agg(
-        lr=("lr", "first"), test=("test_acc_at_best_val", "mean"), test_loss=("test_loss", "mean"),
-        seeds=("seed", "count"), n_params=("n_params", "first"),
-        cpu_samples_per_s=("clock_samples_per_s", "mean")).reset_index()
+    summary = (
+        at_tuned.groupby(["dataset", "activation"])
+        .agg(
+            lr=("lr", "first"),
+            test=("test_acc_at_best_val", "mean"),
+            test_loss=("test_loss", "mean"),
+            seeds=("seed", "count"),
+            n_params=("n_params", "first"),
+            cpu_samples_per_s=("clock_samples_per_s", "mean"),
+        )
+        .reset_index()
+    )
     first = r.groupby(["dataset", "activation"]).head(1).set_index(["dataset", "activation"], drop=False)
-    summary["saved_kb_per_sample"] = [saved_per_sample(first.loc[(d, a)]) / 1e3
-                                      for d, a in zip(summary.dataset, summary.activation)]
+    summary["saved_kb_per_sample"] = [
+        saved_per_sample(first.loc[(d, a)]) / 1e3 for d, a in zip(summary.dataset, summary.activation)
+    ]
     write_csv(summary, out, "summary.csv")
     write_csv(comparisons, out, "paired_vs_relu.csv")
-    blocks = [Heading("Best validation accuracy (mean over seeds) per learning rate"),
-              Table(cells(val.unstack("lr"))),
-              Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
-              Table(cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True),
-                    "test_loss: the final test cross-entropy (Shazeer's table reports its analogue, the "
-                    "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; "
-                    "steadier than the wall clock on a shared machine); saved_kb_per_sample: what autograd keeps "
-                    "for the backward of one training step, per sample, whole model "
-                    "(harness.bench.training_saved_bytes)."),
-              Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
-              Table(cells(comparisons, 3, True), PAIRED_CAPTION)]
+    blocks = [
+        Heading("Best validation accuracy (mean over seeds) per learning rate"),
+        Table(cells(val.unstack("lr"))),
+        Heading("At each activation's tuned rate: test accuracy at the best-validation evaluation, and cost"),
+        Table(
+            cells(summary.sort_values(["dataset", "test"], ascending=[True, False]), 3, True),
+            "test_loss: the final test cross-entropy (Shazeer's table reports its analogue, the "
+            "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; "
+            "steadier than the wall clock on a shared machine); saved_kb_per_sample: what autograd keeps "
+            "for the backward of one training step, per sample, whole model "
+            "(harness.bench.training_saved_bytes).",
+        ),
+        Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
+        Table(cells(comparisons, 3, True), PAIRED_CAPTION),
+    ]
     if draw:  # Shazeer's table as a picture: one dot per seed, each activation at its tuned rate
         order = summary.groupby("activation").test.mean().sort_values(ascending=False).index.tolist()
         with figures.style():
-            grid = sns.catplot(data=at_tuned, x="test_acc_at_best_val", y="activation", col="dataset", order=order,
-                               hue="activation", palette=figures.palette(order), kind="strip", height=3.5,
-                               aspect=1.2, sharex=False, legend=False)
+            grid = sns.catplot(
+                data=at_tuned,
+                x="test_acc_at_best_val",
+                y="activation",
+                col="dataset",
+                order=order,
+                hue="activation",
+                palette=figures.palette(order),
+                kind="strip",
+                height=3.5,
+                aspect=1.2,
+                sharex=False,
+                legend=False,
+            )
             grid.set_axis_labels("test accuracy at best validation", "")
-        blocks.append(figure(grid.figure, out, "test_acc_at_tuned_lr.png",
-                             "Test accuracy per seed, each activation at its tuned learning rate, best first."))
+        blocks.append(
+            figure(
+                grid.figure,
+                out,
+                "test_acc_at_tuned_lr.png",
+                "Test accuracy per seed, each activation at its tuned learning rate, best first.",
+            )
+        )
     return blocks

@@ -7,6 +7,7 @@ modern_activations, lr_fairness, transformer_ffn. The tables here are the eviden
 Statistics, tables, Markdown and figure style are harness.report's (one pipeline); experiments/studies.py and
 experiments/rate_studies.py hold only what each study asks of its runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,28 +30,38 @@ def timing(runs) -> str:
     end = pd.to_datetime(runs["finished_at"], utc=True)
     span = (end.max() - start.min()).total_seconds()
     job = runs["group.id"].fillna(runs["run_dir"]) if "group.id" in runs else runs["run_dir"]
-    spans = pd.DataFrame({"job": job, "start": start, "end": end}).groupby("job").agg(start=("start", "min"),
-                                                                                       end=("end", "max"))
+    spans = (
+        pd.DataFrame({"job": job, "start": start, "end": end})
+        .groupby("job")
+        .agg(start=("start", "min"), end=("end", "max"))
+    )
     total = (spans.end - spans.start).dt.total_seconds().sum()
     grouped = f" in {len(spans)} jobs" if len(spans) < len(runs) else ""
-    return (f"{len(runs)} runs{grouped}; wall time {span / 60:.1f} min from first start to last finish; "
-            f"sum of job times {total / 60:.1f} min")
+    return (
+        f"{len(runs)} runs{grouped}; wall time {span / 60:.1f} min from first start to last finish; "
+        f"sum of job times {total / 60:.1f} min"
+    )
 
 
 def header(name: str, paths: list[str], runs, skipped) -> list:
     """Where the report comes from: the command, the runs, the code."""
     status = runs["status"].value_counts().to_dict()
-    text = (f"Generated {datetime.datetime.now().astimezone().isoformat(timespec='minutes')} by "
-            f"`python experiments/study_report.py {name} {' '.join(paths)}`; the write-up is "
-            f"`experiments/{name}.md`. Runs: {timing(runs)}. Status: {status}."
-            + (f" Skipped folders: {len(skipped)}." if len(skipped) else ""))
+    text = (
+        f"Generated {datetime.datetime.now().astimezone().isoformat(timespec='minutes')} by "
+        f"`python experiments/study_report.py {name} {' '.join(paths)}`; the write-up is "
+        f"`experiments/{name}.md`. Runs: {timing(runs)}. Status: {status}."
+        + (f" Skipped folders: {len(skipped)}." if len(skipped) else "")
+    )
     blocks = [render.Text(text)]
     if runs["git_sha"].notna().any():
-        blocks.append(render.Text(
-            f"Code: git {', '.join(sorted(set(runs['git_sha'].dropna().str[:8])))}"
-            f"{' (dirty tree)' if runs['git_dirty'].any() else ''}; torch "
-            f"{', '.join(sorted(set(runs['torch_version'].dropna())))}; device "
-            f"{', '.join(sorted(set(runs['device'].dropna())))}."))
+        blocks.append(
+            render.Text(
+                f"Code: git {', '.join(sorted(set(runs['git_sha'].dropna().str[:8])))}"
+                f"{' (dirty tree)' if runs['git_dirty'].any() else ''}; torch "
+                f"{', '.join(sorted(set(runs['torch_version'].dropna())))}; device "
+                f"{', '.join(sorted(set(runs['device'].dropna())))}."
+            )
+        )
     return blocks
 
 
@@ -64,13 +75,14 @@ def build(name: str, paths: list[str], out: Path, draw: bool = True) -> Path:
     if missing:
         raise ValueError(f"no such folder: {missing[0]}")
     # absolute paths: a run's `run_dir` column comes from its summary (absolute), its metrics' from the search path
-    runs, metrics, skipped = load_runs(*[Path(p).resolve() for p in paths],
-                                       with_metrics=name in studies.NEEDS_METRICS)
+    runs, metrics, skipped = load_runs(*[Path(p).resolve() for p in paths], with_metrics=name in studies.NEEDS_METRICS)
     if not len(runs):
         raise ValueError(f"no finished runs under {' '.join(paths)}")
     if len(metrics) and not set(metrics.run_dir) <= set(runs.run_dir):
-        raise ValueError("run folders were moved since they ran (summary run_dir differs from the folder): "
-                         "cannot join metrics to runs")
+        raise ValueError(
+            "run folders were moved since they ran (summary run_dir differs from the folder): "
+            "cannot join metrics to runs"
+        )
     (out / "figures").mkdir(parents=True, exist_ok=True)
     blocks = header(name, paths, runs, skipped) + studies.STUDIES[name](runs, metrics, out, draw)
     path = out / "report.md"

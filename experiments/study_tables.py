@@ -1,4 +1,5 @@
 """Helpers the study reports share: harness.report's statistics, cells and figure style applied to study tables."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,7 @@ def cells(frame: pd.DataFrame, digits: int = 3, significant: bool = False) -> pd
     if frame.index.name or any(frame.index.names):
         frame = frame.reset_index()
     frame = frame.copy()
-    frame.columns = [" / ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c)
-                     for c in frame.columns]
+    frame.columns = [" / ".join(str(x) for x in c if str(x)) if isinstance(c, tuple) else str(c) for c in frame.columns]
 
     def cell(v):
         if not isinstance(v, float) or v != v:
@@ -58,11 +58,13 @@ def by_layer(runs: pd.DataFrame, key: str, keep: list[str]) -> pd.DataFrame:
 
 def variant(runs: pd.DataFrame, group: str) -> pd.Series:
     """The `+experiment/GROUP=X` choice of each run, from its overrides."""
+
     def pick(overrides):
         for o in overrides if isinstance(overrides, list) else []:
             if o.lstrip("+").startswith(f"experiment/{group}="):
                 return o.split("=", 1)[1]
         return None
+
     return runs["overrides"].map(pick)
 
 
@@ -103,6 +105,8 @@ def tuned_runs(runs: pd.DataFrame, by: list[str], order: list[str]) -> tuple[pd.
         return runs, []
     at_tuned, grid = at_tuned_lr(runs, by)
     table = grid.unstack([k for k in by if k != "activation"] + ["lr"]).reindex(order)
-    heading = ("Best validation accuracy (mean over seeds) per learning rate; every comparison below takes each "
-               "activation at its best rate here")
+    heading = (
+        "Best validation accuracy (mean over seeds) per learning rate; every comparison below takes each "
+        "activation at its best rate here"
+    )
     return at_tuned, [render.Heading(heading), render.Table(cells(table))]

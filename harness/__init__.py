@@ -1,4 +1,5 @@
 """Activation benchmarking harness: train activation x model x dataset combinations and measure what happens."""
+
 from __future__ import annotations
 
 from harness.config import ActivationError, Config, ConfigError, DataError

@@ -1,4 +1,5 @@
 """Activation registry: name -> factory and recommended init; each activation's derivative and max|f'| for probes."""
+
 from __future__ import annotations
 
 import importlib
@@ -143,8 +144,10 @@ def check_params(name: str, factory: Callable[..., nn.Module], kwargs: dict) -> 
     for key, value in kwargs.items():
         default = known.get(key)
         if not _same_type(value, default):
-            raise ActivationError(f"activation.{key}={value!r} must be a {type(default).__name__}, like its "
-                                  f"default ({name}'s {key}={default!r})")
+            raise ActivationError(
+                f"activation.{key}={value!r} must be a {type(default).__name__}, like its "
+                f"default ({name}'s {key}={default!r})"
+            )
 
 
 def _same_type(value: object, default: object) -> bool:
@@ -221,11 +224,13 @@ def construct(name: str, factory: Callable[..., nn.Module], kwargs: dict) -> nn.
     try:
         instance = factory(**kwargs)
     except Exception as exc:
-        raise ActivationError(f"activation {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}") \
-            from None
+        raise ActivationError(
+            f"activation {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(instance, nn.Module):
-        raise ActivationError(f"activation {name!r}: {factory!r} returned a {type(instance).__name__}, "
-                              "not an nn.Module")
+        raise ActivationError(
+            f"activation {name!r}: {factory!r} returned a {type(instance).__name__}, not an nn.Module"
+        )
     return instance
 
 
@@ -284,8 +289,12 @@ def grid_input(act: nn.Module, z: torch.Tensor) -> torch.Tensor:
 def max_abs_derivative(act: nn.Module, lo: float = -20.0, hi: float = 20.0, n: int = 40001) -> float:
     """max|f'| over z in [lo, hi] (every channel of a per-channel PReLU), with the module's current parameters."""
     param = next(act.parameters(), None)
-    z = grid_input(act, torch.linspace(lo, hi, n, device=None if param is None else param.device,
-                                       dtype=None if param is None else param.dtype))
+    z = grid_input(
+        act,
+        torch.linspace(
+            lo, hi, n, device=None if param is None else param.device, dtype=None if param is None else param.dtype
+        ),
+    )
     was_training = act.training
     act.eval()  # RReLU: the derivative of its deterministic eval-mode slope
     try:

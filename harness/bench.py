@@ -1,4 +1,5 @@
 """Benchmark helpers without Hydra: device timing, saved-for-backward bytes, bf16 error, the overhead comparison."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,13 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def time_blocks(block: Callable[[object], None], device: torch.device, repeats: int, warmup: int = 2,
-                setup: Callable[[], object] | None = None) -> list[float]:
+def time_blocks(
+    block: Callable[[object], None],
+    device: torch.device,
+    repeats: int,
+    warmup: int = 2,
+    setup: Callable[[], object] | None = None,
+) -> list[float]:
     """Seconds of each of `repeats` timed calls of block(setup()), after `warmup` untimed ones.
 
     setup runs outside the timing (it restores the input of an in-place operation). On CUDA a block is timed with
@@ -168,8 +174,16 @@ def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
 # ---------------------------------------------------------------- the overhead comparison: harness loop vs a plain loop
 
 
-def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, data, batch_size: int, steps: int, warmup: int,
-               eval_every: int, seed: int) -> tuple[float, float]:
+def plain_loop(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    eval_every: int,
+    seed: int,
+) -> tuple[float, float]:
     """The baseline: a hand-written loop on device-resident data with a device-side running loss, which reads the
     device and measures validation and test accuracy every `eval_every` steps and at the end, as any loop that
     reports accuracy must.
@@ -258,8 +272,9 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
         summary = group.members[0].summary
     if not plain_first:
         plain = run_plain(config, data, device)
-    return OverheadResult(config.model.name, probes, plain[0], summary["samples_per_s"], plain[1],
-                          summary["loop_time_s"])
+    return OverheadResult(
+        config.model.name, probes, plain[0], summary["samples_per_s"], plain[1], summary["loop_time_s"]
+    )
 
 
 def resolved(config, device: torch.device):

@@ -6,6 +6,7 @@ dead" in the sense of Lu et al. (2019), "Dying ReLU and Initialization: Theory a
 module measures the fraction of born-dead initialisations inside one job (`trainer.init_trials=N` with
 `trainer.steps=0`), so that hundreds of initialisations per configuration take seconds, not hundreds of jobs.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ def first_dead_layer(stats: dict[str, probes.LayerStats]) -> str | None:
     return None
 
 
-def born_dead_trials(model: nn.Module, act: ActivationSpec, scheme: str, probe_x: torch.Tensor, trials: int,
-                     seed: int) -> dict:
+def born_dead_trials(
+    model: nn.Module, act: ActivationSpec, scheme: str, probe_x: torch.Tensor, trials: int, seed: int
+) -> dict:
     """Initialise `model` afresh `trials` times (model.init `scheme`); the born-dead fraction, its standard error
     and details. Re-initialising one model in place: construction costs more than probing."""
     born_dead = 0

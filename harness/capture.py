@@ -7,6 +7,7 @@ into static buffers, no host synchronisation inside the step (tests/test_speed_p
 optimizer whose every value is a device tensor updated in place (harness.stacked_optim). On the CPU there are no
 graphs: the same step runs eagerly, through the same static buffers, so that path is tested everywhere.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The run configuration as plain dataclasses (Hydra's schema), its validation and its hash."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,13 @@ WATCH_ONLY = (
 HASHED_AT_DEFAULT = {"trainer.threads": None}
 # Keys added after schema v1, with their defaults: left out of config_hash while at the default, so that adding
 # a key never changes the hash of an existing config (older sweeps still resume). Add every new key here.
-ADDED_KEYS: dict[str, object] = {"model.match_params": False, "model.heads": 2, "model.ffn_ratio": 4.0,
-                                  "model.patch": 4, "trainer.capture": "auto"}
+ADDED_KEYS: dict[str, object] = {
+    "model.match_params": False,
+    "model.heads": 2,
+    "model.ffn_ratio": 4.0,
+    "model.patch": 4,
+    "trainer.capture": "auto",
+}
 
 
 EXIT_BAD_INPUT = 2  # the exit status of a refused command line or sweep: nothing ran
@@ -139,17 +145,25 @@ def validate(config: Config) -> None:
     _check(t.eval_every > 0, f"trainer.eval_every must be > 0, got {t.eval_every}")
     _check(t.log_every > 0, f"trainer.log_every must be > 0, got {t.log_every}")
     _check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
-    _check(t.threads in (None, "auto") or (type(t.threads) is int and t.threads > 0),
-           f"trainer.threads must be auto, a count > 0 or null, got {t.threads!r}")
-    _check(type(t.threads) is not int or t.threads <= MAX_THREADS,
-           f"trainer.threads must be <= {MAX_THREADS}, got {t.threads}")
+    _check(
+        t.threads in (None, "auto") or (type(t.threads) is int and t.threads > 0),
+        f"trainer.threads must be auto, a count > 0 or null, got {t.threads!r}",
+    )
+    _check(
+        type(t.threads) is not int or t.threads <= MAX_THREADS,
+        f"trainer.threads must be <= {MAX_THREADS}, got {t.threads}",
+    )
     _check(0 <= t.init_trials <= 100_000, f"trainer.init_trials must be in [0, 100000], got {t.init_trials}")
-    _check(t.init_trials == 0 or t.steps == 0,
-           f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0")
+    _check(
+        t.init_trials == 0 or t.steps == 0,
+        f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0",
+    )
     one_of("trainer.device", t.device, DEVICES)
     _check(t.capture in ("auto", True, False), f"trainer.capture must be auto, true or false, got {t.capture!r}")
-    _check(t.capture is not True or (t.precision != "fp16" and not t.compile),
-           "trainer.capture=true cannot capture fp16's loss scaling or a compiled model; use trainer.capture=auto")
+    _check(
+        t.capture is not True or (t.precision != "fp16" and not t.compile),
+        "trainer.capture=true cannot capture fp16's loss scaling or a compiled model; use trainer.capture=auto",
+    )
     one_of("trainer.precision", t.precision, PRECISIONS)
     _check(m.depth >= 0, f"model.depth must be >= 0, got {m.depth}")
     _check(m.width > 0, f"model.width must be > 0, got {m.width}")
@@ -179,13 +193,19 @@ def check_transformer(m: ModelConfig) -> None:
     """The transformer's own keys, and the RNN's and CNN's options it has no use for, in one line each."""
     _check(m.heads > 0 and m.width % m.heads == 0, f"model.heads={m.heads} must divide model.width={m.width}")
     _check(m.ffn_ratio > 0, f"model.ffn_ratio must be > 0, got {m.ffn_ratio}")
-    _check(round(2 / 3 * m.ffn_ratio * m.width) >= 1,  # the smaller d_ff of the two (harness.transformer.ffn_width)
-           f"model.ffn_ratio={m.ffn_ratio} leaves the FFN of model.width={m.width} without units")
+    _check(
+        round(2 / 3 * m.ffn_ratio * m.width) >= 1,  # the smaller d_ff of the two (harness.transformer.ffn_width)
+        f"model.ffn_ratio={m.ffn_ratio} leaves the FFN of model.width={m.width} without units",
+    )
     _check(m.patch > 0, f"model.patch must be > 0, got {m.patch}")
-    _check(m.norm in ("layer", "none"), f"model.norm={m.norm} is not supported by the transformer (pre-norm); "
-                                        "use model.norm=layer or none")
-    _check(not m.bidirectional and m.cell == "elman", "model.cell and model.bidirectional are rnn options; the "
-                                                     "transformer takes neither")
+    _check(
+        m.norm in ("layer", "none"),
+        f"model.norm={m.norm} is not supported by the transformer (pre-norm); use model.norm=layer or none",
+    )
+    _check(
+        not m.bidirectional and m.cell == "elman",
+        "model.cell and model.bidirectional are rnn options; the transformer takes neither",
+    )
 
 
 def to_dict(config: Config) -> dict:

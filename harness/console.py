@@ -1,4 +1,5 @@
 """The one-screen terminal summary of a finished run."""
+
 from __future__ import annotations
 
 from harness.text import NAME_LIMIT, NOTE_LIMIT, PATH_LIMIT, clean
@@ -26,8 +27,12 @@ def format_summary(summary: dict) -> str:
             f"{fmt(s['best_val_acc'])})  train loss {fmt(s['train_loss'])}  test loss {fmt(s['test_loss'])}",
             f"{fmt(s['samples_per_s'], ',.0f')} samples/s on {clean(s['device'], NAME_LIMIT)} ({s['num_threads']} "
             "threads)"
-            + (f"; {fmt(s['clock_samples_per_s'], ',.0f')} by its CPU time" if s.get("speed_clock") == "thread_cpu"
-               else "") + "  "
+            + (
+                f"; {fmt(s['clock_samples_per_s'], ',.0f')} by its CPU time"
+                if s.get("speed_clock") == "thread_cpu"
+                else ""
+            )
+            + "  "
             f"train time {fmt(s['train_time_s'], '.1f')} s  {s['steps']} steps  {s['n_params']:,} parameters"
             + (f" (width {s['width_used']})" if s.get("width_used") else ""),
             f"dead {fmt(s['dead_fraction'], '.1%')}  saturated {fmt(s['saturated_fraction'], '.1%')} of units",

@@ -1,4 +1,5 @@
 """Datasets as device-resident tensors, fixed train/val/test splits, and a device-side batch iterator."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,8 +116,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except UnsafePickle as exc:
         raise DataError(f"refusing to read {path}: {exc}; delete it and add dataset.download=true") from None
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc}); delete it and add "
-                        "dataset.download=true") from None
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch ({type(exc).__name__}: {exc}); delete it and add dataset.download=true"
+        ) from None
 
 
 def load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
@@ -153,10 +155,12 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist1d": DatasetSpec("sequence", (1, 40), 4000, 1000, 10, lambda root, download: load_mnist1d(root)),
     "digits": DatasetSpec("image", (1, 8, 8), 1437, 360, 10, lambda root, download: load_digits(), reads_root=False),
     "spirals": DatasetSpec("vector", (2,), 2400, 600, 3, lambda root, download: make_spirals(), reads_root=False),
-    "mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
-                         lambda root, download: load_mnist_like(root, "mnist", download)),
-    "fashion_mnist": DatasetSpec("image", (1, 28, 28), 60000, 10000, 10,
-                                 lambda root, download: load_mnist_like(root, "fashion_mnist", download)),
+    "mnist": DatasetSpec(
+        "image", (1, 28, 28), 60000, 10000, 10, lambda root, download: load_mnist_like(root, "mnist", download)
+    ),
+    "fashion_mnist": DatasetSpec(
+        "image", (1, 28, 28), 60000, 10000, 10, lambda root, download: load_mnist_like(root, "fashion_mnist", download)
+    ),
     "cifar10": DatasetSpec("image", (3, 32, 32), 50000, 10000, 10, load_cifar10),
 }
 
@@ -169,8 +173,10 @@ def check_pair(model: str, dataset: str) -> None:
         raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     kind = DATASETS[dataset].kind
     if kind not in MODELS[model].inputs:
-        pairs = "; ".join(f"{m}: {', '.join(d for d, spec in DATASETS.items() if spec.kind in cls.inputs)}"
-                          for m, cls in MODELS.items())
+        pairs = "; ".join(
+            f"{m}: {', '.join(d for d, spec in DATASETS.items() if spec.kind in cls.inputs)}"
+            for m, cls in MODELS.items()
+        )
         raise DataError(f"model={model} cannot take dataset={dataset} ({kind} input). Valid pairs: {pairs}")
 
 
@@ -244,7 +250,8 @@ class MemberBatches:
     def draw(self, members) -> torch.Tensor:
         """The next epoch's orders of these members, (len(members), N) on the data's device."""
         return torch.stack([torch.randperm(len(self.x), generator=self.generators[i]) for i in members]).to(
-            self.x.device)
+            self.x.device
+        )
 
     def next(self, waiting: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, B, ...) inputs and (K, B) labels of the next step. Members `waiting` (a (K,) bool array; None:
@@ -300,22 +307,31 @@ def check_fits(config) -> None:
     spec = DATASETS[d.name]
     n_val = round(spec.train * d.val_fraction)
     if n_val < MIN_VALIDATION:
-        raise DataError(f"dataset.val_fraction={d.val_fraction} gives a validation split of {n_val} sample(s) of "
-                        f"dataset={d.name}'s {spec.train}; it needs at least {MIN_VALIDATION} to select a model on")
+        raise DataError(
+            f"dataset.val_fraction={d.val_fraction} gives a validation split of {n_val} sample(s) of "
+            f"dataset={d.name}'s {spec.train}; it needs at least {MIN_VALIDATION} to select a model on"
+        )
     n = spec.train_split(d.val_fraction, None)
     if n < 1:
-        raise DataError(f"dataset.val_fraction={d.val_fraction} leaves no training samples "
-                        f"(dataset={d.name} has {spec.train})")
+        raise DataError(
+            f"dataset.val_fraction={d.val_fraction} leaves no training samples (dataset={d.name} has {spec.train})"
+        )
     if d.train_size is not None and d.train_size > n:
-        raise DataError(f"dataset.train_size={d.train_size} is larger than the training split of dataset={d.name} "
-                        f"({n} samples with dataset.val_fraction={d.val_fraction})")
+        raise DataError(
+            f"dataset.train_size={d.train_size} is larger than the training split of dataset={d.name} "
+            f"({n} samples with dataset.val_fraction={d.val_fraction})"
+        )
     usable = spec.train_split(d.val_fraction, d.train_size)
     if batch > usable:
-        raise DataError(f"trainer.batch_size={batch} is larger than the training split ({usable} samples of "
-                        f"dataset={d.name}); use trainer.batch_size={usable} for full-batch training")
+        raise DataError(
+            f"trainer.batch_size={batch} is larger than the training split ({usable} samples of "
+            f"dataset={d.name}); use trainer.batch_size={usable} for full-batch training"
+        )
     if m.name == "cnn" and m.kernel_size > min(spec.input_shape[1:]):
-        raise DataError(f"model.kernel_size={m.kernel_size} is larger than the input "
-                        f"({'x'.join(map(str, spec.input_shape[1:]))} for dataset={d.name})")
+        raise DataError(
+            f"model.kernel_size={m.kernel_size} is larger than the input "
+            f"({'x'.join(map(str, spec.input_shape[1:]))} for dataset={d.name})"
+        )
 
 
 def check_root(name: str, root: str) -> None:
@@ -326,8 +342,11 @@ def check_root(name: str, root: str) -> None:
     path = Path(root)
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not existing.is_dir():
-        raise DataError(f"dataset.root={root} is a file, not a folder" if existing == path
-                        else f"dataset.root={root} lies under {existing}, which is a file")
+        raise DataError(
+            f"dataset.root={root} is a file, not a folder"
+            if existing == path
+            else f"dataset.root={root} lies under {existing}, which is a file"
+        )
     if existing == path and not os.access(path, os.R_OK | os.X_OK):
         raise DataError(f"dataset.root={root} cannot be read (permissions)")
     if not os.access(existing, os.W_OK | os.X_OK) and not any(path.iterdir() if existing == path else []):

@@ -1,5 +1,6 @@
 """The files of the torchvision datasets: their names, a check that needs no loading (preflight), the IDX reader,
 and torchvision's download made one line when it fails, leaving nothing half-written."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,7 @@ import numpy as np
 from harness.config import DataError
 
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte"]
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -35,8 +35,10 @@ def check_files(name: str, root: str, download: bool) -> None:
     files = data_files(name, Path(root))
     missing = [f for f in files if not f.exists()]
     if missing and not download:
-        raise DataError(f"{name} not found in {missing[0].parent} (missing {missing[0].name}); add "
-                        "dataset.download=true to fetch it")
+        raise DataError(
+            f"{name} not found in {missing[0].parent} (missing {missing[0].name}); add "
+            "dataset.download=true to fetch it"
+        )
     for path in files:
         if path.exists() and name in MNIST_FOLDERS:
             idx_layout(path)
@@ -52,10 +54,12 @@ def idx_layout(path: Path, data: bytes | None = None) -> tuple[tuple[int, ...], 
         size = len(data)
     ndim = data[3] if len(data) >= 4 else 0
     ok = len(data) >= 4 + 4 * ndim and data[:3] == b"\x00\x00\x08" and ndim > 0
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)) if ok else ()
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)) if ok else ()
     if not ok or size != 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64)):
-        raise DataError(f"{path} is not a whole IDX file of bytes (a wrong header or size: corrupt or half-written); "
-                        "delete it and add dataset.download=true")
+        raise DataError(
+            f"{path} is not a whole IDX file of bytes (a wrong header or size: corrupt or half-written); "
+            "delete it and add dataset.download=true"
+        )
     return shape, 4 + 4 * ndim
 
 
@@ -83,8 +87,9 @@ def download(name: str, root: Path, fetch: Callable[[], object]) -> None:
         for path in sorted(set(root.rglob("*")) - before, reverse=True) if root.exists() else []:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         reason = " ".join(str(exc).split())[:300]
-        raise DataError(f"cannot download {name} into {root} ({type(exc).__name__}: {reason}); "
-                        "fetch it elsewhere and copy it there") from None
+        raise DataError(
+            f"cannot download {name} into {root} ({type(exc).__name__}: {reason}); fetch it elsewhere and copy it there"
+        ) from None
 
 
 def first_missing(path: Path) -> Path | None:

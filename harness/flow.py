@@ -5,6 +5,7 @@ from the per-unit masks of both probes (not a difference of fractions: a unit re
 in a difference). The *gradient-flow ratio* is the head's weight-gradient norm over the first hidden layer's.
 The *drawdown* is the worst fall of validation accuracy below its running best, over the run's evaluations.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,8 +23,11 @@ def dead_fractions(alive: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def lost_fractions(alive_init: dict[str, torch.Tensor], alive_end: dict[str, torch.Tensor]) -> dict[str, float]:
     """Per layer, the fraction of its units alive at init AND dead at the end ({} without both masks)."""
-    return {layer: (mask & ~alive_end[layer].cpu()).sum().item() / mask.numel()
-            for layer, mask in alive_init.items() if layer in alive_end}
+    return {
+        layer: (mask & ~alive_end[layer].cpu()).sum().item() / mask.numel()
+        for layer, mask in alive_init.items()
+        if layer in alive_end
+    }
 
 
 def grad_flow_ratio(norms: dict[str, float]) -> float | None:

@@ -2,6 +2,7 @@
 no memory), the activation run for real on the shapes that model gives it, and the memory the run needs against
 the memory its job has. Refusals are ConfigErrors, one line each.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,12 +61,16 @@ class StandIn(nn.Module):
             with torch.device("cpu"):  # real numbers, inside the meta model's forward pass
                 out = probe_activation(self.real, shape)
         except Exception as exc:
-            raise ActivationError(f"{where} fails on the input the model gives it, of shape (N, "
-                                  f"{', '.join(map(str, shape[1:]))}): {type(exc).__name__}: {exc}") from None
+            raise ActivationError(
+                f"{where} fails on the input the model gives it, of shape (N, "
+                f"{', '.join(map(str, shape[1:]))}): {type(exc).__name__}: {exc}"
+            ) from None
         channels = shape[1] // self.expansion if len(shape) > 1 else None
         if len(out) != len(shape) or (channels is not None and out[1] != channels) or out[2:] != shape[2:]:
-            raise ActivationError(f"{where} turns an input of shape {shape} into {tuple(out)}; the model needs "
-                                  f"{(BATCH, channels, *shape[2:])}")
+            raise ActivationError(
+                f"{where} turns an input of shape {shape} into {tuple(out)}; the model needs "
+                f"{(BATCH, channels, *shape[2:])}"
+            )
         return out
 
 
@@ -85,8 +90,9 @@ def footprint(config: Config, spec: ActivationSpec) -> Footprint:
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError(f"model={config.model.name} cannot be built with activation={spec.name}: "
-                              f"{type(exc).__name__}: {exc}") from None
+            raise ConfigError(
+                f"model={config.model.name} cannot be built with activation={spec.name}: {type(exc).__name__}: {exc}"
+            ) from None
     return _CACHE[key]
 
 
@@ -132,9 +138,11 @@ def check_memory(config: Config, fp: Footprint) -> None:
     need = memory_needed(config, fp)
     if budget is not None and need > budget:
         m, t = config.model, config.trainer
-        raise ConfigError(f"this run needs at least {need / GIB:.1f} GiB ({fp.params:,} parameters, model.width="
-                          f"{m.width}, model.depth={m.depth}, trainer.batch_size={t.batch_size}, "
-                          f"dataset={config.dataset.name}) but {where} is {budget / GIB:.1f} GiB; make it smaller")
+        raise ConfigError(
+            f"this run needs at least {need / GIB:.1f} GiB ({fp.params:,} parameters, model.width="
+            f"{m.width}, model.depth={m.depth}, trainer.batch_size={t.batch_size}, "
+            f"dataset={config.dataset.name}) but {where} is {budget / GIB:.1f} GiB; make it smaller"
+        )
 
 
 _launcher_request: tuple[int, str] | None = None  # (bytes, what) the launcher asks for each job
@@ -221,8 +229,10 @@ def child(read: int, write: int, config: Config, spec: ActivationSpec) -> None:
         except ConfigError as exc:
             payload = ("config", str(exc))
         except BaseException as exc:  # SystemExit, KeyboardInterrupt: reported; the parent decides
-            payload = ("activation", f"activation.target={spec.node.get('target')} could not be built: "
-                                     f"{type(exc).__name__}: {exc}")
+            payload = (
+                "activation",
+                f"activation.target={spec.node.get('target')} could not be built: {type(exc).__name__}: {exc}",
+            )
         with os.fdopen(write, "wb") as f:
             pickle.dump(payload, f)
     finally:

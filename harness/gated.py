@@ -5,6 +5,7 @@ A gated activation takes 2n inputs and gives n outputs: the input is split along
 out = u * f(g). The first half u is the value and passes as the identity; the second half g is the gate and goes
 through f. This is torch.nn.functional.glu's order, and it is fixed: model.init and the probes rely on it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -154,8 +155,9 @@ def gate_max_slope(act: GatedActivation, lo: float = -20.0, hi: float = 20.0, n:
     return gated_slopes(act, torch.stack([u, g], dim=1))[2].max().item()
 
 
-def gated_dead_saturated(act: GatedActivation, x: torch.Tensor, dead_tol: float,
-                         saturation_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gated_dead_saturated(
+    act: GatedActivation, x: torch.Tensor, dead_tol: float, saturation_ratio: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean (units,) masks. Dead: on every sample the unit passes at most dead_tol of gradient to both its value
     and its gate input (shut, and nothing can open it). Saturated: on every sample the gate's slope |f'(g)| is below
     saturation_ratio x max|f'|, so the gate input learns nothing whatever u is (stuck open or shut)."""

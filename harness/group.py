@@ -5,6 +5,7 @@ learning rate and weight decay, one batch table, one step. A single run is a gro
 Which runs may share a loop (a configuration equal but for seed, trainer.lr and trainer.weight_decay) is decided
 here too, for the sweeper (hydra_plugins/harness_sweeper/grouping.py) and run_group alike.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -123,15 +124,22 @@ class Group:
 
     def evaluate(self, split: str) -> list[tuple[float, float]]:
         """Every member's (mean loss, accuracy) on a split, stacked."""
-        x, y = {"val": (self.data.x_val, self.data.y_val), "test": (self.data.x_test, self.data.y_test),
-                "train": (self.data.x_train, self.data.y_train)}[split]
+        x, y = {
+            "val": (self.data.x_val, self.data.y_val),
+            "test": (self.data.x_test, self.data.y_test),
+            "train": (self.data.x_train, self.data.y_train),
+        }[split]
         return evaluate(self.stack, x, y, self.autocast)
 
     def save(self, i: int) -> None:
         """Member i's checkpoint, in a single run's format (it may resume alone or in another group)."""
         m = self.members[i]
-        parts = {"model": m.model.state_dict(), "optimizer": self.optimizer.member_state_dict(i),
-                 "scaler": self.scaler.state_dict(), "batches": self.batches.state_dict(i)}
+        parts = {
+            "model": m.model.state_dict(),
+            "optimizer": self.optimizer.member_state_dict(i),
+            "scaler": self.scaler.state_dict(),
+            "batches": self.batches.state_dict(i),
+        }
         save_checkpoint(m.checkpoint, parts, dataclasses.asdict(m.state), m.config)
 
 
@@ -157,19 +165,35 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
     models = [build_member_model(r, data) for r in resolved]
     # a group of one trains its model's own modules (nn.Linear's kernels, no member axis): a single run costs what
     # a plain torch loop costs; K > 1 train the stacked model
-    stack = stacked.StackedModel(models, stack=len(models) > 1,
-                                 compiled=torch.compile(models[0]) if t.compile else None)
+    stack = stacked.StackedModel(
+        models, stack=len(models) > 1, compiled=torch.compile(models[0]) if t.compile else None
+    )
     n_params = sum(p.numel() for p in stack.params)
     torch.set_num_threads(resolve_threads(t.threads, n_params, t.batch_size, first.device, cpu_threads))
-    optimizer = StackedOptimizer(stack.params, t.optimizer, [r.config.trainer.lr for r in resolved],
-                                 [r.config.trainer.weight_decay for r in resolved], t.momentum,
-                                 member_axis=stack.member_axis)
+    optimizer = StackedOptimizer(
+        stack.params,
+        t.optimizer,
+        [r.config.trainer.lr for r in resolved],
+        [r.config.trainer.weight_decay for r in resolved],
+        t.momentum,
+        member_axis=stack.member_axis,
+    )
     batches = MemberBatches(data.x_train, data.y_train, t.batch_size, [r.config.seed for r in resolved])
     scaler = torch.amp.GradScaler(first.device.type, enabled=t.precision == "fp16")
     if first.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(first.device)
-    group = Group([], stack, optimizer, batches, scaler, data, first.device, t, np.zeros(len(models), dtype=bool),
-                  why_not_grouped(first) is None)
+    group = Group(
+        [],
+        stack,
+        optimizer,
+        batches,
+        scaler,
+        data,
+        first.device,
+        t,
+        np.zeros(len(models), dtype=bool),
+        why_not_grouped(first) is None,
+    )
     for i, (r, model, run_dir) in enumerate(zip(resolved, models, run_dirs)):
         group.members.append(start_member(group, i, r, model, Path(run_dir)))
     if any(m.state.step == 0 for m in group.members):  # fresh members: the network at initialisation

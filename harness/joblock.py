@@ -6,6 +6,7 @@ the holder did (its pid was reused), or when its heartbeat stopped STALE_S ago (
 with its node). A lock file that cannot be read is stale too: locks are only ever put in place whole. A stale lock
 is taken over; a live one means the job runs elsewhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -115,8 +116,13 @@ class JobLock:
 
     def __init__(self, job_dir: Path, watch_parent: bool = False):
         self.path = Path(job_dir) / LOCK
-        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
-                       "token": uuid.uuid4().hex, "slurm_job": os.environ.get("SLURM_JOB_ID")}
+        self.holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": process_start(os.getpid()),
+            "token": uuid.uuid4().hex,
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        }
         self.parent = os.getppid() if watch_parent else None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None

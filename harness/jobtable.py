@@ -1,5 +1,6 @@
 """The table of a sweep's jobs, on the screen at the end of a sweep and in `python -m harness.status DIR`: one line
 per job (state, test accuracy, time, folder, note), names and notes cleaned and cut (harness.text)."""
+
 from __future__ import annotations
 
 from harness.console import fmt

@@ -3,6 +3,7 @@
 A Member is one of the loop's K runs. Its parameters live in the group's stacked state (its model's tensors are
 views into it); what is its own is its configuration, folder, TrainState, metric rows and clocks.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,18 +89,28 @@ class Member:
         (evaluate_now: split -> (loss, acc), this member's)."""
         state, rec = self.state, self.rec
         if self.config.trainer.steps and state.diverged_at_step is None:
-            return {"train_loss": rec.last("train", "loss"), "train_acc": rec.last("train", "acc"),
-                    "val_acc": rec.last("val", "acc"), "test_loss": rec.last("test", "loss"),
-                    "test_acc": rec.last("test", "acc")}
+            return {
+                "train_loss": rec.last("train", "loss"),
+                "train_acc": rec.last("train", "acc"),
+                "val_acc": rec.last("val", "acc"),
+                "test_loss": rec.last("test", "loss"),
+                "test_acc": rec.last("test", "acc"),
+            }
         (_, val_acc), (test_loss, test_acc) = evaluate_now("val"), evaluate_now("test")
         train_loss, train_acc = evaluate_now("train")
         rec.scalar(state.step, "val", "acc", val_acc)
         rec.scalar(state.step, "test", "acc", test_acc)
-        return {"train_loss": train_loss, "train_acc": train_acc, "val_acc": val_acc, "test_loss": test_loss,
-                "test_acc": test_acc}
+        return {
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_acc": val_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+        }
 
-    def finish(self, out: dict, units: dict, probe_x: torch.Tensor, probe_y: torch.Tensor, device: torch.device,
-               shared: dict) -> dict:
+    def finish(
+        self, out: dict, units: dict, probe_x: torch.Tensor, probe_y: torch.Tensor, device: torch.device, shared: dict
+    ) -> dict:
         """Final gradient probe, metrics.csv, and the summary's outcome, speed, probe and provenance keys (units:
         its final unit probe, made with the group's; shared: what is the same for every member, made once per
         group: harness.loop.provenance)."""
@@ -116,14 +127,22 @@ class Member:
         grad_mean = dict(zip(self.layer_names, (state.grad_sum / count).tolist())) if state.grad_count else {}
         return {
             "status": "diverged" if diverged else "ok",
-            "train_loss": out["train_loss"], "train_acc": out["train_acc"], "val_acc": out["val_acc"],
+            "train_loss": out["train_loss"],
+            "train_acc": out["train_acc"],
+            "val_acc": out["val_acc"],
             "best_val_acc": state.best_val_acc if state.best_val_acc >= 0 else out["val_acc"],
-            "test_acc": out["test_acc"], "test_loss": out["test_loss"],
-            "test_acc_at_best_val": out["test_acc"] if state.test_acc_at_best_val is None
+            "test_acc": out["test_acc"],
+            "test_loss": out["test_loss"],
+            "test_acc_at_best_val": out["test_acc"]
+            if state.test_acc_at_best_val is None
             else state.test_acc_at_best_val,
-            "steps": state.step, "diverged_at_step": state.diverged_at_step,
-            "train_time_s": state.train_time, "loop_time_s": state.loop_time, **self.speed(device),
-            "dead_fraction": dead, "saturated_fraction": saturated,
+            "steps": state.step,
+            "diverged_at_step": state.diverged_at_step,
+            "train_time_s": state.train_time,
+            "loop_time_s": state.loop_time,
+            **self.speed(device),
+            "dead_fraction": dead,
+            "saturated_fraction": saturated,
             "dead_fraction_by_layer": {k: s.dead_fraction for k, s in units.items()},
             "saturated_fraction_by_layer": {k: s.saturated_fraction for k, s in units.items()},
             "act_mean_by_layer": {k: s.mean for k, s in units.items()},
@@ -143,8 +162,9 @@ class Member:
         state = self.state
         return {
             "dead_fraction_init_by_layer": flow.dead_fractions(state.alive_init_by_layer),
-            "lost_fraction_by_layer": flow.lost_fractions(state.alive_init_by_layer,
-                                                          {k: s.alive for k, s in units.items()}),
+            "lost_fraction_by_layer": flow.lost_fractions(
+                state.alive_init_by_layer, {k: s.alive for k, s in units.items()}
+            ),
             "grad_flow_ratio_init": flow.grad_flow_ratio(state.grad_norm_init_by_layer),
             "grad_flow_ratio": flow.grad_flow_ratio(grad_mean),
             "val_drawdown_max": flow.drawdown(flow.val_accuracies(state.rows)),
@@ -165,10 +185,13 @@ class Member:
         samples = steps * self.config.trainer.batch_size  # harness.data.check_fits: never above the split
         clock = speed_clock(device, state.train_cpu_time)
         on_cpu = clock == "thread_cpu"
-        return {"samples_per_s": rate(samples, wall), "speed_clock": clock,
-                "train_cpu_time_s": state.train_cpu_time if on_cpu else None,
-                "clock_samples_per_s": rate(samples, cpu if on_cpu else wall),
-                "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+        return {
+            "samples_per_s": rate(samples, wall),
+            "speed_clock": clock,
+            "train_cpu_time_s": state.train_cpu_time if on_cpu else None,
+            "clock_samples_per_s": rate(samples, cpu if on_cpu else wall),
+            "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        }
 
 
 def rate(samples: int, seconds: float) -> float | None:
@@ -187,10 +210,17 @@ def provenance(device: torch.device, t, dataset_checksum: str) -> dict:
     sha, dirty = git_state()
     return {
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
-        "num_threads": torch.get_num_threads(), "precision": t.precision, "compile": t.compile,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "num_threads": torch.get_num_threads(),
+        "precision": t.precision,
+        "compile": t.compile,
         "torch_version": torch.__version__,
-        "package_versions": dict(package_versions()), "git_sha": sha, "git_dirty": dirty,
-        "dataset_checksum": dataset_checksum, "hostname": platform.node(), "pid": os.getpid(),
+        "package_versions": dict(package_versions()),
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "dataset_checksum": dataset_checksum,
+        "hostname": platform.node(),
+        "pid": os.getpid(),
     }

@@ -1,4 +1,5 @@
 """The loop's meters: a training clock, the running window of train loss and accuracy, and whole-split evaluation."""
+
 from __future__ import annotations
 
 import time
@@ -90,9 +91,12 @@ class WindowStats:
         losses = torch.cat(self.loss_chunks)  # (batches, K)
         bad = ~torch.isfinite(losses)
         sums, correct, any_bad, first_bad = torch.stack(  # each member's sum by one row's kernel, as at K=1
-            [losses.t().contiguous().sum(1), self.correct, bad.any(0).float(), bad.float().argmax(0).float()]).tolist()
-        result = [(s / self.batches, c / self.samples, int(f) if a else None)
-                  for s, c, a, f in zip(sums, correct, any_bad, first_bad)]
+            [losses.t().contiguous().sum(1), self.correct, bad.any(0).float(), bad.float().argmax(0).float()]
+        ).tolist()
+        result = [
+            (s / self.batches, c / self.samples, int(f) if a else None)
+            for s, c, a, f in zip(sums, correct, any_bad, first_bad)
+        ]
         self.reset()
         return result
 

@@ -4,6 +4,7 @@ each built from an activation factory.
 Every model names its activation-bearing layers `hidden.0`, `hidden.1`, ... and its classifier `head`; a layer's
 weights and the activation that follows them share that name, which the probes and results use.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,16 @@ class MLP(nn.Module):
     def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> MLP:
         return cls(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
 
-    def __init__(self, in_features: int, num_classes: int, act: ActFactory, depth: int = 2, width: int = 100,
-                 residual: bool = False, norm: str = "none"):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        act: ActFactory,
+        depth: int = 2,
+        width: int = 100,
+        residual: bool = False,
+        norm: str = "none",
+    ):
         super().__init__()
         sizes = [in_features] + [width] * depth
         self.hidden = nn.ModuleList(Dense(a, b, act, norm) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -90,8 +99,16 @@ class CNN(nn.Module):
     def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> CNN:
         return cls(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 3,
-                 width: int = 25, kernel_size: int = 5, norm: str = "none"):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        act: ActFactory,
+        depth: int = 3,
+        width: int = 25,
+        kernel_size: int = 5,
+        norm: str = "none",
+    ):
         super().__init__()
         dims = len(input_shape) - 1  # (C, L) -> 1-D, (C, H, W) -> 2-D
         channels = [input_shape[0]] + [width] * depth
@@ -225,15 +242,21 @@ class RNN(nn.Module):
     def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> RNN:
         return cls(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, act: ActFactory, depth: int = 1,
-                 width: int = 6, cell: str = "gru", bidirectional: bool = True):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        act: ActFactory,
+        depth: int = 1,
+        width: int = 6,
+        cell: str = "gru",
+        bidirectional: bool = True,
+    ):
         super().__init__()
         steps, features = self.sequence_shape(input_shape)
         directions = 2 if bidirectional else 1
         sizes = [features] + [width * directions] * depth
-        self.hidden = nn.ModuleList(
-            Recurrent(cell, a, width, act, bidirectional) for a in sizes[:-1]
-        )
+        self.hidden = nn.ModuleList(Recurrent(cell, a, width, act, bidirectional) for a in sizes[:-1])
         self.head = nn.Linear(steps * sizes[-1], num_classes)
 
     @staticmethod
@@ -257,8 +280,16 @@ class RNN(nn.Module):
 
 # Activations that torch.nn.init.calculate_gain knows; the others use the ReLU gain.
 # A gated unit's name stands for its gate's gain (its value half always gets the identity's; see initialise).
-GAIN_NAMES = {"identity": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-              "leaky_relu": "leaky_relu", "selu": "selu", "glu": "sigmoid", "bilinear": "linear"}
+GAIN_NAMES = {
+    "identity": "linear",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "leaky_relu": "leaky_relu",
+    "selu": "selu",
+    "glu": "sigmoid",
+    "bilinear": "linear",
+}
 
 
 def init_gain(act_name: str, act_params: dict) -> float:
@@ -281,8 +312,9 @@ def layer_weights(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     weight_hh; not biases, not norm scales, not an activation's own parameters (PReLU's slope is `act.weight`)."""
     layers = {}
     for i, block in enumerate(model.hidden):
-        layers[f"hidden.{i}"] = [p for m in weight_layers(block) for n, p in m.named_parameters(recurse=False)
-                                 if n.startswith("weight")]
+        layers[f"hidden.{i}"] = [
+            p for m in weight_layers(block) for n, p in m.named_parameters(recurse=False) if n.startswith("weight")
+        ]
     layers["head"] = [model.head.weight]
     return layers
 
@@ -338,12 +370,14 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNN, "transformer": Transformer}
 
 
-def build_model(model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int,
-                gain: float = 1.0) -> nn.Module:
+def build_model(
+    model_cfg, act: ActFactory, input_shape: tuple[int, ...], num_classes: int, gain: float = 1.0
+) -> nn.Module:
     """Build the configured model for an input shape (at the matched width if asked), then apply model.init.
 
     The width it was built with is `model.width_used`.
     """
+
     def construct(m, act: ActFactory) -> nn.Module:
         return MODELS[m.name].from_config(m, input_shape, num_classes, act)
 

@@ -3,6 +3,7 @@
 Validation (harness.resolve), the training loop (harness.train) and the memory estimate (harness.footprint) read
 it; a new optimizer is one entry in each table.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ symlink inside the folders it creates (run and sweep folders, a report's folder 
 A symlink the user gave (a results/ or sweep folder on scratch storage, as on clusters) or one above the folder a
 tool creates is followed: only the names a tool writes are checked, never the folders leading to them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ class SymlinkRefused(OSError):
 def refuse_symlink(path: Path) -> None:
     """Raise SymlinkRefused when path itself is a symlink (a dangling one too)."""
     if Path(path).is_symlink():
-        raise SymlinkRefused(f"{path} is a symlink: the harness does not write through it; remove it or choose "
-                             "another folder")
+        raise SymlinkRefused(
+            f"{path} is a symlink: the harness does not write through it; remove it or choose another folder"
+        )
 
 
 def refuse_symlinks(folder: Path, names) -> None:

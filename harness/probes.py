@@ -1,4 +1,5 @@
 """Probes: dead and saturated units, activation statistics, and gradient norms per layer (and through time)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -130,9 +131,14 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
-        stats[name] = LayerStats(units=alive.numel(), dead=int(values[0]),
-                                 saturated=int(values[1]) if defined else None, mean=values[2], std=values[3],
-                                 alive=alive)
+        stats[name] = LayerStats(
+            units=alive.numel(),
+            dead=int(values[0]),
+            saturated=int(values[1]) if defined else None,
+            mean=values[2],
+            std=values[3],
+            alive=alive,
+        )
     return stats
 
 
@@ -153,8 +159,11 @@ def weight_grad_norms(model: nn.Module) -> torch.Tensor:
     norms = []
     for weights in layer_weights(model).values():
         grads = [w.grad for w in weights if w.grad is not None]
-        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads
-                     else torch.zeros((), device=weights[0].device))
+        norms.append(
+            torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+            if grads
+            else torch.zeros((), device=weights[0].device)
+        )
     return torch.stack(norms)
 
 

@@ -1,4 +1,5 @@
 """What a run carries from step to step: its TrainState (the checkpoint's content) and its metric rows."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,10 +58,12 @@ class Recorder:
     def units(self, step: int, stats: dict) -> None:
         """The rows of one unit probe: dead and saturated fractions, output mean and std, per layer."""
         for layer, s in stats.items():
-            self.rows += [(step, "probe", "dead_fraction", layer, s.dead_fraction, None),
-                          (step, "probe", "saturated_fraction", layer, s.saturated_fraction, None),
-                          (step, "probe", "act_mean", layer, s.mean, None),
-                          (step, "probe", "act_std", layer, s.std, None)]
+            self.rows += [
+                (step, "probe", "dead_fraction", layer, s.dead_fraction, None),
+                (step, "probe", "saturated_fraction", layer, s.saturated_fraction, None),
+                (step, "probe", "act_mean", layer, s.mean, None),
+                (step, "probe", "act_std", layer, s.std, None),
+            ]
 
     def gradients(self, step: int, split: str, by_layer: dict, through_time: dict) -> None:
         """Per-layer weight-gradient norms and, for RNNs, ||dL/dh_t|| per time step."""
@@ -73,9 +76,13 @@ def save_checkpoint(path: Path, parts: dict, state: dict, config: Config) -> Non
     """Save everything a restarted job needs to continue exactly, atomically and behind its checksum. parts: the
     member's model, optimizer, scaler and batches state dicts (in the formats of torch's own optimizers and of a
     one-member harness.data.MemberBatches); state: a TrainState as a dict."""
-    blob = {**parts, "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "state": state, "config_hash": config_hash(config)}
+    blob = {
+        **parts,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "state": state,
+        "config_hash": config_hash(config),
+    }
     write_checkpoint_file(path, blob)
 
 

@@ -5,6 +5,7 @@ is not what the harness writes (truncated, hand-edited, a string where a number 
 raises Unreadable with one line naming every failing field; callers list it once as unreadable and leave it out.
 The fields are those of the results contract (docs/results.md); pydantic checks types and ranges.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,7 @@ def config_model() -> type[BaseModel]:
     required (older summaries)."""
     hints = typing.get_type_hints(config_module.Config, vars(config_module))
     fields = {f.name: (hints[f.name] | None, None) for f in dataclasses.fields(config_module.Config)}
-    return create_model("RunConfig", __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="ignore"),
-                        **fields)
+    return create_model("RunConfig", __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="ignore"), **fields)
 
 
 RunConfig = config_model()
@@ -160,8 +160,9 @@ class ManifestJob(BaseModel):
         path = PurePosixPath(value)
         if not value or "\0" in value or path.is_absolute() or ".." in path.parts:
             raise ValueError("a job folder is a path inside the sweep folder")
-        if len(value.encode("utf-8", "surrogatepass")) > 4096 or any(len(p.encode("utf-8", "surrogatepass")) > 255
-                                                                     for p in path.parts):
+        if len(value.encode("utf-8", "surrogatepass")) > 4096 or any(
+            len(p.encode("utf-8", "surrogatepass")) > 255 for p in path.parts
+        ):
             raise ValueError("a job folder's name is at most 255 bytes a part, 4096 in all")
         return value
 

@@ -1,4 +1,5 @@
 """Resolve once: every check a run can make without its data, turning the Config into what the run is built from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,10 @@ def resolve(config: Config, device: bool = True) -> Resolved:
 def check_gated_fits(model_name: str, spec: ActivationSpec) -> None:
     """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
     if model_name == "rnn" and expansion(spec()) == 2:
-        raise ConfigError(f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
-                          "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn")
+        raise ConfigError(
+            f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
+            "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn"
+        )
 
 
 def resolve_device(requested: str) -> torch.device:

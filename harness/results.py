@@ -1,4 +1,5 @@
 """Write one run's records atomically; load any folder of runs into pandas DataFrames."""
+
 from __future__ import annotations
 
 import csv
@@ -98,11 +99,18 @@ def new_summary(config, run_dir: Path, overrides, group: dict | None = None, res
     built and the initialisation used; a job that failed before it records the configured ones. group: the member's
     place in its group; a run that trains alone is a group of one named by its folder."""
     return {
-        "schema_version": SCHEMA_VERSION, "status": "failed",
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed",
         "activation": resolved.activation.name if resolved else config.activation["name"],
-        "model": config.model.name, "dataset": config.dataset.name, "seed": config.seed,
-        "config_hash": config_hash(config), "overrides": list(overrides), "config": to_dict(config),
-        "init_used": resolved.init if resolved else None, "run_dir": str(run_dir), "started_at": now(),
+        "model": config.model.name,
+        "dataset": config.dataset.name,
+        "seed": config.seed,
+        "config_hash": config_hash(config),
+        "overrides": list(overrides),
+        "config": to_dict(config),
+        "init_used": resolved.init if resolved else None,
+        "run_dir": str(run_dir),
+        "started_at": now(),
         "group": group or {"id": Path(run_dir).name, "size": 1, "index": 0},
     }
 
@@ -134,8 +142,9 @@ def write_metrics(run_dir: Path, rows: list[tuple]) -> None:
         writer = csv.writer(f)
         writer.writerow(METRIC_COLUMNS)
         for step, split, metric, layer, value, t in rows:
-            writer.writerow([step, split, metric, layer or "", "" if value is None else repr(float(value)),
-                             "" if t is None else t])
+            writer.writerow(
+                [step, split, metric, layer or "", "" if value is None else repr(float(value)), "" if t is None else t]
+            )
 
     atomic_write(Path(run_dir) / METRICS, write)
 
@@ -196,7 +205,7 @@ def checkpoint_payload(data: bytes) -> memoryview:
     header, payload = data[:CHECKPOINT_HEADER_BYTES], memoryview(data)[CHECKPOINT_HEADER_BYTES:]
     if not header.startswith(CHECKPOINT_MAGIC) or not header.endswith(b"\n"):
         raise ValueError("has no checksum header (written before checkpoints carried one, or its start is damaged)")
-    if header[len(CHECKPOINT_MAGIC):-1] != hashlib.sha256(payload).hexdigest().encode():
+    if header[len(CHECKPOINT_MAGIC) : -1] != hashlib.sha256(payload).hexdigest().encode():
         raise ValueError("fails its checksum (its bytes changed after it was written)")
     return payload
 
@@ -270,8 +279,9 @@ def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None, None
     if sha.returncode != 0:

@@ -3,6 +3,7 @@
 pickle.load calls whatever callable a file names; a crafted CIFAR-10 batch can name os.system. This unpickler
 admits dicts, lists, tuples, strings, bytes, numbers and numpy arrays, and refuses every other global.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -10,10 +11,14 @@ from typing import BinaryIO
 
 # (module, name) of every global that a pickled dict of numpy arrays and Python values needs (numpy 1 and 2).
 ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),  # how protocol 2 stores bytes
 }
 

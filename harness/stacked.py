@@ -9,6 +9,7 @@ state_dict()/load_state_dict() (which copies into the views, so into the stack),
 What cannot be stacked exactly (why_not_stacked) runs as a group of one through OneModel, with the same API and
 no member axis on its parameters (member_axis = False).
 """
+
 from __future__ import annotations
 
 import copy
@@ -134,8 +135,7 @@ def weight_grad_norms(sm: StackedModel) -> torch.Tensor:
     norms = []
     for weights in layer_weights(sm.shadow).values():  # the shadow's weights are the stacked leaves
         grads = [w.grad.flatten(1).norm(dim=1) for w in weights if w.grad is not None]
-        norms.append(torch.linalg.vector_norm(torch.stack(grads), dim=0) if grads
-                     else weights[0].new_zeros(sm.k))
+        norms.append(torch.linalg.vector_norm(torch.stack(grads), dim=0) if grads else weights[0].new_zeros(sm.k))
     return torch.stack(norms, dim=1)
 
 
@@ -152,8 +152,8 @@ def hidden_grad_norms(states: list, member: int) -> dict[str, torch.Tensor]:
     from StackedModel.forward (h_t (K, B, H)) or OneModel.forward (h_t (B, H), member 0)."""
     norms = {}
     for i, directions in enumerate(states):
-        per_direction = [torch.stack([(h.grad[member] if h.dim() == 3 else h.grad).norm() for h in hs])
-                         for hs in directions]
+        per_direction = [
+            torch.stack([(h.grad[member] if h.dim() == 3 else h.grad).norm() for h in hs]) for hs in directions
+        ]
         norms[f"hidden.{i}"] = torch.stack(per_direction).square().sum(0).sqrt()
     return norms
-

@@ -8,6 +8,7 @@ was slower). The members never mix: softmax runs over one member's units, norms 
 Layouts: MLP and RNN (K, B, ...) with the member axis first; CNN (B, K*C, ...) channels member-major; transformer
 (K, B*T, D), each member's tokens flattened as its own FFN sees them, attention on (K*B, heads, T, D/heads).
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,8 +55,12 @@ def gated(z, act, kdim, cdim):  # [u, g] halves along one member's units, as Gat
 
 # Activations that are not elementwise or carry parameters, by type; every other built-in is elementwise and
 # parameter-free, applied to the whole stack at once (RReLU then draws its own noise: equal in law, not in bits).
-STACKED_ACTIVATIONS = {nn.Softmax: lambda z, act, kdim, cdim: z.softmax(cdim), nn.PReLU: prelu,
-                       StarReLU: star_relu, GatedActivation: gated}
+STACKED_ACTIVATIONS = {
+    nn.Softmax: lambda z, act, kdim, cdim: z.softmax(cdim),
+    nn.PReLU: prelu,
+    StarReLU: star_relu,
+    GatedActivation: gated,
+}
 
 
 def apply_activation(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
@@ -103,8 +108,16 @@ def batch_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
             norm.num_batches_tracked += 1  # (K,): every member counts the batch
         if momentum is None:  # the cumulative average; the members step together, so member 0's count is theirs
             momentum = 1.0 / float(norm.num_batches_tracked[0])
-    return F.batch_norm(x, flat(norm.running_mean), flat(norm.running_var), flat(norm.weight), flat(norm.bias),
-                        norm.training, momentum, norm.eps)
+    return F.batch_norm(
+        x,
+        flat(norm.running_mean),
+        flat(norm.running_var),
+        flat(norm.weight),
+        flat(norm.bias),
+        norm.training,
+        momentum,
+        norm.eps,
+    )
 
 
 def dense_norm(z: torch.Tensor, norm: nn.Module) -> torch.Tensor:
@@ -141,8 +154,9 @@ def cnn_forward(m: CNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, li
     for block in m.hidden:
         conv = block.conv
         step = F.conv1d if isinstance(conv, nn.Conv1d) else F.conv2d
-        z = step(x, conv.weight.flatten(0, 1), conv.bias.flatten(), conv.stride, conv.padding, conv.dilation,
-                 groups=k)  # (K, Co, Ci, ...) -> (K*Co, Ci, ...): member i's filters are group i's
+        z = step(
+            x, conv.weight.flatten(0, 1), conv.bias.flatten(), conv.stride, conv.padding, conv.dilation, groups=k
+        )  # (K, Co, Ci, ...) -> (K*Co, Ci, ...): member i's filters are group i's
         z = conv_norm(z, block.norm, k)
         members = z.view(z.shape[0], k, -1, *z.shape[2:])  # (B, K, C, ...)
         x = activation(members, block.act, 1, 2).flatten(1, 2)

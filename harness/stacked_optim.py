@@ -7,6 +7,7 @@ tensor values (the step counts are device tensors), so it can later run inside a
 arithmetic follows torch's single-tensor Adam / AdamW / SGD op for op, so float64 agrees with torch.optim run on
 each member alone; the per-member state converts to and from torch's own state_dict format for checkpoints.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,11 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 _TORCH_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 # Hyper-parameters shared by all members: a member's checkpoint that disagrees cannot be loaded faithfully.
-_SHARED_KEYS = {"adam": ("betas", "eps", "amsgrad", "maximize"), "adamw": ("betas", "eps", "amsgrad", "maximize"),
-                "sgd": ("momentum", "dampening", "nesterov", "maximize")}
+_SHARED_KEYS = {
+    "adam": ("betas", "eps", "amsgrad", "maximize"),
+    "adamw": ("betas", "eps", "amsgrad", "maximize"),
+    "sgd": ("momentum", "dampening", "nesterov", "maximize"),
+}
 
 
 def _stacked(t: torch.Tensor, member_axis: bool) -> torch.Tensor:
@@ -35,9 +39,17 @@ class StackedOptimizer(torch.optim.Optimizer):
     """Adam, AdamW or SGD (momentum, no dampening, no nesterov) over stacked members with per-member lr and
     weight decay. `step(active)` updates only the members whose (K,) bool `active` is True."""
 
-    def __init__(self, params: list[torch.Tensor], kind: str, lr: Sequence[float], weight_decay: Sequence[float],
-                 momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 member_axis: bool = True):
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        kind: str,
+        lr: Sequence[float],
+        weight_decay: Sequence[float],
+        momentum: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        member_axis: bool = True,
+    ):
         params = list(params)
         if kind not in _TORCH_OPTIMIZERS:
             raise ValueError(f"kind must be one of {sorted(_TORCH_OPTIMIZERS)}, not {kind!r}")
@@ -58,10 +70,15 @@ class StackedOptimizer(torch.optim.Optimizer):
         # applies are computed there and rounded once to the parameters' dtype, so float32 runs round as torch's
         # own optimizer does, bit for bit (MPS has no float64: float32 there)
         hyper = torch.float32 if ref.device.type == "mps" else torch.float64
-        defaults = dict(kind=kind, lr=torch.tensor(lrs, device=ref.device, dtype=hyper),
-                        weight_decay=torch.tensor(wds, device=ref.device, dtype=hyper),
-                        momentum=float(momentum), betas=(float(betas[0]), float(betas[1])), eps=float(eps),
-                        member_axis=member_axis)
+        defaults = dict(
+            kind=kind,
+            lr=torch.tensor(lrs, device=ref.device, dtype=hyper),
+            weight_decay=torch.tensor(wds, device=ref.device, dtype=hyper),
+            momentum=float(momentum),
+            betas=(float(betas[0]), float(betas[1])),
+            eps=float(eps),
+            member_axis=member_axis,
+        )
         super().__init__([{"params": params}], defaults)
         for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
             self._torch_group(i)
@@ -208,8 +225,11 @@ class StackedOptimizer(torch.optim.Optimizer):
                 continue
             st = self.state[p]
             if self.kind != "sgd":
-                state[j] = {"step": torch.tensor(steps[j], dtype=_get_scalar_dtype()),
-                            "exp_avg": st["exp_avg"][i].clone(), "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+                state[j] = {
+                    "step": torch.tensor(steps[j], dtype=_get_scalar_dtype()),
+                    "exp_avg": st["exp_avg"][i].clone(),
+                    "exp_avg_sq": st["exp_avg_sq"][i].clone(),
+                }
             elif "momentum_buffer" in st:
                 state[j] = {"momentum_buffer": st["momentum_buffer"][i].clone()}
         return {"state": state, "param_groups": [self._torch_group(i)]}
@@ -221,8 +241,9 @@ class StackedOptimizer(torch.optim.Optimizer):
         params = self.param_groups[0]["params"]
         groups = state_dict["param_groups"]
         if len(groups) != 1 or len(groups[0]["params"]) != len(params):
-            raise ValueError(f"expected one param group of {len(params)} tensors, got "
-                             f"{[len(g['params']) for g in groups]}")
+            raise ValueError(
+                f"expected one param group of {len(params)} tensors, got {[len(g['params']) for g in groups]}"
+            )
         saved_group, ours = groups[0], self._torch_group(i)
         for key in _SHARED_KEYS[self.kind]:
             mine, theirs = ours[key], saved_group.get(key, ours[key])
@@ -245,8 +266,9 @@ class StackedOptimizer(torch.optim.Optimizer):
             raise ValueError(f"saved state has {sorted(saved)}, expected all of {list(names)}")
         for name in names:
             if present and tuple(saved[name].shape) != tuple(state[name][i].shape):
-                raise ValueError(f"saved {name} of shape {tuple(saved[name].shape)}, expected "
-                                 f"{tuple(state[name][i].shape)}")  # copy_ would broadcast silently
+                raise ValueError(
+                    f"saved {name} of shape {tuple(saved[name].shape)}, expected {tuple(state[name][i].shape)}"
+                )  # copy_ would broadcast silently
             if present:
                 state[name][i].copy_(saved[name])
             else:

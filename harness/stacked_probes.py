@@ -6,6 +6,7 @@ Each member gets what its own probe_units gives: per unit the largest |f'(z)| ov
 saturated; for a gated unit what it passes back and its gate's slope), and its outputs' mean and std, with the
 same definitions (docs/activations.md). A group of one (OneModel) is probed by probe_units itself.
 """
+
 from __future__ import annotations
 
 import torch
@@ -84,8 +85,10 @@ def thresholds(members: list[nn.Module], name: str, j: int, max_slopes: list[flo
     acts = [activation_layers(m)[name][j] for m in members]
     if expansion(acts[0]) != 2 and not saturation_defined(acts[0]):
         return None
-    slopes = [ms if ms is not None else gate_max_slope(a) if expansion(a) == 2 else max_abs_derivative(a)
-              for a, ms in zip(acts, max_slopes)]
+    slopes = [
+        ms if ms is not None else gate_max_slope(a) if expansion(a) == 2 else max_abs_derivative(a)
+        for a, ms in zip(acts, max_slopes)
+    ]
     return [SATURATION_RATIO * s for s in slopes]
 
 
@@ -95,8 +98,10 @@ def probe_members(stack, x: torch.Tensor, max_slopes: list[float | None]) -> lis
     max_slopes: each member's activation's max|f'| where fixed, as for probe_units."""
     if not stack.member_axis:
         return [probe_units(stack.shadow, x, max_slopes[0])]
-    watches = {name: [StackedWatch(a, thresholds(stack.members, name, j, max_slopes)) for j, a in enumerate(acts)]
-               for name, acts in activation_layers(stack.shadow).items()}
+    watches = {
+        name: [StackedWatch(a, thresholds(stack.members, name, j, max_slopes)) for j, a in enumerate(acts)]
+        for name, acts in activation_layers(stack.shadow).items()
+    }
     shadow_acts = [a for acts in activation_layers(stack.shadow).values() for a in acts]
     for act, watch in zip(shadow_acts, [w for ws in watches.values() for w in ws]):
         act.stacked_watch = watch
@@ -124,9 +129,21 @@ def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[st
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         masks[name] = alive, defined
-        columns.append(torch.stack([(~alive).sum(1).to(mean.dtype), (~unsaturated).sum(1).to(mean.dtype), mean,
-                                    var.sqrt()], dim=1))  # (K, 4)
+        columns.append(
+            torch.stack([(~alive).sum(1).to(mean.dtype), (~unsaturated).sum(1).to(mean.dtype), mean, var.sqrt()], dim=1)
+        )  # (K, 4)
     table = torch.stack(columns, dim=1).tolist()  # (K, layers, 4)
-    return [{name: LayerStats(units=alive.shape[1], dead=int(row[0]), saturated=int(row[1]) if defined else None,
-                              mean=row[2], std=row[3], alive=alive[i])
-             for (name, (alive, defined)), row in zip(masks.items(), table[i])} for i in range(k)]
+    return [
+        {
+            name: LayerStats(
+                units=alive.shape[1],
+                dead=int(row[0]),
+                saturated=int(row[1]) if defined else None,
+                mean=row[2],
+                std=row[3],
+                alive=alive[i],
+            )
+            for (name, (alive, defined)), row in zip(masks.items(), table[i])
+        }
+        for i in range(k)
+    ]

@@ -1,5 +1,6 @@
 """Where a sweep stands, for `harness-status DIR` (`python -m harness.status DIR`): running, pending, finished and
 failed jobs, and an estimate of the time left from the jobs that finished (docs/sweep_status.md)."""
+
 from __future__ import annotations
 
 import datetime
@@ -13,8 +14,14 @@ from harness.sweep import FINISHED, MANIFEST, crash_note, job_state, read_manife
 from harness.text import PATH_LIMIT, clean
 
 # job_state's states, by what is left to do: a corrupt run is redone by the next resume, like one never started
-PHASES = {"ok": "finished", "diverged": "finished", "failed": "failed", "running": "running",
-          "unfinished": "pending", "corrupt": "pending"}
+PHASES = {
+    "ok": "finished",
+    "diverged": "finished",
+    "failed": "failed",
+    "running": "running",
+    "unfinished": "pending",
+    "corrupt": "pending",
+}
 
 
 def pending_note(job_dir: Path) -> str:
@@ -24,8 +31,11 @@ def pending_note(job_dir: Path) -> str:
         note = f"stale job.lock: its holder ({describe(read_lock(job_dir))}) stopped; resume reruns it"
     elif (job_dir / CHECKPOINT).exists():
         problem = checkpoint_problem(job_dir / CHECKPOINT)
-        note = (f"stopped; its {CHECKPOINT} {problem}: resume sets it aside and starts over" if problem
-                else "stopped; resume continues from its checkpoint")
+        note = (
+            f"stopped; its {CHECKPOINT} {problem}: resume sets it aside and starts over"
+            if problem
+            else "stopped; resume continues from its checkpoint"
+        )
     else:
         note = "not started" if not crash else "stopped"
     return "; ".join(n for n in (note, crash, set_aside_note(job_dir)) if n)
@@ -71,8 +81,9 @@ def time_left(phases: list[str], seconds: list[float]) -> str:
     running, pending = phases.count("running"), phases.count("pending")
     left = (pending + running / 2) * mean / max(running, 1)
     how = f"{running} at a time" if running else "one at a time, as none is running now"
-    return (f"about {format_duration(left)} left (mean {format_duration(mean)} per job over {len(seconds)} "
-            f"finished, {how})")
+    return (
+        f"about {format_duration(left)} left (mean {format_duration(mean)} per job over {len(seconds)} finished, {how})"
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -87,8 +98,10 @@ def status_report(sweep_dir: Path) -> str:
     phases = [PHASES.get(state, state) for state, _, _ in rows]
     counts = ", ".join(f"{phases.count(p)} {p}" for p in ("running", "pending", "failed"))
     seconds = [t for (state, _, s) in rows if state in FINISHED and (t := job_seconds(s)) is not None]
-    header = (f"{clean(sweep_dir, PATH_LIMIT)}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
-              f"{time_left(phases, seconds)}")
+    header = (
+        f"{clean(sweep_dir, PATH_LIMIT)}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
+        f"{time_left(phases, seconds)}"
+    )
     return f"{header}\n{format_table(rows)}"
 
 
@@ -99,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(sys.argv[0]).name
     usage = f"usage: {name if name.startswith('harness-') else 'python -m harness.status'} SWEEP_DIR"
     if args in (["-h"], ["--help"]):
-        print(f"{usage}\n\nWhere a sweep stands: each job running, pending, finished or failed, and the time left."
-              "\nSWEEP_DIR is the sweep's folder (it holds sweep.json).")
+        print(
+            f"{usage}\n\nWhere a sweep stands: each job running, pending, finished or failed, and the time left."
+            "\nSWEEP_DIR is the sweep's folder (it holds sweep.json)."
+        )
         return 0
     if len(args) != 1 or not (Path(args[0]) / MANIFEST).exists():
         print(f"{usage}  (a folder with a sweep.json)", file=sys.stderr)

@@ -1,4 +1,5 @@
 """Sweep bookkeeping without Hydra: which jobs are finished, the sweep manifest, progress, and the end table."""
+
 from __future__ import annotations
 
 import faulthandler
@@ -115,8 +116,9 @@ def crash_note(job_dir: Path) -> str | None:
     return next((line for line in lines if line), None)
 
 
-def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False,
-               cpu_threads: int | None = None) -> dict:
+def run_locked(
+    config: Config, run_dir: Path, overrides: list[str], watch_parent: bool = False, cpu_threads: int | None = None
+) -> dict:
     """Run one job as the only writer of its folder (JobBusy if a live process holds it); cpu_threads: the
     launcher's share of the cores (harness.group.build_group).
 
@@ -125,8 +127,7 @@ def run_locked(config: Config, run_dir: Path, overrides: list[str], watch_parent
     """
     run_dir = Path(run_dir)
     with JobLock(run_dir, watch_parent), fault_log(run_dir):
-        return finished_meanwhile(config, run_dir) or guarded(run_one, [config], [run_dir], [overrides],
-                                                              cpu_threads)[0]
+        return finished_meanwhile(config, run_dir) or guarded(run_one, [config], [run_dir], [overrides], cpu_threads)[0]
 
 
 def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
@@ -137,8 +138,9 @@ def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
     return summary if state in FINISHED and summary["config_hash"] == config_hash(config) else None
 
 
-def run_one(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]],
-            cpu_threads: int | None = None) -> list[dict]:
+def run_one(
+    configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], cpu_threads: int | None = None
+) -> list[dict]:
     from harness import run
 
     return [run(configs[0], run_dirs[0], overrides[0], cpu_threads)]
@@ -181,8 +183,14 @@ def ctrl_c_noted():
         signal.signal(signal.SIGINT, previous)
 
 
-def run_group_locked(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str,
-                     hydra_files: list[dict], watch_parent: bool = False) -> list[dict]:
+def run_group_locked(
+    configs: list[Config],
+    run_dirs: list[Path],
+    overrides: list[list[str]],
+    gid: str,
+    hydra_files: list[dict],
+    watch_parent: bool = False,
+) -> list[dict]:
     """Run a group job's members (harness.train.run_group), each under its own job lock as a single run is.
 
     A member held by a live process is left alone and one finished meanwhile is kept; the others train, as one

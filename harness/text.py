@@ -5,6 +5,7 @@ A terminal obeys escape sequences: ESC [ ... moves the cursor or recolours, OSC 
 unicode bidi overrides make text read differently from what it is. clean() removes all of them and cuts what is
 left to a stated length, so a hostile or merely huge name cannot take over a screen or stall a report.
 """
+
 from __future__ import annotations
 
 import re

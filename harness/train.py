@@ -1,5 +1,6 @@
 """The training loop, for one run or many: resolve once, build the group (harness.group: a single run is a group
 of one), train it with the loop below (top to bottom), record each member."""
+
 from __future__ import annotations
 
 import traceback
@@ -23,8 +24,13 @@ def check(config: Config) -> torch.device:
     return resolve(config).device
 
 
-def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype: torch.dtype | None = None,
-        cpu_threads: int | None = None) -> dict:
+def run(
+    config: Config,
+    run_dir: Path,
+    overrides: list[str] | tuple = (),
+    dtype: torch.dtype | None = None,
+    cpu_threads: int | None = None,
+) -> dict:
     """Train one combination in run_dir and write its records; return the summary. dtype: the float inputs' and
     parameters' (the tests' float64 runs); None keeps float32. cpu_threads: a launcher's share of the cores.
 
@@ -34,8 +40,14 @@ def run(config: Config, run_dir: Path, overrides: list[str] | tuple = (), dtype:
     return run_group([config], [run_dir], [overrides], None, dtype, cpu_threads)[0]
 
 
-def run_group(configs: list[Config], run_dirs: list[Path], overrides: list, group_id: str | None,
-              dtype: torch.dtype | None = None, cpu_threads: int | None = None) -> list[dict]:
+def run_group(
+    configs: list[Config],
+    run_dirs: list[Path],
+    overrides: list,
+    group_id: str | None,
+    dtype: torch.dtype | None = None,
+    cpu_threads: int | None = None,
+) -> list[dict]:
     """Train the members (configs equal but for seed, trainer.lr, trainer.weight_decay) in one loop; each writes
     its own run folder and summary (a group's with `group`: {id, size, index}; group_id None: a single run). A
     member whose folder goes away or cannot be written fails alone; an error in the shared step fails them all."""
@@ -45,9 +57,12 @@ def run_group(configs: list[Config], run_dirs: list[Path], overrides: list, grou
     d = configs[0].dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved[0].device)  # DataError
     data = data.astype(dtype) if dtype else data
-    summaries = [new_summary(r.config, Path(p), o, None if group_id is None else
-                             {"id": group_id, "size": len(configs), "index": i}, r)
-                 for i, (r, p, o) in enumerate(zip(resolved, run_dirs, overrides))]
+    summaries = [
+        new_summary(
+            r.config, Path(p), o, None if group_id is None else {"id": group_id, "size": len(configs), "index": i}, r
+        )
+        for i, (r, p, o) in enumerate(zip(resolved, run_dirs, overrides))
+    ]
     try:
         group = build_group(resolved, data, run_dirs, cpu_threads)
         train(group)
@@ -56,8 +71,16 @@ def run_group(configs: list[Config], run_dirs: list[Path], overrides: list, grou
         t = configs[0].trainer
         if t.init_trials:  # probe only: many fresh initialisations in this one job
             m = group.members[0]
-            summaries[0].update(born_dead_trials(m.model, resolved[0].activation, resolved[0].init,
-                                                 data.x_train[: probes.PROBE_SIZE], t.init_trials, m.config.seed))
+            summaries[0].update(
+                born_dead_trials(
+                    m.model,
+                    resolved[0].activation,
+                    resolved[0].init,
+                    data.x_train[: probes.PROBE_SIZE],
+                    t.init_trials,
+                    m.config.seed,
+                )
+            )
     except Exception:  # recorded, not raised: every member failed, so that resume reruns the whole group
         error = traceback.format_exc()
         for s in summaries:
@@ -86,8 +109,9 @@ def train(group: Group) -> None:
     timer, loop_timer = Timer(group.device), Timer(group.device)
     group.activate(first + 1, 0.0, 0.0)
     group.stack.train()
-    bar = tqdm(total=t.steps, initial=first, disable=not t.progress, dynamic_ncols=True, leave=False,
-               desc=describe(group))
+    bar = tqdm(
+        total=t.steps, initial=first, disable=not t.progress, dynamic_ncols=True, leave=False, desc=describe(group)
+    )
     loop_timer.start()
     timer.start()
     for step in range(first + 1, t.steps + 1):
@@ -181,6 +205,10 @@ def boundaries(step: int, t, last_boundary: int) -> tuple[bool, bool, bool]:
     """
     log_now = step % t.log_every == 0 or step == t.steps
     eval_now = step % t.eval_every == 0 or step == t.steps
-    save_now = (t.checkpoint_every > 0 and (log_now or eval_now) and step < t.steps
-                and step // t.checkpoint_every > last_boundary // t.checkpoint_every)
+    save_now = (
+        t.checkpoint_every > 0
+        and (log_now or eval_now)
+        and step < t.steps
+        and step // t.checkpoint_every > last_boundary // t.checkpoint_every
+    )
     return log_now, eval_now, save_now

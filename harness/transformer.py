@@ -6,6 +6,7 @@ torch.nn.TransformerEncoderLayer(norm_first=True, dropout=0)'s equations; the to
 Block K's FFN activation is the layer `hidden.K`: it sees (batch x tokens, features), so that its units are the
 FFN's features (axis 1, as for the MLP), the probes reduce over batch and tokens, and softmax runs over features.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ def token_count(input_shape: tuple[int, ...], patch: int) -> int:
     """Tokens of an input (C, L) or (C, H, W) cut into patches; DataError (one line) if the patch does not divide."""
     sizes = input_shape[1:]
     if any(s % patch for s in sizes):
-        raise DataError(f"model.patch={patch} does not divide the input ({'x'.join(map(str, sizes))}); "
-                          f"choose a divisor of {math.gcd(*sizes)}")
+        raise DataError(
+            f"model.patch={patch} does not divide the input ({'x'.join(map(str, sizes))}); "
+            f"choose a divisor of {math.gcd(*sizes)}"
+        )
     return math.prod(s // patch for s in sizes)
 
 
@@ -91,8 +94,18 @@ class Transformer(nn.Module):
     def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act) -> Transformer:
         return cls(input_shape, num_classes, act, m.depth, m.width, m.heads, ffn_width(m, act()), m.patch, m.norm)
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, act, depth: int = 2, width: int = 32,
-                 heads: int = 2, d_ff: int = 128, patch: int = 4, norm: str = "layer"):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        act,
+        depth: int = 2,
+        width: int = 32,
+        heads: int = 2,
+        d_ff: int = 128,
+        patch: int = 4,
+        norm: str = "layer",
+    ):
         super().__init__()
         self.patch = patch
         tokens = token_count(input_shape, patch)

@@ -9,6 +9,7 @@ user waits for), the command's own wall time, busy / alone (the target: >= 0.8 f
 by the run's own speed_clock (thread CPU time on one thread: what the report compares). The load average before
 and after is printed beside it: "alone" means alone but for whatever else the machine is running.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,19 @@ def one_run(folder: Path, threads: str, overrides: list[str], busy: bool) -> tup
     neighbour = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
     try:
         begin = time.perf_counter()
-        subprocess.run([sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={folder}", "trainer.progress=false",
-                        f"trainer.threads={threads}", *overrides], check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                f"hydra.run.dir={folder}",
+                "trainer.progress=false",
+                f"trainer.threads={threads}",
+                *overrides,
+            ],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
         seconds = time.perf_counter() - begin
     finally:
         if neighbour is not None:
@@ -51,23 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    lines = [f"# default run alone and beside one busy process, {os.cpu_count()} CPUs, load before "
-             f"{os.getloadavg()[0]:.2f}; overrides: {' '.join(args.overrides) or 'none'}", "",
-             "| trainer.threads | threads used | samples/s alone | samples/s busy | busy / alone | run s alone "
-             "| run s busy | busy / alone by speed_clock |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# default run alone and beside one busy process, {os.cpu_count()} CPUs, load before "
+        f"{os.getloadavg()[0]:.2f}; overrides: {' '.join(args.overrides) or 'none'}",
+        "",
+        "| trainer.threads | threads used | samples/s alone | samples/s busy | busy / alone | run s alone "
+        "| run s busy | busy / alone by speed_clock |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for threads in args.threads.split(","):
             got = {False: [], True: []}
             for i in range(args.repeats):
                 for busy in (False, True) if i % 2 == 0 else (True, False):
                     got[busy].append(one_run(Path(tmp) / f"{threads}-{i}-{busy}", threads, args.overrides, busy))
-                    print(f"  threads={threads} {'busy' if busy else 'alone'}: {got[busy][-1][0]:,.0f} samples/s, "
-                          f"{got[busy][-1][1]:.1f} s", file=sys.stderr)
+                    print(
+                        f"  threads={threads} {'busy' if busy else 'alone'}: {got[busy][-1][0]:,.0f} samples/s, "
+                        f"{got[busy][-1][1]:.1f} s",
+                        file=sys.stderr,
+                    )
             alone, busy = (statistics.median(r[0] for r in got[b]) for b in (False, True))
             secs = [statistics.median(r[1] for r in got[b]) for b in (False, True)]
             by_clock = statistics.median(r[3] for r in got[True]) / statistics.median(r[3] for r in got[False])
-            lines.append(f"| {threads} | {got[False][0][2]} | {alone:,.0f} | {busy:,.0f} | {busy / alone:.2f} "
-                         f"| {secs[0]:.1f} | {secs[1]:.1f} | {by_clock:.2f} |")
+            lines.append(
+                f"| {threads} | {got[False][0][2]} | {alone:,.0f} | {busy:,.0f} | {busy / alone:.2f} "
+                f"| {secs[0]:.1f} | {secs[1]:.1f} | {by_clock:.2f} |"
+            )
     lines.append(f"\nload after {os.getloadavg()[0]:.2f}")
     print("\n".join(lines))
     return 0

@@ -14,6 +14,7 @@ Parts (--parts):
   width8  with negligible arithmetic (model.width=8), a group's time (--seeds members) against one run's.
 Then the goals table (docs/grouped.md). --profile prints where a group's time goes (torch.profiler).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,23 @@ GPU_GOALS = {"eager": 2e6, "captured": 10e6}  # samples/s in all of 64 default M
 
 def configs(model: str, seeds: int, steps: int, device: str, extra: list[str]):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return [OmegaConf.to_object(compose(config_name="config", overrides=[
-            f"model={model}", f"seed={s}", f"trainer.steps={steps}", "trainer.progress=false",
-            f"trainer.device={device}", "trainer.threads=1", *extra])) for s in range(seeds)]
+        return [
+            OmegaConf.to_object(
+                compose(
+                    config_name="config",
+                    overrides=[
+                        f"model={model}",
+                        f"seed={s}",
+                        f"trainer.steps={steps}",
+                        "trainer.progress=false",
+                        f"trainer.device={device}",
+                        "trainer.threads=1",
+                        *extra,
+                    ],
+                )
+            )
+            for s in range(seeds)
+        ]
 
 
 def start_up() -> float:
@@ -88,8 +103,16 @@ def sweep_part(args, tmp: Path) -> list[tuple]:
 def plain(cfg, k: int, steps: int, captured: bool = False) -> float:
     """The plain stacked loop's samples/s for this MLP at K: by CPU time at one CPU thread, else by wall time."""
     d, m, t = DATASETS[cfg.dataset.name], cfg.model, cfg.trainer
-    shape = {"n": d.train, "features": math.prod(d.input_shape), "classes": d.num_classes, "width": m.width,
-             "depth": m.depth, "batch": t.batch_size, "lr": t.lr, "device": t.device}
+    shape = {
+        "n": d.train,
+        "features": math.prod(d.input_shape),
+        "classes": d.num_classes,
+        "width": m.width,
+        "depth": m.depth,
+        "batch": t.batch_size,
+        "lr": t.lr,
+        "device": t.device,
+    }
     key = "cpu_samples_per_s" if t.device == "cpu" else "samples_per_s"
     return plain_stacked.train(k, steps, captured=captured, **shape)[key]
 
@@ -126,17 +149,24 @@ def profile(args, tmp: Path) -> None:
 
 def print_sweep(rows: list[tuple], args) -> list[tuple]:
     sampled = f" (one by one: {args.one_job_runs} timed, scaled)" if args.one_job_runs else ""
-    print(f"\nsweep: {args.seeds} seeds, {args.steps} steps, one by one against one group{sampled}, "
-          f"process start-up included, {args.device}, {torch.get_num_threads()} thread")
-    print(f"{'model':12} {'one by one':>10} {'grouped':>8} {'ratio':>7}   {'loop only':>10} {'grouped':>8} "
-          f"{'ratio':>7}   (seconds)")
+    print(
+        f"\nsweep: {args.seeds} seeds, {args.steps} steps, one by one against one group{sampled}, "
+        f"process start-up included, {args.device}, {torch.get_num_threads()} thread"
+    )
+    print(
+        f"{'model':12} {'one by one':>10} {'grouped':>8} {'ratio':>7}   {'loop only':>10} {'grouped':>8} "
+        f"{'ratio':>7}   (seconds)"
+    )
     goals = []
     for model, wall_one, wall_group, loop_one, loop_group in rows:
-        print(f"{model:12} {wall_one:10.2f} {wall_group:8.2f} {wall_one / wall_group:6.2f}x   {loop_one:10.2f} "
-              f"{loop_group:8.2f} {loop_one / loop_group:6.2f}x")
+        print(
+            f"{model:12} {wall_one:10.2f} {wall_group:8.2f} {wall_one / wall_group:6.2f}x   {loop_one:10.2f} "
+            f"{loop_group:8.2f} {loop_one / loop_group:6.2f}x"
+        )
         if SWEEP_GOALS.get(model):
-            goals.append((f"sweep {model}, {args.seeds} seeds, {args.steps} steps", wall_one / wall_group,
-                          SWEEP_GOALS[model]))
+            goals.append(
+                (f"sweep {model}, {args.seeds} seeds, {args.steps} steps", wall_one / wall_group, SWEEP_GOALS[model])
+            )
     return goals
 
 
@@ -188,8 +218,10 @@ def main(argv: list[str] | None = None) -> None:
             goals += print_limit(limit_part(args, Path(tmp)), args)
         if "width8" in args.parts:
             one, group = width8_part(args, Path(tmp))
-            print(f"\nmodel.width=8, {args.steps} steps: one run {one:.2f} s, {args.seeds} members {group:.2f} s "
-                  f"by the training clock: {group / one:.2f}x the time of one")
+            print(
+                f"\nmodel.width=8, {args.steps} steps: one run {one:.2f} s, {args.seeds} members {group:.2f} s "
+                f"by the training clock: {group / one:.2f}x the time of one"
+            )
             goals.append((f"{args.seeds} members' time / one run's, width 8", group / one, WIDTH8_GOAL, "<="))
         if args.profile:
             profile(args, Path(tmp))

@@ -15,6 +15,7 @@ plain run beside it, and every other repeat runs the harness first, so that neit
   step: the harness's own samples_per_s (warm-up, evaluation and probes excluded) over the plain loop's
   wall: whole-loop wall time, evaluation, probes and every logged step included (what a user waits for)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats per model (default 3)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--clock", default=None, choices=("wall", "cpu"),
-                        help="CPU runs: CPU time of the one thread (the default on one thread: robust to other "
-                             "processes on a shared machine), or wall time (the default on several threads)")
+    parser.add_argument(
+        "--clock",
+        default=None,
+        choices=("wall", "cpu"),
+        help="CPU runs: CPU time of the one thread (the default on one thread: robust to other "
+        "processes on a shared machine), or wall time (the default on several threads)",
+    )
     parser.add_argument("--out", default=None, help="folder for overhead.csv")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both loops, e.g. activation=gelu")
     args = parser.parse_args(argv)
@@ -74,8 +79,14 @@ def compose(model: str, args: argparse.Namespace):
 
     import run  # noqa: F401  registers the structured-config schema
 
-    overrides = [f"model={model}", f"trainer.steps={args.steps}", f"trainer.device={args.device}",
-                 "trainer.progress=false", f"trainer.threads={args.threads}", *args.overrides]
+    overrides = [
+        f"model={model}",
+        f"trainer.steps={args.steps}",
+        f"trainer.device={args.device}",
+        "trainer.progress=false",
+        f"trainer.threads={args.threads}",
+        *args.overrides,
+    ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return OmegaConf.to_object(hydra_compose(config_name="config", overrides=overrides))
 
@@ -97,8 +108,10 @@ def measure(args: argparse.Namespace) -> tuple[list, object, object]:
             for probes in ("off", "on"):
                 results.append(overhead_pair(config, data, device, probes, plain_first=i % 2 == 0))
                 r = results[-1]
-                print(f"  {model} probes {probes}: step ratio {r.step_ratio:.3f}, wall ratio {r.wall_ratio:.3f}",
-                      file=sys.stderr)
+                print(
+                    f"  {model} probes {probes}: step ratio {r.step_ratio:.3f}, wall ratio {r.wall_ratio:.3f}",
+                    file=sys.stderr,
+                )
     return results, device, config
 
 
@@ -132,16 +145,20 @@ def header(device, config, clock: str) -> str:
 
     name = device_name(device)
     threads = f", {torch.get_num_threads()} threads, {clock} clock" if device.type == "cpu" else ", CUDA events"
-    return (f"# harness overhead, {datetime.date.today()}, {device.type} ({name}{threads}), torch {torch.__version__}, "
-            f"{config.dataset.name}, {config.trainer.steps} steps, batch {config.trainer.batch_size}, "
-            f"{config.trainer.optimizer}; 'on' = log_every {config.trainer.log_every}, "
-            f"eval_every {config.trainer.eval_every}")
+    return (
+        f"# harness overhead, {datetime.date.today()}, {device.type} ({name}{threads}), torch {torch.__version__}, "
+        f"{config.dataset.name}, {config.trainer.steps} steps, batch {config.trainer.batch_size}, "
+        f"{config.trainer.optimizer}; 'on' = log_every {config.trainer.log_every}, "
+        f"eval_every {config.trainer.eval_every}"
+    )
 
 
 def table(results: list, args: argparse.Namespace) -> str:
     """One Markdown row per model and probe setting: medians over the repeats, with the min-max range."""
-    lines = ["| model | probes | plain samples/s | harness samples/s | step ratio | wall ratio | target | met |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | probes | plain samples/s | harness samples/s | step ratio | wall ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model in args.models:
         for probes in ("off", "on"):
             rows = [r for r in results if r.model == model and r.probes == probes]
@@ -154,7 +171,8 @@ def table(results: list, args: argparse.Namespace) -> str:
                 f"| {statistics.median(r.harness_samples_per_s for r in rows):,.0f} "
                 f"| {statistics.median(step):.3f} ({min(step):.3f}-{max(step):.3f}) "
                 f"| {statistics.median(wall):.3f} ({min(wall):.3f}-{max(wall):.3f}) "
-                f"| {'step' if probes == 'off' else 'wall'} >= {TARGETS[probes]} | {'yes' if met else 'NO'} |")
+                f"| {'step' if probes == 'off' else 'wall'} >= {TARGETS[probes]} | {'yes' if met else 'NO'} |"
+            )
     return "\n".join(lines)
 
 
@@ -164,11 +182,22 @@ def write_csv(out: Path, results: list, device, config, clock: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "overhead.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*asdict(results[0]), "step_ratio", "wall_ratio", "device", "threads", "clock", "steps",
-                         "date"])
+        writer.writerow(
+            [*asdict(results[0]), "step_ratio", "wall_ratio", "device", "threads", "clock", "steps", "date"]
+        )
         for r in results:
-            writer.writerow([*asdict(r).values(), r.step_ratio, r.wall_ratio, device.type, torch.get_num_threads(),
-                             clock, config.trainer.steps, datetime.date.today()])
+            writer.writerow(
+                [
+                    *asdict(r).values(),
+                    r.step_ratio,
+                    r.wall_ratio,
+                    device.type,
+                    torch.get_num_threads(),
+                    clock,
+                    config.trainer.steps,
+                    datetime.date.today(),
+                ]
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ wall-time samples/s at each thread count and their ratio, and the CPU seconds pe
 threads together: what the extra threads cost the machine). Load average before and after is printed beside it:
 a wall-time ratio means something only on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # (model, overrides): the defaults and wider variants
-MODELS = [("mlp", ["model=mlp"]), ("mlp w1000", ["model=mlp", "model.width=1000"]),
-          ("cnn", ["model=cnn"]), ("cnn w100", ["model=cnn", "model.width=100"]),
-          ("rnn", ["model=rnn"]), ("rnn w128", ["model=rnn", "model.width=128"])]
+MODELS = [
+    ("mlp", ["model=mlp"]),
+    ("mlp w1000", ["model=mlp", "model.width=1000"]),
+    ("cnn", ["model=cnn"]),
+    ("cnn w100", ["model=cnn", "model.width=100"]),
+    ("rnn", ["model=rnn"]),
+    ("rnn w128", ["model=rnn", "model.width=128"]),
+]
 BATCHES = (100, 1000)
 
 
@@ -79,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     n = args.threads
-    lines = [f"# 1 vs {n} torch threads, {torch.__version__}, {os.cpu_count()} CPUs, load before "
-             f"{os.getloadavg()[0]:.2f}", "",
-             f"| model | batch | params x batch | samples/s 1 thr | samples/s {n} thr | {n} thr / 1 thr "
-             f"| CPU ms/1k samples 1 thr | CPU ms/1k samples {n} thr |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# 1 vs {n} torch threads, {torch.__version__}, {os.cpu_count()} CPUs, load before {os.getloadavg()[0]:.2f}",
+        "",
+        f"| model | batch | params x batch | samples/s 1 thr | samples/s {n} thr | {n} thr / 1 thr "
+        f"| CPU ms/1k samples 1 thr | CPU ms/1k samples {n} thr |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     data = None
     for name, overrides in MODELS:
         for batch in BATCHES:
@@ -98,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             params = sum(p.numel() for p in job.model.parameters())
             s1, sn = statistics.median(r[0] for r in one), statistics.median(r[0] for r in many)
             c1, cn = statistics.median(r[1] for r in one), statistics.median(r[1] for r in many)
-            lines.append(f"| {name} | {batch} | {params * batch:.2g} | {s1:,.0f} | {sn:,.0f} | {sn / s1:.2f} "
-                         f"| {c1:.1f} | {cn:.1f} |")
+            lines.append(
+                f"| {name} | {batch} | {params * batch:.2g} | {s1:,.0f} | {sn:,.0f} | {sn / s1:.2f} "
+                f"| {c1:.1f} | {cn:.1f} |"
+            )
             print(lines[-1], file=sys.stderr)
     lines.append(f"\nload after {os.getloadavg()[0]:.2f}")
     print("\n".join(lines))

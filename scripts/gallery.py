@@ -1,4 +1,5 @@
 """Command line: draw f and f' of every activation on one grid and tabulate their measured properties."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,11 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("results/gallery"), help="output folder")
-    parser.add_argument("--activations", default=None,
-                        help="comma-separated registry names (default: all, the reference article's seven first)")
+    parser.add_argument(
+        "--activations",
+        default=None,
+        help="comma-separated registry names (default: all, the reference article's seven first)",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib

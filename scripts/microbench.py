@@ -21,6 +21,7 @@ Per activation it also records the bytes autograd saves for backward (saved_tens
 bf16 forward against fp32 on the same inputs. --out DIR writes microbench.csv (one row per measurement),
 microbench.md (tables at the largest size) and microbench_*.png; the table is printed either way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from harness.bench import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--activations", default=None,
-                        help="comma-separated registry names (default: all but identity); relu is always measured, "
-                             "as the reference of the x-ReLU column")
+    parser.add_argument(
+        "--activations",
+        default=None,
+        help="comma-separated registry names (default: all but identity); relu is always measured, "
+        "as the reference of the x-ReLU column",
+    )
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
     parser.add_argument("--dtype", default="float32,bfloat16", help="comma-separated: float32,bfloat16,float16")
-    parser.add_argument("--sizes", default=None, help=f"elements per tensor (default cpu {DEFAULT_SIZES['cpu']}, "
-                                                      f"cuda {DEFAULT_SIZES['cuda']})")
-    parser.add_argument("--modes", default="eager,compile", help="eager,compile (compile is skipped, with a note, "
-                                                                 "where torch.compile does not work)")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help=f"elements per tensor (default cpu {DEFAULT_SIZES['cpu']}, cuda {DEFAULT_SIZES['cuda']})",
+    )
+    parser.add_argument(
+        "--modes",
+        default="eager,compile",
+        help="eager,compile (compile is skipped, with a note, where torch.compile does not work)",
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed blocks per measurement (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: timed by its CPU time)")
     parser.add_argument("--out", default=None, help="folder for microbench.csv, microbench.md and figures")
@@ -155,8 +165,9 @@ def make_bank(size: int, dtype, device) -> Bank:
     shape = (size // 1024, 1024) if size % 1024 == 0 else (1, size)  # softmax runs over the last 1,024
     count = max(1, min(MAX_BANK, BANK_BYTES[device.type] // (size * torch.finfo(dtype).bits // 8)))
     generator = torch.Generator(device=device).manual_seed(0)
-    leaves = [(2 * torch.randn(shape, device=device, generator=generator)).to(dtype).requires_grad_()
-              for _ in range(count)]
+    leaves = [
+        (2 * torch.randn(shape, device=device, generator=generator)).to(dtype).requires_grad_() for _ in range(count)
+    ]
     work = [torch.empty_like(x, requires_grad=False) for x in leaves]
     return Bank(leaves, work, torch.randn_like(leaves[0]), size, dtype)
 
@@ -194,9 +205,12 @@ def blocks(act, placement: str, pass_: str, bank: Bank, gated: bool = False):
         for c, x in zip(inputs, leaves):
             torch.autograd.grad(act(c), x, grad)
 
-    return {("out", "fwd"): (forward, None), ("out", "fwd+bwd"): (forward_backward, None),
-            ("in", "fwd"): (forward_inplace, restore),
-            ("in", "fwd+bwd"): (forward_backward_inplace, clones)}[placement, pass_]
+    return {
+        ("out", "fwd"): (forward, None),
+        ("out", "fwd+bwd"): (forward_backward, None),
+        ("in", "fwd"): (forward_inplace, restore),
+        ("in", "fwd+bwd"): (forward_backward_inplace, clones),
+    }[placement, pass_]
 
 
 def copy_block(placement: str, bank: Bank):
@@ -232,12 +246,15 @@ def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
     from harness.bench import quartiles
 
     bytes_moved = 2 * bank.size * bank.element_bytes
-    return {p: bytes_moved / quartiles(time_per_call(copy_block(p, bank), None, bank, device, repeats, False))[1]
-            / 1e9 for p in ("out", "in")}
+    return {
+        p: bytes_moved / quartiles(time_per_call(copy_block(p, bank), None, bank, device, repeats, False))[1] / 1e9
+        for p in ("out", "in")
+    }
 
 
-def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dict], device, repeats: int,
-                       notes: list[str]) -> list[dict]:
+def measure_activation(
+    name: str, mode: str, banks: list[Bank], copies: list[dict], device, repeats: int, notes: list[str]
+) -> list[dict]:
     """Every (size, placement, pass) of one activation in one mode, as CSV rows; one compiled module serves all
     sizes (dynamic shapes), so a compile costs once per activation, dtype and form. A form that fails (to compile,
     say) is left out with a note, and the others go on."""
@@ -258,20 +275,43 @@ def measure_activation(name: str, mode: str, banks: list[Bank], copies: list[dic
                     rows.append(row(name, mode, placement, pass_, bank, copy_gbs[placement], q1, median, q3, gated))
             except Exception as exc:  # reported, and the other forms still run
                 form = "in-place" if placement == "in" else "out-of-place"
-                notes.append(f"{name} {mode} {form} {pass_} {banks[0].dtype} failed: {type(exc).__name__}: "
-                             f"{first_line(exc)}")
+                notes.append(
+                    f"{name} {mode} {form} {pass_} {banks[0].dtype} failed: {type(exc).__name__}: {first_line(exc)}"
+                )
     return rows
 
 
-def row(name: str, mode: str, placement: str, pass_: str, bank: Bank, copy_gbs: float, q1: float, median: float,
-        q3: float, gated: bool = False) -> dict:
+def row(
+    name: str,
+    mode: str,
+    placement: str,
+    pass_: str,
+    bank: Bank,
+    copy_gbs: float,
+    q1: float,
+    median: float,
+    q3: float,
+    gated: bool = False,
+) -> dict:
     """One CSV row from the quartiles of the seconds per call; `size` and elements/s count the inputs."""
     gbs = (GATED_TRAFFIC if gated else TRAFFIC)[pass_] * bank.size * bank.element_bytes / median / 1e9
-    return {"activation": name, "dtype": str(bank.dtype).removeprefix("torch."), "size": bank.size,
-            "outputs_per_input": 0.5 if gated else 1.0, "mode": mode,
-            "placement": placement, "pass": pass_, "median_us": median * 1e6, "p25_us": q1 * 1e6, "p75_us": q3 * 1e6,
-            "spread": (q3 - q1) / median, "elements_per_s": bank.size / median, "gb_per_s": gbs,
-            "copy_gb_per_s": copy_gbs, "copy_fraction": gbs / copy_gbs}
+    return {
+        "activation": name,
+        "dtype": str(bank.dtype).removeprefix("torch."),
+        "size": bank.size,
+        "outputs_per_input": 0.5 if gated else 1.0,
+        "mode": mode,
+        "placement": placement,
+        "pass": pass_,
+        "median_us": median * 1e6,
+        "p25_us": q1 * 1e6,
+        "p75_us": q3 * 1e6,
+        "spread": (q3 - q1) / median,
+        "elements_per_s": bank.size / median,
+        "gb_per_s": gbs,
+        "copy_gb_per_s": copy_gbs,
+        "copy_fraction": gbs / copy_gbs,
+    }
 
 
 def first_line(exc: Exception, limit: int = 110) -> str:
@@ -348,8 +388,9 @@ def add_columns(rows: list[dict], extras: dict, meta: dict) -> None:
     per-activation figures and the run's metadata."""
     relu = {}
     for r in rows:
-        if r["activation"] == "relu" and (r["mode"] == "eager" or (r["dtype"], r["size"], r["placement"],
-                                                                    r["pass"]) not in relu):
+        if r["activation"] == "relu" and (
+            r["mode"] == "eager" or (r["dtype"], r["size"], r["placement"], r["pass"]) not in relu
+        ):
             relu[r["dtype"], r["size"], r["placement"], r["pass"]] = r["median_us"]
     for r in rows:
         base = relu.get((r["dtype"], r["size"], r["placement"], r["pass"]))
@@ -364,23 +405,33 @@ def add_columns(rows: list[dict], extras: dict, meta: dict) -> None:
 
 def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
     """One table per dtype at the largest size: eager out-of-place against the copy, then the other forms."""
-    lines = [f"Measured {meta['date']} on {meta['device']} ({meta['device_name']}"
-             + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "") + f", clock {meta['clock']}"
-             + f"), torch {meta['torch_version']}. Times are medians per call; % copy = effective bandwidth "
-             "(nominal traffic: forward 2, forward+backward 5 elements per element) over the copy bandwidth "
-             "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."
-             f" Gated rows{GATED_MARK} read 2n elements and write n: size, Gelem/s and saved count the 2n inputs, "
-             "and their nominal traffic is forward 1.5, forward+backward 4 per input element."]
+    lines = [
+        f"Measured {meta['date']} on {meta['device']} ({meta['device_name']}"
+        + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "")
+        + f", clock {meta['clock']}"
+        + f"), torch {meta['torch_version']}. Times are medians per call; % copy = effective bandwidth "
+        "(nominal traffic: forward 2, forward+backward 5 elements per element) over the copy bandwidth "
+        "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."
+        f" Gated rows{GATED_MARK} read 2n elements and write n: size, Gelem/s and saved count the 2n inputs, "
+        "and their nominal traffic is forward 1.5, forward+backward 4 per input element."
+    ]
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         size = max(r["size"] for r in rows if r["dtype"] == dtype)
-        here = {(r["activation"], r["mode"], r["placement"], r["pass"]): r
-                for r in rows if r["dtype"] == dtype and r["size"] == size}
+        here = {
+            (r["activation"], r["mode"], r["placement"], r["pass"]): r
+            for r in rows
+            if r["dtype"] == dtype and r["size"] == size
+        }
         copy = {r["placement"]: r["copy_gb_per_s"] for r in here.values()}
-        lines += ["", f"**{dtype}, {size:,} elements**: copy bandwidth {copy['out']:.1f} GB/s (clone), "
-                      f"{copy.get('in', float('nan')):.1f} GB/s (copy_ into a preallocated tensor)", "",
-                  "| activation | pass | eager µs | Gelem/s | GB/s | % copy | x ReLU | in-place µs | compiled µs "
-                  "| compiled % copy | saved B/elem | bf16 rel. err |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**{dtype}, {size:,} elements**: copy bandwidth {copy['out']:.1f} GB/s (clone), "
+            f"{copy.get('in', float('nan')):.1f} GB/s (copy_ into a preallocated tensor)",
+            "",
+            "| activation | pass | eager µs | Gelem/s | GB/s | % copy | x ReLU | in-place µs | compiled µs "
+            "| compiled % copy | saved B/elem | bf16 rel. err |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for (name, mode, placement, pass_), r in here.items():
             if mode != "eager" or placement != "out":
                 continue
@@ -392,7 +443,8 @@ def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
                 f"| {100 * r['copy_fraction']:.0f}% | {fmt(r['vs_relu'], '.2f')} "
                 f"| {fmt(inplace and inplace['median_us'], '.1f')} | {fmt(compiled and compiled['median_us'], '.1f')} "
                 f"| {fmt(compiled and 100 * compiled['copy_fraction'], '.0f', '%')} "
-                f"| {fmt(r['saved_bytes_per_element'], '.2f')} | {r['bf16_rel_rms_err']:.1e} |")
+                f"| {fmt(r['saved_bytes_per_element'], '.2f')} | {r['bf16_rel_rms_err']:.1e} |"
+            )
     lines += [f"\nNote: {n}" for n in notes]
     return "\n".join(lines)
 
@@ -413,15 +465,21 @@ def figures(rows: list[dict], out: Path) -> None:
     df = df[df["size"] == df.groupby("dtype")["size"].transform("max")]
     df["activation"] = df["activation"] + df["outputs_per_input"].map({0.5: GATED_MARK, 1.0: ""})
     eager = df[(df["mode"] == "eager") & (df["placement"] == "out")]
-    grid = sns.catplot(data=eager, x="activation", y="copy_fraction", hue="pass", col="dtype", kind="bar",
-                       height=3.5, aspect=2.2)
+    grid = sns.catplot(
+        data=eager, x="activation", y="copy_fraction", hue="pass", col="dtype", kind="bar", height=3.5, aspect=2.2
+    )
     grid.set_axis_labels("", "fraction of copy bandwidth").set_xticklabels(rotation=60)
-    grid.figure.suptitle(f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) per "
-                         "input element, against 2 and 5", y=1.04, fontsize=9)
+    grid.figure.suptitle(
+        f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) per "
+        "input element, against 2 and 5",
+        y=1.04,
+        fontsize=9,
+    )
     grid.savefig(out / "microbench_copy_fraction.png", dpi=110)
     backward = df[(df["pass"] == "fwd+bwd") & (df["placement"] == "out")]
-    grid = sns.catplot(data=backward, x="activation", y="vs_relu", hue="mode", col="dtype", kind="bar",
-                       height=3.5, aspect=2.2)
+    grid = sns.catplot(
+        data=backward, x="activation", y="vs_relu", hue="mode", col="dtype", kind="bar", height=3.5, aspect=2.2
+    )
     grid.set(yscale="log")
     grid.set_axis_labels("", "forward+backward time / eager ReLU's").set_xticklabels(rotation=60)
     grid.figure.suptitle(f"{GATED_MARK.strip()}: 2n inputs (the same size as ReLU's), n outputs", y=1.04, fontsize=9)
@@ -447,9 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     from harness.loop import speed_clock
 
     torch.set_num_threads(args.threads)
-    meta = {"device": device.type, "device_name": device_name(device),
-            "threads": torch.get_num_threads(), "clock": speed_clock(device, 0.0), "torch_version": torch.__version__,
-            "date": datetime.date.today().isoformat()}
+    meta = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "clock": speed_clock(device, 0.0),
+        "torch_version": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
     notes: list[str] = []
     rows = measure_all(args, device, notes)
     add_columns(rows, per_activation(args.activations, device), meta)

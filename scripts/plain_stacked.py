@@ -5,6 +5,7 @@ Adam steps all of them (six tensors for the default MLP, whatever K is); each st
 training device, so that the host never touches the data. The data are random numbers of the dataset's shape: the
 speed does not depend on their values. scripts/bench_grouped.py prints this loop's samples/s beside the harness's.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,19 @@ def forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def train(k: int, steps: int, device: str = "cpu", n: int = 4000, features: int = 40, classes: int = 10,
-          width: int = 100, depth: int = 2, batch: int = 100, lr: float = 1e-2, captured: bool = False) -> dict:
+def train(
+    k: int,
+    steps: int,
+    device: str = "cpu",
+    n: int = 4000,
+    features: int = 40,
+    classes: int = 10,
+    width: int = 100,
+    depth: int = 2,
+    batch: int = 100,
+    lr: float = 1e-2,
+    captured: bool = False,
+) -> dict:
     """Train K stacked MLPs for `steps` timed steps (after WARMUP); their samples/s in all, by the wall clock and
     by this process's CPU time, and the last step's mean loss (a check that it trains). captured (CUDA only): the
     step replayed from a CUDA graph, with torch's capturable Adam."""
@@ -69,8 +81,12 @@ def train(k: int, steps: int, device: str = "cpu", n: int = 4000, features: int 
     sync()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     samples = k * batch * steps
-    return {"k": k, "samples_per_s": samples / wall, "cpu_samples_per_s": samples / max(cpu, 1e-9),
-            "loss": loss.item() / k}
+    return {
+        "k": k,
+        "samples_per_s": samples / wall,
+        "cpu_samples_per_s": samples / max(cpu, 1e-9),
+        "loss": loss.item() / k,
+    }
 
 
 def graphed(step):

@@ -1,4 +1,5 @@
 """Command line: turn any folders of runs into a comparison report (tables, figures, report.md, report.html)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.report import ReportError, build_report
 
     try:
-        out = build_report(args.paths, baseline=args.baseline, out=args.out, figures=not args.no_figures,
-                           latex=args.latex)
+        out = build_report(
+            args.paths, baseline=args.baseline, out=args.out, figures=not args.no_figures, latex=args.latex
+        )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """Shared test fixtures: configs composed in process (no subprocess), one cached MNIST-1D for the session, the
 optional extras a test needs (`@pytest.mark.extra(...)`), and the `serial` mark for tests that must run alone."""
+
 from __future__ import annotations
 
 import fcntl
@@ -45,8 +46,16 @@ def tiny(data_root):
     """compose_config with a few-step, quiet, small-data run on the session's cached data."""
 
     def make(*overrides: str) -> Config:
-        base = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=false",
-                f"dataset.root={data_root}", "dataset.train_size=300", "trainer.device=cpu", "trainer.threads=1"]
+        base = [
+            "trainer.steps=20",
+            "trainer.eval_every=10",
+            "trainer.log_every=10",
+            "trainer.progress=false",
+            f"dataset.root={data_root}",
+            "dataset.train_size=300",
+            "trainer.device=cpu",
+            "trainer.threads=1",
+        ]
         return compose_config(*base, *overrides)
 
     return make
@@ -58,12 +67,19 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", "/usr/
 # @pytest.mark.extra("NAME") skips with that reason when the extra is absent; under CI=true (CI installs every
 # extra) the skip is a failure, so that CI cannot pass with a test not run.
 EXTRAS = {
-    "launchers": (lambda: all(importlib.util.find_spec(m) for m in ("hydra_plugins.hydra_joblib_launcher",
-                                                                     "hydra_plugins.hydra_submitit_launcher")),
-                  "needs the launchers extra: pip install -e '.[dev,launchers]'"),
-    "browser": (lambda: Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
-                and importlib.util.find_spec("selenium") is not None,
-                "needs Chromium and its driver: apt-get install chromium chromium-driver"),
+    "launchers": (
+        lambda: all(
+            importlib.util.find_spec(m)
+            for m in ("hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher")
+        ),
+        "needs the launchers extra: pip install -e '.[dev,launchers]'",
+    ),
+    "browser": (
+        lambda: (
+            Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() and importlib.util.find_spec("selenium") is not None
+        ),
+        "needs Chromium and its driver: apt-get install chromium chromium-driver",
+    ),
 }
 
 
@@ -124,9 +140,17 @@ def chromium(profile: Path, logs: dict):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", f"--user-data-dir={profile}"]:
+    for flag in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", logs)
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)

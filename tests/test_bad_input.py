@@ -1,5 +1,6 @@
 """Bad input gets one line and exit 2, before any data is loaded and with nothing written: one table, run in process
 (`python run.py ARGS` as run.cli with a patched argv)."""
+
 from __future__ import annotations
 
 import errno
@@ -51,8 +52,13 @@ def read_only_folder(monkeypatch, tmp_path):
     """{tmp}/ro is 0o500, and os.access answers as a user who is not root would (root may write anywhere)."""
     (tmp_path / "ro").mkdir(mode=0o500)
     real_access = os.access
-    monkeypatch.setattr(preconditions.os, "access", lambda path, mode: real_access(path, mode) and not (
-        mode & os.W_OK and not os.stat(path).st_mode & stat.S_IWUSR))
+    monkeypatch.setattr(
+        preconditions.os,
+        "access",
+        lambda path, mode: (
+            real_access(path, mode) and not (mode & os.W_OK and not os.stat(path).st_mode & stat.S_IWUSR)
+        ),
+    )
 
 
 def full_disk(monkeypatch, tmp_path):
@@ -64,6 +70,7 @@ def full_disk(monkeypatch, tmp_path):
 
 def no_network(monkeypatch, tmp_path):
     """torchvision's downloads fail as they do without a network, and quickly."""
+
     def unreachable(*args, **kwargs):
         raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
@@ -73,8 +80,12 @@ def no_network(monkeypatch, tmp_path):
 def corrupt_mnist(monkeypatch, tmp_path):
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"]:
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]:
         (raw / name).write_bytes(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(100))
     (raw / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + b"\x00\x00\xea")  # cut off in its header
 
@@ -93,15 +104,21 @@ def no_sbatch(monkeypatch, tmp_path):
 
 def no_submitit(monkeypatch, tmp_path):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(preconditions.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "submitit" else real_find_spec(name, *args))
+    monkeypatch.setattr(
+        preconditions.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "submitit" else real_find_spec(name, *args),
+    )
 
 
 def no_launcher_plugins(monkeypatch, tmp_path):
     """The README's install, without the launchers extra: neither Hydra launcher plugin importable."""
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(preconditions.importlib.util, "find_spec", lambda name, *args: (
-        None if name in preconditions.LAUNCHER_PLUGINS.values() else real_find_spec(name, *args)))
+    monkeypatch.setattr(
+        preconditions.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name in preconditions.LAUNCHER_PLUGINS.values() else real_find_spec(name, *args),
+    )
 
 
 def fake_sbatch(monkeypatch, tmp_path):
@@ -166,13 +183,22 @@ CASES = [
     ("negative depth", ["model.depth=-1"], "model.depth must be >= 0"),
     ("absurd width", ["model.width=1000000000"], "model.width must be <= 65536"),
     ("absurd depth", ["model.depth=100000"], "model.depth must be <= 1000"),
-    ("kernel larger than the input", ["model=cnn", "model.kernel_size=41", "dataset=mnist1d"],
-     "model.kernel_size=41 is larger than the input"),
+    (
+        "kernel larger than the input",
+        ["model=cnn", "model.kernel_size=41", "dataset=mnist1d"],
+        "model.kernel_size=41 is larger than the input",
+    ),
     ("norm on the rnn", ["model=rnn", "model.norm=batch"], "model.norm is not supported by the rnn"),
-    ("patch that does not divide the input", ["model=transformer", "model.patch=3", "dataset=mnist1d"],
-     "model.patch=3 does not divide the input (40)"),
-    ("patch that does not tile the image", ["model=transformer", "dataset=digits", "model.patch=5"],
-     "model.patch=5 does not divide the input (8x8)"),
+    (
+        "patch that does not divide the input",
+        ["model=transformer", "model.patch=3", "dataset=mnist1d"],
+        "model.patch=3 does not divide the input (40)",
+    ),
+    (
+        "patch that does not tile the image",
+        ["model=transformer", "dataset=digits", "model.patch=5"],
+        "model.patch=5 does not divide the input (8x8)",
+    ),
     ("heads that do not divide d_model", ["model=transformer", "model.heads=5"], "model.heads=5 must divide"),
     ("an rnn option on the transformer", ["model=transformer", "model.bidirectional=true"], "are rnn options"),
     ("transformer on vectors", ["model=transformer", "dataset=spirals"], "model=transformer cannot take dataset"),
@@ -183,56 +209,100 @@ CASES = [
     ("train_size larger than the data", ["dataset.train_size=5000"], "dataset.train_size=5000 is larger than"),
     # activations
     ("activation parameter unknown", ["+activation.slope=0.2"], "has no parameter slope"),
-    ("activation parameter of the wrong type", ["activation=leaky_relu", "activation.negative_slope=abc"],
-     "negative_slope"),
+    (
+        "activation parameter of the wrong type",
+        ["activation=leaky_relu", "activation.negative_slope=abc"],
+        "negative_slope",
+    ),
     ("custom without a target", ["activation=custom"], "activation.target"),
-    ("custom target not importable", ["activation=custom", "activation.target=torch.nn.NoSuch"],
-     "cannot import activation.target='torch.nn.NoSuch'"),
+    (
+        "custom target not importable",
+        ["activation=custom", "activation.target=torch.nn.NoSuch"],
+        "cannot import activation.target='torch.nn.NoSuch'",
+    ),
     ("custom target os.getcwd", ["activation=custom", "activation.target=os.getcwd"], "getcwd> returned a str"),
     ("custom target os.system", ["activation=custom", "activation.target=os.system"], "system() missing"),
-    ("custom target whose constructor raises", ["activation=custom",
-                                                "activation.target=tests.test_bad_input.RaisesInInit"],
-     "this activation cannot be built"),
-    ("custom target whose constructor exits", ["activation=custom",
-                                               "activation.target=tests.test_bad_input.ExitsInInit"], "SystemExit"),
-    ("custom target that exits, in a sweep", ["-m", "activation=custom",
-                                              "activation.target=torch.nn.ReLU,tests.test_bad_input.ExitsInInit"],
-     "SystemExit"),
+    (
+        "custom target whose constructor raises",
+        ["activation=custom", "activation.target=tests.test_bad_input.RaisesInInit"],
+        "this activation cannot be built",
+    ),
+    (
+        "custom target whose constructor exits",
+        ["activation=custom", "activation.target=tests.test_bad_input.ExitsInInit"],
+        "SystemExit",
+    ),
+    (
+        "custom target that exits, in a sweep",
+        ["-m", "activation=custom", "activation.target=torch.nn.ReLU,tests.test_bad_input.ExitsInInit"],
+        "SystemExit",
+    ),
     # folders
     ("run dir is a file", ["hydra.run.dir={file}"], "is a file, not a folder"),
     ("sweep dir is a file", ["-m", "seed=0,1", "hydra.sweep.dir={file}"], "is a file, not a folder"),
     ("dataset root is a file", ["dataset=mnist1d", "dataset.root={file}"], "dataset.root={file} is a file"),
     ("dataset root under a file", ["dataset=mnist1d", "dataset.root={file}/data"], "is a file"),
-    ("a job folder outside its sweep", ["-m", "activation=custom", "activation.target=torch.nn.Identity",
-                                        "+activation.tag=x/../../../ESCAPED"], "would lie outside the sweep folder"),
-    ("a job folder name too long", ["-m", "activation=custom", "activation.target=torch.nn.Identity",
-                                    "+activation.tag=" + "x" * 300], "longer than 255 bytes"),
+    (
+        "a job folder outside its sweep",
+        ["-m", "activation=custom", "activation.target=torch.nn.Identity", "+activation.tag=x/../../../ESCAPED"],
+        "would lie outside the sweep folder",
+    ),
+    (
+        "a job folder name too long",
+        ["-m", "activation=custom", "activation.target=torch.nn.Identity", "+activation.tag=" + "x" * 300],
+        "longer than 255 bytes",
+    ),
     # activation parameters outside their domain, found by running the activation on the model's own shapes
     ("softmax over a dim the input lacks", ["activation=softmax", "activation.dim=5"], "Dimension out of range"),
     ("softmax over the batch", ["activation=softmax", "activation.dim=0"], "activation.dim must be != 0"),
-    ("rrelu lower above upper", ["activation=rrelu", "activation.lower=0.5", "activation.upper=0.1"],
-     "Lower bound should be less than or equal to the upper bound"),
-    ("prelu slopes that do not match the width", ["activation=prelu", "activation.num_parameters=7"],
-     "activation.num_parameters=7"),
-    ("prelu slopes that do not match the cnn's channels", ["activation=prelu", "activation.num_parameters=100",
-                                                          "model=cnn"], "channel size = 25"),
-    ("gelu approximation unknown", ["activation=gelu", "activation.approximate=foo"],
-     "approximate argument must be either none or tanh"),
+    (
+        "rrelu lower above upper",
+        ["activation=rrelu", "activation.lower=0.5", "activation.upper=0.1"],
+        "Lower bound should be less than or equal to the upper bound",
+    ),
+    (
+        "prelu slopes that do not match the width",
+        ["activation=prelu", "activation.num_parameters=7"],
+        "activation.num_parameters=7",
+    ),
+    (
+        "prelu slopes that do not match the cnn's channels",
+        ["activation=prelu", "activation.num_parameters=100", "model=cnn"],
+        "channel size = 25",
+    ),
+    (
+        "gelu approximation unknown",
+        ["activation=gelu", "activation.approximate=foo"],
+        "approximate argument must be either none or tanh",
+    ),
     ("celu alpha 0", ["activation=celu", "activation.alpha=0"], "alpha cannot be 0"),
-    ("leaky slope beyond float32", ["activation=leaky_relu", "activation.negative_slope=1e308"],
-     "activation.negative_slope=1e+308"),
-    ("leaky slope nan", ["activation=leaky_relu", "activation.negative_slope=nan"],
-     "activation.negative_slope must be a finite number, got nan"),
+    (
+        "leaky slope beyond float32",
+        ["activation=leaky_relu", "activation.negative_slope=1e308"],
+        "activation.negative_slope=1e+308",
+    ),
+    (
+        "leaky slope nan",
+        ["activation=leaky_relu", "activation.negative_slope=nan"],
+        "activation.negative_slope must be a finite number, got nan",
+    ),
     ("softplus beta 0", ["activation=softplus", "activation.beta=0"], "activation.beta must be > 0 for softplus"),
     ("elu alpha inf", ["activation=elu", "activation.alpha=inf"], "activation.alpha must be a finite number"),
-    ("custom target torch.nn.Module", ["activation=custom", "activation.target=torch.nn.Module"],
-     'missing the required "forward" function'),
-    ("custom target whose constructor aborts", ["activation=custom",
-                                                "activation.target=tests.test_bad_input.AbortsInInit"],
-     "activation.target=tests.test_bad_input.AbortsInInit killed the process that built and ran it (SIGABRT)"),
-    ("custom target that aborts, in a sweep", ["-m", "activation=custom",
-                                               "activation.target=torch.nn.ReLU,tests.test_bad_input.AbortsInInit"],
-     "(SIGABRT) (job activation.target=tests.test_bad_input.AbortsInInit)"),
+    (
+        "custom target torch.nn.Module",
+        ["activation=custom", "activation.target=torch.nn.Module"],
+        'missing the required "forward" function',
+    ),
+    (
+        "custom target whose constructor aborts",
+        ["activation=custom", "activation.target=tests.test_bad_input.AbortsInInit"],
+        "activation.target=tests.test_bad_input.AbortsInInit killed the process that built and ran it (SIGABRT)",
+    ),
+    (
+        "custom target that aborts, in a sweep",
+        ["-m", "activation=custom", "activation.target=torch.nn.ReLU,tests.test_bad_input.AbortsInInit"],
+        "(SIGABRT) (job activation.target=tests.test_bad_input.AbortsInInit)",
+    ),
     # values that ran and meant nothing, or failed after starting
     ("infinite learning rate", ["trainer.lr=inf"], "trainer.lr must be a finite number, got inf"),
     ("subnormal learning rate", ["trainer.lr=5e-324"], "trainer.lr=5e-324 is below 1e-10"),
@@ -241,15 +311,29 @@ CASES = [
     ("ffn ratio with no units", ["model=transformer", "model.ffn_ratio=1e-9"], "model.ffn_ratio=1e-09 leaves"),
     ("threads beyond any machine", ["trainer.threads=100000"], "trainer.threads must be <= 1024, got 100000"),
     ("validation split of one sample", ["dataset.val_fraction=1e-4"], "a validation split of 0 sample(s)"),
-    ("a model larger than any memory", ["model.width=65536", "model.depth=1000"],
-     "parameters, model.width=65536, model.depth=1000"),
-    ("a model larger than this machine's memory", ["model.width=8192", "model.depth=8"],
-     "but this machine's available memory is 1.0 GiB", one_gib_machine),
-    ("activations larger than this machine's memory", ["model=cnn", "model.width=256", "trainer.batch_size=1000"],
-     "model.width=256, model.depth=3, trainer.batch_size=1000", sixteen_mib_machine),
-    ("a model larger than the SLURM job's memory", ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=1",
-                                                   "model.width=100,8192", "model.depth=8"],
-     "hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB; make it smaller (job model.width=8192)", fake_sbatch),
+    (
+        "a model larger than any memory",
+        ["model.width=65536", "model.depth=1000"],
+        "parameters, model.width=65536, model.depth=1000",
+    ),
+    (
+        "a model larger than this machine's memory",
+        ["model.width=8192", "model.depth=8"],
+        "but this machine's available memory is 1.0 GiB",
+        one_gib_machine,
+    ),
+    (
+        "activations larger than this machine's memory",
+        ["model=cnn", "model.width=256", "trainer.batch_size=1000"],
+        "model.width=256, model.depth=3, trainer.batch_size=1000",
+        sixteen_mib_machine,
+    ),
+    (
+        "a model larger than the SLURM job's memory",
+        ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=1", "model.width=100,8192", "model.depth=8"],
+        "hydra.launcher.mem_gb=1 asks for each job is 1.0 GiB; make it smaller (job model.width=8192)",
+        fake_sbatch,
+    ),
     ("a sweep of no jobs", ["-m", "seed=range(0,0)"], "seed=range(0,0) sweeps no values"),
     # folders
     ("empty run dir", ["hydra.run.dir="], "hydra.run.dir is empty"),
@@ -264,31 +348,58 @@ CASES = [
     ("full disk under a sweep", ["-m", "seed=0,1"], "No space left on device", full_disk),
     # data
     ("cifar10 missing, the default run folder", ["dataset=cifar10"], "cifar10 not found in data/cifar-10-batches-py"),
-    ("cifar10 with no network", ["dataset=cifar10", "dataset.download=true"],
-     "cannot download cifar10 into data (URLError: <urlopen error [Errno -2] Name or service not known>)",
-     no_network),
+    (
+        "cifar10 with no network",
+        ["dataset=cifar10", "dataset.download=true"],
+        "cannot download cifar10 into data (URLError: <urlopen error [Errno -2] Name or service not known>)",
+        no_network,
+    ),
     ("corrupt mnist files", ["dataset=mnist"], "train-images-idx3-ubyte is not a whole IDX file", corrupt_mnist),
-    ("half-written mnist folder", ["dataset=mnist"], "mnist not found in data/MNIST/raw (missing train-images",
-     half_mnist),
-    ("half-written mnist folder, no network", ["dataset=mnist", "dataset.download=true"], "cannot download mnist",
-     half_mnist),
+    (
+        "half-written mnist folder",
+        ["dataset=mnist"],
+        "mnist not found in data/MNIST/raw (missing train-images",
+        half_mnist,
+    ),
+    (
+        "half-written mnist folder, no network",
+        ["dataset=mnist", "dataset.download=true"],
+        "cannot download mnist",
+        half_mnist,
+    ),
     # launchers
     ("sweep batch of 0", ["-m", "seed=0,1", "hydra.sweeper.max_batch_size=0"], "hydra.sweeper.max_batch_size=0"),
-    ("joblib with 0 jobs", ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
-     "hydra.launcher.n_jobs=0 runs no jobs"),
+    (
+        "joblib with 0 jobs",
+        ["-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"],
+        "hydra.launcher.n_jobs=0 runs no jobs",
+    ),
     ("slurm without sbatch", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "sbatch is not on PATH", no_sbatch),
-    ("slurm without submitit", ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"], "pip install -e '.[launchers]'",
-     no_submitit),
-    ("joblib without the launchers extra", ["-m", "seed=0,1", "hydra/launcher=joblib"],
-     "hydra/launcher=joblib needs the launchers extra: pip install -e '.[launchers]'", no_launcher_plugins),
-    ("slurm without the launchers extra", ["-m", "seed=0,1", "hydra/launcher=slurm_gpu"],
-     "hydra/launcher=slurm_gpu needs the launchers extra", no_launcher_plugins),
+    (
+        "slurm without submitit",
+        ["-m", "seed=0,1", "hydra/launcher=slurm_cpu"],
+        "pip install -e '.[launchers]'",
+        no_submitit,
+    ),
+    (
+        "joblib without the launchers extra",
+        ["-m", "seed=0,1", "hydra/launcher=joblib"],
+        "hydra/launcher=joblib needs the launchers extra: pip install -e '.[launchers]'",
+        no_launcher_plugins,
+    ),
+    (
+        "slurm without the launchers extra",
+        ["-m", "seed=0,1", "hydra/launcher=slurm_gpu"],
+        "hydra/launcher=slurm_gpu needs the launchers extra",
+        no_launcher_plugins,
+    ),
 ]
 # Cases that compose a launcher preset of the launchers extra: without it they are the two cases just above.
 NEED_LAUNCHERS = {"a model larger than the SLURM job's memory", "joblib with 0 jobs", "slurm without sbatch"}
-PARAMS = [pytest.param(*(*c[1:], None)[:3], id=c[0],
-                       marks=[pytest.mark.extra("launchers")] if c[0] in NEED_LAUNCHERS else [])
-          for c in CASES]
+PARAMS = [
+    pytest.param(*(*c[1:], None)[:3], id=c[0], marks=[pytest.mark.extra("launchers")] if c[0] in NEED_LAUNCHERS else [])
+    for c in CASES
+]
 
 
 def run_here(argv: list[str]) -> tuple[int, str, str]:
@@ -309,8 +420,9 @@ def tree(root: Path) -> dict[str, bytes | None]:
 
 
 @pytest.mark.parametrize("overrides, fragment, setup", PARAMS)
-def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, monkeypatch, overrides, fragment,
-                                                                  setup):
+def test_bad_input_gets_one_line_and_exit_2_with_nothing_written(
+    tmp_path, capsys, monkeypatch, overrides, fragment, setup
+):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     monkeypatch.chdir(tmp_path)  # default folders (results/runs/..., data/) would be written here

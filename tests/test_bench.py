@@ -1,4 +1,5 @@
 """The benchmarks: helpers against hand counts, and both scripts end to end in a tiny configuration."""
+
 from __future__ import annotations
 
 import csv
@@ -71,22 +72,44 @@ def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
         while time.thread_time() < end:
             pass
 
-    times = time_blocks(block, torch.device("cpu"), repeats=4, warmup=2,
-                        setup=lambda: (time.sleep(0.05), len(calls))[1])
+    times = time_blocks(
+        block, torch.device("cpu"), repeats=4, warmup=2, setup=lambda: (time.sleep(0.05), len(calls))[1]
+    )
     assert calls == list(range(6)) and len(times) == 4
     assert all(0.02 <= t < 0.05 for t in times), times  # the block, and none of setup's sleep
     assert quartiles([1.0, 2.0, 3.0, 4.0, 100.0])[1] == 3.0
 
 
 def test_microbench_writes_well_formed_csv_table_and_figures(tmp_path, capsys):
-    argv = ["--activations", "gelu,relu", "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
-            "--modes", "eager", "--threads", "1", "--out", str(tmp_path)]
+    argv = [
+        "--activations",
+        "gelu,relu",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--sizes",
+        "4k",
+        "--repeats",
+        "2",
+        "--modes",
+        "eager",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert microbench.main(argv) == 0
     rows = list(csv.DictReader(open(tmp_path / "microbench.csv")))
     # relu: out-of-place and in-place, gelu: out-of-place only; each forward and forward+backward
     assert sorted((r["activation"], r["placement"], r["pass"]) for r in rows) == [
-        ("gelu", "out", "fwd"), ("gelu", "out", "fwd+bwd"), ("relu", "in", "fwd"), ("relu", "in", "fwd+bwd"),
-        ("relu", "out", "fwd"), ("relu", "out", "fwd+bwd")]
+        ("gelu", "out", "fwd"),
+        ("gelu", "out", "fwd+bwd"),
+        ("relu", "in", "fwd"),
+        ("relu", "in", "fwd+bwd"),
+        ("relu", "out", "fwd"),
+        ("relu", "out", "fwd+bwd"),
+    ]
     for r in rows:
         assert r["device"] == "cpu" and r["threads"] == "1" and int(r["size"]) == 4096
         for key in ("median_us", "elements_per_s", "gb_per_s", "copy_gb_per_s", "copy_fraction"):
@@ -110,8 +133,24 @@ def assert_drawn(path) -> None:
 
 
 def test_microbench_counts_a_gated_op_as_reading_2n_and_writing_n(tmp_path):
-    argv = ["--activations", "swiglu", "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
-            "--modes", "eager", "--threads", "1", "--out", str(tmp_path)]
+    argv = [
+        "--activations",
+        "swiglu",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--sizes",
+        "4k",
+        "--repeats",
+        "2",
+        "--modes",
+        "eager",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     assert microbench.main(argv) == 0
     rows = [r for r in csv.DictReader(open(tmp_path / "microbench.csv")) if r["activation"] == "swiglu"]
     assert sorted((r["placement"], r["pass"]) for r in rows) == [("out", "fwd"), ("out", "fwd+bwd")]
@@ -125,12 +164,15 @@ def test_microbench_counts_a_gated_op_as_reading_2n_and_writing_n(tmp_path):
     assert "| relu | fwd |" in table
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--activations", "relu,nope"], "unknown activation 'nope'"),
-    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
-    (["--dtype", "float8"], "unknown dtype"),
-    (["--sizes", "12q"], "bad size"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--activations", "relu,nope"], "unknown activation 'nope'"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--dtype", "float8"], "unknown dtype"),
+        (["--sizes", "12q"], "bad size"),
+    ],
+)
 def test_microbench_refuses_bad_input_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         microbench.parse_args(argv)
@@ -139,9 +181,26 @@ def test_microbench_refuses_bad_input_in_one_line(argv, message, capsys):
 
 
 def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_path, capsys):
-    argv = ["--models", "mlp", "--steps", "30", "--repeats", "1", "--device", "cpu", "--threads", "1", "--clock", "cpu",
-            "--out", str(tmp_path), f"dataset.root={data_root}", "dataset.train_size=300", "trainer.log_every=10",
-            "trainer.eval_every=10"]
+    argv = [
+        "--models",
+        "mlp",
+        "--steps",
+        "30",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--clock",
+        "cpu",
+        "--out",
+        str(tmp_path),
+        f"dataset.root={data_root}",
+        "dataset.train_size=300",
+        "trainer.log_every=10",
+        "trainer.eval_every=10",
+    ]
     assert bench_overhead.main(argv) == 0
     out = capsys.readouterr().out
     assert "cpu clock" in out and "| mlp | off |" in out and "| mlp | on |" in out
@@ -150,8 +209,9 @@ def test_overhead_benchmark_prints_both_ratios_and_writes_csv(data_root, tmp_pat
     for r in rows:
         for key in ("plain_samples_per_s", "harness_samples_per_s", "step_ratio", "wall_ratio"):
             assert 0 < float(r[key]) < math.inf
-        assert float(r["step_ratio"]) == pytest.approx(float(r["harness_samples_per_s"]) /
-                                                       float(r["plain_samples_per_s"]))
+        assert float(r["step_ratio"]) == pytest.approx(
+            float(r["harness_samples_per_s"]) / float(r["plain_samples_per_s"])
+        )
         assert float(r["wall_ratio"]) == pytest.approx(float(r["plain_wall_s"]) / float(r["harness_loop_s"]))
         assert r["threads"] == "1" and r["clock"] == "cpu" and r["model"] == "mlp"
 
@@ -171,8 +231,10 @@ def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
 
 @pytest.mark.slow  # four `python run.py` subprocesses, about 15 s; its form only, so not alone (serial)
 def test_busy_benchmark_prints_the_ratio_beside_a_spinning_neighbour(data_root, capsys):
-    assert bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}",
-                            "dataset.train_size=300"]) == 0
+    assert (
+        bench_busy.main(["--repeats", "1", "trainer.steps=50", f"dataset.root={data_root}", "dataset.train_size=300"])
+        == 0
+    )
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| auto |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "1" and 0 < float(cells[4]) < 10  # auto trains the default MLP on one thread
@@ -213,14 +275,32 @@ def test_the_plain_stacked_loop_is_k_torch_mlps_side_by_side():
 
 
 def test_the_grouped_benchmark_prints_the_harness_beside_the_plain_stacked_loop(data_root, capsys):
-    bench_grouped.main(["--models", "mlp", "--seeds", "2", "--ks", "1", "2", "--steps", "20",
-                        f"dataset.root={data_root}", "dataset.train_size=300", "trainer.eval_every=10",
-                        "trainer.log_every=10"])
+    bench_grouped.main(
+        [
+            "--models",
+            "mlp",
+            "--seeds",
+            "2",
+            "--ks",
+            "1",
+            "2",
+            "--steps",
+            "20",
+            f"dataset.root={data_root}",
+            "dataset.train_size=300",
+            "trainer.eval_every=10",
+            "trainer.log_every=10",
+        ]
+    )
     out = capsys.readouterr().out
     assert "the limit: the default MLP" in out and "harness/plain" in out
     row = next(line for line in out.splitlines() if line.startswith("mlp "))
     assert float(row.split()[3].rstrip("x")) > 0  # one by one / grouped, start-up included
-    goals = out[out.index("goal"):].splitlines()[1:]
-    assert [g.split(",")[0] for g in goals] == ["sweep mlp", "harness/plain", "harness/plain",
-                                                 "2 members' time / one run's"]
+    goals = out[out.index("goal") :].splitlines()[1:]
+    assert [g.split(",")[0] for g in goals] == [
+        "sweep mlp",
+        "harness/plain",
+        "harness/plain",
+        "2 members' time / one run's",
+    ]
     assert all(g.split()[-1] in ("yes", "NO") for g in goals)

@@ -1,6 +1,7 @@
 """Checkpoints carry their checksum: one whose bytes changed after it was written (a flipped bit on disk, a bad copy)
 or that predates the checksum is set aside and its job starts over, so a resume never finishes with numbers the
 uninterrupted run would not give; `python -m harness.status DIR` says so."""
+
 from __future__ import annotations
 
 import errno
@@ -24,8 +25,18 @@ from harness.status import status_report
 from harness.sweep import write_manifest
 
 # Keys that differ between any two runs of one configuration: clocks, where and when it ran.
-TIMING = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
-          "finished_at", "run_dir", "pid", "group"}
+TIMING = {
+    "train_time_s",
+    "loop_time_s",
+    "samples_per_s",
+    "train_cpu_time_s",
+    "clock_samples_per_s",
+    "started_at",
+    "finished_at",
+    "run_dir",
+    "pid",
+    "group",
+}
 
 
 class Killed(BaseException):
@@ -37,9 +48,17 @@ def clean(tmp_path_factory, data_root):
     """(config, the uninterrupted run's summary and metrics.csv, the checkpoint a killed run of it left at step 10)."""
     from tests.conftest import compose_config
 
-    config = compose_config("trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10",
-                            "trainer.checkpoint_every=10", "trainer.progress=false", f"dataset.root={data_root}",
-                            "dataset.train_size=300", "trainer.device=cpu", "trainer.threads=1")
+    config = compose_config(
+        "trainer.steps=20",
+        "trainer.eval_every=10",
+        "trainer.log_every=10",
+        "trainer.checkpoint_every=10",
+        "trainer.progress=false",
+        f"dataset.root={data_root}",
+        "dataset.train_size=300",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+    )
     root = tmp_path_factory.mktemp("clean")
     reference = train.run(config, root / "uninterrupted")
     assert reference["status"] == "ok", reference.get("error")
@@ -58,7 +77,7 @@ def clean(tmp_path_factory, data_root):
 
 def flipped(data: bytes, at: int) -> bytes:
     """data with every bit of the byte at `at` flipped."""
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
 # Where a byte can rot: offsets into the checkpoint file (header, then torch.save's zip archive).
@@ -89,7 +108,8 @@ def resume(config, run_dir, checkpoint: bytes, caplog) -> tuple[dict, list[str]]
 def assert_as_uninterrupted(summary: dict, run_dir, reference: dict, metrics: bytes) -> None:
     assert summary["status"] == "ok", summary.get("error")
     assert {k: v for k, v in summary.items() if k not in TIMING} == {
-        k: v for k, v in reference.items() if k not in TIMING}
+        k: v for k, v in reference.items() if k not in TIMING
+    }
     assert (run_dir / "metrics.csv").read_bytes() == metrics  # bit for bit, on one CPU thread
 
 
@@ -100,8 +120,9 @@ def assert_set_aside_and_started_over(run_dir, damaged: bytes, lines: list[str])
 
 
 @pytest.mark.parametrize("where", list(POSITIONS))
-def test_a_checkpoint_with_a_flipped_byte_is_set_aside_and_the_job_ends_as_the_clean_run(clean, tmp_path, caplog,
-                                                                                         where):
+def test_a_checkpoint_with_a_flipped_byte_is_set_aside_and_the_job_ends_as_the_clean_run(
+    clean, tmp_path, caplog, where
+):
     config, reference, metrics, checkpoint = clean
     damaged = flipped(checkpoint, POSITIONS[where](checkpoint))
     summary, lines = resume(config, tmp_path / "run", damaged, caplog)
@@ -125,8 +146,9 @@ def test_a_checkpoint_written_before_checksums_is_refused_in_one_line(clean, tmp
     assert "no checksum header" in lines[0]
 
 
-def test_a_cuda_checkpoint_from_before_cpu_drawn_batch_orders_is_set_aside_and_the_job_starts_over(clean, tmp_path,
-                                                                                                   caplog):
+def test_a_cuda_checkpoint_from_before_cpu_drawn_batch_orders_is_set_aside_and_the_job_starts_over(
+    clean, tmp_path, caplog
+):
     """Batch orders are drawn on the CPU now (harness.data.BatchIterator); a CUDA run's older checkpoint holds a
     CUDA generator's 16-byte state, which a CPU generator cannot take: one line, and the job starts over."""
     config, reference, metrics, checkpoint = clean
@@ -158,8 +180,16 @@ def test_a_byte_flipped_anywhere_never_gives_another_ok_run(clean, tmp_path, cap
 
 def test_a_write_that_dies_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     path = tmp_path / CHECKPOINT
-    blob = {"model": {}, "optimizer": {}, "scaler": {}, "batches": {}, "rng": None, "cuda_rng": [],
-            "state": {"step": 10}, "config_hash": "abc"}
+    blob = {
+        "model": {},
+        "optimizer": {},
+        "scaler": {},
+        "batches": {},
+        "rng": None,
+        "cuda_rng": [],
+        "state": {"step": 10},
+        "config_hash": "abc",
+    }
     write_checkpoint_file(path, blob)
     before = path.read_bytes()
     written = []

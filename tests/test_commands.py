@@ -1,5 +1,6 @@
 """The commands an install gives (pyproject.toml [project.scripts]): each resolves, answers --help with its usage
 and exit 0, and no file of the project puts itself on sys.path by hand."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,8 +18,15 @@ COMMANDS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scri
 
 def test_every_command_has_the_one_prefix_and_the_documented_ones_are_there():
     assert all(name.startswith("harness-") for name in COMMANDS)
-    assert {"harness-report", "harness-status", "harness-study-report", "harness-gallery",
-            "harness-bench-overhead", "harness-bench-grouped", "harness-microbench"} <= COMMANDS.keys()
+    assert {
+        "harness-report",
+        "harness-status",
+        "harness-study-report",
+        "harness-gallery",
+        "harness-bench-overhead",
+        "harness-bench-grouped",
+        "harness-microbench",
+    } <= COMMANDS.keys()
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -36,8 +44,14 @@ def test_each_command_answers_help(name, monkeypatch, capsys):
 
 
 def test_no_file_adds_to_sys_path_by_hand():
-    sources = [p for folder in ("harness", "hydra_plugins", "scripts", "experiments", "tests")
-               for p in (ROOT / folder).rglob("*.py")] + [ROOT / "run.py"]
-    offenders = [str(p.relative_to(ROOT)) for p in sources
-                 if p != Path(__file__) and re.search(r"sys\.path\.(insert|append)", p.read_text())]
+    sources = [
+        p
+        for folder in ("harness", "hydra_plugins", "scripts", "experiments", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+    ] + [ROOT / "run.py"]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in sources
+        if p != Path(__file__) and re.search(r"sys\.path\.(insert|append)", p.read_text())
+    ]
     assert offenders == []

@@ -1,4 +1,5 @@
 """Activations: the registry against torch.nn.functional, its YAML files, parameters and derivatives."""
+
 from __future__ import annotations
 
 import math
@@ -127,8 +128,16 @@ def test_each_layer_gets_its_own_prelu_slope():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("relu", 1.0), ("sigmoid", 0.25), ("tanh", 1.0), ("leaky_relu", 1.0), ("softmax", 0.25), ("relu6", 1.0),
-     ("selu", 1.0507009873554805 * 1.6732632423543772), ("identity", 1.0)],
+    [
+        ("relu", 1.0),
+        ("sigmoid", 0.25),
+        ("tanh", 1.0),
+        ("leaky_relu", 1.0),
+        ("softmax", 0.25),
+        ("relu6", 1.0),
+        ("selu", 1.0507009873554805 * 1.6732632423543772),
+        ("identity", 1.0),
+    ],
 )
 def test_max_abs_derivative(name, expected):
     assert max_abs_derivative(make_activation(name)) == pytest.approx(expected, rel=2e-3)
@@ -149,8 +158,9 @@ def test_derivative_against_closed_forms():
     # the softmax diagonal on a (B, C) batch
     zb = torch.randn(4, 7)
     sm = torch.softmax(zb, dim=1)
-    jac_diag = torch.stack([torch.autograd.functional.jacobian(lambda v: torch.softmax(v, 0), row).diagonal()
-                            for row in zb])
+    jac_diag = torch.stack(
+        [torch.autograd.functional.jacobian(lambda v: torch.softmax(v, 0), row).diagonal() for row in zb]
+    )
     torch.testing.assert_close(derivative(make_activation("softmax"), zb), sm * (1 - sm))
     torch.testing.assert_close(derivative(make_activation("softmax"), zb), jac_diag)
     assert not math.isnan(derivative(make_activation("relu"), z).sum().item())

@@ -1,4 +1,5 @@
 """The command line: bad input gets one clear line and a non-zero exit before training; a good run prints a summary."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(tmp_path, data_root, *overrides: str) -> subprocess.CompletedProcess:
     """`python run.py OVERRIDES` with its run folder under tmp_path."""
-    args = [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={tmp_path}/run", f"dataset.root={data_root}",
-            "trainer.progress=false", *overrides]
+    args = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        f"hydra.run.dir={tmp_path}/run",
+        f"dataset.root={data_root}",
+        "trainer.progress=false",
+        *overrides,
+    ]
     return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
 
 
@@ -57,8 +64,19 @@ def main_in_process(tmp_path, data_root, monkeypatch, capsys, *overrides: str) -
     """`python run.py OVERRIDES` as run.cli (preflight, then Hydra) with a patched argv: exit status, stdout, stderr."""
     monkeypatch.chdir(tmp_path)
     # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
-    monkeypatch.setattr(sys, "argv", ["run.py", "--config-path", str(ROOT / "conf"), f"hydra.run.dir={tmp_path}/run",
-                                      f"dataset.root={data_root}", "trainer.progress=false", *overrides])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "run.py",
+            "--config-path",
+            str(ROOT / "conf"),
+            f"hydra.run.dir={tmp_path}/run",
+            f"dataset.root={data_root}",
+            "trainer.progress=false",
+            *overrides,
+        ],
+    )
     try:
         run_module.cli()
         code = 0
@@ -103,13 +121,24 @@ def test_unknown_activation_lists_the_valid_names(cli):
 
 
 def test_a_run_prints_its_summary_and_writes_its_files(cli, tmp_path):
-    code, out, err = cli("trainer.steps=30", "trainer.eval_every=15", "trainer.log_every=15",
-                         "activation=leaky_relu", "model=cnn", "trainer.threads=1", "dataset.train_size=300")
+    code, out, err = cli(
+        "trainer.steps=30",
+        "trainer.eval_every=15",
+        "trainer.log_every=15",
+        "activation=leaky_relu",
+        "model=cnn",
+        "trainer.threads=1",
+        "dataset.train_size=300",
+    )
     assert code == 0, err
     assert "leaky_relu x cnn x mnist1d" in out and "hidden.2" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert (summary["status"], summary["activation"], summary["model"], summary["steps"]) == \
-        ("ok", "leaky_relu", "cnn", 30)
+    assert (summary["status"], summary["activation"], summary["model"], summary["steps"]) == (
+        "ok",
+        "leaky_relu",
+        "cnn",
+        30,
+    )
     assert f"test acc {summary['test_acc']:.4f}" in out  # the screen shows the recorded numbers
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert sorted(metrics.query("split == 'val' and metric == 'acc'").step) == [15, 30]

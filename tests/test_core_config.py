@@ -1,4 +1,5 @@
 """Watch-only keys, the config_hash rules that keep older sweeps resumable, and resolve-once checks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,20 +64,31 @@ def test_a_key_added_after_v1_leaves_the_hash_of_existing_configs_unchanged(monk
 
 def test_watch_only_keys_leave_the_hash_unchanged():
     base = config_hash(compose_config())
-    for override in ["trainer.threads=3", "trainer.threads=null", "trainer.threads=1", "trainer.log_every=7",
-                     "trainer.device=cpu", "resume=true",
-                     "trainer.checkpoint_every=5", "dataset.root=elsewhere", "trainer.progress=false"]:
+    for override in [
+        "trainer.threads=3",
+        "trainer.threads=null",
+        "trainer.threads=1",
+        "trainer.log_every=7",
+        "trainer.device=cpu",
+        "resume=true",
+        "trainer.checkpoint_every=5",
+        "dataset.root=elsewhere",
+        "trainer.progress=false",
+    ]:
         assert config_hash(compose_config(override)) == base, override
     assert config_hash(compose_config("trainer.eval_every=7")) != base
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["activation=leaky_relu", "activation.negative_slope=abc"], "activation.negative_slope='abc' must be a float"),
-    (["activation=prelu", "activation.num_parameters=1.5"], "activation.num_parameters=1.5 must be a int"),
-    (["activation=custom", "activation.target=os.getcwd"], "returned a str, not an nn.Module"),
-    (["activation=custom", "activation.target=tests.test_core_config.Broken"], "ValueError: no such width"),
-    (["activation=custom", "activation.target=harness.config.WATCH_ONLY"], "is not an nn.Module factory"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["activation=leaky_relu", "activation.negative_slope=abc"], "activation.negative_slope='abc' must be a float"),
+        (["activation=prelu", "activation.num_parameters=1.5"], "activation.num_parameters=1.5 must be a int"),
+        (["activation=custom", "activation.target=os.getcwd"], "returned a str, not an nn.Module"),
+        (["activation=custom", "activation.target=tests.test_core_config.Broken"], "ValueError: no such width"),
+        (["activation=custom", "activation.target=harness.config.WATCH_ONLY"], "is not an nn.Module factory"),
+    ],
+)
 def test_a_bad_activation_is_refused_in_one_line_before_data_loads(tiny, tmp_path, monkeypatch, overrides, message):
     import harness.train
 
@@ -110,8 +122,11 @@ def test_max_slope_of_a_fixed_activation_is_computed_once_per_run(tiny, tmp_path
 
 
 def test_resolve_refuses_names_from_the_registries():
-    for override, valid in [("model.cell=gruu", "elman, gru, lstm"), ("model.norm=group", "none, batch, layer"),
-                            ("trainer.optimizer=lion", "adam, adamw, sgd")]:
+    for override, valid in [
+        ("model.cell=gruu", "elman, gru, lstm"),
+        ("model.norm=group", "none, batch, layer"),
+        ("trainer.optimizer=lion", "adam, adamw, sgd"),
+    ]:
         with pytest.raises(harness.config.ConfigError, match=valid):
             resolve(compose_config(override, "trainer.device=cpu"))
 

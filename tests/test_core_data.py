@@ -1,4 +1,5 @@
 """Datasets: the embedded ones, and the torchvision ones read from small files written here in the real formats."""
+
 from __future__ import annotations
 
 import pickle
@@ -54,8 +55,9 @@ def test_cifar10_is_read_from_its_python_batches(tmp_path):
     assert d.x_train.shape[1:] == (3, 32, 32) and len(d.x_train) + len(d.x_val) == 20 and len(d.x_test) == 4
 
 
-@pytest.mark.parametrize("name, where", [("mnist", "MNIST/raw"), ("fashion_mnist", "FashionMNIST/raw"),
-                                         ("cifar10", "cifar-10-batches-py")])
+@pytest.mark.parametrize(
+    "name, where", [("mnist", "MNIST/raw"), ("fashion_mnist", "FashionMNIST/raw"), ("cifar10", "cifar-10-batches-py")]
+)
 def test_missing_files_name_the_folder_and_the_download_override(tmp_path, name, where):
     with pytest.raises(DataError, match="dataset.download=true") as info:
         load_dataset(name, str(tmp_path))

@@ -1,4 +1,5 @@
 """Models: every activation x model builds and trains a step; the custom RNN cells equal PyTorch's."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,14 @@ from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model,
 
 SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40), "transformer": (1, 40)}
 GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
-MODELS = [("mlp", "gru"), ("cnn", "gru"), ("rnn", "elman"), ("rnn", "gru"), ("rnn", "lstm"),  # every RNN cell
-          ("transformer", "elman")]
+MODELS = [
+    ("mlp", "gru"),
+    ("cnn", "gru"),
+    ("rnn", "elman"),
+    ("rnn", "gru"),
+    ("rnn", "lstm"),  # every RNN cell
+    ("transformer", "elman"),
+]
 GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
 
 
@@ -117,8 +124,12 @@ def test_initialisation_scales(scheme):
     cfg = ModelConfig(name="mlp", depth=2, width=400, init=scheme)
     net = build_model(cfg, activation_factory("relu"), (1, 400), 10, init_gain("relu", {}))
     w = net.hidden[1].linear.weight
-    expected = {"kaiming": 2**0.5 / 400**0.5, "xavier": 2**0.5 * (2 / 800) ** 0.5, "lecun": 1 / 400**0.5,
-                "orthogonal": 2**0.5 / 400**0.5}[scheme]
+    expected = {
+        "kaiming": 2**0.5 / 400**0.5,
+        "xavier": 2**0.5 * (2 / 800) ** 0.5,
+        "lecun": 1 / 400**0.5,
+        "orthogonal": 2**0.5 / 400**0.5,
+    }[scheme]
     assert w.std().item() == pytest.approx(expected, rel=0.05)
     assert torch.count_nonzero(net.hidden[1].linear.bias) == 0
 
@@ -152,7 +163,12 @@ def test_model_init_leaves_an_activations_own_bias_alone():
     from harness.gated import STAR_BIAS
 
     torch.manual_seed(0)
-    net = build_model(ModelConfig(name="mlp", depth=2, width=8, init="kaiming"), activation_factory("star_relu"),
-                      SHAPES["mlp"], 10, init_gain("star_relu", {}))
+    net = build_model(
+        ModelConfig(name="mlp", depth=2, width=8, init="kaiming"),
+        activation_factory("star_relu"),
+        SHAPES["mlp"],
+        10,
+        init_gain("star_relu", {}),
+    )
     assert [layer.act.bias.item() for layer in net.hidden] == pytest.approx([STAR_BIAS] * 2)
     assert all(torch.count_nonzero(layer.linear.bias) == 0 for layer in net.hidden)

@@ -1,4 +1,5 @@
 """Probes against hand-built networks whose dead and saturated units are known, and gradients done by hand."""
+
 from __future__ import annotations
 
 import pytest

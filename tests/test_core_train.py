@@ -1,4 +1,5 @@
 """The training loop and its results files: every key, determinism, divergence, init-only runs, load_runs."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,56 @@ from harness import run
 from harness.results import load_runs
 
 SUMMARY_KEYS = {
-    "schema_version", "status", "activation", "model", "dataset", "seed", "config_hash", "overrides",
-    "train_loss", "train_acc", "val_acc", "best_val_acc", "test_acc", "test_loss", "test_acc_at_best_val", "steps",
-    "diverged_at_step", "train_time_s", "samples_per_s", "speed_clock", "train_cpu_time_s", "clock_samples_per_s",
-    "peak_mem_mb", "dead_fraction", "saturated_fraction",
-    "dead_fraction_by_layer", "saturated_fraction_by_layer", "grad_norm_init_by_layer", "grad_norm_by_layer",
-    "grad_norm_final_by_layer", "grad_norm_global", "device", "device_name", "num_threads", "precision", "compile",
-    "n_params", "torch_version", "package_versions", "git_sha", "git_dirty", "dataset_checksum", "started_at",
-    "finished_at", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init", "grad_flow_ratio",
-    "val_drawdown_max", "n_test",
+    "schema_version",
+    "status",
+    "activation",
+    "model",
+    "dataset",
+    "seed",
+    "config_hash",
+    "overrides",
+    "train_loss",
+    "train_acc",
+    "val_acc",
+    "best_val_acc",
+    "test_acc",
+    "test_loss",
+    "test_acc_at_best_val",
+    "steps",
+    "diverged_at_step",
+    "train_time_s",
+    "samples_per_s",
+    "speed_clock",
+    "train_cpu_time_s",
+    "clock_samples_per_s",
+    "peak_mem_mb",
+    "dead_fraction",
+    "saturated_fraction",
+    "dead_fraction_by_layer",
+    "saturated_fraction_by_layer",
+    "grad_norm_init_by_layer",
+    "grad_norm_by_layer",
+    "grad_norm_final_by_layer",
+    "grad_norm_global",
+    "device",
+    "device_name",
+    "num_threads",
+    "precision",
+    "compile",
+    "n_params",
+    "torch_version",
+    "package_versions",
+    "git_sha",
+    "git_dirty",
+    "dataset_checksum",
+    "started_at",
+    "finished_at",
+    "dead_fraction_init_by_layer",
+    "lost_fraction_by_layer",
+    "grad_flow_ratio_init",
+    "grad_flow_ratio",
+    "val_drawdown_max",
+    "n_test",
 }
 
 
@@ -76,8 +118,10 @@ def test_an_error_during_training_is_recorded_as_failed(tiny, tmp_path, monkeypa
 
 
 def test_rnn_records_gradients_through_time(tiny, tmp_path):
-    run(tiny("model=rnn", "activation=tanh", "model.cell=elman", "model.bidirectional=false", "model.width=4"),
-        tmp_path / "rnn")
+    run(
+        tiny("model=rnn", "activation=tanh", "model.cell=elman", "model.bidirectional=false", "model.width=4"),
+        tmp_path / "rnn",
+    )
     m = pd.read_csv(tmp_path / "rnn" / "metrics.csv")
     h = m.query("metric == 'grad_norm_h'")
     assert set(h.split) == {"train", "probe"} and sorted(h.t.unique()) == list(range(40))

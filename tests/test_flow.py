@@ -1,5 +1,6 @@
 """Dead at init vs lost in training, gradient flow and drawdown (harness/flow.py): hand-built networks and runs
 checked against masks, norms and series computed here by hand with torch and numpy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -91,8 +92,9 @@ def test_a_run_tells_units_dead_at_init_from_units_lost_in_training(tiny, tmp_pa
     flat = probe_x.flatten(1)
     model.eval()
     alive_init = (model.hidden[0].linear(flat) > 0).any(0)
-    head, first = torch.autograd.grad(F.cross_entropy(model(probe_x), probe_y),
-                                      [model.head.weight, model.hidden[0].linear.weight])
+    head, first = torch.autograd.grad(
+        F.cross_entropy(model(probe_x), probe_y), [model.head.weight, model.hidden[0].linear.weight]
+    )
     train(run_group)
     s = run_group.members[0].summary
     with torch.no_grad():

@@ -7,6 +7,7 @@ ints and floats (nan, inf, huge, tiny, negative), as Hydra reads them and quoted
 temporary working directory with HOME pointing inside it, and sees a machine of 1 GiB (the memory check is the
 same on every machine).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,12 +69,37 @@ def activation_params() -> list[tuple[str, str]]:
 
 KEYS, GROUPS, ACT_PARAMS = config_keys(), group_choices(), activation_params()
 
-SPECIAL = ["", "nan", "inf", "-inf", "1e308", "-1e308", "5e-324", "0", "-1", "null", "true", "auto", "none",
-           "tanh", "../x", "/", "a b", "é", "\u202e", "\x1b[31m"]
-numbers = st.one_of(st.integers(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
-                    st.sampled_from([0.0, -0.0, 1e-300, 5e-324, 1e308, 2**63, -(2**63), 0.5, 1.5]))
-texts = st.one_of(st.text(max_size=12), st.text(st.characters(max_codepoint=0x1f), max_size=4),
-                  st.sampled_from(SPECIAL))
+SPECIAL = [
+    "",
+    "nan",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1e308",
+    "5e-324",
+    "0",
+    "-1",
+    "null",
+    "true",
+    "auto",
+    "none",
+    "tanh",
+    "../x",
+    "/",
+    "a b",
+    "é",
+    "\u202e",
+    "\x1b[31m",
+]
+numbers = st.one_of(
+    st.integers(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1e-300, 5e-324, 1e308, 2**63, -(2**63), 0.5, 1.5]),
+)
+texts = st.one_of(
+    st.text(max_size=12), st.text(st.characters(max_codepoint=0x1F), max_size=4), st.sampled_from(SPECIAL)
+)
 
 
 def quoted(text: str) -> str:
@@ -180,12 +206,19 @@ def explore(args: list[str], capsys, runs: bool) -> None:
 def say_the_counts():
     """With -s: how many command lines the fuzz tried, refused and ran."""
     yield
-    print(f"\nfuzz: {COUNTS['tried']} command lines tried, {COUNTS['refused']} refused in one line with exit 2, "
-          f"{COUNTS['accepted']} accepted, {COUNTS['ran']} run")
+    print(
+        f"\nfuzz: {COUNTS['tried']} command lines tried, {COUNTS['refused']} refused in one line with exit 2, "
+        f"{COUNTS['accepted']} accepted, {COUNTS['ran']} run"
+    )
 
 
-FAST = settings(derandomize=True, max_examples=25, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FAST = settings(
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @FAST
@@ -204,5 +237,8 @@ def test_any_accepted_override_runs_and_writes_only_in_its_run_folder(capsys, ar
 def test_the_fuzz_covers_every_key_group_and_activation_parameter():
     assert {"model.width", "trainer.lr", "dataset.val_fraction", "seed", "resume", "trainer.threads"} <= set(KEYS)
     assert {"activation", "model", "dataset", "trainer", "hydra/launcher", "+experiment"} <= set(GROUPS)
-    assert ("softmax", "dim") in ACT_PARAMS and ("rrelu", "upper") in ACT_PARAMS and "slurm_cpu" in GROUPS[
-        "hydra/launcher"]
+    assert (
+        ("softmax", "dim") in ACT_PARAMS
+        and ("rrelu", "upper") in ACT_PARAMS
+        and "slurm_cpu" in GROUPS["hydra/launcher"]
+    )

@@ -1,4 +1,5 @@
 """The gallery's properties against closed forms and scipy; the gallery command's files and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,19 @@ def f(name: str, **params):
     return lambda x: act(torch.tensor([x], dtype=torch.float64)).item()
 
 
-@pytest.mark.parametrize("name, params", [("relu", {}), ("elu", {}), ("selu", {}), ("gelu", {}), ("silu", {}),
-                                          ("sigmoid", {}), ("softplus", {}), ("leaky_relu", {"negative_slope": 0.2})])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("relu", {}),
+        ("elu", {}),
+        ("selu", {}),
+        ("gelu", {}),
+        ("silu", {}),
+        ("sigmoid", {}),
+        ("softplus", {}),
+        ("leaky_relu", {"negative_slope": 0.2}),
+    ],
+)
 def test_mean_on_standard_normal_matches_scipy_quadrature(name, params):
     g = f(name, **params)
     expected, _ = integrate.quad(lambda z: g(z) * norm.pdf(z), -12, 12, points=[0], limit=200)
@@ -45,7 +57,8 @@ def test_mean_on_standard_normal_matches_scipy_quadrature(name, params):
 def test_closed_forms():
     assert properties("relu")["E f(z), z~N(0,1)"] == pytest.approx(1 / math.sqrt(2 * math.pi), abs=1e-7)
     assert properties("leaky_relu", {"negative_slope": 0.2})["E f(z), z~N(0,1)"] == pytest.approx(
-        0.8 / math.sqrt(2 * math.pi), abs=1e-7)
+        0.8 / math.sqrt(2 * math.pi), abs=1e-7
+    )
     assert properties("softplus")["f(0)"] == pytest.approx(math.log(2))
     assert properties("sigmoid")["max |f'|"] == pytest.approx(0.25, abs=1e-6)
     assert properties("hardswish")["max |f'|"] == pytest.approx(1.5, abs=1e-3)

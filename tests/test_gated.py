@@ -1,5 +1,6 @@
 """Gated and squared activations against torch.nn.functional.glu, hand formulas and gradcheck; the gated-unit probe
 definitions on hand-built layers whose gates are forced open or shut."""
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ HAND = {
 HAND_GRAD = {
     "glu": lambda u, g: (torch.sigmoid(g), u * torch.sigmoid(g) * (1 - torch.sigmoid(g))),
     "reglu": lambda u, g: (g.clamp_min(0), u * (g > 0)),
-    "geglu": lambda u, g: (g * norm_cdf(g), u * (norm_cdf(g) + g * torch.exp(-g**2 / 2) / math.sqrt(2 * math.pi))),
+    "geglu": lambda u, g: (g * norm_cdf(g), u * (norm_cdf(g) + g * torch.exp(-(g**2) / 2) / math.sqrt(2 * math.pi))),
     "swiglu": lambda u, g: (g * torch.sigmoid(g), u * torch.sigmoid(g) * (1 + g * (1 - torch.sigmoid(g)))),
     "bilinear": lambda u, g: (g, u),
 }
@@ -72,8 +73,8 @@ def test_gated_values_and_gradients_match_hand_formulas(name):
 def test_glu_is_torch_glu_on_both_the_feature_and_the_channel_axis():
     x = torch.randn(4, 10, 7, dtype=torch.float64, requires_grad=True)  # (B, 2C, L)
     weights = torch.randn(4, 5, 7, dtype=torch.float64)
-    ours, = torch.autograd.grad((GLU()(x) * weights).sum(), x)
-    ref, = torch.autograd.grad((F.glu(x, dim=1) * weights).sum(), x)
+    (ours,) = torch.autograd.grad((GLU()(x) * weights).sum(), x)
+    (ref,) = torch.autograd.grad((F.glu(x, dim=1) * weights).sum(), x)
     torch.testing.assert_close(GLU()(x), F.glu(x, dim=1))
     torch.testing.assert_close(ours, ref)
     flat = torch.randn(3, 8)
@@ -87,9 +88,10 @@ def test_gradcheck_in_float64(name):
     x = features((3, 8)) + 0.01  # no input at ReLU's kink, where finite differences disagree with either side
     assert torch.autograd.gradcheck(act, (x.requires_grad_(True),))
     if name == "star_relu":  # and its learnable scale and bias
-        assert torch.autograd.gradcheck(lambda s, b: s * F.relu(x.detach()) ** 2 + b,
-                                        (act.scale.detach().clone().requires_grad_(), act.bias.detach().clone()
-                                         .requires_grad_()))
+        assert torch.autograd.gradcheck(
+            lambda s, b: s * F.relu(x.detach()) ** 2 + b,
+            (act.scale.detach().clone().requires_grad_(), act.bias.detach().clone().requires_grad_()),
+        )
 
 
 def test_gated_refuses_an_odd_number_of_inputs():

@@ -1,5 +1,6 @@
 """Gated activations in the models: doubled projections, parameter-matched widths, the two halves' initialisation,
 the RNN's refusal, the probes on hand-built layers, and a whole run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,12 @@ def test_matched_width_is_the_closest_by_brute_force(model, width, depth):
     """Against every width built for real (PyTorch's parameters, counted), not the meta-device count."""
     m = ModelConfig(name=model, width=width, depth=depth, match_params=True)
     target = count(build_model(dataclasses.replace(m, match_params=False), activation_factory("relu"), SHAPE, 10))
-    gated = {w: count(build_model(dataclasses.replace(m, width=w, match_params=False), activation_factory("swiglu"),
-                                  SHAPE, 10)) for w in range(width // 3, width + 1)}  # 2/3 x width lies inside
+    gated = {
+        w: count(
+            build_model(dataclasses.replace(m, width=w, match_params=False), activation_factory("swiglu"), SHAPE, 10)
+        )
+        for w in range(width // 3, width + 1)
+    }  # 2/3 x width lies inside
     best = min(gated, key=lambda w: (abs(gated[w] - target), -w))
     net = build_model(m, activation_factory("swiglu"), SHAPE, 10)
     assert net.width_used == best and count(net) == gated[best]
@@ -77,11 +82,18 @@ def gated_weight(scheme: str, act: str = "swiglu") -> tuple[torch.Tensor, torch.
     return net.hidden[1].linear.weight.detach().chunk(2, dim=0)
 
 
-@pytest.mark.parametrize("scheme, value_std, gate_std", [
-    ("kaiming", 1 / math.sqrt(FAN_IN), math.sqrt(2) / math.sqrt(FAN_IN)),  # identity gain 1, the gate ReLU's sqrt 2
-    ("xavier", math.sqrt(2 / (FAN_IN + UNITS)), math.sqrt(2) * math.sqrt(2 / (FAN_IN + UNITS))),  # fan-out n, not 2n
-    ("lecun", 1 / math.sqrt(FAN_IN), 1 / math.sqrt(FAN_IN)),
-])
+@pytest.mark.parametrize(
+    "scheme, value_std, gate_std",
+    [
+        ("kaiming", 1 / math.sqrt(FAN_IN), math.sqrt(2) / math.sqrt(FAN_IN)),  # identity gain 1, the gate ReLU's sqrt 2
+        (
+            "xavier",
+            math.sqrt(2 / (FAN_IN + UNITS)),
+            math.sqrt(2) * math.sqrt(2 / (FAN_IN + UNITS)),
+        ),  # fan-out n, not 2n
+        ("lecun", 1 / math.sqrt(FAN_IN), 1 / math.sqrt(FAN_IN)),
+    ],
+)
 def test_init_treats_the_halves_as_the_identity_and_the_activation(scheme, value_std, gate_std):
     value, gate = gated_weight(scheme)
     assert value.std().item() == pytest.approx(value_std, rel=0.03)
@@ -132,9 +144,16 @@ def forced_mlp(act: str, gate_bias: float) -> MLP:
     return net
 
 
-@pytest.mark.parametrize("act, bias, dead, saturated", [
-    ("reglu", -5.0, 4, 4), ("reglu", 5.0, 0, 0), ("glu", 50.0, 0, 4), ("glu", 0.0, 0, 0), ("swiglu", -50.0, 4, 4),
-])
+@pytest.mark.parametrize(
+    "act, bias, dead, saturated",
+    [
+        ("reglu", -5.0, 4, 4),
+        ("reglu", 5.0, 0, 0),
+        ("glu", 50.0, 0, 4),
+        ("glu", 0.0, 0, 0),
+        ("swiglu", -50.0, 4, 4),
+    ],
+)
 def test_probe_units_counts_gated_units_with_forced_gates(act, bias, dead, saturated):
     stats = probe_units(forced_mlp(act, bias), torch.randn(64, 3))["hidden.0"]
     assert (stats.units, stats.dead, stats.saturated) == (4, dead, saturated)

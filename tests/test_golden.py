@@ -10,6 +10,7 @@ grow that to percent-level differences. So each CPU capability (torch.backends.c
 own file: runs.json is AVX512's, from the code before the refactor; runs.AVX2.json was made on an AVX2 machine
 (an AMD EPYC VM, issue 15's session) by --regenerate from the code of that day, and pins its numbers since.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,43 +32,116 @@ def golden_file() -> Path:
 
 GOLDEN = golden_file()
 HASHES = Path(__file__).parent / "golden" / "config_hashes.json"
-BASE = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=false",
-        "dataset.train_size=200", "trainer.device=cpu", "trainer.threads=1", "seed=1"]
+BASE = [
+    "trainer.steps=20",
+    "trainer.eval_every=10",
+    "trainer.log_every=10",
+    "trainer.progress=false",
+    "dataset.train_size=200",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+    "seed=1",
+]
 CASES = {
     "mlp_relu_mnist1d": [],
-    "mlp_residual_batchnorm_gelu_spirals": ["dataset=spirals", "model.residual=true", "model.norm=batch",
-                                            "model.depth=3", "model.width=16", "activation=gelu"],
+    "mlp_residual_batchnorm_gelu_spirals": [
+        "dataset=spirals",
+        "model.residual=true",
+        "model.norm=batch",
+        "model.depth=3",
+        "model.width=16",
+        "activation=gelu",
+    ],
     "mlp_layernorm_kaiming_rrelu": ["activation=rrelu", "model.norm=layer", "model.init=kaiming"],
     "mlp_prelu_sgd_clip": ["activation=prelu", "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=1.0"],
-    "cnn_tanh_digits_orthogonal": ["model=cnn", "dataset=digits", "activation=tanh", "model.depth=2",
-                                   "model.width=8", "model.kernel_size=3", "model.init=orthogonal"],
-    "cnn_prelu_mnist1d": ["model=cnn", "activation=prelu", "model.width=8",
-                                     "trainer.optimizer=adamw", "trainer.weight_decay=0.01"],
-    "rnn_elman_tanh_digits": ["model=rnn", "dataset=digits", "model.cell=elman", "model.bidirectional=false",
-                              "activation=tanh", "model.width=8"],
+    "cnn_tanh_digits_orthogonal": [
+        "model=cnn",
+        "dataset=digits",
+        "activation=tanh",
+        "model.depth=2",
+        "model.width=8",
+        "model.kernel_size=3",
+        "model.init=orthogonal",
+    ],
+    "cnn_prelu_mnist1d": [
+        "model=cnn",
+        "activation=prelu",
+        "model.width=8",
+        "trainer.optimizer=adamw",
+        "trainer.weight_decay=0.01",
+    ],
+    "rnn_elman_tanh_digits": [
+        "model=rnn",
+        "dataset=digits",
+        "model.cell=elman",
+        "model.bidirectional=false",
+        "activation=tanh",
+        "model.width=8",
+    ],
     "rnn_gru_bidirectional_mnist1d": ["model=rnn", "model.cell=gru", "model.bidirectional=true", "model.width=6"],
-    "rnn_lstm_bidirectional_digits_xavier": ["model=rnn", "dataset=digits", "model.cell=lstm", "model.depth=2",
-                                             "model.bidirectional=true", "model.width=5", "model.init=xavier",
-                                             "activation=leaky_relu", "activation.negative_slope=0.2"],
+    "rnn_lstm_bidirectional_digits_xavier": [
+        "model=rnn",
+        "dataset=digits",
+        "model.cell=lstm",
+        "model.depth=2",
+        "model.bidirectional=true",
+        "model.width=5",
+        "model.init=xavier",
+        "activation=leaky_relu",
+        "activation.negative_slope=0.2",
+    ],
     "mlp_diverges": ["trainer.optimizer=sgd", "trainer.lr=1e12", "trainer.steps=30"],
-    "born_dead_trials": ["trainer.steps=0", "trainer.init_trials=25", "model.depth=8", "model.width=3",
-                         "dataset=spirals"],
+    "born_dead_trials": [
+        "trainer.steps=0",
+        "trainer.init_trials=25",
+        "model.depth=8",
+        "model.width=3",
+        "dataset=spirals",
+    ],
 }
 # Timings, hosts and versions differ from run to run; everything else a run records must not.
-VOLATILE = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s",
-            "peak_mem_mb", "pid", "started_at", "finished_at",
-            "run_dir", "hostname", "git_sha", "git_dirty", "package_versions", "torch_version", "device_name",
-            "config", "num_threads", "files",  # files: metrics.csv's size and checksum, compared line by line below
-            "config_hash"}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
+VOLATILE = {
+    "train_time_s",
+    "loop_time_s",
+    "samples_per_s",
+    "train_cpu_time_s",
+    "clock_samples_per_s",
+    "peak_mem_mb",
+    "pid",
+    "started_at",
+    "finished_at",
+    "run_dir",
+    "hostname",
+    "git_sha",
+    "git_dirty",
+    "package_versions",
+    "torch_version",
+    "device_name",
+    "config",
+    "num_threads",
+    "files",  # files: metrics.csv's size and checksum, compared line by line below
+    "config_hash",
+}  # pinned by the test below; trainer.threads=1 (BASE) stopped counting in issue 9
 # Summary keys added after the golden runs were written: new keys, so no number changed (issue 14: width_used).
-ADDED_SUMMARY_KEYS = {"width_used", "dead_fraction_init_by_layer", "lost_fraction_by_layer", "grad_flow_ratio_init",
-                      "grad_flow_ratio", "val_drawdown_max", "n_test", "init_used",  # issue 16
-                      "group",  # issue 11: {id, size, index}
-                      "speed_clock"}  # issue 12
+ADDED_SUMMARY_KEYS = {
+    "width_used",
+    "dead_fraction_init_by_layer",
+    "lost_fraction_by_layer",
+    "grad_flow_ratio_init",
+    "grad_flow_ratio",
+    "val_drawdown_max",
+    "n_test",
+    "init_used",  # issue 16
+    "group",  # issue 11: {id, size, index}
+    "speed_clock",
+}  # issue 12
 # config_hash of configs whose hash is pinned: changing any of them breaks the resume of existing sweeps.
-HASHED = {"default": [], "cnn_digits": ["model=cnn", "dataset=digits"],
-          "rnn_lstm_prelu": ["model=rnn", "model.cell=lstm", "activation=prelu", "trainer.lr=3e-3"],
-          "custom": ["activation=custom", "activation.target=torch.nn.Tanh"]}
+HASHED = {
+    "default": [],
+    "cnn_digits": ["model=cnn", "dataset=digits"],
+    "rnn_lstm_prelu": ["model=rnn", "model.cell=lstm", "activation=prelu", "trainer.lr=3e-3"],
+    "custom": ["activation=custom", "activation.target=torch.nn.Tanh"],
+}
 
 
 def golden_run(overrides: list[str], root: str, run_dir: Path) -> dict:
@@ -77,8 +151,10 @@ def golden_run(overrides: list[str], root: str, run_dir: Path) -> dict:
     run(compose_config(*BASE, f"dataset.root={root}", *overrides), run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] != "failed", summary["error"]
-    return {"summary": {k: v for k, v in summary.items() if k not in VOLATILE},
-            "metrics": (run_dir / "metrics.csv").read_text().splitlines()}
+    return {
+        "summary": {k: v for k, v in summary.items() if k not in VOLATILE},
+        "metrics": (run_dir / "metrics.csv").read_text().splitlines(),
+    }
 
 
 def pinned_hashes() -> dict[str, str]:
@@ -94,8 +170,9 @@ def test_golden_run_is_reproduced_bitwise(case, data_root, tmp_path):
         pytest.skip(f"no golden runs for this CPU ({GOLDEN.name}): python -m tests.test_golden --regenerate")
     expected = json.loads(GOLDEN.read_text())[case]
     got = golden_run(CASES[case], data_root, tmp_path / case)
-    assert {k: v for k, v in got["summary"].items() if k not in ADDED_SUMMARY_KEYS - set(expected["summary"])} \
-        == expected["summary"]
+    assert {
+        k: v for k, v in got["summary"].items() if k not in ADDED_SUMMARY_KEYS - set(expected["summary"])
+    } == expected["summary"]
     assert got["metrics"] == expected["metrics"]
 
 
@@ -109,7 +186,7 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
     import torch
 
     torch.set_num_threads(1)
-    named = sys.argv[sys.argv.index("--regenerate") + 1:] or sorted(CASES)
+    named = sys.argv[sys.argv.index("--regenerate") + 1 :] or sorted(CASES)
     runs = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         runs.update({case: golden_run(CASES[case], tmp, Path(tmp) / case) for case in named})

@@ -3,6 +3,7 @@
 In float64 the twins agree to 1e-9 relative on every metrics.csv value and every numeric summary key; in float32
 a member's records do not depend on the size or composition of its group (CPU, one thread).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ from harness.train import run, run_group
 from tests.test_golden import VOLATILE
 
 RTOL, ATOL = 1e-9, 1e-12
-STEPS = ["trainer.steps=100", "trainer.log_every=25", "trainer.eval_every=50", "dataset.train_size=200",
-         "trainer.batch_size=20"]
+STEPS = [
+    "trainer.steps=100",
+    "trainer.log_every=25",
+    "trainer.eval_every=50",
+    "dataset.train_size=200",
+    "trainer.batch_size=20",
+]
 # seed, learning rate and weight decay differ within a group
 MEMBERS = [["seed=1"], ["seed=2", "trainer.lr=0.003"], ["seed=3", "trainer.weight_decay=0.01"]]
 
@@ -65,35 +71,94 @@ CASES = {  # (extra overrides, slow)
     "mlp_residual_layernorm_prelu": (["model.residual=true", "model.norm=layer", "activation=prelu"], True),
     # batch norm with SGD: a bias before a norm has a zero gradient up to rounding, which Adam would scale up to
     # lr-sized steps of rounding noise (it moves the running mean: 7e-9 apart after 100 steps), SGD does not
-    "mlp_residual_batchnorm_softmax_clip": (["model.residual=true", "model.norm=batch", "activation=softmax",
-                                             "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=0.5"],
-                                            True),
+    "mlp_residual_batchnorm_softmax_clip": (
+        [
+            "model.residual=true",
+            "model.norm=batch",
+            "activation=softmax",
+            "trainer.optimizer=sgd",
+            "trainer.lr=0.1",
+            "trainer.grad_clip=0.5",
+        ],
+        True,
+    ),
     "mlp_glu": (["activation=glu", "model.width=8"], True),
     "mlp_star_relu_layernorm": (["activation=star_relu", "model.norm=layer", "model.width=8"], True),
     "cnn_1d": (["model=cnn", "model.width=6"], False),
     "cnn_1d_swiglu": (["model=cnn", "model.width=6", "activation=swiglu"], True),
-    "cnn_2d_batchnorm_prelu": (["model=cnn", "dataset=digits", "model.width=6", "model.norm=batch",
-                                "activation=prelu", "trainer.optimizer=sgd", "trainer.lr=0.05"], True),
-    "cnn_2d_layernorm": (["model=cnn", "dataset=digits", "model.width=6", "model.norm=layer",
-                          "model.kernel_size=3", "trainer.optimizer=adamw"], True),
+    "cnn_2d_batchnorm_prelu": (
+        [
+            "model=cnn",
+            "dataset=digits",
+            "model.width=6",
+            "model.norm=batch",
+            "activation=prelu",
+            "trainer.optimizer=sgd",
+            "trainer.lr=0.05",
+        ],
+        True,
+    ),
+    "cnn_2d_layernorm": (
+        [
+            "model=cnn",
+            "dataset=digits",
+            "model.width=6",
+            "model.norm=layer",
+            "model.kernel_size=3",
+            "trainer.optimizer=adamw",
+        ],
+        True,
+    ),
     "rnn_gru_bidirectional": (["model=rnn", "model.width=4"], True),
     "rnn_gru_bidirectional_digits": (["model=rnn", "model.width=3", "dataset=digits"], False),  # a fast twin
-    "rnn_elman": (["model=rnn", "model.cell=elman", "model.bidirectional=false", "activation=tanh",
-                   "dataset=digits", "model.width=6"], True),
-    "rnn_lstm_bidirectional_prelu": (["model=rnn", "model.cell=lstm", "model.depth=2", "model.width=4",
-                                      "activation=prelu", "dataset=digits"], True),
+    "rnn_elman": (
+        [
+            "model=rnn",
+            "model.cell=elman",
+            "model.bidirectional=false",
+            "activation=tanh",
+            "dataset=digits",
+            "model.width=6",
+        ],
+        True,
+    ),
+    "rnn_lstm_bidirectional_prelu": (
+        ["model=rnn", "model.cell=lstm", "model.depth=2", "model.width=4", "activation=prelu", "dataset=digits"],
+        True,
+    ),
     "transformer": (["model=transformer", "model.width=8", "model.ffn_ratio=2"], False),
-    "transformer_swiglu_digits": (["model=transformer", "model.width=8", "activation=swiglu", "dataset=digits",
-                                   "model.patch=2", "model.match_params=true"], True),
-    "transformer_prelu_no_norm": (["model=transformer", "model.width=8", "model.depth=1", "model.norm=none",
-                                   "activation=prelu"], True),
-    "transformer_softmax_sgd_clip": (["model=transformer", "model.width=8", "activation=softmax",
-                                      "trainer.optimizer=sgd", "trainer.lr=0.1", "trainer.grad_clip=0.5"], True),
+    "transformer_swiglu_digits": (
+        [
+            "model=transformer",
+            "model.width=8",
+            "activation=swiglu",
+            "dataset=digits",
+            "model.patch=2",
+            "model.match_params=true",
+        ],
+        True,
+    ),
+    "transformer_prelu_no_norm": (
+        ["model=transformer", "model.width=8", "model.depth=1", "model.norm=none", "activation=prelu"],
+        True,
+    ),
+    "transformer_softmax_sgd_clip": (
+        [
+            "model=transformer",
+            "model.width=8",
+            "activation=softmax",
+            "trainer.optimizer=sgd",
+            "trainer.lr=0.1",
+            "trainer.grad_clip=0.5",
+        ],
+        True,
+    ),
 }
 
 
-@pytest.mark.parametrize("case", [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (_, slow)
-                                  in CASES.items()])
+@pytest.mark.parametrize(
+    "case", [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (_, slow) in CASES.items()]
+)
 def test_members_equal_their_one_job_twins_float64(tiny, tmp_path, case):
     for one, grouped in run_twins(tiny, tmp_path, CASES[case][0]):
         assert_twins(one, grouped)
@@ -126,8 +191,15 @@ def test_float32_member_does_not_depend_on_its_group(tiny, tmp_path, model):
     trains its model's own modules, nn.Linear's kernels; the CNN's and RNN's kernels round by group size, by at
     most the bounds tests/test_stacked_model.py holds: docs/grouped.md.)"""
     patch = ["model.patch=2"] if model == "transformer" else []
-    common = [f"model={model}", "dataset=digits", "model.width=4", *patch, "trainer.steps=30", "trainer.log_every=10",
-              "trainer.eval_every=15"]
+    common = [
+        f"model={model}",
+        "dataset=digits",
+        "model.width=4",
+        *patch,
+        "trainer.steps=30",
+        "trainer.log_every=10",
+        "trainer.eval_every=15",
+    ]
     member = tiny(*common, "seed=1")
     others = [tiny(*common, "seed=5", "trainer.lr=0.003"), tiny(*common, "seed=6"), tiny(*common, "seed=7")]
     pair = run_group([member, others[0]], [tmp_path / f"pair{i}" for i in range(2)], [[]] * 2, "a")
@@ -139,8 +211,7 @@ def test_float32_member_does_not_depend_on_its_group(tiny, tmp_path, model):
 def test_group_summary_and_folders(tiny, tmp_path):
     configs = [tiny("trainer.steps=10", "trainer.log_every=5", f"seed={s}") for s in (1, 2)]
     summaries = run_group(configs, [tmp_path / "a", tmp_path / "b"], [["seed=1"], ["seed=2"]], "g7")
-    assert [s["group"] for s in summaries] == [{"id": "g7", "size": 2, "index": 0}, {"id": "g7", "size": 2,
-                                                                                     "index": 1}]
+    assert [s["group"] for s in summaries] == [{"id": "g7", "size": 2, "index": 0}, {"id": "g7", "size": 2, "index": 1}]
     on_disk = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert on_disk["seed"] == 2 and on_disk["overrides"] == ["seed=2"] and on_disk["status"] == "ok"
     assert on_disk["samples_per_s"] > 0
@@ -170,10 +241,16 @@ def test_rrelu_noise_in_a_stack_is_uniform_and_independent():
     assert abs(torch.corrcoef(members)[0, 1]) < 0.05  # members draw independently of each other
 
 
-@pytest.mark.parametrize("member, message", [
-    (["model.width=7"], "differ only in seed"), (["trainer.steps=0", "trainer.init_trials=3"], "init_trials"),
-    (["trainer.compile=true"], "compile"), (["trainer.precision=fp16"], "fp16"),
-    (["activation=custom", "activation.target=tests.test_grouped.Custom"], "elementwise")])
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (["model.width=7"], "differ only in seed"),
+        (["trainer.steps=0", "trainer.init_trials=3"], "init_trials"),
+        (["trainer.compile=true"], "compile"),
+        (["trainer.precision=fp16"], "fp16"),
+        (["activation=custom", "activation.target=tests.test_grouped.Custom"], "elementwise"),
+    ],
+)
 def test_run_group_refuses_what_cannot_be_grouped_before_loading_data(tiny, tmp_path, member, message):
     configs = [tiny("dataset.root=/nonexistent", *member), tiny("dataset.root=/nonexistent", "seed=4", *member)]
     if member == ["model.width=7"]:
@@ -222,8 +299,13 @@ def test_group_checkpoints_resume_one_by_one_or_in_another_group(tiny, tmp_path,
     """A group killed after its checkpoint: member a resumes as a single run, member b in a new group beside a
     fresh member c (b waits, its tensors untouched, until c reaches b's step 10); each then records what its
     uninterrupted single run records (float64)."""
-    common = [*STEPS[3:], "trainer.steps=30", "trainer.log_every=10", "trainer.eval_every=10",
-              "trainer.checkpoint_every=10"]
+    common = [
+        *STEPS[3:],
+        "trainer.steps=30",
+        "trainer.log_every=10",
+        "trainer.eval_every=10",
+        "trainer.checkpoint_every=10",
+    ]
     a, b, c = (tiny(*common, f"seed={s}", *lr) for s, lr in ((1, []), (2, ["trainer.lr=0.003"]), (3, [])))
     evaluate, calls = group.Group.evaluate, []
 
@@ -239,10 +321,13 @@ def test_group_checkpoints_resume_one_by_one_or_in_another_group(tiny, tmp_path,
     assert (tmp_path / "a" / "checkpoint.pt").exists() and (tmp_path / "b" / "checkpoint.pt").exists()
     monkeypatch.setattr(group.Group, "evaluate", evaluate)
     sizes, step = [], group.Group.step
-    monkeypatch.setattr(group.Group, "step",
-                        lambda self, *args: sizes.append(int(self.active.sum())) or step(self, *args))
-    resumed = [run(a, tmp_path / "a", dtype=torch.float64),
-               *run_group([b, c], [tmp_path / "b", tmp_path / "c"], [[], []], "g2", torch.float64)]
+    monkeypatch.setattr(
+        group.Group, "step", lambda self, *args: sizes.append(int(self.active.sum())) or step(self, *args)
+    )
+    resumed = [
+        run(a, tmp_path / "a", dtype=torch.float64),
+        *run_group([b, c], [tmp_path / "b", tmp_path / "c"], [[], []], "g2", torch.float64),
+    ]
     assert sizes == [1] * 20 + [1] * 10 + [2] * 20  # a from its step 10; then c alone until b's step 10, then both
     for config, summary in zip((a, b, c), resumed):
         twin = run(config, tmp_path / f"twin{config.seed}", dtype=torch.float64)
@@ -261,16 +346,25 @@ def metrics_made_a_folder(folder: Path) -> None:
     (folder / "metrics.csv").mkdir()
 
 
-@pytest.mark.parametrize("harm, error", [(delete_folder, "FileNotFoundError"),
-                                         (metrics_made_a_folder, "IsADirectoryError")])
+@pytest.mark.parametrize(
+    "harm, error", [(delete_folder, "FileNotFoundError"), (metrics_made_a_folder, "IsADirectoryError")]
+)
 def test_a_member_whose_folder_is_deleted_mid_group_fails_alone(tiny, tmp_path, monkeypatch, harm, error):
     """Deleting or damaging one member's folder while its group trains costs that member alone: the others finish
     with the records they would have had, and the member's folder keeps (or gets back) its failed record (resume
     reruns it). Through run_group_locked, as a sweep's group job runs it (locks, fault logs, .hydra files)."""
     from harness.sweep import run_group_locked
 
-    configs = [tiny("trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20",
-                    "trainer.checkpoint_every=10", f"seed={s}") for s in (1, 2, 3)]
+    configs = [
+        tiny(
+            "trainer.steps=40",
+            "trainer.log_every=10",
+            "trainer.eval_every=20",
+            "trainer.checkpoint_every=10",
+            f"seed={s}",
+        )
+        for s in (1, 2, 3)
+    ]
     dirs = [tmp_path / "sweep" / f"seed={s}" for s in (1, 2, 3)]
     real_save, harmed = group.save_checkpoint, []
 

@@ -1,6 +1,7 @@
 """Text the harness did not choose (an activation name, a job folder, an error) cannot drive a terminal or stall a
 report: every screen and every human-readable report output shows it through harness.text.clean; the CSV tables
 keep it whole. Runs are written here by hand (no training), so the report takes seconds."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,19 +24,28 @@ ESC, BEL = "\x1b", "\x07"
 CLIPBOARD = f"{ESC}]52;c;cm0gLXJmIH4={BEL}"  # OSC 52: writes the terminal's clipboard
 HOSTILE = f"evil{CLIPBOARD}{ESC}[2J{ESC}[31m\u202eright-to-left\x9b1m\x7f\x00tail"
 LONG = "x" * 100_000
-CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7f, 0xa0)]] + ["\u202e", "\u2066", "\u200f"]
+CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]] + ["\u202e", "\u2066", "\u200f"]
 
 
 def visible_controls(text: str) -> list[str]:
     return sorted({c for c in text if c in CONTROLS and c != "\n"})
 
 
-@pytest.mark.parametrize("raw, shown", [
-    (f"a{CLIPBOARD}b", "ab"), (f"a{ESC}]52;c;QUJD{ESC}\\b", "ab"), (f"{ESC}[1;31mred{ESC}[0m", "red"),
-    ("\x9b31mred", "red"), ("a\u202eb\u2066c\u2069", "abc"), ("tab\there\nnew\rline", "tab here new line"),
-    (f"bell{BEL}\x7fdel\x00nul\x85", "belldelnul"), (f"{ESC}7saved{ESC}8", "saved"), (f"cut{ESC}]52;c;AAAA", "cut"),
-    ("plain name, ünïcode ok", "plain name, ünïcode ok"),
-])
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        (f"a{CLIPBOARD}b", "ab"),
+        (f"a{ESC}]52;c;QUJD{ESC}\\b", "ab"),
+        (f"{ESC}[1;31mred{ESC}[0m", "red"),
+        ("\x9b31mred", "red"),
+        ("a\u202eb\u2066c\u2069", "abc"),
+        ("tab\there\nnew\rline", "tab here new line"),
+        (f"bell{BEL}\x7fdel\x00nul\x85", "belldelnul"),
+        (f"{ESC}7saved{ESC}8", "saved"),
+        (f"cut{ESC}]52;c;AAAA", "cut"),
+        ("plain name, ünïcode ok", "plain name, ünïcode ok"),
+    ],
+)
 def test_clean_strips_escape_sequences_and_control_characters(raw, shown):
     assert clean(raw) == shown
 
@@ -64,8 +74,15 @@ def test_the_status_and_end_of_sweep_tables_show_hostile_names_clean_and_cut(tmp
 
 
 def test_the_single_run_screen_shows_a_hostile_activation_clean(tmp_path):
-    summary = {"activation": HOSTILE + LONG, "model": "mlp", "dataset": "digits", "seed": 0, "status": "failed",
-               "error": f"Traceback\nRuntimeError: {HOSTILE}", "run_dir": str(tmp_path / f"run{ESC}[2J")}
+    summary = {
+        "activation": HOSTILE + LONG,
+        "model": "mlp",
+        "dataset": "digits",
+        "seed": 0,
+        "status": "failed",
+        "error": f"Traceback\nRuntimeError: {HOSTILE}",
+        "run_dir": str(tmp_path / f"run{ESC}[2J"),
+    }
     screen = format_summary(summary)
     assert visible_controls(screen) == [] and len(screen) < 1_000 and "RuntimeError: evilright-to-left" in screen
 
@@ -79,11 +96,26 @@ def fake_runs(folder: Path, names: dict[str, str]) -> Path:
             run_dir.mkdir(parents=True)
             write_metrics(run_dir, [(s, "val", "acc", None, 0.5 + 0.1 * seed + s / 1000, None) for s in (10, 20)])
             config = base | {"activation": {"name": name}, "seed": seed}
-            write_summary(run_dir, {
-                "schema_version": 1, "status": "ok", "activation": name, "model": "mlp", "dataset": "digits",
-                "seed": seed, "config_hash": f"{prefix}-{seed}", "config": config, "test_acc": 0.6 + 0.1 * seed,
-                "test_acc_at_best_val": 0.6 + 0.1 * seed, "best_val_acc": 0.6, "samples_per_s": 1000.0 + seed,
-                "n_params": 10, "device": "cpu", "num_threads": 1})
+            write_summary(
+                run_dir,
+                {
+                    "schema_version": 1,
+                    "status": "ok",
+                    "activation": name,
+                    "model": "mlp",
+                    "dataset": "digits",
+                    "seed": seed,
+                    "config_hash": f"{prefix}-{seed}",
+                    "config": config,
+                    "test_acc": 0.6 + 0.1 * seed,
+                    "test_acc_at_best_val": 0.6 + 0.1 * seed,
+                    "best_val_acc": 0.6,
+                    "samples_per_s": 1000.0 + seed,
+                    "n_params": 10,
+                    "device": "cpu",
+                    "num_threads": 1,
+                },
+            )
     return folder
 
 
@@ -91,8 +123,11 @@ def test_a_report_of_a_100k_hostile_name_is_clean_where_people_read_and_whole_in
     name = HOSTILE + LONG
     out = build_report([fake_runs(tmp_path / "runs", {"relu": "relu", "evil": name})], figures=False)
     shown = shown_label(name)
-    assert len(shown) <= NAME_LIMIT and shown.startswith("evilright-to-lefttailxxx") and shown != \
-        shown_label(HOSTILE + LONG[1:])  # cut names stay apart
+    assert (
+        len(shown) <= NAME_LIMIT
+        and shown.startswith("evilright-to-lefttailxxx")
+        and shown != shown_label(HOSTILE + LONG[1:])
+    )  # cut names stay apart
     for page in ("report.md", "report.html"):
         text = (out / page).read_text(encoding="utf-8")
         assert visible_controls(text) == [] and LONG[:1_000] not in text and shown in text, page

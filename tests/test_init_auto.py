@@ -1,4 +1,5 @@
 """model.init=auto: each activation draws its registry's recommended init, recorded as init_used."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The memory a job will have (a SLURM launcher's request, else the machine's), and a disk that fills during a run:
 the parts of the bad-input rules that need more than one command line to show (tests/test_bad_input.py has those)."""
+
 from __future__ import annotations
 
 import errno
@@ -12,13 +13,16 @@ from hydra_plugins.harness_sweeper import preconditions
 from tests.test_bad_input import CHEAP, run_here
 
 
-@pytest.mark.parametrize("launcher, expected", [
-    ({"mem_gb": 4}, 4 * 2**30),
-    ({"mem_per_cpu": "2G", "cpus_per_task": 3}, 6 * 2**30),
-    ({"mem_per_cpu": 1500, "cpus_per_task": 2}, 3000 * 2**20),  # SLURM's unit: MiB
-    ({"mem_per_gpu": "16G", "gpus_per_node": 2}, 32 * 2**30),
-    ({"mem_gb": None}, None),
-])
+@pytest.mark.parametrize(
+    "launcher, expected",
+    [
+        ({"mem_gb": 4}, 4 * 2**30),
+        ({"mem_per_cpu": "2G", "cpus_per_task": 3}, 6 * 2**30),
+        ({"mem_per_cpu": 1500, "cpus_per_task": 2}, 3000 * 2**20),  # SLURM's unit: MiB
+        ({"mem_per_gpu": "16G", "gpus_per_node": 2}, 32 * 2**30),
+        ({"mem_gb": None}, None),
+    ],
+)
 def test_the_memory_a_slurm_launcher_asks_for_each_job(launcher, expected):
     from omegaconf import OmegaConf
 

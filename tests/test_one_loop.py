@@ -1,6 +1,7 @@
 """The one loop at K = 1 against plain torch: the member's own nn modules trained by torch.optim in a loop written
 here, on the same batch order, agree with the harness's records within 1e-9 in float64 over 100 steps, for every
 family and option the grouped twin tests cover (tests/test_grouped.py CASES)."""
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,9 @@ def plain_torch(config) -> dict[tuple[int, str, str], float]:
     return records
 
 
-@pytest.mark.parametrize("case", [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (_, slow)
-                                  in CASES.items()])
+@pytest.mark.parametrize(
+    "case", [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (_, slow) in CASES.items()]
+)
 def test_a_single_run_equals_plain_torch_float64(tiny, tmp_path, case):
     config = tiny(*STEPS, *CASES[case][0], "seed=3", "trainer.weight_decay=0.01")
     summary = run(config, tmp_path / "run", dtype=torch.float64)
@@ -64,8 +66,11 @@ def test_a_single_run_equals_plain_torch_float64(tiny, tmp_path, case):
     harness = {(r.step, r.split, r.metric): r.value for r in rows.itertuples() if r.step > 0}
     reference = plain_torch(config)
     assert harness.keys() == reference.keys()
-    bad = {k: (harness[k], reference[k]) for k in reference if not math.isclose(harness[k], reference[k],
-                                                                                rel_tol=RTOL, abs_tol=1e-12)}
+    bad = {
+        k: (harness[k], reference[k])
+        for k in reference
+        if not math.isclose(harness[k], reference[k], rel_tol=RTOL, abs_tol=1e-12)
+    }
     assert not bad, bad
 
 
@@ -77,8 +82,13 @@ def metric_rows(summary: dict) -> pd.DataFrame:
 def test_a_captured_step_records_what_the_eager_step_records(tiny, tmp_path, device):
     """trainer.capture=true: on CUDA the unlogged steps replay a CUDA graph (within float32 rounding of eager);
     on the CPU the same path (static buffers, copies) runs eagerly and records the very same bits."""
-    common = ["trainer.steps=40", "trainer.log_every=20", "trainer.eval_every=20", f"trainer.device={device}",
-              "model.width=16"]
+    common = [
+        "trainer.steps=40",
+        "trainer.log_every=20",
+        "trainer.eval_every=20",
+        f"trainer.device={device}",
+        "model.width=16",
+    ]
     configs = [tiny(*common, f"seed={s}", f"trainer.capture={c}") for c in ("false", "true") for s in (1, 2)]
     eager = run_group(configs[:2], [tmp_path / "e1", tmp_path / "e2"], [[], []], "e")
     captured = run_group(configs[2:], [tmp_path / "c1", tmp_path / "c2"], [[], []], "c")
@@ -103,5 +113,8 @@ def test_capture_auto_is_for_cuda_with_boundaries_far_apart(tiny):
     near = tiny(f"trainer.log_every={far - 1}").trainer
     assert not wanted(near, cuda, capturable=True)
     assert wanted(tiny("trainer.capture=true").trainer, cpu, capturable=True)  # the CPU runs the path eagerly
-    assert not wanted(tiny("trainer.capture=false", f"trainer.log_every={far}",
-                           f"trainer.eval_every={far}").trainer, cuda, capturable=True)
+    assert not wanted(
+        tiny("trainer.capture=false", f"trainer.log_every={far}", f"trainer.eval_every={far}").trainer,
+        cuda,
+        capturable=True,
+    )

@@ -1,5 +1,6 @@
 """The one validated reader (harness/records.py): status, resume and the report read every summary.json and
 sweep.json through it; a record that is not what the harness writes is listed once as unreadable and left out."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,19 @@ from harness.results import load_runs, write_summary
 from harness.status import status_report
 from harness.sweep import failed_summary, finished_runs, job_state, progress
 
-GOOD = {"schema_version": 1, "status": "ok", "activation": "relu", "model": "mlp", "dataset": "digits", "seed": 0,
-        "config_hash": "abc", "config": {"model": {"width": 100}, "trainer": {"lr": 0.01}}, "test_acc": 0.9,
-        "started_at": "2026-12-01T10:00:00+00:00", "finished_at": "2026-12-01T10:01:00+00:00"}
+GOOD = {
+    "schema_version": 1,
+    "status": "ok",
+    "activation": "relu",
+    "model": "mlp",
+    "dataset": "digits",
+    "seed": 0,
+    "config_hash": "abc",
+    "config": {"model": {"width": 100}, "trainer": {"lr": 0.01}},
+    "test_acc": 0.9,
+    "started_at": "2026-12-01T10:00:00+00:00",
+    "finished_at": "2026-12-01T10:01:00+00:00",
+}
 # Each with what it breaks; every one was accepted (or crashed a reader) before the validated reader.
 JUNK = {
     "empty": "",
@@ -50,10 +61,19 @@ def job_folders(root: Path) -> Path:
 def test_each_kind_of_junk_is_unreadable_with_its_field_named(tmp_path):
     root = job_folders(tmp_path / "sweep")
     assert read_summary_file(root / "good" / "summary.json")["test_acc"] == 0.9
-    named = {"string_accuracy": "test_acc", "nan_accuracy": "test_acc", "accuracy_above_one": "test_acc",
-             "negative_time": "train_time_s", "string_width": "config.model.width", "other_schema": "schema_version",
-             "odd_status": "status", "unknown_key": "surprise", "no_config_hash": "the record: Value error, a finished",
-             "bool_seed": "seed", "a_list": "the record: Input should be an object"}
+    named = {
+        "string_accuracy": "test_acc",
+        "nan_accuracy": "test_acc",
+        "accuracy_above_one": "test_acc",
+        "negative_time": "train_time_s",
+        "string_width": "config.model.width",
+        "other_schema": "schema_version",
+        "odd_status": "status",
+        "unknown_key": "surprise",
+        "no_config_hash": "the record: Value error, a finished",
+        "bool_seed": "seed",
+        "a_list": "the record: Input should be an object",
+    }
     for name in JUNK:
         with pytest.raises(Unreadable) as caught:
             read_summary_file(root / name / "summary.json")
@@ -81,11 +101,20 @@ def test_status_lists_junk_as_pending_unreadable_rows_never_as_finished(tmp_path
     assert job_state(root / "string_accuracy")[0] == "corrupt"
 
 
-@pytest.mark.parametrize("text", ["", '{"command": "x", "jobs": [', '{"jobs": [1]}', '{"jobs": [{"dir": "../x"}]}',
-                                  '{"jobs": [{"dir": "/etc"}]}', '{"jobs": "all"}', "[]",
-                                  json.dumps({"jobs": [{"dir": "x" * 100_000}]})],
-                         ids=["empty", "truncated", "number_job", "outside", "absolute", "string_jobs", "a_list",
-                              "name_too_long"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        '{"command": "x", "jobs": [',
+        '{"jobs": [1]}',
+        '{"jobs": [{"dir": "../x"}]}',
+        '{"jobs": [{"dir": "/etc"}]}',
+        '{"jobs": "all"}',
+        "[]",
+        json.dumps({"jobs": [{"dir": "x" * 100_000}]}),
+    ],
+    ids=["empty", "truncated", "number_job", "outside", "absolute", "string_jobs", "a_list", "name_too_long"],
+)
 def test_an_unreadable_sweep_json_is_one_line_and_exit_2(tmp_path, capsys, text):
     (tmp_path / "sweep.json").write_text(text)
     assert status.main([str(tmp_path)]) == 2
@@ -113,7 +142,9 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
     run(tiny("dataset=digits", "trainer.steps=10"), tmp_path / "ok")  # digits: nothing to generate
     failed_summary(tiny("dataset=digits"), tmp_path / "failed", ["seed=0"], "Traceback\nRuntimeError: boom")
     assert [read_summary_file(tmp_path / name / "summary.json")["status"] for name in ("ok", "failed")] == [
-        "ok", "failed"]
+        "ok",
+        "failed",
+    ]
     golden = json.loads(golden_file().read_text())
     for name, kept in golden.items():
         Summary.model_validate_json(json.dumps(kept["summary"] | {"config_hash": name}))

@@ -1,5 +1,6 @@
 """Nothing lost, no way in, for the files themselves: damaged metrics and checkpoints are set aside and redone, and a
 crafted CIFAR-10 batch cannot run code."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,16 @@ from harness.train import run as train_run
 def finished_run(tmp_path_factory, data_root):
     from tests.conftest import compose_config
 
-    config = compose_config("trainer.steps=10", "trainer.eval_every=5", "trainer.log_every=5", "trainer.progress=false",
-                            f"dataset.root={data_root}", "dataset.train_size=300", "trainer.device=cpu",
-                            "trainer.threads=1")
+    config = compose_config(
+        "trainer.steps=10",
+        "trainer.eval_every=5",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        f"dataset.root={data_root}",
+        "dataset.train_size=300",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+    )
     run_dir = tmp_path_factory.mktemp("finished") / "run"
     assert train_run(config, run_dir)["status"] == "ok"
     return run_dir
@@ -48,8 +56,9 @@ def damage(run_dir: Path, how: str) -> None:
         path.unlink()
 
 
-@pytest.mark.parametrize("how", ["truncated", "random bytes, same size", "one value changed", "garbage row appended",
-                                 "deleted"])
+@pytest.mark.parametrize(
+    "how", ["truncated", "random bytes, same size", "one value changed", "garbage row appended", "deleted"]
+)
 def test_a_finished_run_with_a_damaged_metrics_csv_is_not_taken_as_finished(finished_run, tmp_path, how):
     import shutil
 
@@ -95,8 +104,16 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(tiny, tmp_pat
 
 
 def test_a_checkpoint_of_another_configuration_is_set_aside_too(tiny, tmp_path, caplog):
-    blob = {"model": {}, "optimizer": {}, "scaler": {}, "batches": {}, "rng": torch.get_rng_state(), "cuda_rng": [],
-            "state": {}, "config_hash": "not-this-one"}
+    blob = {
+        "model": {},
+        "optimizer": {},
+        "scaler": {},
+        "batches": {},
+        "rng": torch.get_rng_state(),
+        "cuda_rng": [],
+        "state": {},
+        "config_hash": "not-this-one",
+    }
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_checkpoint_file(run_dir / CHECKPOINT, blob)  # whole, its checksum right: only its configuration is wrong
@@ -115,8 +132,12 @@ def write_cifar(root: Path, n: int = 4, protocol: int = 2) -> Path:
     folder.mkdir(parents=True)
     rng = np.random.RandomState(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"batch_label": f"{name} of 5", "labels": list(rng.randint(0, 10, n)),
-                 "data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), "filenames": [b"x.png"] * n}
+        batch = {
+            "batch_label": f"{name} of 5",
+            "labels": list(rng.randint(0, 10, n)),
+            "data": rng.randint(0, 256, (n, 3072)).astype(np.uint8),
+            "filenames": [b"x.png"] * n,
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
     return folder
 

@@ -1,5 +1,6 @@
 """Locks that expire: a lock whose pid now names another process (a reused pid) is stale, a lock file that cannot be
 read (0 bytes, left by a full disk) is stale rather than blocking, and making a lock never leaves an empty one."""
+
 from __future__ import annotations
 
 import errno
@@ -52,15 +53,20 @@ def test_a_process_start_time_is_read_after_the_last_parenthesis(unrelated):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_a_lock_whose_pid_names_another_process_is_stale_and_a_resume_runs_the_job(capsys, tmp_path, unrelated,
-                                                                                   monkeypatch):
+def test_a_lock_whose_pid_names_another_process_is_stale_and_a_resume_runs_the_job(
+    capsys, tmp_path, unrelated, monkeypatch
+):
     out = tmp_path / "sweep"
     assert sweep_here(capsys, "seed=0,1", *TINY, f"hydra.sweep.dir={out}")[0] == 0
     job = folder(out, 1)
     (job / "summary.json").unlink()
     # Its holder died hours ago and the pid went to an unrelated process, which started later than the holder did.
-    holder = {"host": socket.gethostname(), "pid": unrelated.pid, "start": process_start(unrelated.pid) - 100,
-              "token": "t"}
+    holder = {
+        "host": socket.gethostname(),
+        "pid": unrelated.pid,
+        "start": process_start(unrelated.pid) - 100,
+        "token": "t",
+    }
     write_lock(job, holder, age_s=THREE_HOURS)
     assert lock_state(job) == "stale"
     write_lock(job, {**holder, "start": process_start(unrelated.pid)}, age_s=THREE_HOURS)

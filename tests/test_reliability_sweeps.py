@@ -1,5 +1,6 @@
 """Nothing lost: a job that exits or dies, two writers of one folder, a sweep aimed at another's folder, a job folder
 that tries to leave its sweep. Sweeps run in process (the basic launcher) unless marked slow."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,16 @@ from harness.results import read_summary
 from tests.conftest import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["dataset=digits", "dataset.train_size=300", "trainer.steps=5", "trainer.eval_every=5", "trainer.log_every=5",
-        "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
+TINY = [
+    "dataset=digits",
+    "dataset.train_size=300",
+    "trainer.steps=5",
+    "trainer.eval_every=5",
+    "trainer.log_every=5",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+]
 
 
 class Quits(torch.nn.Module):
@@ -82,8 +91,11 @@ def states(sweep_dir: Path) -> dict[str, str]:
 
 
 def results(sweep_dir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(sweep_dir)): p.read_bytes() for p in sorted(sweep_dir.glob("*/*"))
-            if p.name in ("summary.json", "metrics.csv")}
+    return {
+        str(p.relative_to(sweep_dir)): p.read_bytes()
+        for p in sorted(sweep_dir.glob("*/*"))
+        if p.name in ("summary.json", "metrics.csv")
+    }
 
 
 def folder(sweep_dir: Path, seed: int) -> Path:
@@ -95,9 +107,13 @@ def folder(sweep_dir: Path, seed: int) -> Path:
 
 def test_a_job_that_calls_sys_exit_is_a_failed_job_and_the_sweep_goes_on(capsys, tmp_path):
     out = tmp_path / "sweep"
-    code, text = sweep_here(capsys, "activation=custom",
-                            "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Quits,torch.nn.Tanh",
-                            *TINY, f"hydra.sweep.dir={out}")
+    code, text = sweep_here(
+        capsys,
+        "activation=custom",
+        "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Quits,torch.nn.Tanh",
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert code == 1, text[-2000:]
     got = states(out)
     assert sorted(got.values()) == ["failed", "ok", "ok"]
@@ -108,9 +124,13 @@ def test_a_job_that_calls_sys_exit_is_a_failed_job_and_the_sweep_goes_on(capsys,
 
 def test_a_job_that_raises_keyboard_interrupt_is_a_failed_job_and_the_sweep_goes_on(capsys, tmp_path):
     out = tmp_path / "sweep"
-    code, text = sweep_here(capsys, "activation=custom",
-                            "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh",
-                            *TINY, f"hydra.sweep.dir={out}")
+    code, text = sweep_here(
+        capsys,
+        "activation=custom",
+        "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh",
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert code == 1, text[-2000:]
     assert sorted(states(out).values()) == ["failed", "ok", "ok"]
     interrupts = next(p for p in out.iterdir() if "Interrupts" in p.name)
@@ -120,9 +140,13 @@ def test_a_job_that_raises_keyboard_interrupt_is_a_failed_job_and_the_sweep_goes
 
 def test_a_ctrl_c_sent_to_the_sweep_during_a_job_stops_the_sweep_with_the_table_so_far(capsys, tmp_path):
     out = tmp_path / "sweep"
-    code, text = sweep_here(capsys, "activation=custom",
-                            "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.PressesCtrlC,torch.nn.Tanh",
-                            *TINY, f"hydra.sweep.dir={out}")
+    code, text = sweep_here(
+        capsys,
+        "activation=custom",
+        "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.PressesCtrlC,torch.nn.Tanh",
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert code == 130, text[-2000:]
     assert "sweep stopped early (interrupted)" in text and "1 ok, 2 unfinished of 3 jobs" in text
     pressed = next(p for p in out.iterdir() if "PressesCtrlC" in p.name)
@@ -149,8 +173,9 @@ def test_a_job_whose_process_died_is_recorded_failed_on_resume_and_the_others_ru
 
 def run_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, **kwargs
+    )
 
 
 @pytest.mark.slow
@@ -158,8 +183,15 @@ def run_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_a_job_that_aborts_fails_alone_under_joblib_and_is_resumed_past_under_basic(tmp_path):
     targets = "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Aborts,torch.nn.Tanh,torch.nn.GELU"
     out = tmp_path / "joblib"
-    result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=custom", targets, *TINY,
-                    f"hydra.sweep.dir={out}")
+    result = run_py(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "activation=custom",
+        targets,
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert sorted(states(out).values()) == ["failed", "ok", "ok", "ok"]
     assert "3 ok, 1 failed of 4 jobs" in result.stdout
@@ -174,15 +206,27 @@ def test_a_job_that_aborts_fails_alone_under_joblib_and_is_resumed_past_under_ba
 @pytest.mark.slow
 def test_in_subprocesses_a_jobs_keyboard_interrupt_fails_it_and_a_ctrl_c_stops_the_sweep(tmp_path):
     out = tmp_path / "own"
-    result = run_py("-m", "activation=custom",
-                    "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh", *TINY,
-                    f"hydra.sweep.dir={out}")
+    result = run_py(
+        "-m",
+        "activation=custom",
+        "activation.target=torch.nn.ReLU,tests.test_reliability_sweeps.Interrupts,torch.nn.Tanh",
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 ok, 1 failed of 3 jobs" in result.stdout
 
     out = tmp_path / "ctrl_c"
-    args = ["-m", "seed=0,1", *TINY, "trainer.steps=100000", "trainer.log_every=50", "trainer.eval_every=100000",
-            "trainer.checkpoint_every=50", f"hydra.sweep.dir={out}"]
+    args = [
+        "-m",
+        "seed=0,1",
+        *TINY,
+        "trainer.steps=100000",
+        "trainer.log_every=50",
+        "trainer.eval_every=100000",
+        "trainer.checkpoint_every=50",
+        f"hydra.sweep.dir={out}",
+    ]
     with open(tmp_path / "ctrl_c.out", "w") as log:
         proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: list(out.glob("*/checkpoint.pt")), 240, "the first job training")
@@ -269,8 +313,18 @@ def wait_for(condition, seconds: float, what: str) -> None:
 @pytest.mark.extra("launchers")
 def test_killing_a_joblib_sweep_ends_its_workers_and_a_resume_finishes_every_job_once(tmp_path):
     out = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY, "trainer.steps=1500",
-            "trainer.checkpoint_every=50", "trainer.log_every=50", "trainer.eval_every=1000", f"hydra.sweep.dir={out}"]
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1,2,3",
+        *TINY,
+        "trainer.steps=1500",
+        "trainer.checkpoint_every=50",
+        "trainer.log_every=50",
+        "trainer.eval_every=1000",
+        f"hydra.sweep.dir={out}",
+    ]
     with open(tmp_path / "first.out", "w") as log:
         proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: len(list(out.glob(f"*/{LOCK}"))) == 2, 240, "two jobs running")
@@ -280,8 +334,16 @@ def test_killing_a_joblib_sweep_ends_its_workers_and_a_resume_finishes_every_job
     wait_for(lambda: not any(joblock.pid_alive(pid) for pid in holders), 30, "workers outlived their sweep")
     assert not list(out.glob(f"*/{LOCK}"))
     finished = results(out)
-    first, second = (subprocess.Popen([sys.executable, "run.py", *args, "resume=true"], cwd=ROOT,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2))
+    first, second = (
+        subprocess.Popen(
+            [sys.executable, "run.py", *args, "resume=true"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    )
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert all("Error" not in o for o in outputs), outputs
     assert list(states(out).values()) == ["ok"] * 4
@@ -301,7 +363,10 @@ def test_a_sweep_aimed_at_another_sweeps_folder_is_refused_and_a_resume_extends_
     code, text = sweep_here(capsys, "activation=gelu", *TINY, "resume=true", f"hydra.sweep.dir={out}")
     assert code == 0
     assert [job["dir"].split(",")[0] for job in json.loads((out / "sweep.json").read_text())["jobs"]] == [
-        "activation=relu", "activation=tanh", "activation=gelu"]
+        "activation=relu",
+        "activation=tanh",
+        "activation=gelu",
+    ]
     assert status.main([str(out)]) == 0 and "3/3 jobs finished" in capsys.readouterr().out
 
 
@@ -310,8 +375,14 @@ def test_a_sweep_aimed_at_another_sweeps_folder_is_refused_and_a_resume_extends_
 
 def test_a_job_folder_that_would_leave_its_sweep_is_refused(capsys, tmp_path):
     out = tmp_path / "a" / "b" / "sweep"
-    code, text = sweep_here(capsys, "activation=custom", "activation.target=torch.nn.Identity",
-                            "+activation.tag='x/../../../ESCAPED'", *TINY, f"hydra.sweep.dir={out}")
+    code, text = sweep_here(
+        capsys,
+        "activation=custom",
+        "activation.target=torch.nn.Identity",
+        "+activation.tag='x/../../../ESCAPED'",
+        *TINY,
+        f"hydra.sweep.dir={out}",
+    )
     assert code == 2 and "would lie outside the sweep folder" in text and len(text.strip().splitlines()) == 1
     assert not list(tmp_path.rglob("*ESCAPED*")) and not out.exists()
 
@@ -358,8 +429,12 @@ def test_submitits_requeue_exit_is_not_a_failed_job_but_a_jobs_own_exit_is(tiny,
 
     # submitit's signal handler ends a requeued job with sys.exit(-1) from submitit/core/job_environment.py
     handler = {}
-    exec(compile("import sys\ndef _exit():\n    sys.exit(-1)\n", "/site-packages/submitit/core/job_environment.py",
-                 "exec"), handler)
+    exec(
+        compile(
+            "import sys\ndef _exit():\n    sys.exit(-1)\n", "/site-packages/submitit/core/job_environment.py", "exec"
+        ),
+        handler,
+    )
 
     def requeued(*args):
         handler["_exit"]()
@@ -395,8 +470,19 @@ def test_a_ctrl_c_during_a_single_run_is_one_line_and_exit_130(capsys, tmp_path,
 
     monkeypatch.setattr(*(preflight, "check_command") if where == "preflight" else (train, "train"), interrupted)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["run.py", "--config-path", CONF_DIR, "dataset=digits", "trainer.steps=5",
-                                      "trainer.progress=false", "trainer.device=cpu"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "run.py",
+            "--config-path",
+            CONF_DIR,
+            "dataset=digits",
+            "trainer.steps=5",
+            "trainer.progress=false",
+            "trainer.device=cpu",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         run.cli()
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Reports from tiny runs made here: every table number against pandas/scipy computed independently."""
+
 from __future__ import annotations
 
 import itertools
@@ -27,8 +28,16 @@ SEEDS = [0, 1, 2]
 
 def tiny(data_root: str, *overrides: str):
     # threads=1: two torch threads on a busy 2-core machine spin-wait and run ~20x slower
-    base = ["trainer.steps=20", "trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=false",
-            f"dataset.root={data_root}", "dataset.train_size=300", "trainer.device=cpu", "trainer.threads=1"]
+    base = [
+        "trainer.steps=20",
+        "trainer.eval_every=10",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        f"dataset.root={data_root}",
+        "dataset.train_size=300",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+    ]
     return compose_config(*base, *overrides)
 
 
@@ -62,10 +71,22 @@ def truth(sweeps) -> pd.DataFrame:
     rows = []
     for path in sorted(p for s in sweeps for p in s.glob("*/summary.json")):
         s = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({"task": f"{s['dataset']} / {s['model']}", "act": s["activation"], "seed": s["seed"],
-                     "lr": s["config"]["trainer"]["lr"], "status": s["status"], "acc": s["test_acc_at_best_val"],
-                     "final_acc": s["test_acc"], "val": s["best_val_acc"], "loss": s["train_loss"],
-                     "speed": s["samples_per_s"], "dead": s["dead_fraction"], "sat": s["saturated_fraction"]})
+        rows.append(
+            {
+                "task": f"{s['dataset']} / {s['model']}",
+                "act": s["activation"],
+                "seed": s["seed"],
+                "lr": s["config"]["trainer"]["lr"],
+                "status": s["status"],
+                "acc": s["test_acc_at_best_val"],
+                "final_acc": s["test_acc"],
+                "val": s["best_val_acc"],
+                "loss": s["train_loss"],
+                "speed": s["samples_per_s"],
+                "dead": s["dead_fraction"],
+                "sat": s["saturated_fraction"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -77,8 +98,10 @@ def t_ci(x) -> tuple[float, float]:
 def sign_flip_bruteforce(d) -> float:
     """Two-sided exact sign-flip p by counting, loop by loop."""
     observed = abs(sum(d))
-    hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= observed - 1e-12
-               for signs in itertools.product([1, -1], repeat=len(d)))
+    hits = sum(
+        abs(sum(s * x for s, x in zip(signs, d))) >= observed - 1e-12
+        for signs in itertools.product([1, -1], repeat=len(d))
+    )
     return hits / 2 ** len(d)
 
 
@@ -138,9 +161,18 @@ def expected_comparisons(runs: pd.DataFrame) -> pd.DataFrame:
         for act in sorted(set(acc.columns) - {"relu"}):
             pair = acc[[act, "relu"]].dropna()
             d = (pair[act] - pair["relu"]).to_numpy()
-            family.append({"task": task, "act": act, "pairs": len(d), "diff_mean": d.mean(),
-                           "ci": t_ci(d), "p_t": sps.ttest_rel(pair[act], pair["relu"]).pvalue,
-                           "p_perm": sign_flip_bruteforce(list(d)), "dz": d.mean() / d.std(ddof=1)})
+            family.append(
+                {
+                    "task": task,
+                    "act": act,
+                    "pairs": len(d),
+                    "diff_mean": d.mean(),
+                    "ci": t_ci(d),
+                    "p_t": sps.ttest_rel(pair[act], pair["relu"]).pvalue,
+                    "p_perm": sign_flip_bruteforce(list(d)),
+                    "dz": d.mean() / d.std(ddof=1),
+                }
+            )
         for key in ["p_t", "p_perm"]:
             for r, adjusted in zip(family, holm_reference([r[key] for r in family])):
                 r[f"{key}_holm"] = adjusted
@@ -211,8 +243,16 @@ def test_report_files_and_summary_text(report):
 
 
 def test_small_sample_notes_and_divergence_in_summarise():
-    runs = pd.DataFrame({"task": "t", "act": "a", "lr": 0.1, "seed": [0, 1, 2], "status": ["ok", "ok", "diverged"],
-                         "test_acc_at_best_val": [0.5, 0.7, 0.1]})
+    runs = pd.DataFrame(
+        {
+            "task": "t",
+            "act": "a",
+            "lr": 0.1,
+            "seed": [0, 1, 2],
+            "status": ["ok", "ok", "diverged"],
+            "test_acc_at_best_val": [0.5, 0.7, 0.1],
+        }
+    )
     row = rs.summarise(runs).iloc[0]
     assert row["diverged"] == 1 and row["divergence_rate"] == pytest.approx(1 / 3)
     assert row["acc_mean"] == pytest.approx(0.6)  # the diverged run's accuracy is left out
@@ -325,8 +365,10 @@ def open_page(driver, page: Path) -> tuple[list, list]:
 @pytest.mark.extra("browser")
 def test_the_browser_check_can_fail(browser, tmp_path):
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
-                    '<img src="missing.png"><script>console.error("boom")</script></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+        '<img src="missing.png"><script>console.error("boom")</script></body></html>'
+    )
     images, errors = open_page(browser, page)
     assert images == [[True, 0]] and len(errors) >= 1
 
@@ -343,8 +385,16 @@ def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_
     assert EVIL not in html and "&lt;img src=x" in html  # escaped, in the skipped-runs table
     figures = sorted((out / "figures").glob("*.png"))
     names = {p.stem for p in figures}
-    assert {"learning_curves", "speed", "accuracy_vs_speed", "gallery", "spirals-mlp_units",
-            "spirals-mlp_activations", "spirals-mlp_gradients", "spirals-mlp_gradient_heatmap"} <= names
+    assert {
+        "learning_curves",
+        "speed",
+        "accuracy_vs_speed",
+        "gallery",
+        "spirals-mlp_units",
+        "spirals-mlp_activations",
+        "spirals-mlp_gradients",
+        "spirals-mlp_gradient_heatmap",
+    } <= names
     md = (out / "report.md").read_text(encoding="utf-8")
     assert all(f"](figures/{p.name})" in md for p in figures)  # every figure is linked from the Markdown
 
@@ -373,7 +423,8 @@ def test_every_figure_gives_an_activation_the_same_colour(sweeps, monkeypatch):
     for figure in captured:
         handles, labels = figure.legends[0].legend_handles, [t.get_text() for t in figure.legends[0].get_texts()]
         assert {label: to_rgb(h.get_color()) for h, label in zip(handles, labels)} == {
-            act: to_rgb(c) for act, c in colours.items()}
+            act: to_rgb(c) for act, c in colours.items()
+        }
         plt.close(figure)
 
 
@@ -381,7 +432,15 @@ def test_width_is_the_width_trained_when_matched():
     """A gated run with model.match_params=true trains a narrower width than config.model.width: show that one."""
     from harness.report.load import label
 
-    runs = pd.DataFrame({"config.model.width": [100, 100], "width_used": [67, None], "config.trainer.lr": [0.01] * 2,
-                         "seed": [0, 1], "dataset": ["digits"] * 2, "model": ["mlp"] * 2,
-                         "activation": ["swiglu", "relu"]})
+    runs = pd.DataFrame(
+        {
+            "config.model.width": [100, 100],
+            "width_used": [67, None],
+            "config.trainer.lr": [0.01] * 2,
+            "seed": [0, 1],
+            "dataset": ["digits"] * 2,
+            "model": ["mlp"] * 2,
+            "activation": ["swiglu", "relu"],
+        }
+    )
     assert label(runs)["width"].tolist() == [67, 100]

@@ -1,6 +1,7 @@
 """The HTML report in headless Chromium: tables fit at 1,400 and 900 px, the plotly figures hover and toggle, and
 the page makes no network request (read from Chromium's network log). A fast twin checks the same page's
 structure without a browser."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,9 @@ def requests(driver, url: str) -> list[str]:
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         # Chromium's own pages (the new-tab page it opens with) log requests too: those are not the report's.
-        if message["method"] == "Network.requestWillBeSent" and not message["params"].get(
-                "documentURL", "").startswith(("chrome:", "chrome-")):
+        if message["method"] == "Network.requestWillBeSent" and not message["params"].get("documentURL", "").startswith(
+            ("chrome:", "chrome-")
+        ):
             found.append(message["params"]["request"]["url"])
     return found
 
@@ -82,8 +84,10 @@ def external(urls: list[str]) -> list[str]:
 @pytest.mark.extra("browser")
 def test_the_network_check_can_fail(browser, tmp_path):
     page = tmp_path / "fetches.html"
-    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
-                    '<img src="http://127.0.0.1:9/x.png"></body></html>')
+    page.write_text(
+        '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+        '<img src="http://127.0.0.1:9/x.png"></body></html>'
+    )
     assert external(requests(browser, page.as_uri())) == ["http://127.0.0.1:9/x.png"]
 
 
@@ -133,7 +137,8 @@ def test_figures_hover_and_legends_toggle(browser, page):
     plots = browser.execute_script("return document.querySelectorAll('.js-plotly-plot').length")
     assert plots == QUESTIONS
     templates = browser.execute_script(
-        "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.data.map(t => t.hovertemplate))")
+        "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.data.map(t => t.hovertemplate))"
+    )
     assert all(all("seed" in t and "relu" in " ".join(ts) for t in ts) for ts in templates)
     curves = "document.querySelectorAll('.js-plotly-plot')[1]"  # validation accuracy, one line per seed
     browser.execute_script(f"Plotly.Fx.hover({curves}, [{{curveNumber: 0, pointNumber: 2}}])")

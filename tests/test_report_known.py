@@ -1,6 +1,7 @@
 """The report's first screen from run folders with known numbers: every headline number checked against the
 value the folders were written with (born-dead vs lost units, a seed with a known drawdown, known gradient norms,
 known speeds), both for runs that carry the new summary keys and for older runs that only have metrics.csv."""
+
 from __future__ import annotations
 
 import copy
@@ -45,9 +46,13 @@ def run_rows(act: str, seed: int, val: list[float]) -> list[tuple]:
     rows.append((0, "probe", "grad_norm", "head", 0.1 * HEAD_OVER_FIRST[act][seed], None))
     for i, v in enumerate(val):
         step = 10 * (i + 1)
-        rows += [(step, "train", "loss", None, 1.0 / step, None), (step, "train", "grad_norm", "hidden.0", 0.2, None),
-                 (step, "train", "grad_norm", "head", 0.4, None), (step, "val", "acc", None, v, None),
-                 (step, "test", "acc", None, (CORRECT[act][seed] - 3 + i) / N_TEST, None)]
+        rows += [
+            (step, "train", "loss", None, 1.0 / step, None),
+            (step, "train", "grad_norm", "hidden.0", 0.2, None),
+            (step, "train", "grad_norm", "head", 0.4, None),
+            (step, "val", "acc", None, v, None),
+            (step, "test", "acc", None, (CORRECT[act][seed] - 3 + i) / N_TEST, None),
+        ]
     return rows
 
 
@@ -58,19 +63,42 @@ def summary_of(base: dict, act: str, seed: int, init: str, val: list[float], new
     acc = CORRECT[act][seed] / N_TEST
     chosen = init == "kaiming"  # every activation does best on validation with kaiming: the headline picks it
     end = {layer: DEAD_INIT[act].get(layer, 0.0) + LOST[act].get(layer, 0.0) for layer in LAYERS}
-    s = {"schema_version": 1, "status": "ok", "activation": act, "model": "mlp", "dataset": "digits", "seed": seed,
-         "config_hash": f"{act}-{seed}-{init}", "config": config, "test_acc_at_best_val": acc if chosen else 0.5,
-         "test_acc": acc, "best_val_acc": max(val) if chosen else 0.6, "train_loss": 0.01, "test_loss": 0.3,
-         "samples_per_s": SPEED[act][seed], "dead_fraction": sum(end.values()) / 2, "saturated_fraction": 0.0,
-         "dead_fraction_by_layer": end, "n_params": 250,
-         "grad_norm_init_by_layer": {"hidden.0": 0.1, "hidden.1": 0.1, "head": 0.1 * HEAD_OVER_FIRST[act][seed]},
-         "grad_norm_by_layer": {"hidden.0": 0.2, "hidden.1": 0.2, "head": 0.4}, "device": "cpu", "num_threads": 1}
+    s = {
+        "schema_version": 1,
+        "status": "ok",
+        "activation": act,
+        "model": "mlp",
+        "dataset": "digits",
+        "seed": seed,
+        "config_hash": f"{act}-{seed}-{init}",
+        "config": config,
+        "test_acc_at_best_val": acc if chosen else 0.5,
+        "test_acc": acc,
+        "best_val_acc": max(val) if chosen else 0.6,
+        "train_loss": 0.01,
+        "test_loss": 0.3,
+        "samples_per_s": SPEED[act][seed],
+        "dead_fraction": sum(end.values()) / 2,
+        "saturated_fraction": 0.0,
+        "dead_fraction_by_layer": end,
+        "n_params": 250,
+        "grad_norm_init_by_layer": {"hidden.0": 0.1, "hidden.1": 0.1, "head": 0.1 * HEAD_OVER_FIRST[act][seed]},
+        "grad_norm_by_layer": {"hidden.0": 0.2, "hidden.1": 0.2, "head": 0.4},
+        "device": "cpu",
+        "num_threads": 1,
+    }
     if new_keys:  # what the trainer writes from now on (the same numbers, from its own per-unit masks)
-        s.update(dead_fraction_init_by_layer={layer: DEAD_INIT[act].get(layer, 0.0) for layer in LAYERS},
-                 lost_fraction_by_layer={layer: LOST[act].get(layer, 0.0) for layer in LAYERS},
-                 grad_flow_ratio_init=HEAD_OVER_FIRST[act][seed], grad_flow_ratio=2.0,
-                 val_drawdown_max=float(np.max(np.maximum.accumulate(val) - val)), speed_clock="thread_cpu",
-                 clock_samples_per_s=SPEED[act][seed], train_cpu_time_s=1.0, init_used=init)
+        s.update(
+            dead_fraction_init_by_layer={layer: DEAD_INIT[act].get(layer, 0.0) for layer in LAYERS},
+            lost_fraction_by_layer={layer: LOST[act].get(layer, 0.0) for layer in LAYERS},
+            grad_flow_ratio_init=HEAD_OVER_FIRST[act][seed],
+            grad_flow_ratio=2.0,
+            val_drawdown_max=float(np.max(np.maximum.accumulate(val) - val)),
+            speed_clock="thread_cpu",
+            clock_samples_per_s=SPEED[act][seed],
+            train_cpu_time_s=1.0,
+            init_used=init,
+        )
     return s
 
 
@@ -113,8 +141,10 @@ def test_test_set_size_and_chosen_setting(known):
     assert "Test set: 40 samples; one sample is worth 2.5 points of accuracy." in screen
     assert "each activation at its setting with the best mean validation accuracy" in screen
     used = " (init used: kaiming)" if new_keys else ""  # what model.init=auto chose, when the run recorded it
-    assert all(f"{act}: init=kaiming, lr=0.01{used};" in screen or f"{act}: init=kaiming, lr=0.01{used}." in screen
-               for act in ACTS)
+    assert all(
+        f"{act}: init=kaiming, lr=0.01{used};" in screen or f"{act}: init=kaiming, lr=0.01{used}." in screen
+        for act in ACTS
+    )
     friedman = pd.read_json(report / "friedman.json", typ="series")
     assert friedman["tasks"] == 1  # two inits are settings of one task, never two tasks
 
@@ -129,8 +159,9 @@ def test_accuracy_and_bonferroni_interval_beside_holm(known):
     cmp = pd.read_csv(known[0] / "comparison.csv").query("setting == 'at best val setting'")
     base = np.array(CORRECT["relu"]) / N_TEST
     p = {act: sps.ttest_rel(np.array(CORRECT[act]) / N_TEST, base).pvalue for act in ["gelu", "leaky_relu"]}
-    holm = dict(zip(sorted(p, key=p.get), [min(1, 2 * min(p.values())), min(1, max(2 * min(p.values()),
-                                                                                  max(p.values())))]))
+    holm = dict(
+        zip(sorted(p, key=p.get), [min(1, 2 * min(p.values())), min(1, max(2 * min(p.values()), max(p.values())))])
+    )
     for act in ["gelu", "leaky_relu"]:
         d = np.array(CORRECT[act]) / N_TEST - base
         row = cmp[cmp["act"] == act].iloc[0]
@@ -156,8 +187,10 @@ def test_dead_at_init_is_not_lost_in_training(known):
     report, new_keys = known
     text = answer(first_screen(report), "Dead units")
     if new_keys:
-        assert ("relu 25% dead at init, 19% lost in training (most dead at init: hidden.1 50%) "
-                "(most lost: hidden.0 25%), 44% dead at the end") in text
+        assert (
+            "relu 25% dead at init, 19% lost in training (most dead at init: hidden.1 50%) "
+            "(most lost: hidden.0 25%), 44% dead at the end"
+        ) in text
     else:  # older runs: dead at init from metrics.csv's step-0 probe; lost cannot be known, and is not faked
         assert "relu 25% dead at init (most dead at init: hidden.1 50%), 44% dead at the end" in text
         assert "Lost in training (alive at init, dead at the end, per unit): n/a" in text
@@ -196,8 +229,17 @@ def test_results_table_carries_the_five_answers(known):
     md = (known[0] / "report.md").read_text(encoding="utf-8")
     table = md.split("## Results per task")[1].split("###")[0]
     header = next(line for line in table.splitlines() if line.startswith("| task"))
-    for column in ["test acc [95% CI]", "drawdown mean (worst)", "dead at init", "lost in training",
-                   "grad ratio init", "grad ratio training", "samples/s (mean ± sd)", "n_params", "width"]:
+    for column in [
+        "test acc [95% CI]",
+        "drawdown mean (worst)",
+        "dead at init",
+        "lost in training",
+        "grad ratio init",
+        "grad ratio training",
+        "samples/s (mean ± sd)",
+        "n_params",
+        "width",
+    ]:
         assert f"| {column} |" in header
     relu = next(line for line in table.splitlines() if line.startswith("| digits / mlp | relu |"))
     assert "| 4.2 (12.5) | 25% |" in relu and "| 3× | 2× |" in relu and "| 250 | 8 |" in relu

@@ -3,6 +3,7 @@
 Needs a cluster that answers sinfo and sacct: `sudo scripts/slurm_local.sh start` makes a single-node one, and
 scripts/ci_slurm.sh starts it, runs `pytest -m slurm` and stops it. The default pytest run leaves these out.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,10 @@ def cluster_answers() -> bool:
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    require(cluster_answers(), "needs a SLURM cluster that answers sinfo and sacct: "
-                               "sudo scripts/slurm_local.sh start makes one")
+    require(
+        cluster_answers(),
+        "needs a SLURM cluster that answers sinfo and sacct: sudo scripts/slurm_local.sh start makes one",
+    )
 
 
 pytestmark = [pytest.mark.slurm, pytest.mark.extra("launchers")]
@@ -59,15 +62,35 @@ class SlowReLU(torch.nn.Module):
 # With SLOW_RELU_S=0.004 a job trains for about 8 s, checkpointing every 100 of its 1000 steps: long enough to
 # be requeued, signalled or cancelled mid-way, since SLURM's KillWait lets it run 5 s on after the SIGTERM that
 # submitit ignores. One torch thread on both sides: the preset's cpus_per_task would otherwise set it.
-JOB = ["activation=custom", "activation.target=tests.test_slurm.SlowReLU", "dataset=digits",
-       "dataset.train_size=300", "trainer.steps=1000", "trainer.log_every=50", "trainer.eval_every=250",
-       "trainer.checkpoint_every=100", "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
+JOB = [
+    "activation=custom",
+    "activation.target=tests.test_slurm.SlowReLU",
+    "dataset=digits",
+    "dataset.train_size=300",
+    "trainer.steps=1000",
+    "trainer.log_every=50",
+    "trainer.eval_every=250",
+    "trainer.checkpoint_every=100",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+]
 SLOW = {"SLOW_RELU_S": "0.004"}
 SLURM = "hydra/launcher=slurm_cpu"
 # summary.json keys that differ between two runs of one configuration: clocks, speed, where it ran (run_dir is
 # checked on its own: each sweep has its folder)
-VARYING = {"started_at", "finished_at", "train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s",
-           "clock_samples_per_s", "pid", "hostname", "run_dir"}
+VARYING = {
+    "started_at",
+    "finished_at",
+    "train_time_s",
+    "loop_time_s",
+    "samples_per_s",
+    "train_cpu_time_s",
+    "clock_samples_per_s",
+    "pid",
+    "hostname",
+    "run_dir",
+}
 
 
 @contextlib.contextmanager
@@ -76,8 +99,14 @@ def running(out: Path, *args: str, env: dict | None = None) -> Iterator[subproce
     fails leaves neither the sweep nor its SLURM jobs behind to hold the node for the next tests."""
     env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env or {})}
     with open(f"{out}.log", "w") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "run.py", "-m", *args, f"hydra.sweep.dir={out}"], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "run.py", "-m", *args, f"hydra.sweep.dir={out}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         yield proc
     finally:
@@ -107,8 +136,10 @@ def wait_until(condition, what: str, timeout: float = 120) -> None:
 
 
 def job_dir(out: Path, seed: int) -> Path:
-    return out / ("activation.target=tests.test_slurm.SlowReLU,activation=custom,dataset.train_size=300,"
-                  f"dataset=digits,seed={seed},trainer.eval_every=250,trainer.steps=1000")
+    return out / (
+        "activation.target=tests.test_slurm.SlowReLU,activation=custom,dataset.train_size=300,"
+        f"dataset=digits,seed={seed},trainer.eval_every=250,trainer.steps=1000"
+    )
 
 
 def checkpointed(out: Path, seed: int):
@@ -124,9 +155,11 @@ def slurm_ids(out: Path) -> list[str]:
 def sacct_states(job_id: str) -> list[str]:
     """Every state the job went through (-D: each requeued run too), oldest first, once it has ended (the
     database hears of the end a moment after submitit has the result)."""
+
     def states() -> list[str]:
-        out = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "state"], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "state"], capture_output=True, text=True, check=True
+        ).stdout
         return [line.split()[0] for line in out.splitlines() if line.strip()]
 
     wait_until(lambda: states() and states()[-1] not in ("PENDING", "RUNNING", "COMPLETING"), f"{job_id} to end", 30)
@@ -149,8 +182,11 @@ def assert_same_results(folder: Path, reference: Path, resumed: bool = False) ->
 
 def logs(folder: Path) -> str:
     """Every log under a folder: the jobs' run.log and submitit's stdout and stderr of each attempt."""
-    return "\n".join(p.read_text(errors="replace") for p in sorted(folder.rglob("*"))
-                     if p.is_file() and p.name.endswith((".log", "_log.out", "_log.err")))
+    return "\n".join(
+        p.read_text(errors="replace")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name.endswith((".log", "_log.out", "_log.err"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +256,7 @@ def test_a_cancelled_job_fails_in_the_table_within_a_minute_and_resume_reruns_it
         text = finish(proc, out)
         assert time.time() - cancelled_at < 60
     assert proc.returncode == 1, text[-3000:]
-    table = text[text.index("sweep results:"):]
+    table = text[text.index("sweep results:") :]
     line = next(x for x in table.splitlines() if job_dir(out, 1).name in x)
     assert line.startswith("failed") and f"JobEndedWithoutResult: SLURM job {job} ended CANCELLED" in line
     assert "1 ok, 1 failed of 2 jobs" in table
@@ -239,8 +275,9 @@ def test_starting_a_running_local_cluster_changes_nothing():
     if os.geteuid() != 0 or not pids.exists():
         pytest.skip("this cluster was not started by scripts/slurm_local.sh")
     before = pids.read_text()
-    result = subprocess.run([str(ROOT / "scripts" / "slurm_local.sh"), "start"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "slurm_local.sh"), "start"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "already running" in result.stdout, result.stderr
     assert pids.read_text() == before  # the same daemons, none restarted
 
@@ -249,8 +286,9 @@ def test_bad_input_is_refused_before_anything_reaches_slurm(tmp_path):
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
 
     def jobs_since() -> list[str]:  # every job SLURM has seen since, queued or ended
-        return subprocess.run(["sacct", "-n", "-X", "-P", "-S", since, "-o", "jobid"], capture_output=True,
-                              text=True, check=True).stdout.split()
+        return subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-S", since, "-o", "jobid"], capture_output=True, text=True, check=True
+        ).stdout.split()
 
     before = jobs_since()
     out = tmp_path / "sweep"
@@ -261,9 +299,18 @@ def test_bad_input_is_refused_before_anything_reaches_slurm(tmp_path):
     assert jobs_since() == before
 
 
-GROUPED = ["activation=relu", "dataset=digits", "dataset.train_size=300", "trainer.steps=200", "trainer.log_every=50",
-           "trainer.eval_every=100", "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1",
-           "hydra.sweeper.group_size=2"]
+GROUPED = [
+    "activation=relu",
+    "dataset=digits",
+    "dataset.train_size=300",
+    "trainer.steps=200",
+    "trainer.log_every=50",
+    "trainer.eval_every=100",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+    "hydra.sweeper.group_size=2",
+]
 
 
 def test_a_group_is_one_slurm_job_with_its_time_scaled_and_the_basic_launchers_results(tmp_path):
@@ -274,12 +321,15 @@ def test_a_group_is_one_slurm_job_with_its_time_scaled_and_the_basic_launchers_r
     assert rc == 0, text[-3000:]
     ids = [p.name for p in (out / ".submitit").iterdir() if p.is_dir()]  # one job: no array task suffix
     assert len(ids) == 1 and sacct_states(ids[0]) == ["COMPLETED"]  # two members, one SLURM job
-    limit = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ids[0], "-o", "timelimitraw"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    limit = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", ids[0], "-o", "timelimitraw"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert limit == ["14"]  # 2 members x the preset's 7 minutes
     for seed in (0, 1):
-        name = ("activation=relu,dataset.train_size=300,dataset=digits,"
-                f"seed={seed},trainer.eval_every=100,trainer.steps=200")
+        name = (
+            "activation=relu,dataset.train_size=300,dataset=digits,"
+            f"seed={seed},trainer.eval_every=100,trainer.steps=200"
+        )
         got = json.loads((out / name / "summary.json").read_text())
         assert (got["group"]["size"], got["status"]) == (2, "ok")
         assert_same_results(out / name, reference / name)

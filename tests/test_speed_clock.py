@@ -1,4 +1,5 @@
 """The speed a run records: trainer.threads=auto, and a clock that time spent elsewhere does not move."""
+
 from __future__ import annotations
 
 import time
@@ -56,13 +57,16 @@ def test_a_run_on_several_threads_reads_wall_time(tiny, tmp_path, restore_thread
     assert s["clock_samples_per_s"] == s["samples_per_s"]
 
 
-@pytest.mark.parametrize("setting, n_params, device, cap, threads", [
-    ("auto", 15_000, CPU, 4, 1),  # the default MLP: one thread
-    ("auto", ONE_THREAD_BELOW // 100, CPU, 4, 4),  # x batch 100 at the crossover: the cap
-    ("auto", 15_000, CUDA, 4, 4),  # on a GPU the host's threads are the cap, as before
-    (None, 15_000, CPU, 3, 3),  # torch's default, or the launcher's share
-    (2, 15_000, CPU, 1, 2),  # an explicit count wins over a launcher's share
-])
+@pytest.mark.parametrize(
+    "setting, n_params, device, cap, threads",
+    [
+        ("auto", 15_000, CPU, 4, 1),  # the default MLP: one thread
+        ("auto", ONE_THREAD_BELOW // 100, CPU, 4, 4),  # x batch 100 at the crossover: the cap
+        ("auto", 15_000, CUDA, 4, 4),  # on a GPU the host's threads are the cap, as before
+        (None, 15_000, CPU, 3, 3),  # torch's default, or the launcher's share
+        (2, 15_000, CPU, 1, 2),  # an explicit count wins over a launcher's share
+    ],
+)
 def test_auto_threads_follow_the_measured_crossover(setting, n_params, device, cap, threads):
     assert resolve_threads(setting, n_params, 100, device, cap) == threads
 
@@ -96,15 +100,20 @@ def cost_line(report) -> str:
     return next(line for line in md.splitlines() if "samples/s" in line and "measured by" in line)
 
 
-
 def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
     import pandas as pd
 
     from harness.report.figures import relative_speed
 
     alike = ["thread_cpu, cpu, 1 thread(s)"] * 2
-    runs = pd.DataFrame({"task": ["a", "a", "b", "b"], "act": ["relu", "tanh"] * 2, "speed": [2.0, 1.0, 2.0, 1.0],
-                         "measured_as": alike + ["thread_cpu, cpu, 1 thread(s)", "wall, cpu, 2 thread(s)"]})
+    runs = pd.DataFrame(
+        {
+            "task": ["a", "a", "b", "b"],
+            "act": ["relu", "tanh"] * 2,
+            "speed": [2.0, 1.0, 2.0, 1.0],
+            "measured_as": alike + ["thread_cpu, cpu, 1 thread(s)", "wall, cpu, 2 thread(s)"],
+        }
+    )
     colours = {"relu": "C0", "tanh": "C1"}
     assert relative_speed(runs, "relu", colours, tmp_path / "one.png").exists()
     with pytest.raises(ValueError, match="timed alike"):

@@ -1,4 +1,5 @@
 """The fast paths of the training loop: bf16 and compile run and are recorded; no per-step host sync creeps back."""
+
 from __future__ import annotations
 
 import math
@@ -26,6 +27,7 @@ def output_dtypes(config, run_dir, monkeypatch) -> tuple[dict, set]:
             if self.training:
                 seen["train"].add(logits.dtype)
             return logits, states
+
         return wrapper
 
     def hook(module, inputs, output):
@@ -45,8 +47,9 @@ def output_dtypes(config, run_dir, monkeypatch) -> tuple[dict, set]:
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_precision_runs_the_forward_under_autocast(tiny, tmp_path, monkeypatch, precision, dtype):
     # bf16: the training forward computes in bf16 (the probes stay fp32); fp32: nothing in bf16
-    s, seen = output_dtypes(tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r",
-                            monkeypatch)
+    s, seen = output_dtypes(
+        tiny(f"trainer.precision={precision}", "trainer.steps=4", "model=cnn"), tmp_path / "r", monkeypatch
+    )
     assert s["status"] == "ok" and s["precision"] == precision and s["compile"] is False
     assert seen["train"] == {dtype}  # the training forward under autocast
     assert torch.float32 in seen["probe"]  # the unit probes run in float32 (evaluation runs under autocast too)
@@ -68,8 +71,10 @@ def test_compile_wraps_the_model_for_unlogged_steps(tiny, tmp_path, monkeypatch)
         return forward
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    s = run(tiny("trainer.compile=true", "trainer.steps=6", "trainer.log_every=3", "trainer.eval_every=3"),
-            tmp_path / "compiled")
+    s = run(
+        tiny("trainer.compile=true", "trainer.steps=6", "trainer.log_every=3", "trainer.eval_every=3"),
+        tmp_path / "compiled",
+    )
     assert s["status"] == "ok" and s["compile"] is True
     assert len(compiled) == 1 and isinstance(compiled[0][0], torch.nn.Module)
     assert compiled[0][1].calls == 4  # steps 1, 2, 4, 5; the logged steps 3 and 6 run the eager model
@@ -114,12 +119,15 @@ def test_host_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path, monkeypa
     # Two runs with the same two log/eval boundaries, one three times as long: the same number of host syncs.
     if per_step_sync:  # the guard's own check: a sync added to every step must show
         add = WindowStats.add
-        monkeypatch.setattr(WindowStats, "add", lambda self, loss, logits, y: (add(self, loss, logits, y),
-                                                                                 loss.sum().item()))
-    short = count_host_syncs(monkeypatch, tiny("trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=10"),
-                             tmp_path / "short")
-    long = count_host_syncs(monkeypatch, tiny("trainer.steps=60", "trainer.log_every=30", "trainer.eval_every=30"),
-                            tmp_path / "long")
+        monkeypatch.setattr(
+            WindowStats, "add", lambda self, loss, logits, y: (add(self, loss, logits, y), loss.sum().item())
+        )
+    short = count_host_syncs(
+        monkeypatch, tiny("trainer.steps=20", "trainer.log_every=10", "trainer.eval_every=10"), tmp_path / "short"
+    )
+    long = count_host_syncs(
+        monkeypatch, tiny("trainer.steps=60", "trainer.log_every=30", "trainer.eval_every=30"), tmp_path / "long"
+    )
     assert short > 0
     assert (long == short) != per_step_sync, (short, long)
 
@@ -137,6 +145,8 @@ def test_window_stats_find_each_members_first_non_finite_loss_across_folds(monke
     for _ in range(5):
         window.add(torch.tensor([2.0, 2.0]), logits, torch.tensor([[0, 1], [0, 1]]))
     assert window.read() == [(2.0, 1.0, None)] * 2  # read() started a new window
+
+
 # ---------------------------------------------------------------- on a GPU (gpu_check.sh runs these: pytest -m cuda)
 
 
@@ -159,8 +169,9 @@ def test_cuda_syncs_grow_with_boundaries_not_with_steps(tiny, tmp_path):
     """CUDA's own sync detector: warnings per synchronising call, counted in two runs with the same boundaries."""
 
     def syncs(steps: int, every: int) -> int:
-        config = tiny("trainer.device=cuda", f"trainer.steps={steps}", f"trainer.log_every={every}",
-                      f"trainer.eval_every={every}")
+        config = tiny(
+            "trainer.device=cuda", f"trainer.steps={steps}", f"trainer.log_every={every}", f"trainer.eval_every={every}"
+        )
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as caught:

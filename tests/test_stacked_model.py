@@ -1,6 +1,7 @@
 """harness.stacked.StackedModel: one stacked (K, ...) tensor per parameter and buffer, the members' own modules
 views into it. In float64 the stacked forward and its gradients equal each member's own to 1e-9; in float32, on one
 CPU thread, a member's logits and gradients do not depend on how many others it is stacked with (MLP, transformer)."""
+
 from __future__ import annotations
 
 import copy
@@ -24,16 +25,19 @@ CLASSES, BATCH, TOL = 10, 6, 1e-9
 
 def model_config(name: str, **fields) -> ModelConfig:
     """What `model=NAME` composes (conf/model/NAME.yaml), with fields changed."""
-    return dataclasses.replace(ModelConfig(**OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))),
-                               **fields)
+    return dataclasses.replace(ModelConfig(**OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))), **fields)
 
 
 CASES = {  # (model config, activation, input shape, slow): tests/test_grouped.py's CASES, small (all are fast:
     # under 0.15 s each on one thread; flip the flag of one that grows)
     "mlp": (model_config("mlp", width=8), "relu", SEQ, False),
     "mlp_residual_layernorm_prelu": (model_config("mlp", width=8, residual=True, norm="layer"), "prelu", SEQ, False),
-    "mlp_residual_batchnorm_softmax": (model_config("mlp", width=8, residual=True, norm="batch"), "softmax", SEQ,
-                                       False),
+    "mlp_residual_batchnorm_softmax": (
+        model_config("mlp", width=8, residual=True, norm="batch"),
+        "softmax",
+        SEQ,
+        False,
+    ),
     "mlp_glu": (model_config("mlp", width=8), "glu", SEQ, False),
     "mlp_star_relu_layernorm": (model_config("mlp", width=8, norm="layer"), "star_relu", SEQ, False),
     "cnn_1d": (model_config("cnn", width=6), "relu", SEQ, False),
@@ -45,8 +49,12 @@ CASES = {  # (model config, activation, input shape, slow): tests/test_grouped.p
     "rnn_elman": (model_config("rnn", width=6, cell="elman", bidirectional=False), "tanh", IMAGE, False),
     "rnn_lstm_bidirectional_prelu": (model_config("rnn", width=4, cell="lstm", depth=2), "prelu", IMAGE, False),
     "transformer": (model_config("transformer", width=8, ffn_ratio=2.0), "relu", SEQ, False),
-    "transformer_swiglu_digits": (model_config("transformer", width=8, patch=2, match_params=True), "swiglu", IMAGE,
-                                  False),
+    "transformer_swiglu_digits": (
+        model_config("transformer", width=8, patch=2, match_params=True),
+        "swiglu",
+        IMAGE,
+        False,
+    ),
     "transformer_prelu_no_norm": (model_config("transformer", width=8, depth=1, norm="none"), "prelu", SEQ, False),
     "transformer_softmax": (model_config("transformer", width=8), "softmax", SEQ, False),
 }
@@ -82,8 +90,10 @@ def members(case: str, seeds, dtype=torch.float64, distinct: bool = True) -> lis
 
 def batches(case: str, k: int, dtype=torch.float64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(k, BATCH, *{**CASES, **DEFAULT_WIDTHS}[case][2], generator=g, dtype=dtype),
-            torch.randint(0, CLASSES, (k, BATCH), generator=g))
+    return (
+        torch.randn(k, BATCH, *{**CASES, **DEFAULT_WIDTHS}[case][2], generator=g, dtype=dtype),
+        torch.randint(0, CLASSES, (k, BATCH), generator=g),
+    )
 
 
 def stacked_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -123,8 +133,9 @@ def test_stacked_forward_grads_and_statistics_equal_each_members_own(case):
         assert all(torch.equal(v, m.state_dict()[n]) for n, v in sd.items())
 
 
-@pytest.mark.parametrize("case", ["mlp_residual_batchnorm_softmax", "cnn_2d_batchnorm_prelu",
-                                  "rnn_gru_bidirectional_digits", "transformer"])
+@pytest.mark.parametrize(
+    "case", ["mlp_residual_batchnorm_softmax", "cnn_2d_batchnorm_prelu", "rnn_gru_bidirectional_digits", "transformer"]
+)
 def test_members_are_views_into_the_stack(case):
     models = members(case, (1, 2))
     sm = stacked.StackedModel(models)

@@ -1,6 +1,7 @@
 """StackedOptimizer and clip_member_grads_ against torch.optim / clip_grad_norm_ run on each member alone (float64,
 CPU). The stacked loss is each member's own loss on its own slices (F.linear on stacked[j][i]), so the stacked
 grads are bit-for-bit the reference grads and any difference is the optimizer's."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,8 +50,10 @@ def member_loss(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) ->
 def batch(step: int, member: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Member `member`'s data at `step`, the same whatever K and whichever members run."""
     gen = torch.Generator().manual_seed(1000 * step + member)
-    return (torch.randn(8, 4, generator=gen, dtype=torch.float64),
-            torch.randn(8, 3, generator=gen, dtype=torch.float64))
+    return (
+        torch.randn(8, 4, generator=gen, dtype=torch.float64),
+        torch.randn(8, 3, generator=gen, dtype=torch.float64),
+    )
 
 
 def ref_step(models, opts, step: int) -> None:
@@ -266,7 +269,7 @@ def test_grad_scaler(enabled):
     opts = [torch_opt("sgd", 0.9, m.parameters(), lr, wd) for m, lr, wd in zip(models, LRS, WDS)]
     stacked = stack_params(models)
     sopt = stacked_opt("sgd", 0.9, stacked)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, enabled=enabled)  # power of 2: unscaling is exact
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, enabled=enabled)  # power of 2: unscaling is exact
     active = torch.tensor([True, False, True])
     for step in range(10):
         ref_step(models[:1], opts[:1], step)
@@ -283,4 +286,4 @@ def test_grad_scaler(enabled):
         scaler.step(sopt, active)
         scaler.update()
         assert all(torch.equal(p, q) for p, q in zip(stacked, before))
-        assert scaler.get_scale() == 2.0 ** 9
+        assert scaler.get_scale() == 2.0**9

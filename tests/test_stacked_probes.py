@@ -1,5 +1,6 @@
 """harness.stacked_probes: the unit probe of every member of a stack at once equals probes.probe_units on each
 member's own model (float64: counts and masks exactly, mean and std to 1e-9), in a few stacked calls."""
+
 from __future__ import annotations
 
 import copy
@@ -71,8 +72,11 @@ def test_the_probe_is_a_few_stacked_calls_whatever_k(monkeypatch):
     """Host work at a boundary does not grow with K: ceil(n / PROBE_CHUNK) stacked forwards, no member's own."""
     calls = []
     forward = stacked.StackedModel.forward
-    monkeypatch.setattr(stacked.StackedModel, "forward", lambda self, x, record=False: calls.append(x.shape[0])
-                        or forward(self, x, record))
+    monkeypatch.setattr(
+        stacked.StackedModel,
+        "forward",
+        lambda self, x, record=False: calls.append(x.shape[0]) or forward(self, x, record),
+    )
     fired = []
     for k in (2, 8):
         models = members("mlp", range(k))

@@ -1,5 +1,6 @@
 """The built-in studies (conf/experiment/NAME.yaml) compose, validate and run in a tiny configuration; the born-dead
 probe (harness/born_dead.py) agrees with a direct computation."""
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,24 @@ from harness.train import check
 from tests.conftest import CONF_DIR, compose_config
 from tests.test_bench import assert_drawn
 
-STUDIES = ["article_claims", "vanishing_gradients", "dying_relu", "mnist1d_baselines", "modern_activations",
-           "lr_fairness", "transformer_ffn"]
-TINY = ["trainer.steps=4", "trainer.eval_every=2", "trainer.log_every=2", "dataset.train_size=200",
-        "trainer.device=cpu", "trainer.threads=1", "trainer.progress=false"]
+STUDIES = [
+    "article_claims",
+    "vanishing_gradients",
+    "dying_relu",
+    "mnist1d_baselines",
+    "modern_activations",
+    "lr_fairness",
+    "transformer_ffn",
+]
+TINY = [
+    "trainer.steps=4",
+    "trainer.eval_every=2",
+    "trainer.log_every=2",
+    "dataset.train_size=200",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+    "trainer.progress=false",
+]
 
 
 def sweep_axes(name: str) -> list[list[str]]:
@@ -39,8 +54,10 @@ def sweep_axes(name: str) -> list[list[str]]:
     assert cfg.hydra.mode.name == "MULTIRUN"
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return [[f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override()
-                                                    else [o.value()])] for o in parsed]
+    return [
+        [f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.value()])]
+        for o in parsed
+    ]
 
 
 def covering_jobs(axes: list[list[str]]) -> list[list[str]]:
@@ -75,8 +92,7 @@ def test_each_study_runs_tiny_and_its_report_builds(name, draw, data_root, tmp_p
     jobs = sweep_jobs(name)
     for i, job in enumerate([jobs[0], jobs[-1]]):  # the first and the last job span every variant file
         extra = ["trainer.init_trials=5"] if name == "dying_relu" else TINY
-        config = compose_config(f"+experiment={name}", *job, *extra, f"dataset.root={data_root}",
-                                "trainer.device=cpu")
+        config = compose_config(f"+experiment={name}", *job, *extra, f"dataset.root={data_root}", "trainer.device=cpu")
         summary = run(config, tmp_path / "sweep" / str(i), [f"+experiment={name}", *job])
         assert summary["status"] in ("ok", "diverged"), summary.get("error")
     report = study_report.build(name, [str(tmp_path / "sweep")], tmp_path / "out", draw)
@@ -91,8 +107,7 @@ def test_each_study_runs_tiny_and_its_report_builds(name, draw, data_root, tmp_p
 def tiny_sweep(folder, data_root, activations, seeds, *overrides) -> None:
     for act in activations:
         for seed in seeds:
-            config = compose_config(f"activation={act}", f"seed={seed}", *TINY, *overrides,
-                                    f"dataset.root={data_root}")
+            config = compose_config(f"activation={act}", f"seed={seed}", *TINY, *overrides, f"dataset.root={data_root}")
             assert run(config, folder / f"{act}-{seed}")["status"] == "ok"
 
 
@@ -100,8 +115,9 @@ def test_study_comparisons_are_harness_reports_paired_t_test_and_holm(data_root,
     tiny_sweep(tmp_path / "sweep", data_root, ["relu", "gelu", "tanh"], [0, 1, 2], "trainer.steps=20")
     study_report.build("modern_activations", [str(tmp_path / "sweep")], tmp_path / "out", draw=False)
     table = pd.read_csv(tmp_path / "out" / "paired_vs_relu.csv").set_index("activation")
-    runs = pd.read_csv(tmp_path / "out" / "summary.csv").pivot_table(index="seed", columns="activation",
-                                                                     values="test_acc")
+    runs = pd.read_csv(tmp_path / "out" / "summary.csv").pivot_table(
+        index="seed", columns="activation", values="test_acc"
+    )
     p = {}
     for act in ("gelu", "tanh"):  # the reference: scipy's paired t-test and a hand-made Holm step
         diff = runs[act] - runs["relu"]
@@ -137,8 +153,9 @@ def test_study_report_refuses_bad_input_in_one_line(tmp_path, capsys):
 
 
 def test_command_line_overrides_win_over_the_study():
-    config = compose_config("+experiment=article_claims", "+experiment/article=rnn", "trainer.steps=7",
-                            "model.width=3", "seed=5")
+    config = compose_config(
+        "+experiment=article_claims", "+experiment/article=rnn", "trainer.steps=7", "model.width=3", "seed=5"
+    )
     assert (config.trainer.steps, config.model.width, config.model.cell, config.seed) == (7, 3, "elman", 5)
     assert compose_config("+experiment=dying_relu", "trainer.init_trials=9").trainer.init_trials == 9
 
@@ -168,8 +185,7 @@ def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int
     count = 0
     for i in range(trials):
         torch.manual_seed(trial_seed(seed, i))
-        model = build_model(config.model, activation_factory("relu"), tuple(x.shape[1:]), 10,
-                            math.sqrt(2.0))
+        model = build_model(config.model, activation_factory("relu"), tuple(x.shape[1:]), 10, math.sqrt(2.0))
         h = x.flatten(1)
         dead = False
         with torch.no_grad():
@@ -218,29 +234,46 @@ def test_born_dead_summary_keys_from_a_run(tiny, tmp_path):
 def test_the_learning_rate_is_tuned_on_validation_per_group_never_on_test():
     from experiments.study_tables import at_tuned_lr
 
-    rows = [{"activation": act, "config.trainer.lr": lr, "seed": seed, "best_val_acc": val, "test_acc": test}
-            for act, lr, val, test in [("relu", 0.01, 0.9, 0.5), ("relu", 0.001, 0.8, 0.99),
-                                       ("tanh", 0.01, 0.7, 0.9), ("tanh", 0.001, 0.75, 0.1)]
-            for seed in range(3)]
+    rows = [
+        {"activation": act, "config.trainer.lr": lr, "seed": seed, "best_val_acc": val, "test_acc": test}
+        for act, lr, val, test in [
+            ("relu", 0.01, 0.9, 0.5),
+            ("relu", 0.001, 0.8, 0.99),
+            ("tanh", 0.01, 0.7, 0.9),
+            ("tanh", 0.001, 0.75, 0.1),
+        ]
+        for seed in range(3)
+    ]
     at_tuned, grid = at_tuned_lr(pd.DataFrame(rows), ["activation"])
     assert at_tuned.groupby("activation").lr.unique().map(list).to_dict() == {"relu": [0.01], "tanh": [0.001]}
     assert len(at_tuned) == 6 and grid[("tanh", 0.001)] == pytest.approx(0.75)
 
 
 def test_a_group_job_counts_once_in_the_sum_of_job_times():
-    runs = pd.DataFrame({"run_dir": ["a", "b", "c"], "group.id": ["g", "g", "c"],
-                         "started_at": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z"],
-                         "finished_at": ["2026-01-01T00:06:00Z", "2026-01-01T00:06:00Z", "2026-01-01T00:13:00Z"]})
-    assert study_report.timing(runs) == ("3 runs in 2 jobs; wall time 13.0 min from first start to last finish; "
-                                         "sum of job times 9.0 min")
+    runs = pd.DataFrame(
+        {
+            "run_dir": ["a", "b", "c"],
+            "group.id": ["g", "g", "c"],
+            "started_at": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z"],
+            "finished_at": ["2026-01-01T00:06:00Z", "2026-01-01T00:06:00Z", "2026-01-01T00:13:00Z"],
+        }
+    )
+    assert study_report.timing(runs) == (
+        "3 runs in 2 jobs; wall time 13.0 min from first start to last finish; sum of job times 9.0 min"
+    )
 
 
 def test_the_first_dead_layer_is_the_count_weighted_mean_of_one_based_layers():
     from experiments.studies import first_dead_layer
 
-    runs = pd.DataFrame({"width": [2, 3], "init": ["default", "default"],
-                         "born_dead_first_layer.hidden.0": [1, np.nan],  # one trial died at layer 1
-                         "born_dead_first_layer.hidden.4": [3, np.nan]})  # three at layer 5; width 3: none died
+    runs = pd.DataFrame(
+        {
+            "width": [2, 3],
+            "init": ["default", "default"],
+            "born_dead_first_layer.hidden.0": [1, np.nan],  # one trial died at layer 1
+            "born_dead_first_layer.hidden.4": [3, np.nan],
+        }
+    )  # three at layer 5; width 3: none died
     layers = first_dead_layer(runs)
     assert layers[(2, "default")] == pytest.approx((1 * 1 + 3 * 5) / 4)
     assert math.isnan(layers[(3, "default")])

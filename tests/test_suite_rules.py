@@ -1,5 +1,6 @@
 """The suite's own rules (tests/conftest.py): a test whose extra is missing skips, or fails under CI=true; a serial
 test runs with no other test running in any parallel worker."""
+
 from __future__ import annotations
 
 import fcntl

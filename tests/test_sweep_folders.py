@@ -1,5 +1,6 @@
 """A sweep folder is used as the user typed it (backslashes, spaces, brackets, quotes, unicode): the jobs' results,
 sweep.json and the printed resume command all name that folder, and the resume command runs back exactly."""
+
 from __future__ import annotations
 
 import os
@@ -66,7 +67,12 @@ def test_as_typed_in_a_shell_a_sweep_and_its_printed_resume_command_use_one_fold
     assert first.returncode == 0, first.stderr[-2000:]
     assert os.listdir(tmp_path) == [folder] and "sweep.json" in os.listdir(tmp_path / folder)
     line = next(x for x in first.stdout.splitlines() if x.startswith("resume:")).removeprefix("resume:").strip()
-    again = subprocess.run(["bash", "-c", line.replace("python", shlex.quote(sys.executable), 1)], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        ["bash", "-c", line.replace("python", shlex.quote(sys.executable), 1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "2 finished earlier (skipped), 0 to run" in again.stdout, again.stderr[-2000:]
     assert os.listdir(tmp_path) == [folder]

@@ -1,4 +1,5 @@
 """hydra.sweeper.group_size: group jobs whose members are ordinary runs, resume member by member, auto's rule."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def sweeps(tmp_path_factory):
     out = {}
     for size in (1, 2):
         out[size] = base / f"size{size}"
-        result = main_in_process("-m", *SWEEP, *TINY, ONE_THREAD, f"hydra.sweeper.group_size={size}",
-                                 f"hydra.sweep.dir={out[size]}")
+        result = main_in_process(
+            "-m", *SWEEP, *TINY, ONE_THREAD, f"hydra.sweeper.group_size={size}", f"hydra.sweep.dir={out[size]}"
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         out[f"stdout{size}"] = result.stdout
     return out
@@ -64,8 +66,9 @@ def test_members_write_the_folders_hydra_files_and_summary_keys_of_their_one_job
         twin, member = read_summary(alone[name]), read_summary(folder)
         assert set(member) == set(twin) and member["config_hash"] == twin["config_hash"]
         assert member["overrides"] == twin["overrides"] and member["seed"] == twin["seed"]
-        assert (folder / "metrics.csv").read_text().splitlines()[0] == \
-               (alone[name] / "metrics.csv").read_text().splitlines()[0]
+        assert (folder / "metrics.csv").read_text().splitlines()[0] == (
+            alone[name] / "metrics.csv"
+        ).read_text().splitlines()[0]
         assert twin["group"] == {"id": name, "size": 1, "index": 0}
     groups = [read_summary(f)["group"] for f in grouped.values()]
     by_id = {}
@@ -77,7 +80,7 @@ def test_members_write_the_folders_hydra_files_and_summary_keys_of_their_one_job
         assert (sweeps[2] / ".groups" / g["id"] / ".hydra" / "hydra.yaml").exists()
     assert not (sweeps[1] / ".groups").exists() and "groups:" not in sweeps["stdout1"]
     assert "4 runs in 2 group job(s) of up to 2" in sweeps["stdout2"]
-    table = sweeps["stdout2"][sweeps["stdout2"].index("sweep results:"):]
+    table = sweeps["stdout2"][sweeps["stdout2"].index("sweep results:") :]
     assert all(name in table for name in grouped) and "4 ok of 4 jobs" in table  # members, not groups
 
 
@@ -106,8 +109,9 @@ def test_resume_after_losing_one_members_summary_reruns_only_that_member(sweeps,
     lost = list(folders)[1]
     (folders[lost] / "summary.json").unlink()
     kept = {n: (f / "summary.json").read_bytes() for n, f in folders.items() if n != lost}
-    result = main_in_process("-m", *SWEEP, *TINY, ONE_THREAD, "hydra.sweeper.group_size=2", "resume=true",
-                             f"hydra.sweep.dir={out}")
+    result = main_in_process(
+        "-m", *SWEEP, *TINY, ONE_THREAD, "hydra.sweeper.group_size=2", "resume=true", f"hydra.sweep.dir={out}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "3 finished earlier (skipped), 1 to run" in result.stdout
     assert {n: (f / "summary.json").read_bytes() for n, f in folders.items() if n != lost} == kept
@@ -118,8 +122,16 @@ def test_resume_after_losing_one_members_summary_reruns_only_that_member(sweeps,
 @BOTH
 def test_a_member_that_raises_fails_its_group_and_resume_reruns_them(tmp_path, runner):
     out = tmp_path / "sweep"
-    args = ["-m", "activation=custom", "activation.target=tests.test_sweep_groups.ElementwiseBoom", "seed=0,1",
-            *TINY, ONE_THREAD, "hydra.sweeper.group_size=2", f"hydra.sweep.dir={out}"]
+    args = [
+        "-m",
+        "activation=custom",
+        "activation.target=tests.test_sweep_groups.ElementwiseBoom",
+        "seed=0,1",
+        *TINY,
+        ONE_THREAD,
+        "hydra.sweeper.group_size=2",
+        f"hydra.sweep.dir={out}",
+    ]
     result = runner(*args)
     assert result.returncode == 1 and "2 runs in 1 group job(s)" in result.stdout
     assert list(states(out).values()) == ["failed", "failed"]
@@ -133,12 +145,22 @@ def test_a_member_that_raises_fails_its_group_and_resume_reruns_them(tmp_path, r
 
 def test_a_custom_activation_not_declared_elementwise_runs_alone_with_one_line_why(tmp_path):
     out = tmp_path / "sweep"
-    result = main_in_process("-m", "activation=custom", "activation.target=tests.test_sweep_groups.MyReLU",
-                             "seed=0,1", *TINY, ONE_THREAD, "hydra.sweeper.group_size=2", f"hydra.sweep.dir={out}")
+    result = main_in_process(
+        "-m",
+        "activation=custom",
+        "activation.target=tests.test_sweep_groups.MyReLU",
+        "seed=0,1",
+        *TINY,
+        ONE_THREAD,
+        "hydra.sweeper.group_size=2",
+        f"hydra.sweep.dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("not grouped:")]
-    assert lines == ["not grouped: custom activation MyReLU not declared elementwise (set its class's elementwise = "
-                     "True) (2 job(s), one job per run)"]
+    assert lines == [
+        "not grouped: custom activation MyReLU not declared elementwise (set its class's elementwise = "
+        "True) (2 job(s), one job per run)"
+    ]
     assert not (out / ".groups").exists()
     assert [read_summary(f)["group"]["size"] for f in run_folders(out).values()] == [1, 1]
 
@@ -148,8 +170,9 @@ def test_a_bad_group_size_stops_the_sweep_with_one_line(tmp_path, bad):
     out = tmp_path / "sweep"
     result = main_in_process("-m", *SWEEP, *TINY, f"hydra.sweeper.group_size={bad}", f"hydra.sweep.dir={out}")
     assert result.returncode == 2 and not out.exists()
-    assert result.stderr.strip().splitlines() == [f"error: hydra.sweeper.group_size={bad}: expected an integer >= 1 "
-                                                  "or 'auto'"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: hydra.sweeper.group_size={bad}: expected an integer >= 1 or 'auto'"
+    ]
 
 
 def test_auto_never_makes_fewer_groups_than_parallel_workers():
@@ -183,8 +206,15 @@ def test_split_balances_a_configurations_runs():
 @pytest.mark.extra("launchers")
 def test_joblib_runs_groups_in_parallel(tmp_path):
     out = tmp_path / "sweep"
-    result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP, *TINY,
-                    "hydra.sweeper.group_size=auto", f"hydra.sweep.dir={out}")
+    result = run_py(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *SWEEP,
+        *TINY,
+        "hydra.sweeper.group_size=auto",
+        f"hydra.sweep.dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 runs in 2 group job(s) of up to 2" in result.stdout
     assert list(states(out).values()) == ["ok"] * 4
@@ -212,8 +242,9 @@ def test_a_group_jobs_crash_log_is_in_every_members_folder(tmp_path):
 @pytest.mark.extra("launchers")
 def test_submitit_local_runs_groups(tmp_path):
     out = tmp_path / "sweep"
-    result = run_py("-m", "hydra/launcher=submitit_local", *SWEEP, *TINY, "hydra.sweeper.group_size=2",
-                    f"hydra.sweep.dir={out}")
+    result = run_py(
+        "-m", "hydra/launcher=submitit_local", *SWEEP, *TINY, "hydra.sweeper.group_size=2", f"hydra.sweep.dir={out}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(states(out).values()) == ["ok"] * 4
     assert sorted(read_summary(f)["group"]["index"] for f in run_folders(out).values()) == [0, 0, 1, 1]

@@ -1,5 +1,6 @@
 """`python -m harness.status DIR`: running, pending, finished and failed jobs, and the time left, from job folders
 written here by hand (a live lock, a stale lock, a summary, nothing)."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,18 @@ JOBS = ["done_a", "done_b", "failed", "live", "live_elsewhere", "stale", "crashe
 
 def finished(folder, seconds: int, status: str = "ok") -> None:
     folder.mkdir(parents=True)
-    write_summary(folder, {"schema_version": 1, "status": status, "config_hash": "abc", "test_acc": 0.9,
-                           "train_time_s": seconds - 1, "started_at": "2026-12-01T10:00:00+00:00",
-                           "finished_at": f"2026-12-01T10:{seconds // 60:02d}:{seconds % 60:02d}+00:00"})
+    write_summary(
+        folder,
+        {
+            "schema_version": 1,
+            "status": status,
+            "config_hash": "abc",
+            "test_acc": 0.9,
+            "train_time_s": seconds - 1,
+            "started_at": "2026-12-01T10:00:00+00:00",
+            "finished_at": f"2026-12-01T10:{seconds // 60:02d}:{seconds % 60:02d}+00:00",
+        },
+    )
 
 
 def lock(folder, host: str, pid: int, age_s: float = 0.0) -> None:
@@ -35,8 +45,10 @@ def make_sweep(root):
     finished(root / "done_a", 60)
     finished(root / "done_b", 180, "diverged")  # diverged: a result, it counts as finished
     (root / "failed").mkdir()
-    write_summary(root / "failed", {"schema_version": 1, "status": "failed", "error": "Traceback\nRuntimeError: boom",
-                                    "config_hash": "x"})
+    write_summary(
+        root / "failed",
+        {"schema_version": 1, "status": "failed", "error": "Traceback\nRuntimeError: boom", "config_hash": "x"},
+    )
     lock(root / "live", socket.gethostname(), os.getpid())  # this process: alive
     lock(root / "live_elsewhere", "node-17", 12345, age_s=5)  # another node, heartbeat fresh
     lock(root / "stale", "node-18", 12345, age_s=STALE_S + 60)  # another node, heartbeat stopped
@@ -49,8 +61,15 @@ def test_status_tells_running_pending_finished_and_failed_apart(tmp_path):
     report = status_report(make_sweep(tmp_path / "sweep")).splitlines()
     by_job = {line.split()[3]: line for line in report[2:-1]}
     assert {job: line.split()[0] for job, line in by_job.items()} == {
-        "done_a": "ok", "done_b": "diverged", "failed": "failed", "live": "running", "live_elsewhere": "running",
-        "stale": "pending", "crashed": "pending", "never": "pending"}
+        "done_a": "ok",
+        "done_b": "diverged",
+        "failed": "failed",
+        "live": "running",
+        "live_elsewhere": "running",
+        "stale": "pending",
+        "crashed": "pending",
+        "never": "pending",
+    }
     assert "stale job.lock: its holder (pid 12345 on node-18) stopped" in by_job["stale"]
     assert "Segmentation fault" in by_job["crashed"] and by_job["never"].endswith("not started")
     # mean of 60 s and 180 s = 120 s; 3 pending + 2 running at half = 4 jobs of 120 s, 2 at a time: 240 s
@@ -59,8 +78,10 @@ def test_status_tells_running_pending_finished_and_failed_apart(tmp_path):
 
 
 def test_time_left_without_a_running_job_or_a_finished_one():
-    assert time_left(["pending"] * 3, [100.0]) == \
-        "about 5 min left (mean 100 s per job over 1 finished, one at a time, as none is running now)"
+    assert (
+        time_left(["pending"] * 3, [100.0])
+        == "about 5 min left (mean 100 s per job over 1 finished, one at a time, as none is running now)"
+    )
     assert time_left(["pending", "running"], []) == "no finished job yet to estimate the time left from"
 
 

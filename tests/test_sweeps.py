@@ -1,4 +1,5 @@
 """Sweeps that survive: unique folders, resume, checkpoints, failure isolation, bad input, and each launcher."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,15 @@ from tests.conftest import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits ships with scikit-learn: nothing to generate or download, so every job starts at once
-TINY = ["dataset=digits", "dataset.train_size=300", "trainer.steps=10", "trainer.eval_every=5",
-        "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu"]
+TINY = [
+    "dataset=digits",
+    "dataset.train_size=300",
+    "trainer.steps=10",
+    "trainer.eval_every=5",
+    "trainer.log_every=5",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+]
 ONE_THREAD = "trainer.threads=1"  # for the basic launcher: tiny networks run several times faster on a busy CPU
 
 
@@ -44,8 +52,9 @@ class Boom(torch.nn.Module):
 def run_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python run.py ARGS` from the repository root, as a user would type it."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def main_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -67,8 +76,9 @@ def main_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess
 
 
 # The whole-sweep checks run in process by default and, marked slow, as real subprocesses.
-BOTH = pytest.mark.parametrize("runner", [main_in_process, pytest.param(run_py, marks=pytest.mark.slow)],
-                               ids=["in_process", "subprocess"])
+BOTH = pytest.mark.parametrize(
+    "runner", [main_in_process, pytest.param(run_py, marks=pytest.mark.slow)], ids=["in_process", "subprocess"]
+)
 
 
 def states(sweep_dir: Path) -> dict[str, str]:
@@ -78,8 +88,12 @@ def states(sweep_dir: Path) -> dict[str, str]:
 
 def files(sweep_dir: Path) -> dict[str, bytes]:
     """The results files of every finished job (one with a summary.json), byte for byte."""
-    return {str(p.relative_to(sweep_dir)): p.read_bytes() for job in sweep_dir.glob("*/summary.json")
-            for p in (job, job.with_name("metrics.csv")) if p.exists()}
+    return {
+        str(p.relative_to(sweep_dir)): p.read_bytes()
+        for job in sweep_dir.glob("*/summary.json")
+        for p in (job, job.with_name("metrics.csv"))
+        if p.exists()
+    }
 
 
 def resume_line(stdout: str) -> list[str]:
@@ -118,8 +132,7 @@ def test_two_sweeps_started_in_the_same_microsecond_get_different_folders(monkey
     assert str(hydra_config("+experiment=smoke").hydra.sweep.dir).endswith("_smoke")  # the readable name
 
 
-def test_two_sweeps_started_in_one_microsecond_land_in_two_folders_each_holding_all_its_jobs(tmp_path,
-                                                                                               monkeypatch):
+def test_two_sweeps_started_in_one_microsecond_land_in_two_folders_each_holding_all_its_jobs(tmp_path, monkeypatch):
     # The fast twin of the next test: the same second (the same microsecond, even), one process.
     class Frozen(datetime.datetime):
         @classmethod
@@ -140,8 +153,10 @@ def test_two_sweeps_started_in_one_microsecond_land_in_two_folders_each_holding_
 def test_two_sweeps_started_together_land_in_two_folders_each_holding_all_its_jobs(tmp_path):
     # Default folders (no hydra.sweep.dir), relative to where the command runs: here tmp_path.
     command = [sys.executable, str(ROOT / "run.py"), "-m", "seed=0,1", *TINY, "trainer.steps=0", ONE_THREAD]
-    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-2000:] for p in procs]
     sweeps = sorted((tmp_path / "results" / "sweeps").iterdir())
     assert len(sweeps) == 2
@@ -155,28 +170,46 @@ def test_two_sweeps_started_together_land_in_two_folders_each_holding_all_its_jo
 
 def test_job_state_reads_truncated_and_hand_edited_summaries_as_corrupt(tmp_path):
     good = {"schema_version": 1, "status": "ok", "config_hash": "abc", "test_acc": 0.5}
-    cases = {"ok": json.dumps(good), "truncated": json.dumps(good)[:20], "empty": "", "list": "[1, 2]",
-             "no_hash": json.dumps({"schema_version": 1, "status": "ok"}),
-             "no_version": json.dumps({k: v for k, v in good.items() if k != "schema_version"}),
-             "odd_status": json.dumps({"schema_version": 1, "status": "done", "config_hash": "a"}),
-             "failed": json.dumps({"schema_version": 1, "status": "failed", "config_hash": "abc",
-                                  "error": "Traceback\nValueError: x"})}
+    cases = {
+        "ok": json.dumps(good),
+        "truncated": json.dumps(good)[:20],
+        "empty": "",
+        "list": "[1, 2]",
+        "no_hash": json.dumps({"schema_version": 1, "status": "ok"}),
+        "no_version": json.dumps({k: v for k, v in good.items() if k != "schema_version"}),
+        "odd_status": json.dumps({"schema_version": 1, "status": "done", "config_hash": "a"}),
+        "failed": json.dumps(
+            {"schema_version": 1, "status": "failed", "config_hash": "abc", "error": "Traceback\nValueError: x"}
+        ),
+    }
     for name, text in cases.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(text)
     (tmp_path / "unfinished").mkdir()
     got = {p.name: sweep.job_state(p)[0] for p in tmp_path.iterdir()}
-    assert got == {"ok": "ok", "truncated": "corrupt", "empty": "corrupt", "list": "corrupt", "no_hash": "corrupt",
-                   "no_version": "corrupt", "odd_status": "corrupt", "failed": "failed", "unfinished": "unfinished"}
+    assert got == {
+        "ok": "ok",
+        "truncated": "corrupt",
+        "empty": "corrupt",
+        "list": "corrupt",
+        "no_hash": "corrupt",
+        "no_version": "corrupt",
+        "odd_status": "corrupt",
+        "failed": "failed",
+        "unfinished": "unfinished",
+    }
     assert sweep.finished_runs(tmp_path) == {"abc": tmp_path / "ok"}
 
 
 def test_end_table_lists_every_job_with_its_outcome():
-    table = sweep.format_table([
-        ("ok", "activation=relu", {"test_acc": 0.91, "train_time_s": 1.5}),
-        ("diverged", "activation=sigmoid,trainer.lr=100", {"diverged_at_step": 7, "test_acc": 0.1}),
-        ("failed", "activation=boom", {"error": "Traceback ...\nRuntimeError: boom"}),
-        ("unfinished", "activation=tanh", None)])
+    table = sweep.format_table(
+        [
+            ("ok", "activation=relu", {"test_acc": 0.91, "train_time_s": 1.5}),
+            ("diverged", "activation=sigmoid,trainer.lr=100", {"diverged_at_step": 7, "test_acc": 0.1}),
+            ("failed", "activation=boom", {"error": "Traceback ...\nRuntimeError: boom"}),
+            ("unfinished", "activation=tanh", None),
+        ]
+    )
     lines = table.splitlines()
     assert lines[1].split()[:3] == ["ok", "0.9100", "1.5"]
     assert "diverged at step 7" in lines[2] and "RuntimeError: boom" in lines[3] and "no summary.json" in lines[4]
@@ -228,8 +261,19 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
 
     resumed = run(config, tmp_path / "resumed")
     assert resumed["status"] == plain["status"] == "ok"
-    timing = {"train_time_s", "loop_time_s", "samples_per_s", "train_cpu_time_s", "clock_samples_per_s", "started_at",
-              "finished_at", "run_dir", "config", "pid", "group"}  # group: a one-job run's id is its folder's name
+    timing = {
+        "train_time_s",
+        "loop_time_s",
+        "samples_per_s",
+        "train_cpu_time_s",
+        "clock_samples_per_s",
+        "started_at",
+        "finished_at",
+        "run_dir",
+        "config",
+        "pid",
+        "group",
+    }  # group: a one-job run's id is its folder's name
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in plain.items() if k not in timing}
     assert resumed["train_time_s"] > 1000.0 and resumed["train_cpu_time_s"] > 1000.0  # the segments add up
     assert list(resumed["lost_fraction_by_layer"]) == ["hidden.0", "hidden.1", "hidden.2"]  # step-0 masks resumed
@@ -240,8 +284,11 @@ def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, 
 # ---------------------------------------------------------------- whole sweeps, as a user runs them
 
 
-@pytest.fixture(scope="module", params=[main_in_process, pytest.param(run_py, marks=pytest.mark.slow)],
-                ids=["in_process", "subprocess"])
+@pytest.fixture(
+    scope="module",
+    params=[main_in_process, pytest.param(run_py, marks=pytest.mark.slow)],
+    ids=["in_process", "subprocess"],
+)
 def smoke_sweep(request, tmp_path_factory):
     """The smoke study end to end with the basic launcher, trainer.steps overridden on the command line."""
     out = tmp_path_factory.mktemp("smoke") / "sweep"
@@ -253,8 +300,9 @@ def smoke_sweep(request, tmp_path_factory):
 def test_smoke_study_runs_4_jobs_with_the_basic_launcher(smoke_sweep):
     out, result, _ = smoke_sweep
     assert result.returncode == 0, result.stderr[-3000:]
-    assert states(out) == {f"activation={a},model={m},trainer.steps=10": "ok" for a in ("relu", "tanh")
-                           for m in ("mlp", "cnn")}
+    assert states(out) == {
+        f"activation={a},model={m},trainer.steps=10": "ok" for a in ("relu", "tanh") for m in ("mlp", "cnn")
+    }
     summaries = [read_summary(p.parent) for p in out.glob("*/summary.json")]
     assert {s["steps"] for s in summaries} == {10}  # the command line beat the study's trainer.steps=20
     assert "sweep: 4 jobs, 0 finished earlier (skipped), 4 to run" in result.stdout
@@ -296,29 +344,43 @@ def test_a_finished_sweep_is_not_overwritten_without_resume(smoke_sweep, tmp_pat
 def test_a_crashing_job_leaves_the_others_finished_and_the_sweep_fails(tmp_path, runner):
     out = tmp_path / "sweep"
     targets = "torch.nn.ReLU,torch.nn.Tanh,tests.test_sweeps.Boom,torch.nn.GELU"
-    result = runner("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD,
-                    f"hydra.sweep.dir={out}")
+    result = runner(
+        "-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD, f"hydra.sweep.dir={out}"
+    )
     assert result.returncode == 1
     boom = next(name for name in states(out) if "Boom" in name)
     assert list(states(out).values()).count("ok") == 3 and states(out)[boom] == "failed"
     summary = read_summary(out / boom)
     assert "RuntimeError: boom" in summary["error"] and "Traceback" in summary["error"]
     assert "RuntimeError: boom" in (out / boom / "run.log").read_text()  # the job's log has the traceback too
-    table = result.stdout[result.stdout.index("sweep results:"):]
+    table = result.stdout[result.stdout.index("sweep results:") :]
     assert f"{boom}  RuntimeError: boom" in table and "3 ok, 1 failed of 4 jobs" in table
 
     ok_files = {k: v for k, v in files(out).items() if "Boom" not in k}
-    again = runner("-m", "activation=custom", f"activation.target={targets}", *TINY, ONE_THREAD, "resume=true",
-                   f"hydra.sweep.dir={out}")
+    again = runner(
+        "-m",
+        "activation=custom",
+        f"activation.target={targets}",
+        *TINY,
+        ONE_THREAD,
+        "resume=true",
+        f"hydra.sweep.dir={out}",
+    )
     assert again.returncode == 1 and "3 finished earlier (skipped), 1 to run" in again.stdout  # only it reruns
     assert {k: v for k, v in files(out).items() if "Boom" not in k} == ok_files
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("trainer.lr=0.1,abc", "error: Error merging override trainer.lr=abc: Value 'abc' of type 'str' could not be "
-                           "converted to Float (job trainer.lr=abc)"),
-    ("trainer.lr=0.1,-1", "error: trainer.lr must be > 0, got -1.0 (job trainer.lr=-1)"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            "trainer.lr=0.1,abc",
+            "error: Error merging override trainer.lr=abc: Value 'abc' of type 'str' could not be "
+            "converted to Float (job trainer.lr=abc)",
+        ),
+        ("trainer.lr=0.1,-1", "error: trainer.lr must be > 0, got -1.0 (job trainer.lr=-1)"),
+    ],
+)
 @BOTH
 def test_a_bad_value_anywhere_stops_the_sweep_before_any_job(tmp_path, bad, message, runner):
     out = tmp_path / "sweep"
@@ -339,9 +401,20 @@ def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
     import harness.group as group
 
     out = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=40", "trainer.log_every=10",
-            "trainer.eval_every=20", "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.device=cpu",
-            ONE_THREAD, f"hydra.sweep.dir={out}"]
+    args = [
+        "-m",
+        "seed=0,1",
+        "dataset=digits",
+        "dataset.train_size=300",
+        "trainer.steps=40",
+        "trainer.log_every=10",
+        "trainer.eval_every=20",
+        "trainer.checkpoint_every=10",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        ONE_THREAD,
+        f"hydra.sweep.dir={out}",
+    ]
     real_save = group.save_checkpoint
 
     def save_then_die(*a, **kw):
@@ -376,13 +449,25 @@ def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sigkill_mid_job_then_resume_completes_every_run(tmp_path):
     out = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", "dataset=digits", "dataset.train_size=300", "trainer.steps=120", "trainer.log_every=10",
-            "trainer.eval_every=60", "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.device=cpu",
-            ONE_THREAD, f"hydra.sweep.dir={out}"]
+    args = [
+        "-m",
+        "seed=0,1",
+        "dataset=digits",
+        "dataset.train_size=300",
+        "trainer.steps=120",
+        "trainer.log_every=10",
+        "trainer.eval_every=60",
+        "trainer.checkpoint_every=10",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        ONE_THREAD,
+        f"hydra.sweep.dir={out}",
+    ]
     first = tmp_path / "first.out"
     with first.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "run.py", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + 240
         while not (list(out.glob("*/summary.json")) and mid_job(out)):  # one job done, the next one mid-way
             assert proc.poll() is None and time.time() < deadline, first.read_text()[-3000:]
@@ -414,8 +499,14 @@ def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limit
     assert run_module.launcher_threads(joblib) == sweep.threads_per_job(2)
     assert run_module.launcher_threads(hydra_config("seed=1").hydra.launcher) is None  # basic: torch's default
     slurm = hydra_config("hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu").hydra.launcher
-    assert (slurm.partition, slurm.gpus_per_node, slurm.timeout_min, slurm.cpus_per_task, slurm.signal_delay_s,
-            slurm.max_num_timeout) == ("gpu", 1, 240, 4, 120, 3)
+    assert (
+        slurm.partition,
+        slurm.gpus_per_node,
+        slurm.timeout_min,
+        slurm.cpus_per_task,
+        slurm.signal_delay_s,
+        slurm.max_num_timeout,
+    ) == ("gpu", 1, 240, 4, 120, 3)
     assert run_module.launcher_threads(slurm) == 4  # a job's torch threads are its CPUs
 
 
@@ -423,8 +514,15 @@ def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limit
 @pytest.mark.extra("launchers")
 def test_joblib_runs_4_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     out = tmp_path / "sweep"
-    result = run_py("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *TINY,
-                    "trainer.threads=null", f"hydra.sweep.dir={out}")  # null: the share itself (auto: 1 here)
+    result = run_py(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1,2,3",
+        *TINY,
+        "trainer.threads=null",
+        f"hydra.sweep.dir={out}",
+    )  # null: the share itself (auto: 1 here)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(states(out).values()) == ["ok"] * 4
     cpus = len(os.sched_getaffinity(0))
@@ -452,11 +550,31 @@ def test_slurm_preset_writes_the_sbatch_script_we_asked_for(tmp_path):
         (stubs / name).chmod(0o755)
     out = tmp_path / "sweep"
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
-    result = subprocess.run([sys.executable, "run.py", "-m", "hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu",
-                             "seed=0,1,2", "trainer.checkpoint_every=500", f"hydra.sweep.dir={out}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "hydra/launcher=slurm_gpu",
+            "hydra.launcher.partition=gpu",
+            "seed=0,1,2",
+            "trainer.checkpoint_every=500",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 1 and "sweep stopped early (FailedJobError" in result.stdout
     script = next(out.glob(".submitit/.submission_file_*.sh")).read_text()
-    for line in ["--partition=gpu", "--gpus-per-node=1", "--time=240", "--cpus-per-task=4", "--array=0-2%3",
-                 "--signal=USR2@120"]:
+    for line in [
+        "--partition=gpu",
+        "--gpus-per-node=1",
+        "--time=240",
+        "--cpus-per-task=4",
+        "--array=0-2%3",
+        "--signal=USR2@120",
+    ]:
         assert f"#SBATCH {line}\n" in script

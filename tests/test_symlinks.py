@@ -1,5 +1,6 @@
 """Outputs cannot be redirected (harness/outputs.py): inside the folders the tools create, a symlink where a tool
 writes is refused in one line, never written through or deleted; a symlink the user gave is followed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,16 @@ from scripts.report import main as report_main
 from tests.test_hostile_text import fake_runs
 from tests.test_reliability_sweeps import sweep_here
 
-TINY = ["dataset=digits", "dataset.train_size=300", "trainer.steps=5", "trainer.eval_every=5", "trainer.log_every=5",
-        "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
+TINY = [
+    "dataset=digits",
+    "dataset.train_size=300",
+    "trainer.steps=5",
+    "trainer.eval_every=5",
+    "trainer.log_every=5",
+    "trainer.progress=false",
+    "trainer.device=cpu",
+    "trainer.threads=1",
+]
 SECOND_JOB = "dataset.train_size=300,dataset=digits,seed=1,trainer.eval_every=5,trainer.steps=5"  # seed=1's folder
 
 
@@ -28,8 +37,10 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 def untouched(folder: Path) -> bool:
-    return sorted(p.name for p in folder.iterdir()) == ["precious.txt"] and \
-        (folder / "precious.txt").read_text() == "keep me"
+    return (
+        sorted(p.name for p in folder.iterdir()) == ["precious.txt"]
+        and (folder / "precious.txt").read_text() == "keep me"
+    )
 
 
 def test_atomic_write_refuses_a_symlink_and_leaves_its_target_and_the_link(tmp_path):
@@ -47,8 +58,12 @@ def test_atomic_write_refuses_a_symlink_and_leaves_its_target_and_the_link(tmp_p
             atomic_write(run_dir / name, lambda f: f.write("x"))
     assert untouched(target.parent) and not (tmp_path / "nowhere").exists()
     assert all((run_dir / n).is_symlink() for n in ("summary.json", "metrics.csv", "checkpoint.pt"))
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "dangling.json", "metrics.csv",
-                                                         "summary.json"]  # no temporary file left
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint.pt",
+        "dangling.json",
+        "metrics.csv",
+        "summary.json",
+    ]  # no temporary file left
 
 
 @pytest.fixture
@@ -56,8 +71,9 @@ def runs(tmp_path) -> Path:
     return fake_runs(tmp_path / "runs", {"relu": "relu", "tanh": "tanh"})
 
 
-@pytest.mark.parametrize("link", ["report", "report/figures", "report/summary.csv", "report/report.md",
-                                  "report/figures/learning_curves.png"])
+@pytest.mark.parametrize(
+    "link", ["report", "report/figures", "report/summary.csv", "report/report.md", "report/figures/learning_curves.png"]
+)
 def test_the_report_refuses_a_symlink_where_it_writes_in_one_line_exit_2(runs, tmp_path, capsys, link):
     target = elsewhere(tmp_path)
     (runs / link).parent.mkdir(parents=True, exist_ok=True)
@@ -104,16 +120,16 @@ def test_a_sweep_refuses_a_symlinked_job_folder_before_any_job_and_follows_a_lin
     (scratch / SECOND_JOB).symlink_to(target)  # a job's folder inside it: refused
     code, text = sweep_here(capsys, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 2 and text.startswith("error: ") and f"{SECOND_JOB} is a symlink" in text, text
-    assert len(text.strip().splitlines()) == 1 and untouched(target) and list(scratch.iterdir()) == [
-        scratch / SECOND_JOB]
+    assert (
+        len(text.strip().splitlines()) == 1 and untouched(target) and list(scratch.iterdir()) == [scratch / SECOND_JOB]
+    )
     (scratch / SECOND_JOB).unlink()
     code, text = sweep_here(capsys, "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 0, text[-2000:]
     assert (scratch / "sweep.json").is_file() and (scratch / SECOND_JOB / "summary.json").is_file()
 
 
-def test_a_single_run_refuses_a_symlink_where_it_writes_and_follows_a_linked_run_folder(capsys, tmp_path,
-                                                                                         monkeypatch):
+def test_a_single_run_refuses_a_symlink_where_it_writes_and_follows_a_linked_run_folder(capsys, tmp_path, monkeypatch):
     from tests.test_bad_input import run_here
 
     target = elsewhere(tmp_path)
@@ -132,7 +148,8 @@ def test_a_single_run_refuses_a_symlink_where_it_writes_and_follows_a_linked_run
 
 
 def test_a_report_stopped_midway_links_no_figure_already_gone_and_a_finished_one_leaves_none_stale(
-        runs, tmp_path, monkeypatch):
+    runs, tmp_path, monkeypatch
+):
     """Stale figures go only once the new report.md is in place (a report stopped by SIGTERM or Ctrl-C while
     drawing keeps the old report whole); figures this report no longer draws then go."""
     from harness.report import build

@@ -1,5 +1,6 @@
 """The transformer (harness/transformer.py): a block is PyTorch's pre-norm TransformerEncoderLayer; Shazeer's d_ff;
 its FFN units are what the probes count; model.init's gains; bad pairs refused in one line."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,20 +25,29 @@ def transformer(act: str, **keys) -> Transformer:
 def copy_from_torch(block: Block, ref: nn.TransformerEncoderLayer) -> None:
     """PyTorch packs q, k, v into in_proj (3D x D); ours are three D x D Linears."""
     with torch.no_grad():
-        for ours, w, b in zip((block.attn.q, block.attn.k, block.attn.v), ref.self_attn.in_proj_weight.chunk(3),
-                              ref.self_attn.in_proj_bias.chunk(3)):
+        for ours, w, b in zip(
+            (block.attn.q, block.attn.k, block.attn.v),
+            ref.self_attn.in_proj_weight.chunk(3),
+            ref.self_attn.in_proj_bias.chunk(3),
+        ):
             ours.weight.copy_(w)
             ours.bias.copy_(b)
-        for ours, theirs in [(block.attn.out, ref.self_attn.out_proj), (block.ffn_in, ref.linear1),
-                             (block.ffn_out, ref.linear2), (block.norm_attn, ref.norm1), (block.norm_ffn, ref.norm2)]:
+        for ours, theirs in [
+            (block.attn.out, ref.self_attn.out_proj),
+            (block.ffn_in, ref.linear1),
+            (block.ffn_out, ref.linear2),
+            (block.norm_attn, ref.norm1),
+            (block.norm_ffn, ref.norm2),
+        ]:
             ours.load_state_dict(theirs.state_dict())
 
 
 @pytest.mark.parametrize("act", ["relu", "gelu"])
 def test_a_block_equals_torch_pre_norm_encoder_layer_forward_and_gradients(act):
     torch.manual_seed(0)
-    ref = nn.TransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0, activation=act, batch_first=True,
-                                     norm_first=True)
+    ref = nn.TransformerEncoderLayer(
+        12, 3, dim_feedforward=20, dropout=0.0, activation=act, batch_first=True, norm_first=True
+    )
     ours = Block(12, 3, 20, activation_factory(act), "layer")
     copy_from_torch(ours, ref)
     x = torch.randn(4, 7, 12)
@@ -49,8 +59,12 @@ def test_a_block_equals_torch_pre_norm_encoder_layer_forward_and_gradients(act):
     (out_ref * weights).sum().backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.ffn_in.weight.grad, ref.linear1.weight.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([ours.attn.q.weight.grad, ours.attn.k.weight.grad, ours.attn.v.weight.grad]),
-                               ref.self_attn.in_proj_weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.cat([ours.attn.q.weight.grad, ours.attn.k.weight.grad, ours.attn.v.weight.grad]),
+        ref.self_attn.in_proj_weight.grad,
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_tokens_are_consecutive_steps_and_row_major_patches():
@@ -145,13 +159,16 @@ def test_model_init_draws_attention_and_ffn_output_with_gain_one(act, gate_gain)
     assert net.position.std().item() == pytest.approx(0.02, rel=0.1)  # model.init leaves the positions alone
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.patch=3", r"^model.patch=3 does not divide the input \(40\); choose a divisor of 40$"),
-    ("model.heads=3", r"^model.heads=3 must divide model.width=32$"),
-    ("model.cell=gru", r"^model.cell and model.bidirectional are rnn options"),
-    ("model.bidirectional=true", r"^model.cell and model.bidirectional are rnn options"),
-    ("model.norm=batch", r"^model.norm=batch is not supported by the transformer"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.patch=3", r"^model.patch=3 does not divide the input \(40\); choose a divisor of 40$"),
+        ("model.heads=3", r"^model.heads=3 must divide model.width=32$"),
+        ("model.cell=gru", r"^model.cell and model.bidirectional are rnn options"),
+        ("model.bidirectional=true", r"^model.cell and model.bidirectional are rnn options"),
+        ("model.norm=batch", r"^model.norm=batch is not supported by the transformer"),
+    ],
+)
 def test_bad_transformer_options_are_refused_in_one_line(override, message):
     with pytest.raises(ConfigError, match=message) as info:
         resolve(compose_config("model=transformer", override, "trainer.device=cpu"), device=False)
@@ -180,6 +197,7 @@ def test_a_transformer_run_can_be_grouped():
     from harness.group import why_not_grouped
 
     assert why_not_grouped(resolve(compose_config("model=transformer", "trainer.device=cpu"))) is None
-    gated_over_tokens = compose_config("model=transformer", "activation=glu", "+activation.dim=-1",
-                                       "trainer.device=cpu")
+    gated_over_tokens = compose_config(
+        "model=transformer", "activation=glu", "+activation.dim=-1", "trainer.device=cpu"
+    )
     assert "GLU over dim -1, not the units" in why_not_grouped(resolve(gated_over_tokens))

@@ -1,5 +1,6 @@
 """Comparison reports: statistics across seeds, seaborn and plotly figures, one HTML page, one Markdown file
 and, on request, LaTeX tables."""
+
 from __future__ import annotations
 
 from pathlib import Path

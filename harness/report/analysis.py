@@ -1,4 +1,5 @@
 """Every number of a report, computed once from the gathered runs: summaries, comparisons, ranks, speed."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ def analyse(data: Runs, baseline: str | None = None) -> Analysis:
             per_setting.insert(1, "setting", per_setting.pop("setting"))
             comparison = pd.concat([comparison, per_setting], ignore_index=True)
     means = stats.task_means(summary[summary["chosen"]])
-    return Analysis(data, baseline, note, summary, tuned, comparison, means, stats.ranks(means),
-                    stats.friedman(means), several)
+    return Analysis(
+        data, baseline, note, summary, tuned, comparison, means, stats.ranks(means), stats.friedman(means), several
+    )
 
 
 def relative_speed(tuned: pd.DataFrame, baseline: str) -> pd.Series:
@@ -88,17 +90,23 @@ def plain_summary(a: Analysis) -> list[str]:
     items += lost_units(a) + divergence(a) + speed_sentences(a)
     if len(a.ranks) >= 3 and a.friedman["tasks"] >= 2:
         ranks = ", ".join(f"{r.act} {r.mean_rank:.1f}" for r in a.ranks.itertuples())
-        items.append(f"Average rank across {a.friedman['tasks']} tasks (1 = best): {ranks}; Friedman test "
-                     f"p = {a.friedman['p']:.3g}" + (f" ({a.friedman['note']})." if a.friedman["note"] else "."))
+        items.append(
+            f"Average rank across {a.friedman['tasks']} tasks (1 = best): {ranks}; Friedman test "
+            f"p = {a.friedman['p']:.3g}" + (f" ({a.friedman['note']})." if a.friedman["note"] else ".")
+        )
     seeds = int(a.summary.loc[a.summary["chosen"], "seeds"].min())
     if seeds < stats.FEW_SEEDS:
-        items.append(f"Few seeds (as few as {seeds} per combination): the intervals are wide, and the exact "
-                     f"sign-flip test cannot reach p < {stats.ALPHA} with fewer than 6 pairs. Run more seeds before "
-                     "trusting a ranking.")
+        items.append(
+            f"Few seeds (as few as {seeds} per combination): the intervals are wide, and the exact "
+            f"sign-flip test cannot reach p < {stats.ALPHA} with fewer than 6 pairs. Run more seeds before "
+            "trusting a ranking."
+        )
     elif not a.comparison.empty and a.comparison["pairs"].min() < 6:
-        items.append(f"With {int(a.comparison['pairs'].min())} paired seeds the exact sign-flip test cannot reach "
-                     f"p < {stats.ALPHA} (its smallest p is 2/2^n): 'significant' rests on the t-test, and 6 or more "
-                     "seeds would let the distribution-free test confirm it.")
+        items.append(
+            f"With {int(a.comparison['pairs'].min())} paired seeds the exact sign-flip test cannot reach "
+            f"p < {stats.ALPHA} (its smallest p is 2/2^n): 'significant' rests on the t-test, and 6 or more "
+            "seeds would let the distribution-free test confirm it."
+        )
     if len(a.data.skipped):
         items.append(f"{len(a.data.skipped)} run folder(s) were skipped or are incomplete; see the last section.")
     return items
@@ -122,11 +130,16 @@ def task_sentence(a: Analysis, task: str) -> str:
     worse = [f"{r.act} ({r.diff_mean:+.3f})" for r in tested.itertuples() if r.significant and r.diff_mean < 0]
     same = [f"{r.act} ({r.diff_mean:+.3f}, p = {r.p_t_holm:.2f})" for r in tested.itertuples() if not r.significant]
     untested = [f"{r.act} ({r.pairs} pair)" for r in cmp[cmp["p_t_holm"].isna()].itertuples()]
-    parts = [f"significantly better than {a.baseline}: {', '.join(better)}" if better else "",
-             f"significantly worse than {a.baseline}: {', '.join(worse)}" if worse else "",
-             f"not significantly different from {a.baseline}: {', '.join(same)}" if same and len(same) < len(tested)
-             else f"differences: {', '.join(same)}" if same else "",
-             f"too few paired seeds to test: {', '.join(untested)}" if untested else ""]
+    parts = [
+        f"significantly better than {a.baseline}: {', '.join(better)}" if better else "",
+        f"significantly worse than {a.baseline}: {', '.join(worse)}" if worse else "",
+        f"not significantly different from {a.baseline}: {', '.join(same)}"
+        if same and len(same) < len(tested)
+        else f"differences: {', '.join(same)}"
+        if same
+        else "",
+        f"too few paired seeds to test: {', '.join(untested)}" if untested else "",
+    ]
     sentence = "; ".join(p for p in parts if p)
     return f"{text} {sentence[:1].upper()}{sentence[1:]}." if sentence else text
 
@@ -134,15 +147,18 @@ def task_sentence(a: Analysis, task: str) -> str:
 def lost_units(a: Analysis) -> list[str]:
     """Activations that ended with many dead or saturated units, with how many of the dead were dead at init."""
     rows = a.summary[a.summary["chosen"]].assign(
-        saturated_only=lambda s: s["saturated_mean"] - s["dead_mean"].fillna(0))
+        saturated_only=lambda s: s["saturated_mean"] - s["dead_mean"].fillna(0)
+    )
     items = []
     for act, group in rows.groupby("act"):
         found = []
         for r in group.itertuples():
             if r.dead_mean >= LOST_UNITS:
                 lost = f"{100 * r.lost_mean:.0f}% lost in training" if pd.notna(r.lost_mean) else "lost: n/a"
-                found.append(f"{100 * r.dead_mean:.0f}% dead at the end on {r.task} ({100 * r.dead_init_mean:.0f}% "
-                             f"were dead at init, {lost}; mean over layers)")
+                found.append(
+                    f"{100 * r.dead_mean:.0f}% dead at the end on {r.task} ({100 * r.dead_init_mean:.0f}% "
+                    f"were dead at init, {lost}; mean over layers)"
+                )
             if r.saturated_only >= LOST_UNITS:
                 found.append(f"{100 * r.saturated_only:.0f}% saturated (not dead) on {r.task}")
         if found:
@@ -159,8 +175,11 @@ def divergence(a: Analysis) -> list[str]:
 
 def speed_sentences(a: Analysis) -> list[str]:
     if a.tuned["measured_as"].nunique() > 1:
-        return ["Speed is not compared across tasks: the runs were timed differently ("
-                + "; ".join(sorted(a.tuned["measured_as"].unique())) + "); see each task's cost."]
+        return [
+            "Speed is not compared across tasks: the runs were timed differently ("
+            + "; ".join(sorted(a.tuned["measured_as"].unique()))
+            + "); see each task's cost."
+        ]
     speed = relative_speed(a.tuned, a.baseline).drop(a.baseline, errors="ignore").dropna()
     if speed.empty:
         return []
@@ -168,6 +187,8 @@ def speed_sentences(a: Analysis) -> list[str]:
     text = f"Speed relative to {a.baseline} (median samples/s across tasks; 1 = as fast), slowest first: {listed}."
     noise = speed_noise(a.tuned)
     if noise > 0.2:
-        text += (f" Speed varies by up to {100 * noise:.0f}% (sd / mean) between seeds of one combination (a busy "
-                 "or shared machine), so small speed differences are noise.")
+        text += (
+            f" Speed varies by up to {100 * noise:.0f}% (sd / mean) between seeds of one combination (a busy "
+            "or shared machine), so small speed differences are noise."
+        )
     return [text]

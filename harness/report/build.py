@@ -1,4 +1,5 @@
 """Build a comparison report from any folders of runs: CSV tables, figures, report.md, report.html, tables.tex."""
+
 from __future__ import annotations
 
 import datetime
@@ -32,10 +33,24 @@ from harness.results import atomic_write, read_summary
 TITLE = "Activation comparison"
 # What a report writes in its folder: none of these, nor figures/ or a figure in it, may be a symlink (and the
 # report/ folder itself, unless the user named it with --out): the report never writes or deletes through one.
-OUTPUTS = ("report.md", "report.html", "summary.csv", "layers.csv", "comparison.csv", "ranks.csv", "task_means.csv",
-           "friedman.json", "skipped.csv", "properties.csv", "tables.tex", "figures")
-HEADLINE = ("Headline metric: test accuracy at the step of best validation accuracy (model selection never looks "
-            "at the test split). Intervals are 95% Student-t intervals of the mean across seeds.")
+OUTPUTS = (
+    "report.md",
+    "report.html",
+    "summary.csv",
+    "layers.csv",
+    "comparison.csv",
+    "ranks.csv",
+    "task_means.csv",
+    "friedman.json",
+    "skipped.csv",
+    "properties.csv",
+    "tables.tex",
+    "figures",
+)
+HEADLINE = (
+    "Headline metric: test accuracy at the step of best validation accuracy (model selection never looks "
+    "at the test split). Intervals are 95% Student-t intervals of the mean across seeds."
+)
 
 
 def default_out(paths: list[Path]) -> Path:
@@ -44,8 +59,13 @@ def default_out(paths: list[Path]) -> Path:
     return Path(os.path.commonpath(resolved)) / "report"
 
 
-def build_report(paths: list[str | Path], baseline: str | None = None, out: str | Path | None = None,
-                 figures: bool = True, latex: bool = False) -> Path:
+def build_report(
+    paths: list[str | Path],
+    baseline: str | None = None,
+    out: str | Path | None = None,
+    figures: bool = True,
+    latex: bool = False,
+) -> Path:
     """Write report.md, report.html, summary.csv, the other tables, figures/*.png (and tables.tex with latex);
     return the output folder.
 
@@ -139,8 +159,12 @@ def portable(frame: pd.DataFrame, base: Path) -> pd.DataFrame:
     """run_dir relative to base (the folder above the report's inputs), so a committed table names no machine path."""
     if "run_dir" not in frame or frame.empty:
         return frame
-    return frame.assign(run_dir=[os.path.relpath(q, base) if (q := Path(p).resolve()).is_relative_to(base) else q.name
-                                 for p in frame["run_dir"]])
+    return frame.assign(
+        run_dir=[
+            os.path.relpath(q, base) if (q := Path(p).resolve()).is_relative_to(base) else q.name
+            for p in frame["run_dir"]
+        ]
+    )
 
 
 def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
@@ -185,8 +209,11 @@ def slug(text: str) -> str:
 def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
     """The runs, metrics and layer rows of one task at each activation's chosen setting."""
     keep = set(a.tuned.loc[a.tuned["task"] == task, "run_dir"])
-    return {"runs": a.tuned[a.tuned["task"] == task], "metrics": a.data.metrics[a.data.metrics["run_dir"].isin(keep)],
-            "layers": a.data.layers[a.data.layers["run_dir"].isin(keep)]}
+    return {
+        "runs": a.tuned[a.tuned["task"] == task],
+        "metrics": a.data.metrics[a.data.metrics["run_dir"].isin(keep)],
+        "layers": a.data.layers[a.data.layers["run_dir"].isin(keep)],
+    }
 
 
 def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | str]:
@@ -252,9 +279,11 @@ def interactive_figures(a: Analysis) -> dict[str, dict[str, str]]:
 def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, drawn: dict, plots: dict) -> list[Block]:
     runs = a.data.runs
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    intro = (f"{len(runs)} runs ({runs['task'].nunique()} task(s), {runs['act'].nunique()} activation(s), seeds "
-             f"{', '.join(map(str, sorted(runs['seed'].unique())))}) from {', '.join(map(str, paths))}; made {when}. "
-             f"Baseline: {a.baseline}. {HEADLINE}")
+    intro = (
+        f"{len(runs)} runs ({runs['task'].nunique()} task(s), {runs['act'].nunique()} activation(s), seeds "
+        f"{', '.join(map(str, sorted(runs['seed'].unique())))}) from {', '.join(map(str, paths))}; made {when}. "
+        f"Baseline: {a.baseline}. {HEADLINE}"
+    )
     blocks: list[Block] = []
     for task in sorted(runs["task"].unique()):
         png = drawn.get(f"{slug(task)}_overview")
@@ -265,8 +294,9 @@ def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, draw
     blocks += results_blocks(a, drawn) + comparison_blocks(a) + rank_blocks(a, drawn)
     blocks += [Heading("Training"), *figure_blocks(drawn, ["learning_curves"])]
     for task in sorted(runs["task"].unique()):
-        names = [f"{slug(task)}_{kind}" for kind in
-                 ["units", "activations", "gradients", "gradient_heatmap", "through_time"]]
+        names = [
+            f"{slug(task)}_{kind}" for kind in ["units", "activations", "gradients", "gradient_heatmap", "through_time"]
+        ]
         if any(n in drawn for n in names):
             blocks += [Heading(f"Inside the network: {task}", 3), *figure_blocks(drawn, names)]
     blocks += [Heading("Speed"), *figure_blocks(drawn, ["speed", "accuracy_vs_speed"])]

@@ -1,4 +1,5 @@
 """Demšar's (2006) critical-difference diagram of average ranks across tasks."""
+
 from __future__ import annotations
 
 import math
@@ -32,14 +33,23 @@ def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Pat
             y = first - 0.35 * (i if left else k - 1 - i)
             end = 0.6 if left else k + 0.4
             ax.plot([rank, rank, end], [0, y, y], color=colours[act], linewidth=1.5)
-            ax.text(end - 0.05 if left else end + 0.05, y, f"{act} ({rank:.2f})", ha="right" if left else "left",
-                    va="center", color=colours[act], fontweight="bold")
+            ax.text(
+                end - 0.05 if left else end + 0.05,
+                y,
+                f"{act} ({rank:.2f})",
+                ha="right" if left else "left",
+                va="center",
+                color=colours[act],
+                fontweight="bold",
+            )
         for j, (lo, hi) in enumerate(bars):
             ax.hlines(-0.25 - 0.2 * j, r.iloc[lo] - 0.05, r.iloc[hi] + 0.05, color="black", linewidth=4)
         ax.set_xlim(0.5, k + 0.5)
         ax.set_ylim(first - 0.35 * (half - 1) - 0.3, 1.2)
-        ax.set_title("average rank across tasks (1 = best); a black bar joins activations that do not differ "
-                     "significantly", fontsize=9)
+        ax.set_title(
+            "average rank across tasks (1 = best); a black bar joins activations that do not differ significantly",
+            fontsize=9,
+        )
         ax.axis("off")
         return save(fig, path)
 

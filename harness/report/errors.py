@@ -1,4 +1,5 @@
 """The report's one error: bad input (no such path, no runs, unknown baseline), one line for the user."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Seaborn figures of a report; every figure colours an activation the same way."""
+
 from __future__ import annotations
 
 import math
@@ -79,18 +80,45 @@ def layer_order(frame: pd.DataFrame) -> list[str]:
     return list(pd.unique(frame.sort_values("step", kind="stable")["layer"].dropna()))
 
 
-def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "step", y: str = "value",
-           col_order=None, row_order=None, sharex=True, sharey=False, log: bool = False, errorbar=t_interval,
-           height: float = 2.6):
+def curves(
+    data: pd.DataFrame,
+    colours: dict,
+    *,
+    row: str,
+    col: str,
+    x: str = "step",
+    y: str = "value",
+    col_order=None,
+    row_order=None,
+    sharex=True,
+    sharey=False,
+    log: bool = False,
+    errorbar=t_interval,
+    height: float = 2.6,
+):
     """Mean lines with a 95% band across seeds on a row x col grid, rows named on the left, legend on the right.
 
     log=True: a log axis, with the geometric mean and its interval on the log scale.
     """
     hue_order = [a for a in colours if a in set(data["act"])]
-    g = sns.relplot(data=data, x=x, y=y, hue="act", hue_order=hue_order, palette=colours, row=row, col=col,
-                    row_order=row_order, col_order=col_order, kind="line",
-                    estimator=geometric_mean if log else "mean", errorbar=log_interval if log else errorbar,
-                    height=height, aspect=1.35, facet_kws={"sharey": sharey, "sharex": sharex})
+    g = sns.relplot(
+        data=data,
+        x=x,
+        y=y,
+        hue="act",
+        hue_order=hue_order,
+        palette=colours,
+        row=row,
+        col=col,
+        row_order=row_order,
+        col_order=col_order,
+        kind="line",
+        estimator=geometric_mean if log else "mean",
+        errorbar=log_interval if log else errorbar,
+        height=height,
+        aspect=1.35,
+        facet_kws={"sharey": sharey, "sharex": sharex},
+    )
     for ax in g.axes.flat:  # column names once, on top; row names as the first column's y label
         ax.set_title("")
     for ax, name in zip(g.axes[0], col_order or g.col_names or [""]):
@@ -105,15 +133,25 @@ def curves(data: pd.DataFrame, colours: dict, *, row: str, col: str, x: str = "s
 
 def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Training loss, validation loss and validation accuracy against step, one row per task."""
-    panels = {("train", "loss"): "train loss", ("val", "loss"): "validation loss",
-              ("val", "acc"): "validation accuracy"}
+    panels = {
+        ("train", "loss"): "train loss",
+        ("val", "loss"): "validation loss",
+        ("val", "acc"): "validation accuracy",
+    }
     keys = pd.MultiIndex.from_frame(metrics[["split", "metric"]])
     data = metrics[keys.isin(list(panels)) & metrics["layer"].isna()].copy()
     data["panel"] = [panels[k] for k in zip(data["split"], data["metric"])]
     with style():
-        g = curves(data, colours, row="task", col="panel", col_order=list(panels.values()),
-                   row_order=sorted(data["task"].unique()), errorbar=nonnegative_interval,
-                   sharex="row")  # tasks may train for different numbers of steps
+        g = curves(
+            data,
+            colours,
+            row="task",
+            col="panel",
+            col_order=list(panels.values()),
+            row_order=sorted(data["task"].unique()),
+            errorbar=nonnegative_interval,
+            sharex="row",
+        )  # tasks may train for different numbers of steps
         g.set_xlabels("step")
         return save(g.figure, path)
 
@@ -127,9 +165,22 @@ def per_layer(metrics: pd.DataFrame, colours: dict, names: dict[str, str], path:
     order = [f"{q} · {layer}" for q in names.values() for layer in layers]
     hue_order = [a for a in colours if a in set(data["act"])]
     with style():
-        g = sns.relplot(data=data, x="step", y="value", hue="act", hue_order=hue_order, palette=colours,
-                        col="panel", col_order=order, col_wrap=min(WRAP, len(layers)), kind="line",
-                        errorbar=errorbar, height=2.6, aspect=1.35, facet_kws={"sharey": sharey, "sharex": True})
+        g = sns.relplot(
+            data=data,
+            x="step",
+            y="value",
+            hue="act",
+            hue_order=hue_order,
+            palette=colours,
+            col="panel",
+            col_order=order,
+            col_wrap=min(WRAP, len(layers)),
+            kind="line",
+            errorbar=errorbar,
+            height=2.6,
+            aspect=1.35,
+            facet_kws={"sharey": sharey, "sharex": True},
+        )
         g.set_titles("{col_name}")
         g.set_axis_labels("step", "")
         g.legend.set_title(LEGEND)
@@ -167,10 +218,23 @@ def gradients_by_depth(metrics: pd.DataFrame, colours: dict, path: Path) -> Path
     data["depth"] = data["layer"].map({name: i for i, name in enumerate(order)})
     hue_order = [a for a in colours if a in set(data["act"])]
     with style():
-        g = sns.relplot(data=data, x="depth", y="value", hue="act", hue_order=hue_order, palette=colours,
-                        col="phase", col_order=phases, kind="line", marker="o", estimator=geometric_mean,
-                        errorbar=log_interval,
-                        height=2.8, aspect=1.2, facet_kws={"sharey": True})
+        g = sns.relplot(
+            data=data,
+            x="depth",
+            y="value",
+            hue="act",
+            hue_order=hue_order,
+            palette=colours,
+            col="phase",
+            col_order=phases,
+            kind="line",
+            marker="o",
+            estimator=geometric_mean,
+            errorbar=log_interval,
+            height=2.8,
+            aspect=1.2,
+            facet_kws={"sharey": True},
+        )
         g.set(yscale="log", xticks=range(len(order)))
         for ax in g.axes.flat:
             ax.set_xticklabels(order, rotation=90 if len(order) > 5 else 0)
@@ -191,8 +255,12 @@ def gradient_heatmap(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     order = layer_order(grads)
     acts = [a for a in colours if a in set(grads["act"])]
     logged = grads.assign(value=np.log10(grads["value"].where(grads["value"] > 0)))
-    logs = {a: logged[logged["act"] == a].pivot_table(index="layer", columns="step", values="value", aggfunc="mean")
-            .reindex(order) for a in acts}  # mean of log10 over seeds: the log of the geometric mean
+    logs = {
+        a: logged[logged["act"] == a]
+        .pivot_table(index="layer", columns="step", values="value", aggfunc="mean")
+        .reindex(order)
+        for a in acts
+    }  # mean of log10 over seeds: the log of the geometric mean
     logs = {a: v - v.mean(axis=0) for a, v in logs.items()}  # relative to the step's other layers
     finite = np.concatenate([v.to_numpy().ravel() for v in logs.values()])
     finite = finite[np.isfinite(finite)]
@@ -201,20 +269,30 @@ def gradient_heatmap(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     ncols = min(len(acts), 3)
     nrows = math.ceil(len(acts) / ncols)
     with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1, 0.35 * len(order) * nrows + 1.4 * nrows),
-                                 squeeze=False, constrained_layout=True)
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(3.6 * ncols + 1, 0.35 * len(order) * nrows + 1.4 * nrows),
+            squeeze=False,
+            constrained_layout=True,
+        )
         for ax, act in zip(axes.flat, acts):
-            image = sns.heatmap(logs[act], ax=ax, vmin=vmin, vmax=vmax, cmap="RdBu_r", cbar=False,
-                                xticklabels="auto", yticklabels=True)
+            image = sns.heatmap(
+                logs[act], ax=ax, vmin=vmin, vmax=vmax, cmap="RdBu_r", cbar=False, xticklabels="auto", yticklabels=True
+            )
             ax.set_title(act, color=colours[act], fontweight="bold")
             ax.set_xlabel("step")
             ax.set_ylabel("")
             ax.tick_params(axis="x", labelrotation=90, labelsize=7)
             ax.tick_params(axis="y", labelrotation=0)
-        for ax in axes.flat[len(acts):]:
+        for ax in axes.flat[len(acts) :]:
             ax.axis("off")
-        fig.colorbar(image.collections[0], ax=axes, shrink=0.8,
-                     label="log10 ‖∇W‖ minus the step's mean over layers (training batches)")
+        fig.colorbar(
+            image.collections[0],
+            ax=axes,
+            shrink=0.8,
+            label="log10 ‖∇W‖ minus the step's mean over layers (training batches)",
+        )
         return save(fig, path)
 
 
@@ -225,8 +303,17 @@ def through_time(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     data["phase"] = np.where(data["step"] == 0, "at initialisation", np.where(data["step"] == last, "at the end", ""))
     data = data[data["phase"] != ""]
     with style():
-        g = curves(data, colours, row="layer", col="phase", x="t", col_order=["at initialisation", "at the end"],
-                   row_order=layer_order(data), sharey=True, log=True)
+        g = curves(
+            data,
+            colours,
+            row="layer",
+            col="phase",
+            x="t",
+            col_order=["at initialisation", "at the end"],
+            row_order=layer_order(data),
+            sharey=True,
+            log=True,
+        )
         g.set_xlabels("time step t")
         for ax, layer in zip(g.axes[:, 0], layer_order(data)):
             ax.set_ylabel(f"{layer}: ‖∂L/∂h_t‖")
@@ -243,11 +330,25 @@ def relative_speed(runs: pd.DataFrame, baseline: str, colours: dict, path: Path)
     data = runs.assign(relative=runs["speed"] / runs["task"].map(base)).dropna(subset=["relative"])
     order = [a for a in colours if a in set(data["act"])]
     with style():
-        g = sns.catplot(data=data, x="relative", y="act", hue="act", order=order, hue_order=order, palette=colours,
-                        col="task", col_order=sorted(data["task"].unique()), col_wrap=min(3, data["task"].nunique()),
-                        kind="bar", estimator="median",
-                        errorbar=None, alpha=0.6, height=0.35 * len(order) + 1.2, aspect=1.6 if len(order) > 6 else 2,
-                        legend=False)
+        g = sns.catplot(
+            data=data,
+            x="relative",
+            y="act",
+            hue="act",
+            order=order,
+            hue_order=order,
+            palette=colours,
+            col="task",
+            col_order=sorted(data["task"].unique()),
+            col_wrap=min(3, data["task"].nunique()),
+            kind="bar",
+            estimator="median",
+            errorbar=None,
+            alpha=0.6,
+            height=0.35 * len(order) + 1.2,
+            aspect=1.6 if len(order) > 6 else 2,
+            legend=False,
+        )
         g.map_dataframe(sns.stripplot, x="relative", y="act", order=order, color="black", size=3, jitter=0.15)
         for ax in g.axes.flat:
             ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
@@ -263,8 +364,9 @@ def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, 
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.8, 3.3 * nrows), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(4.2 * ncols + 1.8, 3.3 * nrows), squeeze=False, constrained_layout=True
+        )
         for ax, task in zip(axes.flat, tasks):
             for r in summary[summary["task"] == task].itertuples():
                 if (task, r.act) not in speed.index:
@@ -272,13 +374,23 @@ def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, 
                 med, fastest, slowest = speed.loc[(task, r.act), ["median", "max", "min"]]
                 xerr = [[med - slowest], [fastest - med]] if np.isfinite(med) else None
                 yerr = interval_err(r.acc_mean, r.acc_ci_low, r.acc_ci_high)
-                ax.errorbar(med, r.acc_mean, xerr=xerr, yerr=yerr, fmt="o", color=colours[r.act],
-                            ecolor=colours[r.act], elinewidth=1, capsize=2, markersize=7)
+                ax.errorbar(
+                    med,
+                    r.acc_mean,
+                    xerr=xerr,
+                    yerr=yerr,
+                    fmt="o",
+                    color=colours[r.act],
+                    ecolor=colours[r.act],
+                    elinewidth=1,
+                    capsize=2,
+                    markersize=7,
+                )
             log_axis_in_thousands(ax)
             ax.set_title(task)
             ax.set_xlabel("samples/s, median (log scale; faster →)")
             ax.set_ylabel("test accuracy at best validation")
-        for ax in axes.flat[len(tasks):]:
+        for ax in axes.flat[len(tasks) :]:
             ax.axis("off")
         shown = [a for a in colours if a in set(summary["act"])]
         handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[a]) for a in shown]
@@ -292,11 +404,13 @@ def log_axis_in_thousands(ax) -> None:
     lo, hi = ax.get_xlim()
     # Within a decade LogLocator falls back to linear ticks every 5k, which crowd a small panel: ask for four.
     wide = hi / max(lo, 1e-9) > 10
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)) if wide
-                               else matplotlib.ticker.MaxNLocator(4))
+    ax.xaxis.set_major_locator(
+        matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)) if wide else matplotlib.ticker.MaxNLocator(4)
+    )
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.xaxis.set_major_formatter(
-        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
+    )
 
 
 def interval_err(mean: float, lo: float, hi: float):
@@ -313,23 +427,39 @@ def accuracy_by_setting(summary: pd.DataFrame, colours: dict, path: Path) -> Pat
     ncols = min(2, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols + 1.6, 3.6 * nrows), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(6.2 * ncols + 1.6, 3.6 * nrows), squeeze=False, constrained_layout=True
+        )
         for ax, task in zip(axes.flat, tasks):
             rows = summary[summary["task"] == task].sort_values(["lr", "setting"])
             settings = list(pd.unique(rows["setting"]))
             for i, act in enumerate(acts):
                 r = rows[rows["act"] == act]
                 x = np.array([settings.index(v) for v in r["setting"]]) + 0.08 * (i - (len(acts) - 1) / 2)
-                yerr = np.array([interval_err(m, lo, hi) or [[0], [0]] for m, lo, hi in
-                                 zip(r["acc_mean"], r["acc_ci_low"], r["acc_ci_high"])]).reshape(-1, 2).T
+                yerr = (
+                    np.array(
+                        [
+                            interval_err(m, lo, hi) or [[0], [0]]
+                            for m, lo, hi in zip(r["acc_mean"], r["acc_ci_low"], r["acc_ci_high"])
+                        ]
+                    )
+                    .reshape(-1, 2)
+                    .T
+                )
                 ax.errorbar(x, r["acc_mean"], yerr=yerr, fmt="o-", color=colours[act], capsize=2, linewidth=1)
                 best = r["chosen"].to_numpy(dtype=bool)
-                ax.scatter(x[best], r["acc_mean"][best], s=160, facecolors="none", edgecolors=[colours[act]],
-                           linewidths=1.8, zorder=5)
+                ax.scatter(
+                    x[best],
+                    r["acc_mean"][best],
+                    s=160,
+                    facecolors="none",
+                    edgecolors=[colours[act]],
+                    linewidths=1.8,
+                    zorder=5,
+                )
             ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right")
             ax.set(title=task, ylabel="test accuracy at best validation")
-        for ax in axes.flat[len(tasks):]:
+        for ax in axes.flat[len(tasks) :]:
             ax.axis("off")
         handles = [plt.Line2D([], [], marker="o", color=colours[a]) for a in acts]
         fig.legend(handles, acts, title=LEGEND, loc="outside right center")

@@ -1,4 +1,5 @@
 """The activation gallery: f and f' of each activation on one grid, and its properties computed numerically."""
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def normal_mean(act: nn.Module) -> float:
     """E f(z) for z ~ N(0, 1), by quadrature on [-10, 10] (the tails beyond carry under 1e-22 of the mass)."""
     f, _ = curve(act, DENSE)
     z = DENSE.numpy()
-    return float(np.trapezoid(f * np.exp(-z**2 / 2) / math.sqrt(2 * math.pi), z))
+    return float(np.trapezoid(f * np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi), z))
 
 
 def properties(name: str, params: dict | None = None) -> dict:
@@ -149,7 +150,7 @@ def plane_normal_mean(act: nn.Module, n: int = 801) -> float:
     with torch.no_grad():
         y = act.double().eval()(torch.stack([u.flatten(), g.flatten()], dim=1)).reshape(n, n).numpy()
     t = t.numpy()
-    pdf = np.exp(-t**2 / 2) / math.sqrt(2 * math.pi)
+    pdf = np.exp(-(t**2) / 2) / math.sqrt(2 * math.pi)
     return float(np.trapezoid(np.trapezoid(y * pdf[:, None] * pdf[None, :], t, axis=1), t))
 
 
@@ -227,8 +228,9 @@ def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int 
     ncols = min(ncols, len(items))
     nrows = math.ceil(len(items) / ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.4 * nrows + 0.5), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(2.9 * ncols, 2.4 * nrows + 0.5), squeeze=False, constrained_layout=True
+        )
         for ax, (text, name, params) in zip(axes.flat, items):
             lo, hi = PLOT_RANGES.get(name, PLOT_RANGE)
             z = torch.linspace(lo, hi, 1001, dtype=torch.float64)
@@ -242,7 +244,7 @@ def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int 
                 ax.plot(z.numpy(), f, color=colours.get(text, "C0"), linewidth=2)
                 ax.plot(z.numpy(), broken_at_jumps(df), color="0.35", linewidth=1.3, linestyle="--")
             ax.set_title(text + (" (u·f(g))" if expansion(act) == 2 else ""), fontsize=10)
-        for ax in axes.flat[len(items):]:
+        for ax in axes.flat[len(items) :]:
             ax.axis("off")
         handles = [plt.Line2D([], [], color="black", linewidth=2), plt.Line2D([], [], color="0.35", linestyle="--")]
         labels = ["f(x)", "f'(x)"]

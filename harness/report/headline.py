@@ -1,5 +1,6 @@
 """The report's first screen: per task, five questions (accuracy, stability, dead units, gradient flow, cost),
 each answered with a number and its uncertainty, and the table that carries the same columns."""
+
 from __future__ import annotations
 
 import math
@@ -11,9 +12,11 @@ from harness.report.render import num, p_value, percent, rate, with_ci
 
 QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
 # How each speed_clock reads (harness.loop.Member.speed); ratios are only printed between runs measured alike.
-CLOCKS = {"thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
-          "cuda_events": "CUDA events around the training steps",
-          "wall": "wall-clock time of the training steps, on a machine that may have been shared"}
+CLOCKS = {
+    "thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
+    "cuda_events": "CUDA events around the training steps",
+    "wall": "wall-clock time of the training steps, on a machine that may have been shared",
+}
 NOISY = 0.2  # speed spread (sd / mean across seeds) above which two activations' speeds are not compared
 NA = "n/a"
 
@@ -39,8 +42,10 @@ def settings_line(a, task: str) -> str:
     if tried < 2:
         return f"One setting: {rows['setting'].iloc[0]}."
     picks = "; ".join(f"{r.act}: {r.setting}{init_used(r)}" for r in rows.itertuples())
-    return (f"{tried} settings tried; each activation at its setting with the best mean validation accuracy "
-            f"(never the test split): {picks}.")
+    return (
+        f"{tried} settings tried; each activation at its setting with the best mean validation accuracy "
+        f"(never the test split): {picks}."
+    )
 
 
 def init_used(row) -> str:
@@ -59,11 +64,16 @@ def accuracy(a, task: str) -> str:
     cmp = cmp[(cmp["task"] == task) & cmp["setting"].isin([BEST, ""]) & cmp["p_t_holm"].notna()]
     if len(cmp):
         m = int(cmp["family"].iloc[0])
-        parts = [f"{r.act} {r.diff_mean:+.3f} [{num(r.diff_adj_low)}, {num(r.diff_adj_high)}], "
-                 f"p = {p_value(r.p_t_holm)}"
-                 f" ({'significant' if r.significant else 'not significant'})" for r in cmp.itertuples()]
-        text += (f" Against {a.baseline}, paired by seed (interval Bonferroni-adjusted for {m} comparison"
-                 f"{'s' if m != 1 else ''}, p Holm-corrected t-test): " + "; ".join(parts) + ".")
+        parts = [
+            f"{r.act} {r.diff_mean:+.3f} [{num(r.diff_adj_low)}, {num(r.diff_adj_high)}], "
+            f"p = {p_value(r.p_t_holm)}"
+            f" ({'significant' if r.significant else 'not significant'})"
+            for r in cmp.itertuples()
+        ]
+        text += (
+            f" Against {a.baseline}, paired by seed (interval Bonferroni-adjusted for {m} comparison"
+            f"{'s' if m != 1 else ''}, p Holm-corrected t-test): " + "; ".join(parts) + "."
+        )
     return text
 
 
@@ -76,10 +86,14 @@ def stability(a, task: str) -> str:
             draws.append(f"{r.act} {NA}")
             continue
         ci = "" if math.isnan(r.drawdown_ci_low) else f" [{points(r.drawdown_ci_low)}, {points(r.drawdown_ci_high)}]"
-        draws.append(f"{r.act} {points(r.drawdown_mean)}{ci}, worst {points(r.drawdown_worst)} "
-                     f"(seed {int(r.drawdown_worst_seed)})")
-    return (f"Diverged: {diverged}. Validation drawdown (worst fall below the running best, in accuracy points), "
-            f"mean [95% CI] and worst seed: {'; '.join(draws)}.")
+        draws.append(
+            f"{r.act} {points(r.drawdown_mean)}{ci}, worst {points(r.drawdown_worst)} "
+            f"(seed {int(r.drawdown_worst_seed)})"
+        )
+    return (
+        f"Diverged: {diverged}. Validation drawdown (worst fall below the running best, in accuracy points), "
+        f"mean [95% CI] and worst seed: {'; '.join(draws)}."
+    )
 
 
 def points(x) -> str:
@@ -101,9 +115,15 @@ def dead_units(a, task: str) -> str:
         if len(by_layer) and by_layer["lost"].max() > 0:
             text += f" (most lost: {by_layer['lost'].idxmax()} {percent(by_layer['lost'].max())})"
         parts.append(text + f", {percent(r.dead_mean)} dead at the end")
-    missing = "" if have_lost else (" Lost in training (alive at init, dead at the end, per unit): n/a, these runs "
-                                    "predate per-unit masks; the end minus init is not that number.")
-    return ("Mean over layers and seeds; dead = f'(z) = 0 on every probe sample: " + "; ".join(parts) + "." + missing)
+    missing = (
+        ""
+        if have_lost
+        else (
+            " Lost in training (alive at init, dead at the end, per unit): n/a, these runs "
+            "predate per-unit masks; the end minus init is not that number."
+        )
+    )
+    return "Mean over layers and seeds; dead = f'(z) = 0 on every probe sample: " + "; ".join(parts) + "." + missing
 
 
 def lost_text(x) -> str:
@@ -112,11 +132,15 @@ def lost_text(x) -> str:
 
 def gradient_flow(a, task: str) -> str:
     rows = chosen(a, task)
-    parts = [f"{r.act} {ratio(r.ratio_init_gmean, r.ratio_init_ci_low, r.ratio_init_ci_high)} at init, "
-             f"{ratio(r.ratio_train_gmean, r.ratio_train_ci_low, r.ratio_train_ci_high)} over training"
-             for r in rows.itertuples()]
-    return ("Head over first-layer weight-gradient norm, geometric mean [95% CI] over seeds "
-            "(1 = even; far above 1 = the gradient shrinks towards the input): " + "; ".join(parts) + ".")
+    parts = [
+        f"{r.act} {ratio(r.ratio_init_gmean, r.ratio_init_ci_low, r.ratio_init_ci_high)} at init, "
+        f"{ratio(r.ratio_train_gmean, r.ratio_train_ci_low, r.ratio_train_ci_high)} over training"
+        for r in rows.itertuples()
+    ]
+    return (
+        "Head over first-layer weight-gradient norm, geometric mean [95% CI] over seeds "
+        "(1 = even; far above 1 = the gradient shrinks towards the input): " + "; ".join(parts) + "."
+    )
 
 
 def ratio(g, lo, hi) -> str:
@@ -142,8 +166,12 @@ def cost(a, task: str) -> str:
     width = runs["width"].dropna()
     size += f", width {int(width.iloc[0])}" if len(width) and width.nunique() == 1 else ""
     clock = " and ".join(CLOCKS.get(c, c) for c in sorted(set(runs["speed_clock"])))
-    return (f"Training samples/s, mean ± sd over seeds, measured by {clock} ({'; '.join(how)}): "
-            + "; ".join(parts) + size + ".")
+    return (
+        f"Training samples/s, mean ± sd over seeds, measured by {clock} ({'; '.join(how)}): "
+        + "; ".join(parts)
+        + size
+        + "."
+    )
 
 
 def relative(group: pd.DataFrame, base: pd.DataFrame, baseline: str) -> str:
@@ -161,31 +189,45 @@ def cv(x: pd.Series) -> float:
     return float(x.std() / x.mean()) if len(x) > 1 and x.mean() > 0 else 0.0
 
 
-ANSWERS = {"accuracy": accuracy, "stability": stability, "dead units": dead_units, "gradient flow": gradient_flow,
-           "cost": cost}
+ANSWERS = {
+    "accuracy": accuracy,
+    "stability": stability,
+    "dead units": dead_units,
+    "gradient flow": gradient_flow,
+    "cost": cost,
+}
 
 
 def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The five answers as columns, one row per task x activation x setting; n_params and width beside them."""
     s = summary
-    table = pd.DataFrame({
-        "task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"],
-        "test acc [95% CI]": [with_ci(m, lo, hi) for m, lo, hi in
-                              zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])],
-        "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
-        "drawdown mean (worst)": [f"{points(m)} ({points(w)})"
-                                  for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])],
-        "dead at init": s["dead_init_mean"].map(percent),
-        "lost in training": s["lost_mean"].map(lambda v: NA if math.isnan(v) else percent(v)),
-        "dead at end": s["dead_mean"].map(percent),
-        "grad ratio init": s["ratio_init_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
-        "grad ratio training": s["ratio_train_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
-        "samples/s (mean ± sd)": [f"{rate(m)} ± {rate(sd)}" if not math.isnan(sd) else rate(m)
-                                  for m, sd in zip(s["speed_mean"], s["speed_sd"])],
-        "n_params": s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}"),
-        "width": s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}"),
-        "note": s["note"],
-    }).reset_index(drop=True)
+    table = pd.DataFrame(
+        {
+            "task": s["task"],
+            "activation": s["act"],
+            "setting": s["setting"],
+            "seeds": s["seeds"],
+            "test acc [95% CI]": [
+                with_ci(m, lo, hi) for m, lo, hi in zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])
+            ],
+            "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
+            "drawdown mean (worst)": [
+                f"{points(m)} ({points(w)})" for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])
+            ],
+            "dead at init": s["dead_init_mean"].map(percent),
+            "lost in training": s["lost_mean"].map(lambda v: NA if math.isnan(v) else percent(v)),
+            "dead at end": s["dead_mean"].map(percent),
+            "grad ratio init": s["ratio_init_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
+            "grad ratio training": s["ratio_train_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
+            "samples/s (mean ± sd)": [
+                f"{rate(m)} ± {rate(sd)}" if not math.isnan(sd) else rate(m)
+                for m, sd in zip(s["speed_mean"], s["speed_sd"])
+            ],
+            "n_params": s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}"),
+            "width": s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}"),
+            "note": s["note"],
+        }
+    ).reset_index(drop=True)
     if "init_used" in s and s["init_used"].notna().any():
         table.insert(3, "init used", s["init_used"].fillna(NA).to_numpy())
     return table
@@ -198,8 +240,11 @@ def first_screen(a, task: str, figures: dict[str, str], overview_png=None) -> li
 
     blocks = [Heading(task), Text(f"{test_set(a, task)} {settings_line(a, task)}")]
     for question in QUESTIONS:
-        blocks.append(Answer(question.capitalize(), ANSWERS[question](a, task), figures.get(question, ""),
-                             CAPTIONS[f"q_{question}"]))
+        blocks.append(
+            Answer(
+                question.capitalize(), ANSWERS[question](a, task), figures.get(question, ""), CAPTIONS[f"q_{question}"]
+            )
+        )
     if overview_png is not None:
         blocks.append(Interactive("", CAPTIONS["overview"], overview_png))
     return blocks

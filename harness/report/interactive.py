@@ -1,5 +1,6 @@
 """Interactive figures for the HTML report (plotly): hover names the activation, seed and value; a click on a
 legend entry hides that activation. The page embeds plotly.js once (PLOTLY_SCRIPT) and fetches nothing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,13 @@ def plotly_script() -> str:
 
 def to_div(fig) -> str:
     fig.update_traces(selector={"type": "box"}, fillcolor="rgba(0,0,0,0)", line={"width": 1}, marker={"size": 8})
-    fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="plotly_white",
-                      legend={"title": {"text": "activation"}, "itemclick": "toggle"}, autosize=True)
+    fig.update_layout(
+        height=HEIGHT,
+        margin={"l": 60, "r": 20, "t": 40, "b": 50},
+        template="plotly_white",
+        legend={"title": {"text": "activation"}, "itemclick": "toggle"},
+        autosize=True,
+    )
     return fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config=CONFIG)
 
 
@@ -41,14 +47,23 @@ def accuracy(runs: pd.DataFrame, colours: dict) -> str:
     fig = go.Figure()
     for act in [a for a in colours if a in set(runs["act"])]:
         r = runs[(runs["act"] == act) & (runs["status"] == "ok")]
-        fig.add_trace(go.Box(y=r["test_acc_at_best_val"], x=[act] * len(r), name=act, legendgroup=act,
-                             boxpoints="all", hoveron="points", jitter=0.4, pointpos=0,
-                             marker_color=colour(colours[act]),
-                             customdata=np.stack([r["seed"], r["setting"]], axis=1),
-                             hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
-                                           "test acc %{y:.4f}<extra></extra>"))
-    fig.update_layout(title="test accuracy, one dot per seed",
-                      yaxis_title="test accuracy", xaxis_title="")
+        fig.add_trace(
+            go.Box(
+                y=r["test_acc_at_best_val"],
+                x=[act] * len(r),
+                name=act,
+                legendgroup=act,
+                boxpoints="all",
+                hoveron="points",
+                jitter=0.4,
+                pointpos=0,
+                marker_color=colour(colours[act]),
+                customdata=np.stack([r["seed"], r["setting"]], axis=1),
+                hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
+                "test acc %{y:.4f}<extra></extra>",
+            )
+        )
+    fig.update_layout(title="test accuracy, one dot per seed", yaxis_title="test accuracy", xaxis_title="")
     return to_div(fig)
 
 
@@ -63,12 +78,21 @@ def validation_curves(metrics: pd.DataFrame, colours: dict) -> str:
     for (act, seed), r in groups:
         if act not in colours:
             continue
-        fig.add_trace(go.Scatter(x=r["step"], y=r["value"], mode="lines", name=act, legendgroup=act,
-                                 showlegend=legend_once(shown, act), line={"color": colour(colours[act]), "width": 1.5},
-                                 hovertemplate=f"{act}<br>seed {seed}<br>step %{{x}}<br>val acc %{{y:.4f}}"
-                                               "<extra></extra>"))
-    fig.update_layout(title="validation accuracy, one line per seed",
-                      xaxis_title="step", yaxis_title="validation accuracy")
+        fig.add_trace(
+            go.Scatter(
+                x=r["step"],
+                y=r["value"],
+                mode="lines",
+                name=act,
+                legendgroup=act,
+                showlegend=legend_once(shown, act),
+                line={"color": colour(colours[act]), "width": 1.5},
+                hovertemplate=f"{act}<br>seed {seed}<br>step %{{x}}<br>val acc %{{y:.4f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="validation accuracy, one line per seed", xaxis_title="step", yaxis_title="validation accuracy"
+    )
     return to_div(fig)
 
 
@@ -77,24 +101,43 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=["dead at initialisation",
-                                                                        "lost in training"])
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, subplot_titles=["dead at initialisation", "lost in training"]
+    )
     shown = set()
     for col, key in [(1, "dead_init"), (2, "lost")]:
         for act in [a for a in colours if a in set(layers["act"])]:
             r = layers[layers["act"] == act].dropna(subset=[key])
             if r.empty:
                 continue
-            fig.add_trace(go.Box(x=r["layer"], y=r[key], name=act, legendgroup=act, showlegend=legend_once(shown, act),
-                                 boxpoints="all", hoveron="points", pointpos=0, jitter=0.3,
-                                 marker_color=colour(colours[act]),
-                                 customdata=r[["seed"]],
-                                 hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{x}}<br>%{{y:.1%}}"
-                                               "<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Box(
+                    x=r["layer"],
+                    y=r[key],
+                    name=act,
+                    legendgroup=act,
+                    showlegend=legend_once(shown, act),
+                    boxpoints="all",
+                    hoveron="points",
+                    pointpos=0,
+                    jitter=0.3,
+                    marker_color=colour(colours[act]),
+                    customdata=r[["seed"]],
+                    hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{x}}<br>%{{y:.1%}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
     if layers["lost"].isna().all():
         right = fig.layout.xaxis2.domain  # in paper coordinates: an axis without traces is not drawn
-        fig.add_annotation(text="n/a: these runs predate<br>the trainer's per-unit masks", showarrow=False,
-                           xref="paper", yref="paper", x=sum(right) / 2, y=0.5)
+        fig.add_annotation(
+            text="n/a: these runs predate<br>the trainer's per-unit masks",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=sum(right) / 2,
+            y=0.5,
+        )
     fig.update_layout(boxmode="group", yaxis_title="fraction of the layer's units", yaxis_tickformat=".0%")
     return to_div(fig)
 
@@ -108,14 +151,25 @@ def gradient_flow(layers: pd.DataFrame, colours: dict) -> str:
     shown = set()
     for col, key in [(1, "grad_init"), (2, "grad_train")]:
         groups = layers.dropna(subset=[key]).sort_values("depth").groupby(["act", "seed"])
-        for (act, seed), r in sorted(groups, key=lambda g: (list(colours).index(g[0][0]) if g[0][0] in colours
-                                                            else -1, g[0][1])):
+        for (act, seed), r in sorted(
+            groups, key=lambda g: (list(colours).index(g[0][0]) if g[0][0] in colours else -1, g[0][1])
+        ):
             if act not in colours:
                 continue
-            fig.add_trace(go.Scatter(x=r["layer"], y=r[key], mode="lines+markers", name=act, legendgroup=act,
-                                     showlegend=legend_once(shown, act), line={"color": colour(colours[act])},
-                                     hovertemplate=f"{act}<br>seed {seed}<br>%{{x}}<br>‖∇W‖ %{{y:.3g}}"
-                                                   "<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=r["layer"],
+                    y=r[key],
+                    mode="lines+markers",
+                    name=act,
+                    legendgroup=act,
+                    showlegend=legend_once(shown, act),
+                    line={"color": colour(colours[act])},
+                    hovertemplate=f"{act}<br>seed {seed}<br>%{{x}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_yaxes(type="log")
     fig.update_layout(yaxis_title="‖∇W‖ (log scale)")
     return to_div(fig)
@@ -128,15 +182,30 @@ def cost(runs: pd.DataFrame, colours: dict) -> str:
     fig = go.Figure()
     for act in [a for a in colours if a in set(runs["act"])]:
         r = runs[(runs["act"] == act) & runs["speed"].notna()]
-        fig.add_trace(go.Box(y=r["speed"], x=[act] * len(r), name=act, legendgroup=act, boxpoints="all",
-                             hoveron="points",
-                             pointpos=0, jitter=0.4, marker_color=colour(colours[act]),
-                             customdata=np.stack([r["seed"], r["measured_as"]], axis=1),
-                             hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{y:,.0f}} samples/s<br>"
-                                           "%{customdata[1]}<extra></extra>"))
+        fig.add_trace(
+            go.Box(
+                y=r["speed"],
+                x=[act] * len(r),
+                name=act,
+                legendgroup=act,
+                boxpoints="all",
+                hoveron="points",
+                pointpos=0,
+                jitter=0.4,
+                marker_color=colour(colours[act]),
+                customdata=np.stack([r["seed"], r["measured_as"]], axis=1),
+                hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{y:,.0f}} samples/s<br>"
+                "%{customdata[1]}<extra></extra>",
+            )
+        )
     fig.update_layout(title="training samples/s, one dot per seed", yaxis_title="samples/s")
     return to_div(fig)
 
 
-FIGURES = {"accuracy": ("runs", accuracy), "stability": ("metrics", validation_curves),
-           "dead units": ("layers", dead_units), "gradient flow": ("layers", gradient_flow), "cost": ("runs", cost)}
+FIGURES = {
+    "accuracy": ("runs", accuracy),
+    "stability": ("metrics", validation_curves),
+    "dead units": ("layers", dead_units),
+    "gradient flow": ("layers", gradient_flow),
+    "cost": ("runs", cost),
+}

@@ -1,4 +1,5 @@
 """tables.tex: the per-task results and the paired comparisons as booktabs tables, ready for a paper."""
+
 from __future__ import annotations
 
 import re
@@ -10,12 +11,41 @@ from harness.report.headline import glance_table
 from harness.report.render import num, p_value
 from harness.results import atomic_write
 
-SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-UNICODE = {"±": r"$\pm$", "×": r"$\times$", "Δ": r"$\Delta$", "–": "--", "‖∇W‖": r"$\|\nabla W\|$", "≥": r"$\geq$",
-           "<": "$<$", ">": "$>$"}
-RESULT_COLUMNS = ["activation", "setting", "seeds", "test acc [95% CI]", "diverged", "drawdown mean (worst)",
-                  "dead at init", "lost in training", "grad ratio init", "samples/s (mean ± sd)", "n_params"]
+SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+UNICODE = {
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "Δ": r"$\Delta$",
+    "–": "--",
+    "‖∇W‖": r"$\|\nabla W\|$",
+    "≥": r"$\geq$",
+    "<": "$<$",
+    ">": "$>$",
+}
+RESULT_COLUMNS = [
+    "activation",
+    "setting",
+    "seeds",
+    "test acc [95% CI]",
+    "diverged",
+    "drawdown mean (worst)",
+    "dead at init",
+    "lost in training",
+    "grad ratio init",
+    "samples/s (mean ± sd)",
+    "n_params",
+]
 
 
 def escape(text) -> str:
@@ -31,9 +61,24 @@ def tabular(frame: pd.DataFrame, caption: str, label: str) -> str:
     spec = "l" * len(frame.columns)
     head = " & ".join(escape(c) for c in frame.columns) + r" \\"
     body = [" & ".join(escape(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
-    return "\n".join([r"\begin{table}[ht]", r"\centering", r"\small", rf"\caption{{{escape(caption)}}}",
-                      rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body,
-                      r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
+    return "\n".join(
+        [
+            r"\begin{table}[ht]",
+            r"\centering",
+            r"\small",
+            rf"\caption{{{escape(caption)}}}",
+            rf"\label{{{label}}}",
+            rf"\begin{{tabular}}{{{spec}}}",
+            r"\toprule",
+            head,
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )
 
 
 def label_of(text: str) -> str:
@@ -46,21 +91,37 @@ def write_latex(a, path: Path) -> Path:
     chosen = a.summary[a.summary["chosen"]]
     for task, rows in chosen.groupby("task", sort=True):
         table = glance_table(rows)[RESULT_COLUMNS]
-        parts.append(tabular(table, f"{task}: each activation at its setting chosen on validation accuracy; "
-                                    "test accuracy at best validation, mean [95% CI] over seeds.",
-                             f"tab:results-{label_of(task)}"))
+        parts.append(
+            tabular(
+                table,
+                f"{task}: each activation at its setting chosen on validation accuracy; "
+                "test accuracy at best validation, mean [95% CI] over seeds.",
+                f"tab:results-{label_of(task)}",
+            )
+        )
     cmp = a.comparison
-    for task, rows in (cmp.groupby("task", sort=True) if not cmp.empty else []):
-        table = pd.DataFrame({
-            "setting": rows["setting"].replace("", "-"), "activation": rows["act"], "pairs": rows["pairs"],
-            f"Δ acc vs {a.baseline}": rows["diff_mean"].map(num),
-            "95% CI (Bonferroni)": [f"[{num(lo)}, {num(hi)}]" for lo, hi in
-                                    zip(rows["diff_adj_low"], rows["diff_adj_high"])],
-            "p (Holm)": rows["p_t_holm"].map(p_value),
-            "significant": rows["significant"].map({True: "yes", False: "no"})})
-        parts.append(tabular(table, f"{task}: paired by seed against {a.baseline}; intervals Bonferroni-adjusted "
-                                    "for the comparisons of one setting, p-values Holm-corrected (t-test).",
-                             f"tab:comparison-{label_of(task)}"))
+    for task, rows in cmp.groupby("task", sort=True) if not cmp.empty else []:
+        table = pd.DataFrame(
+            {
+                "setting": rows["setting"].replace("", "-"),
+                "activation": rows["act"],
+                "pairs": rows["pairs"],
+                f"Δ acc vs {a.baseline}": rows["diff_mean"].map(num),
+                "95% CI (Bonferroni)": [
+                    f"[{num(lo)}, {num(hi)}]" for lo, hi in zip(rows["diff_adj_low"], rows["diff_adj_high"])
+                ],
+                "p (Holm)": rows["p_t_holm"].map(p_value),
+                "significant": rows["significant"].map({True: "yes", False: "no"}),
+            }
+        )
+        parts.append(
+            tabular(
+                table,
+                f"{task}: paired by seed against {a.baseline}; intervals Bonferroni-adjusted "
+                "for the comparisons of one setting, p-values Holm-corrected (t-test).",
+                f"tab:comparison-{label_of(task)}",
+            )
+        )
     text = "\n".join(parts)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")), binary=True)  # a symlink at path is refused
     return path

@@ -2,6 +2,7 @@
 
 A task is a dataset x model; every other swept key (lr, init, depth, ...) is a setting within the task.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,10 +20,25 @@ REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.
 AXES = {"config.seed", "config.model.name", "config.dataset.name"}
 WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
 # The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
-OUTCOMES = ["test_acc_at_best_val", "test_acc", "best_val_acc", "train_loss", "test_loss", "samples_per_s",
-            "dead_fraction", "saturated_fraction", "n_params", "config.model.width", "val_drawdown_max",
-            "grad_flow_ratio_init", "grad_flow_ratio", "clock_samples_per_s", "train_cpu_time_s", "num_threads",
-            "n_test"]
+OUTCOMES = [
+    "test_acc_at_best_val",
+    "test_acc",
+    "best_val_acc",
+    "train_loss",
+    "test_loss",
+    "samples_per_s",
+    "dead_fraction",
+    "saturated_fraction",
+    "n_params",
+    "config.model.width",
+    "val_drawdown_max",
+    "grad_flow_ratio_init",
+    "grad_flow_ratio",
+    "clock_samples_per_s",
+    "train_cpu_time_s",
+    "num_threads",
+    "n_test",
+]
 
 
 @dataclass
@@ -67,9 +83,11 @@ def load_each(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
         if len(m):
             metrics.append(m[m["run_dir"] == str(run_dir)])
         skipped.append(s[s["run_dir"] == str(run_dir)])
-    return (pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
-            pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["run_dir"]),
-            pd.concat(skipped, ignore_index=True) if skipped else skipped_frame([]))
+    return (
+        pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
+        pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["run_dir"]),
+        pd.concat(skipped, ignore_index=True) if skipped else skipped_frame([]),
+    )
 
 
 def skipped_frame(rows: list[tuple[str, str]]) -> pd.DataFrame:
@@ -134,7 +152,8 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
         swept = [c for c in varying(group, candidates) if c != "config.trainer.lr"]
         names = short_names(swept)
         runs.loc[group.index, "setting"] = [
-            ", ".join([*(f"{names[c]}={r[c]}" for c in swept), f"lr={r['lr']:g}"]) for _, r in group.iterrows()]
+            ", ".join([*(f"{names[c]}={r[c]}" for c in swept), f"lr={r['lr']:g}"]) for _, r in group.iterrows()
+        ]
     runs["act"] = runs["activation"].astype(str)
     params = [c for c in runs.columns if c.startswith("config.activation.") and c != "config.activation.name"]
     for name, group in runs.groupby("act"):

@@ -3,6 +3,7 @@
 Each comes from the summary key when the run wrote it; a run that predates the key falls back to metrics.csv
 where the same number can be computed honestly from it, and is NaN (shown as n/a) where it cannot.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,15 @@ def derive(runs: pd.DataFrame, metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     runs["speed"] = runs["clock_samples_per_s"].fillna(runs["samples_per_s"])
     runs["speed_clock"] = runs["speed_clock"].fillna(WALL) if "speed_clock" in runs else WALL
     group = runs["group.size"] if "group.size" in runs else pd.Series(1, index=runs.index)
-    runs["measured_as"] = [f"{clock}, {device}, {threads:g} thread(s)" + (f", {size:g} at once" if size > 1 else "")
-                           for clock, device, threads, size in zip(
-                               runs["speed_clock"], runs.get("device", pd.Series("?", index=runs.index)).fillna("?"),
-                               runs["num_threads"].fillna(0), pd.to_numeric(group, errors="coerce").fillna(1))]
+    runs["measured_as"] = [
+        f"{clock}, {device}, {threads:g} thread(s)" + (f", {size:g} at once" if size > 1 else "")
+        for clock, device, threads, size in zip(
+            runs["speed_clock"],
+            runs.get("device", pd.Series("?", index=runs.index)).fillna("?"),
+            runs["num_threads"].fillna(0),
+            pd.to_numeric(group, errors="coerce").fillna(1),
+        )
+    ]
     runs["n_test"] = runs["n_test"].fillna(runs["task"].map(test_sizes(runs, metrics)))
     return runs, layers
 
@@ -49,21 +55,43 @@ def layer_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
             dead_init = r.get(f"dead_fraction_init_by_layer.{layer}", math.nan)
             if pd.isna(dead_init):
                 dead_init = init_from_metrics.get((r["run_dir"], layer), math.nan)
-            rows.append({"run_dir": r["run_dir"], "task": r["task"], "setting": r["setting"], "act": r["act"],
-                         "seed": r["seed"], "layer": layer, "depth": depth, "dead_init": float(dead_init),
-                         "dead_end": number(r.get(f"dead_fraction_by_layer.{layer}")),
-                         "lost": number(r.get(f"lost_fraction_by_layer.{layer}")),
-                         "grad_init": number(r.get(f"grad_norm_init_by_layer.{layer}")),
-                         "grad_train": number(r.get(f"grad_norm_by_layer.{layer}"))})
-    columns = ["run_dir", "task", "setting", "act", "seed", "layer", "depth", "dead_init", "dead_end", "lost",
-               "grad_init", "grad_train"]
+            rows.append(
+                {
+                    "run_dir": r["run_dir"],
+                    "task": r["task"],
+                    "setting": r["setting"],
+                    "act": r["act"],
+                    "seed": r["seed"],
+                    "layer": layer,
+                    "depth": depth,
+                    "dead_init": float(dead_init),
+                    "dead_end": number(r.get(f"dead_fraction_by_layer.{layer}")),
+                    "lost": number(r.get(f"lost_fraction_by_layer.{layer}")),
+                    "grad_init": number(r.get(f"grad_norm_init_by_layer.{layer}")),
+                    "grad_train": number(r.get(f"grad_norm_by_layer.{layer}")),
+                }
+            )
+    columns = [
+        "run_dir",
+        "task",
+        "setting",
+        "act",
+        "seed",
+        "layer",
+        "depth",
+        "dead_init",
+        "dead_end",
+        "lost",
+        "grad_init",
+        "grad_train",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def layer_names(run: dict, metrics: pd.DataFrame) -> list[str]:
     """The run's activation layers in depth order, from its summary keys (or its step-0 probe rows)."""
     prefix = "dead_fraction_by_layer."
-    names = [k[len(prefix):] for k, v in run.items() if k.startswith(prefix) and pd.notna(v)]
+    names = [k[len(prefix) :] for k, v in run.items() if k.startswith(prefix) and pd.notna(v)]
     if not names:
         rows = metrics[(metrics["run_dir"] == run["run_dir"]) & (metrics["metric"] == "dead_fraction")]
         names = list(pd.unique(rows["layer"].dropna()))
@@ -80,6 +108,7 @@ def number(value) -> float:
 def metrics_drawdown(metrics: pd.DataFrame) -> pd.Series:
     """val_drawdown_max of each run from its validation-accuracy rows, in step order."""
     val = metrics[(metrics["split"] == "val") & (metrics["metric"] == "acc") & metrics["layer"].isna()]
+
     def worst_fall(values: pd.Series) -> float:  # the trainer's own definition, NaN for no evaluation
         fall = flow.drawdown(values.dropna().tolist())
         return math.nan if fall is None else fall
@@ -105,8 +134,13 @@ def test_sizes(runs: pd.DataFrame, metrics: pd.DataFrame, largest: int = 100_000
     test = metrics[(metrics["split"] == "test") & (metrics["metric"] == "acc")][["run_dir", "value"]]
     found = {}
     for task, group in runs.groupby("task"):
-        values = pd.concat([group["test_acc"], group["test_acc_at_best_val"],
-                            test.loc[test["run_dir"].isin(group["run_dir"]), "value"]]).dropna()
+        values = pd.concat(
+            [
+                group["test_acc"],
+                group["test_acc_at_best_val"],
+                test.loc[test["run_dir"].isin(group["run_dir"]), "value"],
+            ]
+        ).dropna()
         found[task] = smallest_denominator(np.unique(values.to_numpy(dtype=float)), largest)
     return found
 

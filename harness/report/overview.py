@@ -1,4 +1,5 @@
 """The static figure of the report's first screen (Markdown and the README): one panel per question."""
+
 from __future__ import annotations
 
 from pathlib import Path

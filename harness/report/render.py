@@ -1,4 +1,5 @@
 """Turn a report's blocks (headings, text, tables, figures) into Markdown and one self-contained HTML page."""
+
 from __future__ import annotations
 
 import base64
@@ -189,9 +190,12 @@ def data_uri(path: Path) -> str:
 def html_table(frame: pd.DataFrame, caption: str) -> str:
     labels = [esc(c, CELL_LIMIT) for c in frame.columns]
     head = "".join(f"<th>{label}</th>" for label in labels)
-    rows = "".join("<tr>" + "".join(f'<td data-label="{label}">{esc(v, CELL_LIMIT)}</td>'
-                                    for label, v in zip(labels, row)) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    rows = "".join(
+        "<tr>"
+        + "".join(f'<td data-label="{label}">{esc(v, CELL_LIMIT)}</td>' for label, v in zip(labels, row))
+        + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     wide = ' class="wide"' if len(frame.columns) > WIDE else ""
     return f"<table{wide}>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
@@ -211,19 +215,23 @@ def to_html(title: str, blocks: list[Block], script: str = "") -> str:
             parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Answer):
             text = f'<p class="answer"><b>{esc(b.question)}.</b> {esc(b.text)}</p>'
-            plot = (f'<figure class="plot">{b.figure}<figcaption>{esc(b.caption)}</figcaption></figure>'
-                    if b.figure else "")
+            plot = (
+                f'<figure class="plot">{b.figure}<figcaption>{esc(b.caption)}</figcaption></figure>' if b.figure else ""
+            )
             parts.append(f'<div class="question">{text}{plot}</div>')
         elif isinstance(b, Table):
             parts.append(html_table(b.frame, b.caption))
         elif isinstance(b, Figure):
             alt = esc(b.caption.split(".")[0])
-            parts.append(f'<figure><img src="{data_uri(b.path)}" alt="{alt}">'
-                         f"<figcaption>{esc(b.caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{data_uri(b.path)}" alt="{alt}"><figcaption>{esc(b.caption)}</figcaption></figure>'
+            )
         elif isinstance(b, Interactive) and b.html:  # html "": a static figure for the Markdown only
             parts.append(f'<figure class="plot">{b.html}<figcaption>{esc(b.caption)}</figcaption></figure>')
     # An empty data: icon stops the browser asking for /favicon.ico, which would log an error offline.
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{STYLE}</style></head>'
-            f"<body><h1>{esc(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{STYLE}</style></head>'
+        f"<body><h1>{esc(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )

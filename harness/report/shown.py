@@ -3,6 +3,7 @@ user's activation name, a config value): the CSV tables keep them whole, as data
 figures and tables.tex show them cleaned and cut (harness.text.clean), so that a control byte cannot reach a
 reader's terminal and a 5 MB name cannot stall matplotlib.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,7 @@ def shown_label(text: str) -> str:
     label = clean(text, NAME_LIMIT)
     if label == text:
         return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:MARK - 2]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[: MARK - 2]
     return f"{clean(text, NAME_LIMIT - MARK)} #{digest}"
 
 
@@ -50,9 +51,19 @@ def shown_analysis(a: Analysis) -> Analysis:
     names = label_map(a)
     if not names:
         return a
-    data = dataclasses.replace(a.data, runs=relabel(a.data.runs, names), metrics=relabel(a.data.metrics, names),
-                               layers=relabel(a.data.layers, names))
-    return dataclasses.replace(a, data=data, baseline=names.get(a.baseline, a.baseline),
-                               summary=relabel(a.summary, names), tuned=relabel(a.tuned, names),
-                               comparison=relabel(a.comparison, names), ranks=relabel(a.ranks, names),
-                               means=a.means.rename(index=names, columns=names))
+    data = dataclasses.replace(
+        a.data,
+        runs=relabel(a.data.runs, names),
+        metrics=relabel(a.data.metrics, names),
+        layers=relabel(a.data.layers, names),
+    )
+    return dataclasses.replace(
+        a,
+        data=data,
+        baseline=names.get(a.baseline, a.baseline),
+        summary=relabel(a.summary, names),
+        tuned=relabel(a.tuned, names),
+        comparison=relabel(a.comparison, names),
+        ranks=relabel(a.ranks, names),
+        means=a.means.rename(index=names, columns=names),
+    )

@@ -1,4 +1,5 @@
 """Statistics across seeds: summaries with confidence intervals, paired tests against a baseline, ranks."""
+
 from __future__ import annotations
 
 import itertools
@@ -61,8 +62,9 @@ def summarise(runs: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
         row["divergence_rate"] = row["diverged"] / row["seeds"]
         for column, prefix in METRICS.items():
             values = ok[column] if column in ok else []
-            row.update(zip([f"{prefix}_mean", f"{prefix}_sd", f"{prefix}_ci_low", f"{prefix}_ci_high"],
-                           mean_ci(values)))
+            row.update(
+                zip([f"{prefix}_mean", f"{prefix}_sd", f"{prefix}_ci_low", f"{prefix}_ci_high"], mean_ci(values))
+            )
         for column, prefix in RATIOS.items():
             values = ok[column] if column in ok else pd.Series(dtype=float)
             row.update(zip([f"{prefix}_gmean", f"{prefix}_ci_low", f"{prefix}_ci_high"], geometric_ci(values)))
@@ -112,8 +114,9 @@ def best_setting(summary: pd.DataFrame) -> pd.DataFrame:
     for (task, act), group in summary.groupby(["task", "act"], sort=True):
         stable = group[group["diverged"] == 0]
         candidates = stable if len(stable) else group
-        best = candidates.sort_values(["val_acc_mean", "lr", "setting"], ascending=[False, True, True],
-                                      na_position="last").iloc[0]
+        best = candidates.sort_values(
+            ["val_acc_mean", "lr", "setting"], ascending=[False, True, True], na_position="last"
+        ).iloc[0]
         rows.append({"task": task, "act": act, "setting": best["setting"]})
     return pd.DataFrame(rows, columns=["task", "act", "setting"])
 
@@ -127,7 +130,8 @@ def best_lr(summary: pd.DataFrame) -> pd.DataFrame:
     """The old name: best_setting with each choice's lr beside it (task, act, lr, setting)."""
     choice = best_setting(summary)
     return choice.merge(summary[["task", "act", "setting", "lr"]], on=["task", "act", "setting"])[
-        ["task", "act", "lr", "setting"]]
+        ["task", "act", "lr", "setting"]
+    ]
 
 
 def at_best_lr(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
@@ -175,16 +179,21 @@ def paired(a: pd.Series, b: pd.Series, family: int = 1) -> dict:
     with np.errstate(all="ignore"):
         t_p = stats.ttest_1samp(d, 0.0).pvalue if len(d) >= 2 and sd > 0 else math.nan
     return {
-        "pairs": len(d), "diff_mean": mean, "diff_ci_low": lo, "diff_ci_high": hi,
-        "diff_adj_low": adj_lo, "diff_adj_high": adj_hi, "family": family,
-        "p_t": float(t_p), "p_perm": sign_flip_test(d),
+        "pairs": len(d),
+        "diff_mean": mean,
+        "diff_ci_low": lo,
+        "diff_ci_high": hi,
+        "diff_adj_low": adj_lo,
+        "diff_adj_high": adj_hi,
+        "family": family,
+        "p_t": float(t_p),
+        "p_perm": sign_flip_test(d),
         "p_perm_min": 2.0 ** (1 - len(d)) if len(d) else math.nan,
         "effect_dz": mean / sd if sd and sd > 0 else math.nan,  # Cohen's d_z: mean difference over its sd
     }
 
 
-def compare(runs: pd.DataFrame, baseline: str, group: list[str], metric: str = "test_acc_at_best_val"
-            ) -> pd.DataFrame:
+def compare(runs: pd.DataFrame, baseline: str, group: list[str], metric: str = "test_acc_at_best_val") -> pd.DataFrame:
     """Each activation against the baseline within each group, paired by seed; Holm across the activations."""
     frames = []
     for key, runs_g in runs.groupby(group, sort=True):
@@ -233,8 +242,14 @@ def task_means(summary: pd.DataFrame) -> pd.DataFrame:
 def ranks(table: pd.DataFrame) -> pd.DataFrame:
     """Average rank of each activation across tasks (1 = best; ties share the mean rank)."""
     ranked = table.rank(axis=1, ascending=False)
-    out = pd.DataFrame({"act": ranked.columns, "mean_rank": ranked.mean().to_numpy(),
-                        "tasks": len(table), "wins": (ranked == 1).sum().to_numpy()})
+    out = pd.DataFrame(
+        {
+            "act": ranked.columns,
+            "mean_rank": ranked.mean().to_numpy(),
+            "tasks": len(table),
+            "wins": (ranked == 1).sum().to_numpy(),
+        }
+    )
     return out.sort_values("mean_rank", kind="stable").reset_index(drop=True)
 
 

@@ -48,8 +48,10 @@ class SubmititSlurmLauncher(SlurmLauncher):
         for size, batch in sorted(by_size.items()):
             if size > 1:
                 log.info(f"groups of {size} members: --time {self.params['timeout_min'] * size} min each")
-            params = [(list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
-                      for idx, overrides in batch]
+            params = [
+                (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+                for idx, overrides in batch
+            ]
             jobs = self.executor(size).map_array(self, *zip(*params))
             returns.update({idx: (job, overrides) for job, (idx, overrides) in zip(jobs, batch)})
         return [collect(*returns[idx]) for idx, _ in numbered]
@@ -60,12 +62,14 @@ class SubmititSlurmLauncher(SlurmLauncher):
         import submitit
 
         own = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(cluster="slurm", folder=self.params["submitit_folder"],
-                                         slurm_max_num_timeout=self.params["max_num_timeout"])
+        executor = submitit.AutoExecutor(
+            cluster="slurm", folder=self.params["submitit_folder"], slurm_max_num_timeout=self.params["max_num_timeout"]
+        )
         shared = set(OmegaConf.structured(BaseQueueConf).keys())
         params = {**self.params, "timeout_min": self.params["timeout_min"] * size}
-        executor.update_parameters(**{key if key in shared else f"slurm_{key}": value
-                                      for key, value in params.items() if key not in own})
+        executor.update_parameters(
+            **{key if key in shared else f"slurm_{key}": value for key, value in params.items() if key not in own}
+        )
         return executor
 
 

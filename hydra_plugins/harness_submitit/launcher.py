@@ -5,6 +5,7 @@ hydra_plugins/ whose name does not start with "_". The class lives in _launcher.
 hydra-submitit-launcher; importing it here only when that package is present keeps a run without the extra free
 of Hydra's "plugin is incompatible or buggy" warning (preflight refuses the SLURM presets then, in one line).
 """
+
 import importlib.util
 
 if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None:

@@ -45,22 +45,28 @@ def resume_command(sweep_dir: str) -> str:
     args = [a for a in sys.argv[1:] if not a.lstrip("+").startswith(("resume=", "hydra.sweep.dir="))]
     plain = re.fullmatch(r"[A-Za-z0-9_./-]+", sweep_dir)  # what Hydra reads unquoted (ASCII only)
     folder_override = f"hydra.sweep.dir={sweep_dir}" if plain else quoted_override("hydra.sweep.dir", sweep_dir)
-    return " ".join(["python", shlex.quote(sys.argv[0])] + [shlex.quote(a) for a in args]
-                    + ["resume=true", shlex.quote(folder_override)])
+    return " ".join(
+        ["python", shlex.quote(sys.argv[0])]
+        + [shlex.quote(a) for a in args]
+        + ["resume=true", shlex.quote(folder_override)]
+    )
 
 
 def check_folder(sweep_dir: Path, name: str, outputs: tuple[str, ...] = ()) -> None:
     """Refuse a job folder that would lie outside its sweep, that no file system can create, or that is (or holds
     at one of the names a job writes, `outputs`) a symlink: the sweep's own folders are never written through."""
     parts = Path(name).parts
-    outside = f"job folder {clean(repr(name), PATH_LIMIT)} would lie outside the sweep folder: a value that names " \
-              "folders cannot hold '..' or start with '/'"
+    outside = (
+        f"job folder {clean(repr(name), PATH_LIMIT)} would lie outside the sweep folder: a value that names "
+        "folders cannot hold '..' or start with '/'"
+    )
     if Path(name).is_absolute() or ".." in parts:
         raise BadSweep(outside)
     long = next((p for p in parts if len(p.encode()) > 255), None)
     if long:
-        raise BadSweep(f"job folder name {clean(repr(long[:60]))}... is longer than 255 bytes; shorten the swept "
-                       "values")
+        raise BadSweep(
+            f"job folder name {clean(repr(long[:60]))}... is longer than 255 bytes; shorten the swept values"
+        )
     refuse_linked_job(sweep_dir, parts, outputs)
     if not (sweep_dir / name).resolve().is_relative_to(sweep_dir.resolve()):
         raise BadSweep(outside)

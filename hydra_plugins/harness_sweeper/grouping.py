@@ -3,6 +3,7 @@
 Jobs whose configurations are equal but for seed, trainer.lr and trainer.weight_decay (harness.group.group_key)
 share groups of up to group_size members; a job that cannot be stacked runs alone, with one line why.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -125,13 +126,21 @@ def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[l
     groups = [[by_name[n] for n in names] for names in form_groups(keys, size)]
     grouped = [g for g in groups if len(g) > 1]
     if grouped:
-        lines.append(f"groups: {sum(map(len, grouped))} runs in {len(grouped)} group job(s) of up to {size} "
-                     f"(hydra.sweeper.group_size={group_size}), {len(groups) - len(grouped)} run(s) alone")
+        lines.append(
+            f"groups: {sum(map(len, grouped))} runs in {len(grouped)} group job(s) of up to {size} "
+            f"(hydra.sweeper.group_size={group_size}), {len(groups) - len(grouped)} run(s) alone"
+        )
     return groups, lines
 
 
 def member_entry(job) -> dict:
     """What the group job needs of one member: its folder, overrides, varied values and Hydra files."""
     t = job.config.trainer
-    return {"name": job.name, "overrides": job.overrides, "seed": job.config.seed, "lr": t.lr,
-            "weight_decay": t.weight_decay, "hydra_files": job.hydra_files}
+    return {
+        "name": job.name,
+        "overrides": job.overrides,
+        "seed": job.config.seed,
+        "lr": t.lr,
+        "weight_decay": t.weight_decay,
+        "hydra_files": job.hydra_files,
+    }

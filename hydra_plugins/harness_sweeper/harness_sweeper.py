@@ -127,8 +127,10 @@ class HarnessSweeper(BasicSweeper):
         for job in jobs:
             if job.name in seen:
                 differ = " ".join(o for o in job.overrides if o not in seen[job.name].overrides)
-                raise BadSweep(f"two jobs would share the folder {job.name!r}: {differ} is left out of folder names "
-                               "(hydra.job.config.override_dirname.exclude_keys), so it cannot be swept")
+                raise BadSweep(
+                    f"two jobs would share the folder {job.name!r}: {differ} is left out of folder names "
+                    "(hydra.job.config.override_dirname.exclude_keys), so it cannot be swept"
+                )
             seen[job.name] = job
         finished = finished_runs(self.sweep_dir) if self.sweep_dir.exists() else {}
         self.check_other_sweep(jobs, finished)
@@ -142,8 +144,10 @@ class HarnessSweeper(BasicSweeper):
 
         if not finished or not (self.sweep_dir / MANIFEST).exists() or any(j.resume for j in jobs):
             return
-        raise BadSweep(f"{self.sweep_dir} already holds a finished run; add resume=true to skip its {len(finished)} "
-                       "finished job(s) and add these, or leave hydra.sweep.dir out to start a new sweep")
+        raise BadSweep(
+            f"{self.sweep_dir} already holds a finished run; add resume=true to skip its {len(finished)} "
+            "finished job(s) and add these, or leave hydra.sweep.dir out to start a new sweep"
+        )
 
     def compose(self, overrides: list[str], swept: set) -> Job:
         """A job's config as its launcher will compose it, checked as harness.run will check it."""
@@ -184,10 +188,14 @@ class HarnessSweeper(BasicSweeper):
             return
         folder = self.sweep_dir / job.name
         if summary["config_hash"] != job.config_hash:
-            raise BadSweep(f"{folder} holds a finished run of another configuration (config_hash "
-                           f"{summary['config_hash']}, this job {job.config_hash}); use a new hydra.sweep.dir")
-        raise BadSweep(f"{folder} already holds a finished run; add resume=true to skip finished jobs, "
-                       "or leave hydra.sweep.dir out to start a new sweep")
+            raise BadSweep(
+                f"{folder} holds a finished run of another configuration (config_hash "
+                f"{summary['config_hash']}, this job {job.config_hash}); use a new hydra.sweep.dir"
+            )
+        raise BadSweep(
+            f"{folder} already holds a finished run; add resume=true to skip finished jobs, "
+            "or leave hydra.sweep.dir out to start a new sweep"
+        )
 
     def start(self, jobs: list[Job], command: str) -> None:
         """Create the sweep folder, set corrupt summaries aside, write the manifest and say what will happen."""
@@ -203,15 +211,23 @@ class HarnessSweeper(BasicSweeper):
                 why = (summary or {}).get("note", "corrupt summary.json")
                 print(clean(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns", LINE))
         self.record_crashes(jobs, "its process died in an earlier attempt; resume again to retry it")
-        manifest = [{"dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
-                     "overrides": j.overrides, "config_hash": j.config_hash} for j in jobs]
+        manifest = [
+            {
+                "dir": str((j.skip_to or self.sweep_dir / j.name).relative_to(self.sweep_dir)),
+                "overrides": j.overrides,
+                "config_hash": j.config_hash,
+            }
+            for j in jobs
+        ]
         extend_manifest(self.sweep_dir, manifest, command)
         skipped = sum(j.skip_to is not None for j in jobs)
         running = sum(j.running for j in jobs)
         launcher = self.config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        print(f"sweep: {len(jobs)} jobs, {skipped} finished earlier (skipped), "
-              + (f"{running} running in another process (left alone), " if running else "")
-              + f"{len(self.to_run(jobs))} to run with the {launcher} launcher")
+        print(
+            f"sweep: {len(jobs)} jobs, {skipped} finished earlier (skipped), "
+            + (f"{running} running in another process (left alone), " if running else "")
+            + f"{len(self.to_run(jobs))} to run with the {launcher} launcher"
+        )
         print(f"results: {self.sweep_dir}")
         print(f"resume:  {command}")
         launcher_cfg = self.config.hydra.launcher

@@ -1,5 +1,6 @@
 """What a command needs of the machine before Hydra writes anything: a folder it can create and write, a sweep with
 jobs in it, and a launcher that can start them. Each failure is one line (BadCommand) naming the key to change."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,12 +28,17 @@ def check_folder(key: str, folder: str) -> Path:
     path = Path(folder)
     long = next((part for part in path.parts if len(part.encode()) > 255), None)
     if long:
-        raise BadCommand(f"{key}: the folder name {long[:40]!r}... is {len(long.encode())} bytes long; a file system "
-                         "takes at most 255")
+        raise BadCommand(
+            f"{key}: the folder name {long[:40]!r}... is {len(long.encode())} bytes long; a file system "
+            "takes at most 255"
+        )
     existing = next(p for p in [path.absolute(), *path.absolute().parents] if p.exists())
     if not existing.is_dir():
-        raise BadCommand(f"{key}={folder} is a file, not a folder" if existing == path.absolute()
-                         else f"{key}={folder} lies under {existing}, which is a file")
+        raise BadCommand(
+            f"{key}={folder} is a file, not a folder"
+            if existing == path.absolute()
+            else f"{key}={folder} lies under {existing}, which is a file"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise BadCommand(f"{key}={folder} cannot be written: {existing} is read-only for this user")
     check_disk_takes_a_write(key, folder, existing)
@@ -69,8 +75,11 @@ def check_sweep_has_jobs(parsed: list) -> None:
 
 
 # The Hydra plugin each launcher preset needs; without it Hydra cannot even compose the preset.
-LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
-                    "submitit": "hydra_plugins.hydra_submitit_launcher"}
+LAUNCHER_PLUGINS = {
+    "joblib": "hydra_plugins.hydra_joblib_launcher",
+    "slurm": "hydra_plugins.hydra_submitit_launcher",
+    "submitit": "hydra_plugins.hydra_submitit_launcher",
+}
 
 
 def check_launcher_installed(parsed: list) -> None:
@@ -98,11 +107,15 @@ def check_launcher(hydra: DictConfig) -> None:
     if "submitit" in target and "slurm" in target:
         choice = hydra.runtime.choices.get("hydra/launcher")
         if importlib.util.find_spec("submitit") is None:
-            raise BadCommand(f"hydra/launcher={choice} needs the submitit package of the launchers extra: "
-                             "pip install -e '.[launchers]'")
+            raise BadCommand(
+                f"hydra/launcher={choice} needs the submitit package of the launchers extra: "
+                "pip install -e '.[launchers]'"
+            )
         if shutil.which("sbatch") is None:
-            raise BadCommand(f"hydra/launcher={choice} needs SLURM, and sbatch is not on PATH here; run the sweep "
-                             "from a SLURM login node, or use hydra/launcher=joblib on this machine")
+            raise BadCommand(
+                f"hydra/launcher={choice} needs SLURM, and sbatch is not on PATH here; run the sweep "
+                "from a SLURM login node, or use hydra/launcher=joblib on this machine"
+            )
 
 
 def launcher_memory(launcher: DictConfig) -> tuple[int, str] | None:

@@ -4,6 +4,7 @@ Hydra prints several lines (or a traceback) for an unknown config option, a valu
 it cannot parse, and creates the run folder before the run can refuse it. This composes the same config in process
 first, checks it the way harness.run will, and checks the folders it would write to.
 """
+
 from __future__ import annotations
 
 import sys
@@ -80,11 +81,15 @@ def check_run_dir(run_dir: Path, config) -> bool:
     if state not in FINISHED:
         return False
     if summary["config_hash"] != config_hash(config):
-        raise BadCommand(f"{run_dir} already holds a finished run of another configuration; choose another "
-                         "hydra.run.dir, or leave it out for a new folder")
+        raise BadCommand(
+            f"{run_dir} already holds a finished run of another configuration; choose another "
+            "hydra.run.dir, or leave it out for a new folder"
+        )
     if not config.resume:
-        raise BadCommand(f"{run_dir} already holds this finished run; add resume=true to keep it and do nothing, "
-                         "or leave hydra.run.dir out for a new folder")
+        raise BadCommand(
+            f"{run_dir} already holds this finished run; add resume=true to keep it and do nothing, "
+            "or leave hydra.run.dir out for a new folder"
+        )
     return True
 
 
