@@ -3,7 +3,6 @@ lr_fairness (the MNIST-1D MLP over a rate grid) and transformer_ffn (Shazeer's F
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import matplotlib
@@ -14,11 +13,18 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
-from experiments.study_tables import at_tuned_lr, cells, figure, paired_table, write_csv  # noqa: E402
+from experiments.study_tables import (  # noqa: E402
+    PAIRED_COLUMNS,
+    against_relu,
+    at_tuned_lr,
+    cells,
+    figure,
+    tuned_lr,
+    write_csv,
+)
 from harness.report import figures, stats  # noqa: E402
 from harness.report.render import Heading, Table, Text  # noqa: E402
 
-PAIRED = ["pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "wins"]  # the columns the tables show
 # compared with ReLU: the accuracy at the selected evaluation, and the final test loss, the analogue of the
 # log-perplexity that Shazeer (2020) reports
 SHAZEER_METRICS = ["test_acc_at_best_val", "test_loss"]
@@ -32,15 +38,16 @@ PAIRED_CAPTION = (
 
 def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.rename(columns={"config.trainer.lr": "lr"})
-    grid = r.groupby(["activation", "lr"]).agg(
-        val=("best_val_acc", "mean"),
-        test=("test_acc_at_best_val", "mean"),
-        n=("seed", "count"),
-        diverged=("status", lambda s: (s != "ok").sum()),
+    choice, grid = tuned_lr(runs, ["activation"])  # the report's rule (docs/reports.md, "Choosing a setting")
+    test = r[~stats.diverged(r)].groupby(["activation", "lr"]).test_acc_at_best_val.mean()  # as the report's acc
+    grid = (
+        grid.set_index(["activation", "lr"])
+        .rename(columns={"val_acc_mean": "val", "seeds": "n"})
+        .join(test.rename("test"))[["val", "test", "n", "diverged", "collapsed"]]
     )
     write_csv(grid.reset_index(), out, "summary.csv")
     fixed_lr = 0.01
-    best_lr = grid.val.unstack("lr").idxmax(axis=1)
+    best_lr = choice.set_index("activation")["lr"]
     tuned = pd.DataFrame(
         {
             "tuned lr": best_lr,
@@ -68,7 +75,7 @@ def lr_fairness(runs, metrics, out: Path, draw: bool = True) -> list:
             )
             ax.set(xscale="log", ylabel="best validation accuracy", xlabel="learning rate (Adam)")
     blocks = [
-        Heading("Validation accuracy (best over training, mean over seeds) per learning rate"),
+        Heading("Validation accuracy (best over training, mean over the seeds that did not diverge) per learning rate"),
         Table(cells(grid.val.unstack("lr"))),
         Heading("Tuned on validation, compared on test (test accuracy at the best-validation evaluation)"),
         Table(cells(tuned)),
@@ -104,23 +111,15 @@ def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
 
 
 def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
-    """Each activation at its own learning rate (best mean validation accuracy per dataset), then paired by seed
-    against ReLU at ReLU's own rate on accuracy and loss, Holm-corrected within a dataset and metric; the cost
-    columns beside."""
+    """Each activation at its own learning rate, chosen per dataset on validation by the report's rule
+    (docs/reports.md), then paired by seed against ReLU at ReLU's own rate on accuracy and loss (stats.compare:
+    Holm within a dataset and metric); the cost columns beside."""
     r = runs.assign(lr=runs["config.trainer.lr"])
     at_tuned, val = at_tuned_lr(runs, ["dataset", "activation"])
-    rows = []
-    for (dataset, part), metric in itertools.product(at_tuned.groupby("dataset"), SHAZEER_METRICS):
-        compared = pd.DataFrame(
-            [
-                {"activation": a, "dataset": dataset, "metric": metric, **paired_table(part, metric, a, "relu")}
-                for a in sorted(set(part.activation) - {"relu"})
-            ],
-            columns=["activation", "dataset", "metric", *PAIRED, "effect_dz"],
-        )
-        compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []  # within a dataset and metric
-        rows.append(compared)
-    comparisons = pd.concat(rows, ignore_index=True)
+    comparisons = pd.concat(  # Holm within a dataset and metric
+        [against_relu(at_tuned, ["dataset"], metric).assign(metric=metric) for metric in SHAZEER_METRICS],
+        ignore_index=True,
+    )[["activation", "dataset", "metric", *PAIRED_COLUMNS]]
     summary = (
         at_tuned.groupby(["dataset", "activation"])
         .agg(
@@ -156,28 +155,33 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
     ]
     if draw:  # Shazeer's table as a picture: one dot per seed, each activation at its tuned rate
         order = summary.groupby("activation").test.mean().sort_values(ascending=False).index.tolist()
-        with figures.style():
-            grid = sns.catplot(
-                data=at_tuned,
-                x="test_acc_at_best_val",
-                y="activation",
-                col="dataset",
-                order=order,
-                hue="activation",
-                palette=figures.palette(order),
-                kind="strip",
-                height=3.5,
-                aspect=1.2,
-                sharex=False,
-                legend=False,
-            )
-            grid.set_axis_labels("test accuracy at best validation", "")
         blocks.append(
             figure(
-                grid.figure,
+                seeds_figure(at_tuned, order),
                 out,
                 "test_acc_at_tuned_lr.png",
                 "Test accuracy per seed, each activation at its tuned learning rate, best first.",
             )
         )
     return blocks
+
+
+def seeds_figure(at_tuned: pd.DataFrame, order: list[str]):
+    """One dot per seed of each activation's test accuracy at its tuned rate, a panel per dataset."""
+    with figures.style():
+        grid = sns.catplot(
+            data=at_tuned,
+            x="test_acc_at_best_val",
+            y="activation",
+            col="dataset",
+            order=order,
+            hue="activation",
+            palette=figures.palette(order),
+            kind="strip",
+            height=3.5,
+            aspect=1.2,
+            sharex=False,
+            legend=False,
+        )
+        grid.set_axis_labels("test accuracy at best validation", "")
+    return grid.figure

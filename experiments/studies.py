@@ -1,8 +1,9 @@
-"""What each study asks of its runs: its tables and figures, as harness.report blocks (one report pipeline)."""
+"""What each study asks of its runs: its tables and figures, as harness.report blocks (one report pipeline).
+Here dying_relu, mnist1d_baselines and vanishing_gradients; the comparisons of activations in
+experiments/comparison_studies.py, the learning-rate studies in experiments/rate_studies.py; STUDIES names all."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -13,25 +14,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from experiments import rate_studies  # noqa: E402
+from experiments import comparison_studies, rate_studies  # noqa: E402
 from experiments.study_tables import (  # noqa: E402
     by_layer,
     cells,
     figure,
     layer_index,
     mean_interval,
-    paired_table,
     training_samples,
-    tuned_runs,
-    variant,
     write_csv,
 )
-from harness.report import figures, stats  # noqa: E402
+from harness.report import figures  # noqa: E402
 from harness.report.render import Heading, Table, Text  # noqa: E402
 
 PUBLISHED = {"logistic": 0.32, "mlp": 0.68, "mlp_residual": 0.68, "cnn": 0.94, "gru": 0.91}  # MNIST-1D README
-PAIRED = ["pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "wins"]  # the columns the tables show
-ARTICLE = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "rrelu", "relu6"]
 
 
 def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
@@ -290,208 +286,14 @@ def vanishing_gradients(runs, metrics, out: Path, draw: bool = True) -> list:
     return blocks
 
 
-def first_window_loss(metrics: pd.DataFrame) -> pd.Series:
-    """Train loss over the first logging window of each run, by run_dir: the speed of early learning."""
-    tl = metrics[(metrics.split == "train") & (metrics.metric == "loss")]
-    return tl.loc[tl.groupby("run_dir").step.idxmin()].set_index("run_dir")["value"]
-
-
-ARTICLE_PAIRS = [
-    ("tanh", "sigmoid", "test_acc"),
-    ("tanh", "sigmoid", "early_loss"),
-    ("leaky_relu", "relu", "test_acc"),
-    ("leaky_relu", "relu", "early_loss"),
-    ("rrelu", "leaky_relu", "test_acc"),
-    ("rrelu", "leaky_relu", "gap"),
-    ("rrelu", "relu", "test_acc"),
-    ("relu6", "relu", "test_acc"),
-    ("relu6", "relu", "grad_norm_global"),
-    ("tanh", "relu", "test_acc"),
-    ("relu", "softmax", "test_acc"),
-    ("relu", "sigmoid", "early_loss"),
-]
-
-
-def article_claims(runs, metrics, out: Path, draw: bool = True) -> list:
-    r = runs.assign(model=variant(runs, "article").fillna(runs["model"]), gap=runs.train_acc - runs.test_acc)
-    order = [a for a in ARTICLE if a in set(r.activation)]
-    r, blocks = tuned_runs(r, ["model", "activation"], order)
-    if len(metrics):
-        r["early_loss"] = r.run_dir.map(first_window_loss(metrics))
-    blocks += [
-        Heading("Test accuracy % (mean [95% CI] over seeds)"),
-        Table(cells(r.groupby(["activation", "model"]).test_acc.apply(mean_interval).unstack("model").reindex(order))),
-    ]
-    for col, title, sig in [
-        ("early_loss", "Train loss over the first logging window", False),
-        ("dead_fraction", "Dead fraction of hidden units at the end", False),
-        ("saturated_fraction", "Saturated fraction at the end", False),
-        ("gap", "Generalisation gap (train acc of the last window - test acc)", False),
-        ("grad_norm_global", "Global gradient norm, mean over training", True),
-        (
-            "clock_samples_per_s",
-            "Training throughput, samples per second of CPU time (one thread; a group's time shared by its runs)",
-            True,
-        ),
-    ]:
-        if col in r:
-            blocks += [
-                Heading(title),
-                Table(cells(r.groupby(["activation", "model"])[col].mean().unstack().reindex(order), 3, sig)),
-            ]
-    rows = [
-        {"a": a, "b": b, "metric": value, "model": model, **paired_table(part, value, a, b)}
-        for a, b, value in ARTICLE_PAIRS
-        if value in r
-        for model, part in r.groupby("model")
-    ]
-    comparisons = pd.DataFrame(rows).reindex(columns=["a", "b", "metric", "model", *PAIRED])
-    write_csv(comparisons, out, "paired.csv")
-    write_csv(
-        r[
-            [
-                "run_dir",
-                "activation",
-                "model",
-                "seed",
-                "status",
-                "test_acc",
-                "train_acc",
-                "dead_fraction",
-                "saturated_fraction",
-                "grad_norm_global",
-                "samples_per_s",
-            ]
-        ],
-        out,
-        "summary.csv",
-    )
-    shown = comparisons[
-        ["a", "b", "metric", "model", "pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "wins"]
-    ]
-    blocks += [
-        Heading("Paired comparisons"),
-        Table(
-            cells(shown, 3, True),
-            "Same seed; diff = a - b with its 95% t interval, paired t-test p "
-            "(harness.report.stats.paired), wins = seeds where a > b.",
-        ),
-    ]
-    if draw:
-        with figures.style():
-            fig, ax = plt.subplots(figsize=(10, 3.8))
-            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 the `vert` it deprecated
-                warnings.filterwarnings("ignore", message="vert: bool", category=DeprecationWarning)
-                sns.boxplot(data=r, x="activation", y="test_acc", hue="model", order=order, ax=ax, fliersize=2)
-            ax.set(xlabel="", ylabel="test accuracy")
-        blocks.append(figure(fig, out, "test_acc.png", "Test accuracy per activation and model, over seeds."))
-    return blocks
-
-
-def modern_activations(runs, metrics, out: Path, draw: bool = True) -> list:
-    by = ["model", "dataset"]
-    runs, tuning = tuned_runs(runs, [*by, "activation"], sorted(set(runs.activation)))
-    acc = runs.groupby(["activation"] + by).test_acc.apply(mean_interval).unstack(by)
-    rows, friedman = [], []
-    for (model, dataset), part in runs.groupby(by):
-        family = [a for a in sorted(set(part.activation) - {"relu"})]
-        compared = pd.DataFrame(
-            [
-                {"activation": a, "model": model, "dataset": dataset, **paired_table(part, "test_acc", a, "relu")}
-                for a in family
-            ],
-            columns=["activation", "model", "dataset", *PAIRED],
-        )
-        compared["p_t_holm"] = stats.holm(compared["p_t"]) if len(compared) else []  # within a setting
-        rows.append(compared)
-        wide = part.pivot_table(index="seed", columns="activation", values="test_acc").dropna()
-        f = stats.friedman(wide)  # seeds as blocks, activations as treatments
-        friedman.append(
-            f"{model}/{dataset}: " + (f"chi2={f['statistic']:.1f}, p={f['p']:.2g}" if f["p"] == f["p"] else f["note"])
-        )
-    comparisons = pd.concat(rows, ignore_index=True)
-    write_csv(comparisons, out, "paired_vs_relu.csv")
-    write_csv(
-        runs[
-            [
-                "activation",
-                "model",
-                "dataset",
-                "seed",
-                "status",
-                "test_acc",
-                "test_acc_at_best_val",
-                "dead_fraction",
-                "samples_per_s",
-            ]
-        ],
-        out,
-        "summary.csv",
-    )
-    shown = comparisons[
-        [
-            "activation",
-            "model",
-            "dataset",
-            "pairs",
-            "diff_mean",
-            "diff_ci_low",
-            "diff_ci_high",
-            "p_t",
-            "p_t_holm",
-            "wins",
-        ]
-    ]
-    if draw:
-        with figures.style():
-            fig, ax = plt.subplots(figsize=(10, 4))
-            settings = comparisons.model + "/" + comparisons.dataset
-            acts = sorted(comparisons.activation.unique())
-            for j, (setting, part) in enumerate(comparisons.groupby(settings)):  # one dodged series per setting
-                part = part.set_index("activation").reindex(acts)
-                x = np.arange(len(acts)) + (j - (settings.nunique() - 1) / 2) * 0.18
-                ax.errorbar(
-                    x,
-                    part.diff_mean,
-                    yerr=[part.diff_mean - part.diff_ci_low, part.diff_ci_high - part.diff_mean],
-                    fmt="o",
-                    capsize=3,
-                    label=setting,
-                )
-            ax.set_xticks(range(len(acts)), acts)
-            ax.legend(fontsize=8)
-            ax.axhline(0, color="k", lw=0.8)
-            ax.set(ylabel="test acc - ReLU's (paired by seed)", xlabel="")
-    blocks = [
-        *tuning,
-        Heading("Test accuracy % (mean [95% CI] over seeds)"),
-        Table(cells(acc)),
-        Heading("Paired difference from ReLU (same seed, same data order)"),
-        Table(
-            cells(shown, 3, True),
-            "diff: test accuracy minus ReLU's with its 95% t interval; paired t-test "
-            "p, raw and Holm-corrected within a setting; wins: seeds on which the "
-            "activation beat ReLU.",
-        ),
-        Text(
-            "Friedman test across all activations, per setting (harness.report.stats.friedman): "
-            + "; ".join(friedman)
-            + "."
-        ),
-    ]
-    if draw:
-        blocks.append(figure(fig, out, "paired_vs_relu.png", "Mean paired difference from ReLU per setting."))
-    return blocks
-
-
 STUDIES = {
     f.__name__: f
     for f in [
         dying_relu,
         mnist1d_baselines,
         vanishing_gradients,
-        article_claims,
-        modern_activations,
+        comparison_studies.article_claims,
+        comparison_studies.modern_activations,
         rate_studies.lr_fairness,
         rate_studies.transformer_ffn,
     ]

@@ -4,8 +4,8 @@
 
 NAME is one of the studies in conf/experiment/: dying_relu, mnist1d_baselines, vanishing_gradients, article_claims,
 modern_activations, lr_fairness, transformer_ffn. The tables here are the evidence that experiments/NAME.md quotes.
-Statistics, tables, Markdown and figure style are harness.report's (one pipeline); experiments/studies.py and
-experiments/rate_studies.py hold only what each study asks of its runs.
+Statistics, tables, Markdown and figure style are harness.report's (one pipeline); experiments/studies.py,
+comparison_studies.py and rate_studies.py hold only what each study asks of its runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Summary keys of a run's course (issue 16): dead at init vs lost in training, gradient flow, and drawdown.
+"""Summary keys of a run's course: dead at init vs lost in training, gradient flow, and drawdown.
 
 Definitions (docs/flow.md): a unit is *lost* when it was alive at the step-0 probe and is dead at the final one,
 from the per-unit masks of both probes (not a difference of fractions: a unit revived and another killed cancel

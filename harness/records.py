@@ -9,7 +9,9 @@ The fields are those of the results contract (docs/results.md); pydantic checks 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import typing
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -18,9 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from harness import config as config_module
+from harness import metrics
 from harness.text import NOTE_LIMIT, clean
+from harness.upgrade import upgrade
 
-SCHEMA_VERSION = 1  # the summary.json layout this harness writes and reads
+SCHEMA_VERSION = 2  # the summary.json layout this harness writes; it reads 1 too, upgraded (harness.migrate)
 STATUSES = ("ok", "diverged", "failed")
 MAX_RECORD_BYTES = 256 << 20  # a summary or manifest beyond this is not one the harness wrote
 
@@ -30,6 +34,17 @@ Fraction = Annotated[float, Field(ge=0, le=1)]  # accuracies, dead and saturated
 NonNegative = Annotated[float, Field(ge=0)]  # times, losses, rates, norms
 Count = Annotated[int, Field(ge=0)]
 ByLayer = dict[str, Fraction | None]
+
+
+def finite_or_none(value):
+    """JSON has no NaN or Inf: store non-finite numbers as null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 class Unreadable(ValueError):
@@ -61,12 +76,13 @@ class FileRecord(BaseModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-class Summary(BaseModel):
-    """summary.json (docs/results.md). Keys not listed here are refused: a new key is added here with its type."""
+class SummaryFields(BaseModel):
+    """summary.json (docs/results.md) but for the metric registry's stored metrics (summary_model adds those).
+    Keys not listed here or in the registry are refused: a new key is added here with its type."""
 
     model_config = STRICT
     # identity
-    schema_version: Literal[SCHEMA_VERSION]
+    schema_version: Literal[1, SCHEMA_VERSION]
     status: Literal[STATUSES]
     activation: str | None = None
     model: str | None = None
@@ -83,13 +99,9 @@ class Summary(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # outcome
-    train_loss: NonNegative | None = None
     train_acc: Fraction | None = None
     val_acc: Fraction | None = None
     best_val_acc: Fraction | None = None
-    test_acc: Fraction | None = None
-    test_loss: NonNegative | None = None
-    test_acc_at_best_val: Fraction | None = None
     steps: Count | None = None
     diverged_at_step: Count | None = None
     n_test: Count | None = None
@@ -97,13 +109,10 @@ class Summary(BaseModel):
     train_time_s: NonNegative | None = None
     loop_time_s: NonNegative | None = None
     train_cpu_time_s: NonNegative | None = None
-    samples_per_s: NonNegative | None = None
     clock_samples_per_s: NonNegative | None = None
     speed_clock: Literal["cuda_events", "thread_cpu", "wall"] | None = None
     peak_mem_mb: NonNegative | None = None
     # probes (docs/measurements.md)
-    dead_fraction: Fraction | None = None
-    saturated_fraction: Fraction | None = None
     dead_fraction_by_layer: ByLayer | None = None
     saturated_fraction_by_layer: ByLayer | None = None
     dead_fraction_init_by_layer: ByLayer | None = None
@@ -114,9 +123,6 @@ class Summary(BaseModel):
     grad_norm_by_layer: dict[str, NonNegative | None] | None = None
     grad_norm_final_by_layer: dict[str, NonNegative | None] | None = None
     grad_norm_global: NonNegative | None = None
-    grad_flow_ratio_init: NonNegative | None = None
-    grad_flow_ratio: NonNegative | None = None
-    val_drawdown_max: Fraction | None = None
     # born-dead trials (trainer.init_trials, harness/born_dead.py)
     init_trials: Count | None = None
     born_dead_count: Count | None = None
@@ -219,9 +225,26 @@ def json_text(value: Any) -> str:
         return repr(value)
 
 
+# The type of a registry metric's field, by its format: fractions in [0, 1], non-negative rates and losses.
+FIELD_TYPES = {"percent": Fraction, "points": Fraction, "rate": NonNegative, "ratio": NonNegative,
+               "loss": NonNegative, "number": float}  # fmt: skip
+
+
+@functools.cache
+def summary_model(registry: tuple[metrics.Metric, ...]) -> type[BaseModel]:
+    """The summary.json schema: SummaryFields plus the registry's stored metrics, each typed by its format."""
+    fields = {m.key: (FIELD_TYPES[m.fmt] | None, None) for m in registry if m.source != "report"}
+    return create_model("Summary", __base__=SummaryFields, **fields)
+
+
 def read_summary_file(path: Path) -> dict:
-    """A run's summary.json as written, checked against Summary; Unreadable otherwise."""
-    return validated(Summary, read_record(path))
+    """A run's summary.json checked against summary_model, as schema 2 (a schema-1 one upgraded by
+    harness.migrate.upgrade, then checked again); Unreadable otherwise."""
+    schema = summary_model(metrics.METRICS)
+    summary = validated(schema, read_record(path))
+    if summary["schema_version"] == SCHEMA_VERSION:
+        return summary
+    return validated(schema, json.dumps(finite_or_none(upgrade(summary, Path(path).parent))))
 
 
 def read_manifest_file(path: Path) -> dict:

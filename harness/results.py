@@ -8,7 +8,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ import pandas as pd
 
 from harness.config import config_hash, to_dict
 from harness.outputs import refuse_symlink
-from harness.records import SCHEMA_VERSION, read_summary_file  # noqa: F401  SCHEMA_VERSION: writers import it here
+from harness.records import SCHEMA_VERSION, finite_or_none, read_summary_file  # noqa: F401  writers import them here
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -54,17 +53,6 @@ def atomic_write(path: Path, write, binary: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def finite_or_none(value):
-    """JSON has no NaN or Inf: store non-finite numbers as null, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    return value
 
 
 def file_record(path: Path) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import status
-from harness.records import Summary, Unreadable, read_summary_file
+from harness import metrics, status
+from harness.records import Unreadable, read_summary_file, summary_model
 from harness.results import load_runs, write_summary
 from harness.status import status_report
 from harness.sweep import failed_summary, finished_runs, job_state, progress
@@ -37,7 +37,7 @@ JUNK = {
     "accuracy_above_one": json.dumps(GOOD | {"test_acc": 3.5}),
     "negative_time": json.dumps(GOOD | {"train_time_s": -1.0}),
     "string_width": json.dumps(GOOD | {"config": {"model": {"width": "wide"}, "trainer": {"lr": 0.01}}}),
-    "other_schema": json.dumps(GOOD | {"schema_version": 2}),
+    "other_schema": json.dumps(GOOD | {"schema_version": 3}),
     "odd_status": json.dumps(GOOD | {"status": "done"}),
     "unknown_key": json.dumps(GOOD | {"surprise": 1}),
     "no_config_hash": json.dumps({k: v for k, v in GOOD.items() if k != "config_hash"}),
@@ -85,7 +85,7 @@ def test_every_failing_field_is_named_in_one_line():
     with pytest.raises(Unreadable) as caught:
         from harness.records import validated
 
-        validated(Summary, json.dumps(GOOD | {"test_acc": "x", "seed": -1, "val_acc": 2}))
+        validated(summary_model(metrics.METRICS), json.dumps(GOOD | {"test_acc": "x", "seed": -1, "val_acc": 2}))
     assert [part.split(":")[0] for part in str(caught.value).split("; ")] == ["seed", "val_acc", "test_acc"]
 
 
@@ -147,7 +147,7 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
     ]
     golden = json.loads(golden_file().read_text())
     for name, kept in golden.items():
-        Summary.model_validate_json(json.dumps(kept["summary"] | {"config_hash": name}))
+        summary_model(metrics.METRICS).model_validate_json(json.dumps(kept["summary"] | {"config_hash": name}))
 
 
 def test_a_single_run_a_group_member_and_a_job_failed_before_training_start_from_one_summary(tiny, tmp_path):

@@ -11,7 +11,6 @@ from harness.report.errors import ReportError
 from harness.report.load import Runs
 
 BEST = "at best val setting"  # the comparison of each activation at its own setting chosen on validation
-BEST_LR = BEST  # the old name, for callers written before settings
 LOST_UNITS = 0.10  # a mean dead or saturated fraction at the end above this is called out in the summary
 
 
@@ -27,10 +26,6 @@ class Analysis:
     ranks: pd.DataFrame
     friedman: dict
     several_settings: bool
-
-    @property
-    def several_lrs(self) -> bool:  # the old name
-        return self.several_settings
 
 
 def pick_baseline(acts: list[str], requested: str | None) -> tuple[str, str]:

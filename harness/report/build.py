@@ -19,6 +19,7 @@ from harness.report.headline import QUESTIONS, first_screen
 from harness.report.load import gather
 from harness.report.render import Block, Bullets, Heading, Text, to_html, to_markdown
 from harness.report.sections import (
+    columns_blocks,
     comparison_blocks,
     figure_blocks,
     gallery_blocks,
@@ -302,5 +303,5 @@ def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, draw
     blocks += [Heading("Speed"), *figure_blocks(drawn, ["speed", "accuracy_vs_speed"])]
     if not drawn:
         blocks.append(Text("Figures were not drawn (figures=False)."))
-    blocks += gallery_blocks(properties, drawn) + skipped_blocks(a, paths) + method_blocks(a)
+    blocks += gallery_blocks(properties, drawn) + skipped_blocks(a, paths) + method_blocks(a) + columns_blocks()
     return blocks

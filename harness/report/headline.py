@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from harness import metrics
+from harness.metrics import Metric
 from harness.report.analysis import BEST
 from harness.report.render import num, p_value, percent, rate, with_ci
 
@@ -43,8 +45,8 @@ def settings_line(a, task: str) -> str:
         return f"One setting: {rows['setting'].iloc[0]}."
     picks = "; ".join(f"{r.act}: {r.setting}{init_used(r)}" for r in rows.itertuples())
     return (
-        f"{tried} settings tried; each activation at its setting with the best mean validation accuracy "
-        f"(never the test split): {picks}."
+        f"{tried} settings tried; each activation at the setting chosen on validation (the best mean validation "
+        f"accuracy among settings where no seed diverged or fell to chance; never the test split): {picks}."
     )
 
 
@@ -198,36 +200,41 @@ ANSWERS = {
 }
 
 
+SHOW = {"percent": percent, "points": points, "rate": rate, "ratio": lambda v: f"{v:.3g}×", "loss": num, "number": num}
+
+
+def shown(m: Metric, value) -> str:
+    return NA if value is None or math.isnan(value) else SHOW[m.fmt](value)
+
+
+def metric_cells(m: Metric, s: pd.DataFrame) -> list[str]:
+    """A registry metric's results-table cells from the summary over seeds, as its `cell` says."""
+    mean = s[f"{m.short}_gmean" if m.geometric else f"{m.short}_mean"]
+    if m.cell == "mean_ci":
+        return [with_ci(v, lo, hi) for v, lo, hi in zip(mean, s[f"{m.short}_ci_low"], s[f"{m.short}_ci_high"])]
+    if m.cell == "mean_worst":
+        return [f"{shown(m, v)} ({shown(m, w)})" for v, w in zip(mean, s[f"{m.short}_worst"])]
+    if m.cell == "mean_sd":
+        return [
+            shown(m, v) if math.isnan(sd) else f"{shown(m, v)} ± {shown(m, sd)}"
+            for v, sd in zip(mean, s[f"{m.short}_sd"])
+        ]
+    return [shown(m, v) for v in mean]
+
+
 def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The five answers as columns, one row per task x activation x setting; n_params and width beside them."""
+    """The registry's table metrics (harness.metrics) as columns, one row per task x activation x setting; the
+    divergence count after the first, n_params and width beside them."""
     s = summary
-    table = pd.DataFrame(
-        {
-            "task": s["task"],
-            "activation": s["act"],
-            "setting": s["setting"],
-            "seeds": s["seeds"],
-            "test acc [95% CI]": [
-                with_ci(m, lo, hi) for m, lo, hi in zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])
-            ],
-            "diverged": [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])],
-            "drawdown mean (worst)": [
-                f"{points(m)} ({points(w)})" for m, w in zip(s["drawdown_mean"], s["drawdown_worst"])
-            ],
-            "dead at init": s["dead_init_mean"].map(percent),
-            "lost in training": s["lost_mean"].map(lambda v: NA if math.isnan(v) else percent(v)),
-            "dead at end": s["dead_mean"].map(percent),
-            "grad ratio init": s["ratio_init_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
-            "grad ratio training": s["ratio_train_gmean"].map(lambda v: NA if math.isnan(v) else f"{v:.3g}×"),
-            "samples/s (mean ± sd)": [
-                f"{rate(m)} ± {rate(sd)}" if not math.isnan(sd) else rate(m)
-                for m, sd in zip(s["speed_mean"], s["speed_sd"])
-            ],
-            "n_params": s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}"),
-            "width": s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}"),
-            "note": s["note"],
-        }
-    ).reset_index(drop=True)
+    table = pd.DataFrame({"task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"]})
+    for i, m in enumerate(metrics.in_table()):
+        table[m.label] = metric_cells(m, s)
+        if i == 0:
+            table["diverged"] = [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])]
+    table["n_params"] = s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}")
+    table["width"] = s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}")
+    table["note"] = s["note"]
+    table = table.reset_index(drop=True)
     if "init_used" in s and s["init_used"].notna().any():
         table.insert(3, "init used", s["init_used"].fillna(NA).to_numpy())
     return table

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import metrics
 from harness.report.headline import glance_table
 from harness.report.render import num, p_value
 from harness.results import atomic_write
@@ -33,19 +34,12 @@ UNICODE = {
     "<": "$<$",
     ">": "$>$",
 }
-RESULT_COLUMNS = [
-    "activation",
-    "setting",
-    "seeds",
-    "test acc [95% CI]",
-    "diverged",
-    "drawdown mean (worst)",
-    "dead at init",
-    "lost in training",
-    "grad ratio init",
-    "samples/s (mean ± sd)",
-    "n_params",
-]
+
+
+def result_columns() -> list[str]:
+    """The results table's identity columns, the registry's paper metrics (harness.metrics), the size."""
+    first, *rest = [m.label for m in metrics.in_table() if m.paper]
+    return ["activation", "setting", "seeds", first, "diverged", *rest, "n_params"]
 
 
 def escape(text) -> str:
@@ -90,7 +84,7 @@ def write_latex(a, path: Path) -> Path:
     parts = ["% Written by scripts/report.py --latex. Needs \\usepackage{booktabs}.", ""]
     chosen = a.summary[a.summary["chosen"]]
     for task, rows in chosen.groupby("task", sort=True):
-        table = glance_table(rows)[RESULT_COLUMNS]
+        table = glance_table(rows)[result_columns()]
         parts.append(
             tabular(
                 table,

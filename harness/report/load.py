@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import metrics
 from harness.config import WATCH_ONLY as WATCH_ONLY_KEYS
 from harness.report import outcomes
 from harness.results import find_run_dirs, load_runs
@@ -19,21 +20,11 @@ REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.
 # keys that change how a run is watched or timed, not what it computes (harness.config.WATCH_ONLY).
 AXES = {"config.seed", "config.model.name", "config.dataset.name"}
 WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
-# The summary keys the tables use: always present and numeric (null, a missing key or a string becomes NaN).
-OUTCOMES = [
-    "test_acc_at_best_val",
-    "test_acc",
+# Beside the registry's stored metrics, the summary keys the report reads (model selection, the speed's clock, sizes).
+READ_BESIDE = [
     "best_val_acc",
-    "train_loss",
-    "test_loss",
-    "samples_per_s",
-    "dead_fraction",
-    "saturated_fraction",
     "n_params",
     "config.model.width",
-    "val_drawdown_max",
-    "grad_flow_ratio_init",
-    "grad_flow_ratio",
     "clock_samples_per_s",
     "train_cpu_time_s",
     "num_threads",
@@ -64,7 +55,7 @@ def gather(paths: list[Path]) -> Runs:
     runs = label(runs)
     keys = runs[["run_dir", "task", "setting", "act", "lr", "seed"]]
     metrics = metrics.merge(keys, on="run_dir", how="inner")
-    runs, layers = outcomes.derive(runs, metrics)
+    runs, layers = outcomes.derive(runs)
     return Runs(runs.reset_index(drop=True), metrics, pd.concat(skipped, ignore_index=True), layers)
 
 
@@ -136,7 +127,7 @@ def varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
 def label(runs: pd.DataFrame) -> pd.DataFrame:
     """Add task (dataset / model), setting (the other swept keys), act (name plus varying parameters), lr."""
     runs = runs.copy()
-    for column in OUTCOMES:
+    for column in [*metrics.stored(), *READ_BESIDE]:  # always present and numeric (null or a string: NaN)
         runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else float("nan")
     runs["lr"] = runs["config.trainer.lr"].astype(float)
     runs["seed"] = runs["seed"].astype(int)

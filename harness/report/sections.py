@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import metrics
 from harness.report import stats
 from harness.report.analysis import Analysis
 from harness.report.captions import CAPTIONS
@@ -203,9 +204,12 @@ def method_blocks(a: Analysis) -> list[Block]:
                 "Diverged runs (a loss that turned NaN or Inf) count in the divergence rate and are left out of "
                 "accuracy, loss and speed; a table row that lost runs says so in its note.",
                 f"Rows with fewer than {stats.FEW_SEEDS} seeds are flagged; with one usable seed there is no interval.",
-                "When several settings were run, each activation is compared at its own setting with the best mean "
-                "validation accuracy (among those where no seed diverged), so that no activation is judged at a "
-                "setting that suits another; the comparisons at each shared setting follow in the same table.",
+                "When several settings were run, each activation is compared at its own setting, chosen on validation "
+                "only: the best mean best-validation accuracy (over the seeds that did not diverge) among the "
+                "settings where no seed diverged or ended at chance (final validation accuracy at most "
+                f"{stats.CHANCE_MARGIN:g} x 1/classes), or, if every setting has such a seed, among those with the "
+                "fewest; ties go to the smaller learning rate. So no activation is judged at a setting that suits "
+                "another; the comparisons at each shared setting follow in the same table.",
                 "Average ranks and the Friedman test use the mean accuracy of each activation per task, at its chosen "
                 f"setting; the critical-difference diagram is drawn from {stats.MIN_TASKS_CD} tasks on.",
                 "Drawdown: the largest fall of validation accuracy below its running best over a run. Dead at init: "
@@ -219,3 +223,13 @@ def method_blocks(a: Analysis) -> list[Block]:
             ]
         ),
     ]
+
+
+def columns_blocks() -> list[Block]:
+    """What each results-table column means, from the metric registry (harness.metrics)."""
+    better = {"higher": "higher is better", "lower": "lower is better", None: "best near 1"}
+    lines = [
+        f"{m.label}: {m.meaning} ({'geometric mean' if m.geometric else 'mean'} over seeds; {better[m.better]})."
+        for m in metrics.in_table()
+    ]
+    return [Heading("What each column means"), Bullets(lines)]

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness import metrics
+
 LEVEL = 0.95  # confidence level of every interval
 ALPHA = 0.05  # significance threshold, after Holm's correction
 FEW_SEEDS = 5  # fewer seeds than this: flagged as a small sample
@@ -16,20 +18,12 @@ MIN_TASKS_CD = 5  # fewer tasks than this: no critical-difference diagram (the N
 EXACT_MAX_PAIRS = 16  # up to 2**16 sign vectors are enumerated; beyond, a fixed-seed Monte Carlo sample
 MC_DRAWS = 100_000
 KEYS = ["task", "act", "setting"]
-METRICS = {  # run column -> table prefix
-    "test_acc_at_best_val": "acc",
-    "test_acc": "final_acc",
-    "train_loss": "train_loss",
-    "test_loss": "test_loss",
-    "samples_per_s": "samples_per_s",
-    "speed": "speed",
-    "dead_fraction": "dead",
-    "saturated_fraction": "saturated",
-    "dead_init_fraction": "dead_init",
-    "lost_fraction": "lost",
-    "val_drawdown_max": "drawdown",
-}
-RATIOS = {"grad_flow_ratio_init": "ratio_init", "grad_flow_ratio": "ratio_train"}  # averaged on the log scale
+# A seed collapsed to chance when its final validation accuracy is at most this times 1/classes. A network that
+# predicts one class scores that class's share of the validation split, whose standard error over n samples of
+# balanced classes is sqrt(p(1 - p)/n): 0.025 for digits' 144 (10 classes), so 1.5 x chance sits two standard
+# errors above chance there, and further for larger splits or fewer classes (spirals: 240 samples, 3 classes).
+CHANCE_MARGIN = 1.5
+TIE_DECIMALS = 10  # mean validation accuracies equal to this many decimals tie (summation order moves the last bits)
 FIRST = ["lr", "n_params", "width", "n_test", "init_used"]  # one value per row: the first run's
 
 
@@ -48,30 +42,62 @@ def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float, float]:
 
 
 def diverged(runs: pd.DataFrame) -> pd.Series:
-    return runs["status"] == "diverged"
+    """Runs whose status is 'diverged' (the trainer saw a NaN or Inf loss), or whose final train or test loss is
+    recorded as infinite. A NaN loss is read as absent, not as divergence: summary.json stores a non-finite number
+    as null and the loader reads a missing key as NaN, so NaN cannot tell the two apart (the status covers it)."""
+    flags = (runs["status"] == "diverged") if "status" in runs else pd.Series(False, index=runs.index)
+    for loss in ("train_loss", "test_loss"):
+        if loss in runs:
+            flags = flags | np.isinf(pd.to_numeric(runs[loss], errors="coerce").astype(float))
+    return flags
+
+
+def chance_accuracy(datasets: pd.Series) -> pd.Series:
+    """1 / the number of classes of each run's dataset (harness.data.DATASETS); NaN for one not registered."""
+    from harness.data import DATASETS  # it imports torch: loaded only when a chance level is asked for
+
+    classes = datasets.map({name: spec.num_classes for name, spec in DATASETS.items()})
+    return 1.0 / pd.to_numeric(classes, errors="coerce")
+
+
+def collapsed(runs: pd.DataFrame) -> pd.Series:
+    """Runs that did not diverge but ended at chance: final validation accuracy (`val_acc`) at most CHANCE_MARGIN
+    times chance. Without `val_acc` or `dataset`, or for an unregistered dataset, a run is not judged collapsed."""
+    if "val_acc" not in runs or "dataset" not in runs:
+        return pd.Series(False, index=runs.index)
+    final_val = pd.to_numeric(runs["val_acc"], errors="coerce")
+    return (final_val <= CHANCE_MARGIN * chance_accuracy(runs["dataset"])) & ~diverged(runs)
+
+
+def selection_counts(runs: pd.DataFrame, val: str = "best_val_acc") -> dict:
+    """What choose_settings reads of one setting's seeds: how many, how many diverged, how many collapsed to
+    chance, and the mean validation accuracy over those that did not diverge (a collapsed seed's counts: it is a
+    real, bad result)."""
+    bad = diverged(runs)
+    kept = runs.loc[~bad, val] if val in runs else []
+    counts = {"seeds": len(runs), "diverged": int(bad.sum()), "collapsed": int(collapsed(runs).sum())}
+    return {**counts, "val_acc_mean": mean_ci(kept)[0]}
 
 
 def summarise(runs: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
     """One row per task x activation x setting: seeds, divergence, mean/sd/CI of each metric over non-diverged runs."""
-    if "setting" in keys and "setting" not in runs:  # a frame from before settings: the lr is the setting
-        runs = runs.assign(setting=runs["lr"].map(lambda v: f"lr={v:g}"))
     rows = []
     for key, group in runs.groupby(keys, sort=True):
         ok = group[~diverged(group)]
-        row = dict(zip(keys, key), seeds=len(group), diverged=int(diverged(group).sum()))
+        counts = selection_counts(group)  # what choose_settings reads: seeds, diverged, collapsed, val_acc_mean
+        row = dict(zip(keys, key), seeds=counts["seeds"], diverged=counts["diverged"], collapsed=counts["collapsed"])
         row["divergence_rate"] = row["diverged"] / row["seeds"]
-        for column, prefix in METRICS.items():
-            values = ok[column] if column in ok else []
-            row.update(
-                zip([f"{prefix}_mean", f"{prefix}_sd", f"{prefix}_ci_low", f"{prefix}_ci_high"], mean_ci(values))
-            )
-        for column, prefix in RATIOS.items():
-            values = ok[column] if column in ok else pd.Series(dtype=float)
-            row.update(zip([f"{prefix}_gmean", f"{prefix}_ci_low", f"{prefix}_ci_high"], geometric_ci(values)))
+        for m in metrics.METRICS:  # the registry's metrics, each over the seeds that did not diverge
+            values = ok[m.key] if m.key in ok else pd.Series(dtype=float)
+            if m.geometric:
+                row.update(zip([f"{m.short}_gmean", f"{m.short}_ci_low", f"{m.short}_ci_high"], geometric_ci(values)))
+            else:
+                names = [f"{m.short}_mean", f"{m.short}_sd", f"{m.short}_ci_low", f"{m.short}_ci_high"]
+                row.update(zip(names, mean_ci(values)))
         row.update(worst_drawdown(ok))
         row.update({c: group[c].iloc[0] for c in FIRST if c in group})
-        row["val_acc_mean"] = mean_ci(ok["best_val_acc"])[0] if "best_val_acc" in ok else math.nan
-        row["note"] = sample_note(row["seeds"], row["diverged"])
+        row["val_acc_mean"] = counts["val_acc_mean"]
+        row["note"] = sample_note(row["seeds"], row["diverged"], row["collapsed"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -92,11 +118,13 @@ def worst_drawdown(ok: pd.DataFrame) -> dict:
     return {"drawdown_worst": float(worst["val_drawdown_max"]), "drawdown_worst_seed": int(worst["seed"])}
 
 
-def sample_note(n: int, n_diverged: int) -> str:
-    """Flags a reader must see next to the numbers: few seeds, divergence."""
+def sample_note(n: int, n_diverged: int, n_collapsed: int = 0) -> str:
+    """Flags a reader must see next to the numbers: few seeds, divergence, seeds that ended at chance."""
     notes = []
     if n_diverged:
         notes.append(f"{n_diverged}/{n} diverged (accuracy over the rest)")
+    if n_collapsed:
+        notes.append(f"{n_collapsed}/{n} ended at chance")
     if n - n_diverged < 2:
         notes.append("one usable seed: no interval")
     elif n < FEW_SEEDS:
@@ -104,40 +132,56 @@ def sample_note(n: int, n_diverged: int) -> str:
     return "; ".join(notes)
 
 
-def best_setting(summary: pd.DataFrame) -> pd.DataFrame:
-    """Each task x activation's setting (lr, init, ...) with the best mean validation accuracy.
+def choose_settings(grid: pd.DataFrame, by: list[str], setting: str = "setting", lr: str = "lr") -> pd.DataFrame:
+    """The one rule for choosing each `by` group's setting on validation (docs/reports.md, "Choosing a setting").
 
-    Only settings at which no seed diverged compete, unless every one diverged somewhere; ties go to the smaller
-    learning rate. Model selection looks at validation accuracy, never at the test split.
+    grid: one row per group x setting with selection_counts' columns (seeds, diverged, collapsed, val_acc_mean).
+    A setting where a seed diverged or collapsed to chance competes only if every setting of its group has such
+    a seed, and then only those with the fewest; among the competitors the best mean validation accuracy wins,
+    ties (to TIE_DECIMALS) going to the smaller learning rate, then to the first setting label in sorted order.
+    Returns `by` + [setting], one row per group. The test split never enters: the grid holds no test number.
     """
+    unstable = grid["diverged"] + (grid["collapsed"] if "collapsed" in grid else 0)
+    ranked = grid.assign(_unstable=unstable, _val=grid["val_acc_mean"].astype(float).round(TIE_DECIMALS))
+    competing = ranked[ranked["_unstable"] == ranked.groupby(by)["_unstable"].transform("min")]
+    order = list(dict.fromkeys(["_val", *([lr] if lr in grid else []), setting]))  # lr may be the setting itself
+    best = competing.sort_values(
+        order, ascending=[False] + [True] * (len(order) - 1), na_position="last", kind="mergesort"
+    ).drop_duplicates(by)
+    return best[[*by, setting]].sort_values(by, kind="mergesort").reset_index(drop=True)
+
+
+def validation_grid(runs: pd.DataFrame, keys: list[str], lr: str = "lr", val: str = "best_val_acc") -> pd.DataFrame:
+    """selection_counts for each `keys` group of runs, with its lr (the first run's). A failed run is no seed: it
+    crashed, which says nothing of the setting (the report sets failed runs aside before it gets here)."""
+    status = runs["status"] if "status" in runs else pd.Series("ok", index=runs.index)
     rows = []
-    for (task, act), group in summary.groupby(["task", "act"], sort=True):
-        stable = group[group["diverged"] == 0]
-        candidates = stable if len(stable) else group
-        best = candidates.sort_values(
-            ["val_acc_mean", "lr", "setting"], ascending=[False, True, True], na_position="last"
-        ).iloc[0]
-        rows.append({"task": task, "act": act, "setting": best["setting"]})
-    return pd.DataFrame(rows, columns=["task", "act", "setting"])
+    for key, group in runs[status != "failed"].groupby(keys, sort=True):
+        row = dict(zip(keys, key))
+        if lr in group and lr not in row:
+            row[lr] = group[lr].iloc[0]
+        rows.append({**row, **selection_counts(group, val)})
+    columns = list(dict.fromkeys([*keys, lr, "seeds", "diverged", "collapsed", "val_acc_mean"]))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def tuned_setting(
+    runs: pd.DataFrame, by: list[str], setting: str = "setting", lr: str = "lr", val: str = "best_val_acc"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """choose_settings on runs: (the choice, by + [setting]; the validation grid it was made from). The studies
+    call this with their own column names (setting = lr = the learning rate's column)."""
+    grid = validation_grid(runs, [*by, setting], lr, val)
+    return choose_settings(grid, by, setting, lr), grid
+
+
+def best_setting(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each task x activation's setting (lr, init, ...) chosen by choose_settings from summarise's counts."""
+    return choose_settings(summary, ["task", "act"])
 
 
 def at_best_setting(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
     """The runs of each task x activation at its chosen setting."""
     return runs.merge(choice, on=["task", "act", "setting"], how="inner")
-
-
-def best_lr(summary: pd.DataFrame) -> pd.DataFrame:
-    """The old name: best_setting with each choice's lr beside it (task, act, lr, setting)."""
-    choice = best_setting(summary)
-    return choice.merge(summary[["task", "act", "setting", "lr"]], on=["task", "act", "setting"])[
-        ["task", "act", "lr", "setting"]
-    ]
-
-
-def at_best_lr(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
-    """The old name of at_best_setting (a choice without `setting` is matched on lr)."""
-    keys = ["task", "act", "setting"] if "setting" in choice and "setting" in runs else ["task", "act", "lr"]
-    return runs.merge(choice[keys], on=keys, how="inner")
 
 
 def sign_flip_test(diffs) -> float:
@@ -190,6 +234,7 @@ def paired(a: pd.Series, b: pd.Series, family: int = 1) -> dict:
         "p_perm": sign_flip_test(d),
         "p_perm_min": 2.0 ** (1 - len(d)) if len(d) else math.nan,
         "effect_dz": mean / sd if sd and sd > 0 else math.nan,  # Cohen's d_z: mean difference over its sd
+        "wins": int((d > 0).sum()),  # seeds on which a is the larger
     }
 
 
