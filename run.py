@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import EXIT_BAD_INPUT, Config
 from harness.text import PATH_LIMIT, clean
 from hydra_plugins.harness_sweeper.grouping import GROUPS
+from hydra_plugins.harness_sweeper.launchers import launcher_kind, threads_per_job
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
@@ -74,18 +75,14 @@ def sweep_job(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     config = OmegaConf.to_object(cfg)
+    # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
+    watch_parent = launcher_kind(hc.launcher) == "joblib"
     if Path(str(hc.sweep.subdir)).parts[0] == GROUPS:
-        return group_job(config, run_dir, "joblib" in str(hc.launcher.get("_target_")))
+        return group_job(config, run_dir, watch_parent, threads_per_job(hc.launcher))
     if (run_dir / "checkpoint.pt").exists():
         log.info(f"continuing {run_dir.name} from its checkpoint.pt")
-    try:  # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
-        summary = run_locked(
-            config,
-            run_dir,
-            overrides,
-            watch_parent="joblib" in str(hc.launcher.get("_target_")),
-            cpu_threads=launcher_threads(hc.launcher),
-        )
+    try:
+        summary = run_locked(config, run_dir, overrides, watch_parent, cpu_threads=threads_per_job(hc.launcher))
     except JobBusy as exc:
         log.warning(f"{exc}: left alone")
         return "running"
@@ -95,24 +92,16 @@ def sweep_job(cfg: DictConfig) -> str:
     return summary["status"]
 
 
-def group_job(config, group_dir: Path, watch_parent: bool) -> str:
+def group_job(config, group_dir: Path, watch_parent: bool, cpu_threads: int | None) -> str:
     """A group of the sweep (hydra.sweeper.group_size): its members, listed in group_dir by the sweeper, train
-    together; each writes its own run folder. config is the first member's; the others differ only in theirs."""
-    import dataclasses
-
+    together; each writes its own run folder. config is the first member's; the others differ only in their values
+    of harness.group.MEMBER_KEYS, which group_dir lists."""
     from harness.sweep import progress, run_group_locked
-    from hydra_plugins.harness_sweeper.grouping import read_members
+    from hydra_plugins.harness_sweeper.grouping import read_members, with_member_values
 
     spec = read_members(group_dir)
     members = spec["members"]
-    configs = [
-        dataclasses.replace(
-            config,
-            seed=m["seed"],
-            trainer=dataclasses.replace(config.trainer, lr=m["lr"], weight_decay=m["weight_decay"]),
-        )
-        for m in members
-    ]
+    configs = [with_member_values(config, m["values"]) for m in members]
     run_dirs = [group_dir.parent.parent / m["name"] for m in members]
     log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
     summaries = run_group_locked(
@@ -122,6 +111,7 @@ def group_job(config, group_dir: Path, watch_parent: bool) -> str:
         spec["id"],
         [m["hydra_files"] for m in members],
         watch_parent,
+        cpu_threads,  # the launcher's share of the cores, as a single job's
     )
     done = progress(group_dir.parent.parent)
     for s in summaries:
@@ -139,19 +129,6 @@ def job_line(done: tuple[int, int], summary: dict, run_dir: Path) -> str:
         + (f" test_acc {acc:.4f}" if acc is not None else "")
         + f" -> {clean(run_dir, PATH_LIMIT)}"
     )
-
-
-def launcher_threads(launcher: DictConfig) -> int | None:
-    """The cap on torch threads per job for parallel launchers (their share of the cores); None (torch's default)
-    for the sequential basic launcher."""
-    from harness.sweep import threads_per_job
-
-    target = str(launcher.get("_target_", ""))
-    if "joblib" in target:
-        return threads_per_job(int(launcher.n_jobs))
-    if "submitit" in target:
-        return launcher.get("cpus_per_task") or 1  # what SLURM allocates; local jobs all start at once
-    return None
 
 
 def cli() -> None:

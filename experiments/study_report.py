@@ -74,15 +74,10 @@ def build(name: str, paths: list[str], out: Path, draw: bool = True) -> Path:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise ValueError(f"no such folder: {missing[0]}")
-    # absolute paths: a run's `run_dir` column comes from its summary (absolute), its metrics' from the search path
+    # absolute paths: runs and their metrics are joined on `run_dir`, the folder where load_runs found each run
     runs, metrics, skipped = load_runs(*[Path(p).resolve() for p in paths], with_metrics=name in studies.NEEDS_METRICS)
     if not len(runs):
         raise ValueError(f"no finished runs under {' '.join(paths)}")
-    if len(metrics) and not set(metrics.run_dir) <= set(runs.run_dir):
-        raise ValueError(
-            "run folders were moved since they ran (summary run_dir differs from the folder): "
-            "cannot join metrics to runs"
-        )
     (out / "figures").mkdir(parents=True, exist_ok=True)
     blocks = header(name, paths, runs, skipped) + studies.STUDIES[name](runs, metrics, out, draw)
     path = out / "report.md"

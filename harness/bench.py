@@ -77,18 +77,20 @@ def time_blocks(
 
 @contextmanager
 def cpu_clock():
-    """Time the harness's CPU segments in CPU time of the calling thread instead of wall time.
+    """Within the block, Timers made by this thread (the harness loop's and plain_loop's) time their CPU segments
+    in this thread's CPU time instead of wall time; on leaving it, the clock that was set before is back. Other
+    threads' Timers are not touched (harness.meters.TIMER_CLOCK is a context variable).
 
     On a shared machine wall time counts the other processes' turns too; CPU time of a single-threaded run
     (torch.set_num_threads(1): every op then runs on this thread) counts only the work being compared.
     """
-    from harness.meters import Timer
+    from harness.meters import TIMER_CLOCK
 
-    Timer.clock = staticmethod(time.thread_time)
+    token = TIMER_CLOCK.set(time.thread_time)
     try:
         yield
     finally:
-        Timer.clock = staticmethod(time.perf_counter)
+        TIMER_CLOCK.reset(token)
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -110,11 +112,11 @@ def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> 
     """
     seen: dict[tuple, int] = {}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[(t.data_ptr(), t.dtype, tuple(t.shape))] = t.numel() * t.element_size()
-        return t
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        seen[(tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))] = tensor.numel() * tensor.element_size()
+        return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = fn(x)
     del out
     return sum(seen.values())
@@ -129,12 +131,12 @@ def training_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     inside: set[tuple] = set()
     depth = [0]  # > 0 while an activation layer's forward runs
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        key = (t.data_ptr(), t.dtype, tuple(t.shape))
-        seen[key] = t.numel() * t.element_size()
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
+        seen[key] = tensor.numel() * tensor.element_size()
         if depth[0]:
             inside.add(key)
-        return t
+        return tensor
 
     hooks = []
     for acts in activation_layers(model).values():
@@ -142,7 +144,7 @@ def training_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
             hooks.append(act.register_forward_pre_hook(lambda *_: depth.__setitem__(0, depth[0] + 1)))
             hooks.append(act.register_forward_hook(lambda *_: depth.__setitem__(0, depth[0] - 1)))
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             loss = F.cross_entropy(model(x), y)
         del loss
     finally:
@@ -261,9 +263,9 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
     from harness.group import build_group
     from harness.train import train
 
-    t = config.trainer
+    trainer = config.trainer
     if probes == "off":
-        config = replace(config, trainer=replace(t, log_every=t.steps, eval_every=t.steps))
+        config = replace(config, trainer=replace(trainer, log_every=trainer.steps, eval_every=trainer.steps))
     if plain_first:
         plain = run_plain(config, data, device)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -296,9 +298,9 @@ def build(config, data, device: torch.device) -> tuple:
 
 def run_plain(config, data, device: torch.device) -> tuple[float, float]:
     """(samples/s after warm-up, seconds in all) of the plain loop on the harness's model and optimiser."""
-    t = config.trainer
-    batch = min(t.batch_size, len(data.x_train))
-    warmup = min(10, max(t.steps // 10, 1))  # the harness's own warm-up
+    trainer = config.trainer
+    batch = min(trainer.batch_size, len(data.x_train))
+    warmup = min(10, max(trainer.steps // 10, 1))  # the harness's own warm-up
     model, optimizer = build(config, data, device)
-    timed, wall = plain_loop(model, optimizer, data, batch, t.steps, warmup, t.eval_every, config.seed)
-    return (t.steps - warmup) * batch / timed, wall
+    timed, wall = plain_loop(model, optimizer, data, batch, trainer.steps, warmup, trainer.eval_every, config.seed)
+    return (trainer.steps - warmup) * batch / timed, wall

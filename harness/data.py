@@ -172,10 +172,10 @@ def check_pair(model: str, dataset: str) -> None:
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     kind = DATASETS[dataset].kind
-    if kind not in MODELS[model].inputs:
+    if kind not in MODELS[model].network.inputs:
         pairs = "; ".join(
-            f"{m}: {', '.join(d for d, spec in DATASETS.items() if spec.kind in cls.inputs)}"
-            for m, cls in MODELS.items()
+            f"{m}: {', '.join(d for d, spec in DATASETS.items() if spec.kind in family.network.inputs)}"
+            for m, family in MODELS.items()
         )
         raise DataError(f"model={model} cannot take dataset={dataset} ({kind} input). Valid pairs: {pairs}")
 
@@ -302,7 +302,8 @@ class MemberBatches:
 def check_fits(config) -> None:
     """Refuse what the dataset's sizes make impossible or meaningless: a validation split of fewer than
     MIN_VALIDATION samples, an empty training split, a subsample or a batch larger than the data (the batch would be
-    cut silently while the config records the size asked for), a CNN kernel larger than the input."""
+    cut silently while the config records the size asked for), and what the model family refuses of the input's
+    shape (its check_input: a CNN kernel larger than the input, a transformer patch that does not tile it)."""
     d, m, batch = config.dataset, config.model, config.trainer.batch_size
     spec = DATASETS[d.name]
     n_val = round(spec.train * d.val_fraction)
@@ -327,11 +328,7 @@ def check_fits(config) -> None:
             f"trainer.batch_size={batch} is larger than the training split ({usable} samples of "
             f"dataset={d.name}); use trainer.batch_size={usable} for full-batch training"
         )
-    if m.name == "cnn" and m.kernel_size > min(spec.input_shape[1:]):
-        raise DataError(
-            f"model.kernel_size={m.kernel_size} is larger than the input "
-            f"({'x'.join(map(str, spec.input_shape[1:]))} for dataset={d.name})"
-        )
+    m.check_input(spec.input_shape, d.name)  # the family's own: a CNN's kernel, a transformer's patch
 
 
 def check_root(name: str, root: str) -> None:

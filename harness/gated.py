@@ -155,16 +155,6 @@ def gate_max_slope(act: GatedActivation, lo: float = -20.0, hi: float = 20.0, n:
     return gated_slopes(act, torch.stack([u, g], dim=1))[2].max().item()
 
 
-def gated_dead_saturated(
-    act: GatedActivation, x: torch.Tensor, dead_tol: float, saturation_ratio: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean (units,) masks. Dead: on every sample the unit passes at most dead_tol of gradient to both its value
-    and its gate input (shut, and nothing can open it). Saturated: on every sample the gate's slope |f'(g)| is below
-    saturation_ratio x max|f'|, so the gate input learns nothing whatever u is (stuck open or shut)."""
-    grad_peak, slope_peak = gated_unit_peaks(act, x)
-    return grad_peak <= dead_tol, slope_peak < saturation_ratio * gate_max_slope(act)
-
-
 # ---------------------------------------------------------------- model.match_params
 
 

@@ -2,8 +2,8 @@
 state (each member's modules are views into it), one optimizer stepping every member at once with its own
 learning rate and weight decay, one batch table, one step. A single run is a group of one.
 
-Which runs may share a loop (a configuration equal but for seed, trainer.lr and trainer.weight_decay) is decided
-here too, for the sweeper (hydra_plugins/harness_sweeper/grouping.py) and run_group alike.
+Which runs may share a loop (a configuration equal but for MEMBER_KEYS) is decided here too, for the sweeper
+(hydra_plugins/harness_sweeper/grouping.py) and run_group alike.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from harness.config import Config, ConfigError, to_dict
 from harness.data import Dataset, MemberBatches
 from harness.loop import Member, provenance
 from harness.meters import evaluate
-from harness.models import build_model
+from harness.models import MODELS, build_model
 from harness.recorder import CHECKPOINT, TrainState, load_checkpoint, restore_rng, save_checkpoint
 from harness.resolve import Resolved, resolve_threads
 from harness.stacked_optim import StackedOptimizer, clip_member_grads_
@@ -222,7 +222,9 @@ def start_member(group: Group, i: int, r: Resolved, model: torch.nn.Module, run_
 
 # ---- which runs may share a loop
 
-MEMBER_KEYS = (("seed",), ("trainer", "lr"), ("trainer", "weight_decay"))  # what may differ within a group
+# What may differ within a group, and only that: group_key, check_group's message, and the sweeper's group jobs
+# (hydra_plugins/harness_sweeper/grouping.py: member_values, with_member_values) all read it from here.
+MEMBER_KEYS = (("seed",), ("trainer", "lr"), ("trainer", "weight_decay"))
 
 
 def group_key(config: Config) -> str:
@@ -238,7 +240,9 @@ def group_key(config: Config) -> str:
 
 def why_not_grouped(resolved: Resolved) -> str | None:
     """Why a run must train alone (one line; it is then a group of one on its own model's forward), or None."""
-    t = resolved.config.trainer
+    t, model = resolved.config.trainer, resolved.config.model.name
+    if not MODELS[model].stacked:
+        return f"model={model} has no stacked forward (harness/stacked_layers.py)"
     if t.init_trials or t.steps == 0:
         return "trainer.init_trials / trainer.steps=0 runs only probe the initialisation"
     if t.compile:
@@ -252,7 +256,8 @@ def check_group(resolved: list[Resolved]) -> None:
     """ConfigError (one line) unless the members differ only in MEMBER_KEYS and each can be grouped."""
     keys = {group_key(r.config) for r in resolved}
     if len(keys) > 1:
-        raise ConfigError("a group's members may differ only in seed, trainer.lr and trainer.weight_decay")
+        *others, last = (".".join(path) for path in MEMBER_KEYS)
+        raise ConfigError(f"a group's members may differ only in {', '.join(others)} and {last}")
     reason = why_not_grouped(resolved[0])
     if reason:
         raise ConfigError(f"not grouped: {reason}")

@@ -114,11 +114,11 @@ class Member:
         """Final gradient probe, metrics.csv, and the summary's outcome, speed, probe and provenance keys (units:
         its final unit probe, made with the group's; shared: what is the same for every member, made once per
         group: harness.loop.provenance)."""
-        state, t = self.state, self.config.trainer
+        state, trainer = self.state, self.config.trainer
         diverged = state.diverged_at_step is not None
         units = {} if diverged else units
         final_grads = {} if diverged else state.grad_norm_init_by_layer
-        if t.steps and not diverged:
+        if trainer.steps and not diverged:
             final_grads, through_time = probes.probe_gradients(self.model, probe_x, probe_y)
             self.rec.gradients(state.step, "probe", final_grads, through_time)
         write_metrics(self.run_dir, state.rows)
@@ -205,7 +205,7 @@ def speed_clock(device: torch.device, cpu_time: float) -> str:
     return "thread_cpu" if device.type == "cpu" and torch.get_num_threads() == 1 and math.isfinite(cpu_time) else "wall"
 
 
-def provenance(device: torch.device, t, dataset_checksum: str) -> dict:
+def provenance(device: torch.device, trainer, dataset_checksum: str) -> dict:
     """Where and with what the runs ran, the same for every member of a group: made once per group."""
     sha, dirty = git_state()
     return {
@@ -214,8 +214,8 @@ def provenance(device: torch.device, t, dataset_checksum: str) -> dict:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "num_threads": torch.get_num_threads(),
-        "precision": t.precision,
-        "compile": t.compile,
+        "precision": trainer.precision,
+        "compile": trainer.compile,
         "torch_version": torch.__version__,
         "package_versions": dict(package_versions()),
         "git_sha": sha,

@@ -8,13 +8,12 @@ import torch
 
 from harness.activations import ActivationSpec, activation_spec
 from harness.config import Config, ConfigError, one_of, validate
-from harness.data import DATASETS, check_fits, check_pair, check_root
+from harness.data import check_fits, check_pair, check_root
 from harness.datafiles import check_files
 from harness.footprint import check_memory, checked
 from harness.gated import expansion
-from harness.models import CELLS, INITS, MODELS, NORMS
+from harness.models import INITS, MODELS
 from harness.optimizers import OPTIMIZERS
-from harness.transformer import token_count
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.activations.ACTIVATIONS)
 TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any run sets another
@@ -35,22 +34,18 @@ class Resolved:
 
 
 def resolve(config: Config, device: bool = True) -> Resolved:
-    """Every check that needs no data, in one place: values, registry names, the activation (type-checked, built
-    and run on the model's shapes), the model x dataset pair, the memory the run needs, and the device. Raises
-    ConfigError (one line)."""
+    """Every check that needs no data, in one place: values (the model family checks its own), registry names,
+    the activation (type-checked, built and run on the model's shapes), the model x dataset pair and the shapes
+    (the family's check_input), the memory the run needs, and the device. Raises ConfigError (one line)."""
     validate(config)
     m, t = config.model, config.trainer
     one_of("model", m.name, MODELS)
     one_of("model.init", m.init, [*INITS, AUTO])
-    one_of("model.norm", m.norm, NORMS)
-    one_of("model.cell", m.cell, CELLS)
     one_of("trainer.optimizer", t.optimizer, OPTIMIZERS)
     custom = config.activation.get("name") == "custom"  # built in a child process first (harness.footprint)
     spec = activation_spec(config.activation, build=not custom)
     check_pair(m.name, config.dataset.name)
     check_fits(config)
-    if m.name == "transformer":  # the patch must tile the dataset's input
-        token_count(DATASETS[config.dataset.name].input_shape, m.patch)
     if not custom:  # before the model is built, whose error would say less
         check_gated_fits(m.name, spec)
     check_memory(config, checked(config, spec))  # the model on the meta device, the activation on its shapes
@@ -62,11 +57,14 @@ def resolve(config: Config, device: bool = True) -> Resolved:
 
 
 def check_gated_fits(model_name: str, spec: ActivationSpec) -> None:
-    """Refuse, in one line, an activation the model cannot take: a gated one in the RNN's recurrence."""
-    if model_name == "rnn" and expansion(spec()) == 2:
+    """Refuse, in one line, an activation the model cannot take: a gated one where its family has a reason not to
+    (gated_refusal: the RNN's recurrence)."""
+    reason = MODELS[model_name].config.gated_refusal
+    if reason and expansion(spec()) == 2:
+        takers = [name for name, family in MODELS.items() if not family.config.gated_refusal]
         raise ConfigError(
-            f"activation={spec.name} is gated (2n inputs -> n outputs) and cannot replace tanh in the "
-            "rnn's recurrence, whose state keeps its size; use model=mlp or model=cnn"
+            f"activation={spec.name} is gated (2n inputs -> n outputs) and {reason}; use model="
+            + " or model=".join(takers)
         )
 
 

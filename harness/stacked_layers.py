@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.gated import GatedActivation, StarReLU
-from harness.models import CNN, MLP, RNN, ElmanCell, GRUCell, LSTMCell
-from harness.transformer import Transformer
+from harness.models import CNN, MLP, RNN, ElmanCell, GRUCell, LSTMCell, Transformer
 
 
 def bmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -164,7 +163,7 @@ def cnn_forward(m: CNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, li
     return linear(features, m.head), []
 
 
-# ---- recurrent cells: the equations of harness.models' cells on (K, B, H), with each member's activation
+# ---- recurrent cells: the equations of harness.models.rnn's cells on (K, B, H), with each member's activation
 
 
 def elman_step(xw, hw, h, cell):
@@ -254,4 +253,6 @@ def transformer_forward(m: Transformer, x: torch.Tensor, record: bool) -> tuple[
     return linear(pooled, m.head), []
 
 
+# Keyed by network class; a family whose network is here declares it (harness.models.base.Family.stacked), so that
+# the sweeper groups its runs (tests/test_model_registry.py holds the two equal).
 FORWARDS = {MLP: mlp_forward, CNN: cnn_forward, RNN: rnn_forward, Transformer: transformer_forward}

@@ -190,8 +190,10 @@ def run_group_locked(
     gid: str,
     hydra_files: list[dict],
     watch_parent: bool = False,
+    cpu_threads: int | None = None,
 ) -> list[dict]:
-    """Run a group job's members (harness.train.run_group), each under its own job lock as a single run is.
+    """Run a group job's members (harness.train.run_group), each under its own job lock as a single run is;
+    cpu_threads: the launcher's share of the cores, as for run_locked.
 
     A member held by a live process is left alone and one finished meanwhile is kept; the others train, as one
     group, or as a single run when one is left. Each member gets its .hydra files as Hydra writes a job's.
@@ -214,14 +216,16 @@ def run_group_locked(
         stack.enter_context(fault_logs([d for _, d, _ in todo]))
         configs, dirs, overrides = map(list, zip(*todo))
         if len(todo) == 1:  # one left: a single run (its summary names no group)
-            return done + guarded(run_one, configs, dirs, overrides)
-        return done + guarded(run_members, configs, dirs, overrides, gid)
+            return done + guarded(run_one, configs, dirs, overrides, cpu_threads)
+        return done + guarded(run_members, configs, dirs, overrides, gid, cpu_threads)
 
 
-def run_members(configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str) -> list[dict]:
+def run_members(
+    configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], gid: str, cpu_threads: int | None
+) -> list[dict]:
     from harness.train import run_group
 
-    return run_group(configs, run_dirs, overrides, gid)
+    return run_group(configs, run_dirs, overrides, gid, cpu_threads=cpu_threads)
 
 
 def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
@@ -306,13 +310,6 @@ def progress(sweep_dir: Path) -> tuple[int, int]:
         return 0, 0
     done = sum((Path(sweep_dir) / job["dir"] / SUMMARY).exists() for job in jobs)
     return done, len(jobs)
-
-
-def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
-    """Torch threads for each of n_jobs parallel jobs (joblib's convention: -1 all cores, -2 all but one, ...)."""
-    cpus = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    parallel = n_jobs if n_jobs > 0 else cpus + 1 + n_jobs
-    return max(1, cpus // max(1, parallel))
 
 
 if __name__ == "__main__":  # the command that once lived here

@@ -68,8 +68,8 @@ def run_group(
         train(group)
         for s, m in zip(summaries, group.members):
             s.update(m.summary)
-        t = configs[0].trainer
-        if t.init_trials:  # probe only: many fresh initialisations in this one job
+        trainer = configs[0].trainer
+        if trainer.init_trials:  # probe only: many fresh initialisations in this one job
             m = group.members[0]
             summaries[0].update(
                 born_dead_trials(
@@ -77,7 +77,7 @@ def run_group(
                     resolved[0].activation,
                     resolved[0].init,
                     data.x_train[: probes.PROBE_SIZE],
-                    t.init_trials,
+                    trainer.init_trials,
                     m.config.seed,
                 )
             )
@@ -102,21 +102,26 @@ def keep_record(run_dir: Path, summary: dict) -> None:
 
 def train(group: Group) -> None:
     """The loop: every member trains from its own step to trainer.steps; sets each member's summary."""
-    t, members = group.trainer, group.members
+    trainer, members = group.trainer, group.members
     first = min(m.first_step for m in members)
     window = WindowStats(group.device, len(members))  # read only at boundaries: the loop never waits for the device
-    warmup = min(10, max(t.steps // 10, 1))
+    warmup = min(10, max(trainer.steps // 10, 1))
     timer, loop_timer = Timer(group.device), Timer(group.device)
     group.activate(first + 1, 0.0, 0.0)
     group.stack.train()
     bar = tqdm(
-        total=t.steps, initial=first, disable=not t.progress, dynamic_ncols=True, leave=False, desc=describe(group)
+        total=trainer.steps,
+        initial=first,
+        disable=not trainer.progress,
+        dynamic_ncols=True,
+        leave=False,
+        desc=describe(group),
     )
     loop_timer.start()
     timer.start()
-    for step in range(first + 1, t.steps + 1):
+    for step in range(first + 1, trainer.steps + 1):
         x, y = group.batches.next(group.waiting)
-        log_now, eval_now, _ = boundaries(step, t, step)
+        log_now, eval_now, _ = boundaries(step, trainer, step)
         losses, logits, grads = group.train_step(x, y, log_now)
         window.add(losses, logits, y)
         bar.update()
@@ -197,18 +202,18 @@ def describe(group: Group) -> str:
     return f"{m.config.activation['name']} {m.config.model.name}" + (f" x{k}" if k > 1 else "")
 
 
-def boundaries(step: int, t, last_boundary: int) -> tuple[bool, bool, bool]:
+def boundaries(step: int, trainer, last_boundary: int) -> tuple[bool, bool, bool]:
     """(log, evaluate, checkpoint) at this step.
 
     Checkpoint at the first log or eval step after each multiple of checkpoint_every: the running train window is
     empty there, so a resumed run logs exactly what an uninterrupted one does.
     """
-    log_now = step % t.log_every == 0 or step == t.steps
-    eval_now = step % t.eval_every == 0 or step == t.steps
+    log_now = step % trainer.log_every == 0 or step == trainer.steps
+    eval_now = step % trainer.eval_every == 0 or step == trainer.steps
     save_now = (
-        t.checkpoint_every > 0
+        trainer.checkpoint_every > 0
         and (log_now or eval_now)
-        and step < t.steps
-        and step // t.checkpoint_every > last_boundary // t.checkpoint_every
+        and step < trainer.steps
+        and step // trainer.checkpoint_every > last_boundary // trainer.checkpoint_every
     )
     return log_now, eval_now, save_now

@@ -94,7 +94,7 @@ def sweep_part(args, tmp: Path) -> list[tuple]:
         cfgs = configs(model, args.seeds, args.steps, args.device, args.overrides)
         one_by_one(cfgs[:1], tmp / f"{model}-warm")  # data cached, first-call costs paid
         sample = cfgs[: args.one_job_runs or args.seeds]
-        wall_one, loop_one = (t * len(cfgs) / len(sample) for t in one_by_one(sample, tmp / model))
+        wall_one, loop_one = (seconds * len(cfgs) / len(sample) for seconds in one_by_one(sample, tmp / model))
         wall_group, loop_group, _ = grouped(cfgs, tmp / model)
         rows.append((model, start + wall_one, start + wall_group, loop_one, loop_group))
     return rows
@@ -102,18 +102,18 @@ def sweep_part(args, tmp: Path) -> list[tuple]:
 
 def plain(cfg, k: int, steps: int, captured: bool = False) -> float:
     """The plain stacked loop's samples/s for this MLP at K: by CPU time at one CPU thread, else by wall time."""
-    d, m, t = DATASETS[cfg.dataset.name], cfg.model, cfg.trainer
+    d, m, trainer = DATASETS[cfg.dataset.name], cfg.model, cfg.trainer
     shape = {
         "n": d.train,
         "features": math.prod(d.input_shape),
         "classes": d.num_classes,
         "width": m.width,
         "depth": m.depth,
-        "batch": t.batch_size,
-        "lr": t.lr,
-        "device": t.device,
+        "batch": trainer.batch_size,
+        "lr": trainer.lr,
+        "device": trainer.device,
     }
-    key = "cpu_samples_per_s" if t.device == "cpu" else "samples_per_s"
+    key = "cpu_samples_per_s" if trainer.device == "cpu" else "samples_per_s"
     return plain_stacked.train(k, steps, captured=captured, **shape)[key]
 
 

@@ -238,7 +238,7 @@ def time_per_call(block, setup, bank: Bank, device, repeats: int, grad: bool) ->
 
     with torch.enable_grad() if grad else torch.no_grad():
         times = time_blocks(block, device, repeats, WARMUP, setup)
-    return [t / len(bank.leaves) for t in times]
+    return [seconds / len(bank.leaves) for seconds in times]
 
 
 def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
@@ -374,7 +374,7 @@ def per_activation(names: list[str], device) -> dict[str, dict]:
             values[f"saved_bytes_per_element_{tag}"] = saved_bytes(make_module(name, False, device, dtype), leaf) / n
             if has_inplace(name):
                 act = make_module(name, True, device, dtype)
-                on_clone = lambda t, act=act: act(t.clone())  # in place on a non-leaf, as after a layer
+                on_clone = lambda inputs, act=act: act(inputs.clone())  # in place on a non-leaf, as after a layer
                 values[f"saved_bytes_per_element_{tag}_inplace"] = saved_bytes(on_clone, leaf) / n
         extras[name] = values
     return extras

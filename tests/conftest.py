@@ -1,5 +1,6 @@
-"""Shared test fixtures: configs composed in process (no subprocess), one cached MNIST-1D for the session, the
-optional extras a test needs (`@pytest.mark.extra(...)`), and the `serial` mark for tests that must run alone."""
+"""Shared test fixtures: configs composed and `python run.py` commands run in process (no subprocess), one cached
+MNIST-1D for the session, the optional extras a test needs (`@pytest.mark.extra(...)`), and the `serial` mark for
+tests that must run alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import run  # noqa: F401  registers the structured-config schema and the `uid` resolver
+import run  # registers the structured-config schema and the `uid` resolver
 from harness.config import Config
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -25,6 +27,21 @@ def compose_config(*overrides: str) -> Config:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides))
     return OmegaConf.to_object(cfg)
+
+
+def run_py_in_process(*args: str, preflight: bool = True) -> int:
+    """`python run.py ARGS` in this process, with sys.argv patched for the call: its exit status. run.cli (the
+    preflight, then Hydra), or with preflight=False run.main (Hydra only, as a sweep's own jobs start)."""
+    saved = sys.argv
+    # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
+    sys.argv = ["run.py", "--config-path", CONF_DIR, *args]
+    try:
+        (run.cli if preflight else run.main)()
+        return 0
+    except SystemExit as exc:  # as the interpreter reads it: None is success, an int the status, any other 1
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import run
 from harness import footprint
 from hydra_plugins.harness_sweeper import preconditions
-from tests.conftest import CONF_DIR
+from tests.conftest import run_py_in_process
 
 CHEAP = ["dataset=digits", "trainer.steps=0", "trainer.progress=false", "trainer.device=cpu", "trainer.threads=1"]
 
@@ -402,17 +401,9 @@ PARAMS = [
 ]
 
 
-def run_here(argv: list[str]) -> tuple[int, str, str]:
-    saved = sys.argv
-    sys.argv = ["run.py", "--config-path", CONF_DIR, *argv]
-    try:
-        run.cli()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
-    return code
+def run_here(argv: list[str]) -> int:
+    """`python run.py ARGV` in this process: its exit status (test_job_memory and test_symlinks use it too)."""
+    return run_py_in_process(*argv)
 
 
 def tree(root: Path) -> dict[str, bytes | None]:

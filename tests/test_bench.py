@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import threading
 import time
 
 import matplotlib.pyplot as plt
@@ -12,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.bench import bf16_error, quartiles, saved_bytes, time_blocks, training_saved_bytes
+from harness.bench import bf16_error, cpu_clock, quartiles, saved_bytes, time_blocks, training_saved_bytes
+from harness.meters import Timer
 from scripts import bench_busy, bench_grouped, bench_overhead, microbench, plain_stacked
 
 # Tests that read a clock run alone (pytest.mark.serial); those that run a benchmark check its output's form only.
@@ -39,7 +41,7 @@ def test_saved_bytes_match_a_hand_count():
 def test_training_saved_bytes_counts_what_each_ffn_activation_adds():
     """Against the FFN's size: ReLU's output is saved once (the next Linear needs it too); GELU also keeps its
     input, which adds exactly depth x batch x tokens x d_ff floats to the step's total."""
-    from harness.transformer import Transformer
+    from harness.models import Transformer
 
     batch, tokens, d_ff, depth = 6, 10, 12, 2
     x, y = torch.randn(batch, 1, 40), torch.randint(0, 10, (batch,))
@@ -227,6 +229,32 @@ def test_overhead_benchmark_defaults_to_one_thread_and_its_cpu_clock():
     args = bench_overhead.parse_args([])
     assert (args.threads, args.clock, args.repeats) == (1, "cpu", 3)
     assert bench_overhead.parse_args(["--threads", "2"]).clock == "wall"
+
+
+def test_cpu_clock_times_only_this_threads_timers_and_only_inside_its_block():
+    """A Timer made inside cpu_clock() does not count a sleep (CPU time); one made before the block, after it, or
+    by another thread meanwhile counts it (wall time); leaving a nested block keeps the outer block's clock."""
+    nap, cpu = 0.05, torch.device("cpu")
+
+    def napped(timer: Timer) -> float:
+        timer.start()
+        time.sleep(nap)
+        return timer.stop()
+
+    before = Timer(cpu)
+    other_thread = {}
+    with cpu_clock():
+        inside = Timer(cpu)
+        neighbour = threading.Thread(target=lambda: other_thread.setdefault("total", napped(Timer(cpu))))
+        neighbour.start()
+        neighbour.join()
+        with cpu_clock():
+            pass
+        after_nested = Timer(cpu)
+        assert napped(before) >= nap
+        assert napped(inside) < nap / 2 and napped(after_nested) < nap / 2
+    assert other_thread["total"] >= nap
+    assert napped(Timer(cpu)) >= nap
 
 
 @pytest.mark.slow  # four `python run.py` subprocesses, about 15 s; its form only, so not alone (serial)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-import run as run_module
 from harness.config import ConfigError
 from harness.train import check
+from tests.conftest import run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,25 +63,9 @@ def test_cuda_without_a_gpu_is_refused(tiny):
 def main_in_process(tmp_path, data_root, monkeypatch, capsys, *overrides: str) -> tuple[int, str, str]:
     """`python run.py OVERRIDES` as run.cli (preflight, then Hydra) with a patched argv: exit status, stdout, stderr."""
     monkeypatch.chdir(tmp_path)
-    # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "run.py",
-            "--config-path",
-            str(ROOT / "conf"),
-            f"hydra.run.dir={tmp_path}/run",
-            f"dataset.root={data_root}",
-            "trainer.progress=false",
-            *overrides,
-        ],
+    code = run_py_in_process(
+        f"hydra.run.dir={tmp_path}/run", f"dataset.root={data_root}", "trainer.progress=false", *overrides
     )
-    try:
-        run_module.cli()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

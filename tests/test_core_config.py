@@ -123,12 +123,12 @@ def test_max_slope_of_a_fixed_activation_is_computed_once_per_run(tiny, tmp_path
 
 def test_resolve_refuses_names_from_the_registries():
     for override, valid in [
-        ("model.cell=gruu", "elman, gru, lstm"),
+        ("model=rnn model.cell=gruu", "elman, gru, lstm"),
         ("model.norm=group", "none, batch, layer"),
         ("trainer.optimizer=lion", "adam, adamw, sgd"),
     ]:
         with pytest.raises(harness.config.ConfigError, match=valid):
-            resolve(compose_config(override, "trainer.device=cpu"))
+            resolve(compose_config(*override.split(), "trainer.device=cpu"))
 
 
 def test_every_registry_name_has_its_config_group_file_and_back():

@@ -7,25 +7,25 @@ import torch
 from torch import nn
 
 from harness.activations import ACTIVATIONS, activation_factory
-from harness.config import ModelConfig
+from harness.config import model_config
 from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
 
 SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40), "transformer": (1, 40)}
 GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
 MODELS = [
-    ("mlp", "gru"),
-    ("cnn", "gru"),
+    ("mlp", None),
+    ("cnn", None),
     ("rnn", "elman"),
     ("rnn", "gru"),
     ("rnn", "lstm"),  # every RNN cell
-    ("transformer", "elman"),
+    ("transformer", None),
 ]
 GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "rnn" and a in GATED)]
 
 
 @pytest.mark.parametrize("model, cell, act", GRID)
 def test_every_activation_and_model_builds_and_steps(model, cell, act):
-    cfg = ModelConfig(name=model, depth=2, width=8, cell=cell, match_params=act in GATED)
+    cfg = model_config({"name": model, "depth": 2, "width": 8, "cell": cell, "match_params": act in GATED})
     torch.manual_seed(0)
     net = build_model(cfg, activation_factory(act), SHAPES[model], 10)
     if model == "rnn":  # the configured cell, in every layer and direction
@@ -46,9 +46,9 @@ def test_every_pair_that_cannot_build_is_refused_in_one_line(act):
     from harness.config import ConfigError
     from harness.resolve import check_gated_fits
 
-    check_gated_fits("mlp", activation_factory(act))
-    check_gated_fits("cnn", activation_factory(act))
-    with pytest.raises(ConfigError, match=f"^activation={act} is gated [^\n]*model=mlp or model=cnn$"):
+    for model in ("mlp", "cnn", "transformer"):
+        check_gated_fits(model, activation_factory(act))
+    with pytest.raises(ConfigError, match=f"^activation={act} is gated [^\n]*model=mlp or model=cnn or model=trans"):
         check_gated_fits("rnn", activation_factory(act))
 
 
@@ -121,7 +121,7 @@ def test_activation_replaces_tanh_in_the_recurrence():
 @pytest.mark.parametrize("scheme", ["kaiming", "xavier", "lecun", "orthogonal"])
 def test_initialisation_scales(scheme):
     torch.manual_seed(0)
-    cfg = ModelConfig(name="mlp", depth=2, width=400, init=scheme)
+    cfg = model_config({"name": "mlp", "depth": 2, "width": 400, "init": scheme})
     net = build_model(cfg, activation_factory("relu"), (1, 400), 10, init_gain("relu", {}))
     w = net.hidden[1].linear.weight
     expected = {
@@ -145,7 +145,8 @@ def test_gain_falls_back_to_relu_for_unknown_activations():
 def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
     """The weight layers are the Linear/Conv/cell weights: model.init leaves PReLU's slope (`act.weight`) at 0.25
     (kaiming/xavier/lecun used to redraw it, orthogonal to crash on it)."""
-    cfg = ModelConfig(name=model, depth=2, width=8, cell="lstm" if model == "rnn" else "elman", init=scheme)
+    rnn = {"cell": "lstm", "bidirectional": False} if model == "rnn" else {}
+    cfg = model_config({"name": model, "depth": 2, "width": 8, "init": scheme, **rnn})
     torch.manual_seed(0)
     net = build_model(cfg, activation_factory("prelu"), SHAPES[model], 10, init_gain("prelu", {}))
     slopes = [m.weight for m in net.modules() if isinstance(m, nn.PReLU)]
@@ -164,7 +165,7 @@ def test_model_init_leaves_an_activations_own_bias_alone():
 
     torch.manual_seed(0)
     net = build_model(
-        ModelConfig(name="mlp", depth=2, width=8, init="kaiming"),
+        model_config({"name": "mlp", "depth": 2, "width": 8, "init": "kaiming"}),
         activation_factory("star_relu"),
         SHAPES["mlp"],
         10,

@@ -120,7 +120,7 @@ def test_a_run_records_its_drawdown_and_a_depth_zero_model_has_no_ratio(tiny, tm
     assert s["dead_fraction_init_by_layer"] == {} and s["lost_fraction_by_layer"] == {}
 
 
-def test_the_report_reads_the_trainers_keys_and_prefers_n_test_to_inferring_it(tiny, tmp_path):
+def test_the_report_reads_the_trainers_keys_and_a_schema_1_runs_from_its_upgrade(tiny, tmp_path):
     import json
 
     from harness.report.load import gather
@@ -130,13 +130,13 @@ def test_the_report_reads_the_trainers_keys_and_prefers_n_test_to_inferring_it(t
     s0, s1 = (tmp_path / "s0" / "summary.json"), (tmp_path / "s1" / "summary.json")
     summary = json.loads(s0.read_text())
     true_size = summary["n_test"]
-    s0.write_text(json.dumps({**summary, "n_test": 999}))  # a size inference could never give from these runs
-    older = json.loads(s1.read_text())
-    del older["n_test"], older["lost_fraction_by_layer"]  # a run written before the keys
+    s0.write_text(json.dumps({**summary, "n_test": 999}))  # what the run says is what the report shows
+    older = {**json.loads(s1.read_text()), "schema_version": 1}
+    del older["n_test"], older["lost_fraction_by_layer"]  # a schema-1 run written before the keys
     s1.write_text(json.dumps(older))
     data = gather([tmp_path])
     n_test = dict(zip(data.runs["seed"], data.runs["n_test"]))
     assert n_test[0] == 999 and n_test[1] != 999
     lost = data.layers.set_index(["seed", "layer"])["lost"]
     assert lost[(0, "hidden.0")] == summary["lost_fraction_by_layer"]["hidden.0"] and np.isnan(lost[(1, "hidden.0")])
-    assert n_test[1] == true_size  # inferred from the logged test accuracies, for the run without the key
+    assert n_test[1] == true_size  # harness.upgrade: the dataset's test split, for the run without the key

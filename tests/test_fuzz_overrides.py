@@ -21,11 +21,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import run
 from harness import footprint
 from harness.config import Config
 from hydra_plugins.harness_sweeper.preflight import preflight
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = Path(CONF_DIR)
@@ -169,18 +168,8 @@ def check_preflight(args: list[str], here: Path, capsys) -> bool:
 def check_run(args: list[str], here: Path, capsys) -> None:
     """The property of a run the preflight accepted: it runs (exit 0: ok or diverged), writing only inside its run
     folder (and the dataset's cache in the working directory's data/)."""
-    import sys
-
     run_dir = here / "run"
-    saved = sys.argv
-    sys.argv = ["run.py", "--config-path", CONF_DIR, *args, *BUDGET, f"hydra.run.dir={run_dir}"]
-    try:
-        run.cli()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = saved
+    code = run_py_in_process(*args, *BUDGET, f"hydra.run.dir={run_dir}")
     out = capsys.readouterr()
     outside = {p for p in tree(here) if not (here / p).is_relative_to(run_dir) and not p.startswith("data")}
     assert outside <= {"home"}, f"{args}: written outside the run folder: {sorted(outside)}"

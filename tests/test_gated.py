@@ -1,5 +1,5 @@
-"""Gated and squared activations against torch.nn.functional.glu, hand formulas and gradcheck; the gated-unit probe
-definitions on hand-built layers whose gates are forced open or shut."""
+"""Gated and squared activations against torch.nn.functional.glu, hand formulas and gradcheck; the unit probe
+(harness.probes.probe_units) on gated layers built by hand, whose gates are forced open or shut."""
 
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ from harness.gated import (
     StarReLU,
     expansion,
     gate_max_slope,
-    gated_dead_saturated,
     saturation_defined,
 )
-
-DEAD_TOL, SATURATION_RATIO = 1e-8, 0.005  # the plain probe's thresholds
+from harness.probes import probe_units
 
 # Reference: the value half u = x[:, :n] times f of the gate half g = x[:, n:], written out by hand.
 HAND = {
@@ -138,9 +136,24 @@ def test_gate_max_slope_matches_closed_forms():
     assert gate_max_slope(GATED_ACTIVATIONS["swiglu"]()) == pytest.approx(1.0998, abs=1e-4)  # silu' at z ~ 2.40
 
 
-# ---------------------------------------------------------------- probe definitions on hand-built layers
+# ---------------------------------------------------------------- the unit probe on hand-built layers
 
 UNITS = 4
+
+
+class OneLayer(nn.Module):
+    """A one-hidden-layer network as the probes see a model (harness.models.activation_layers reads its `hidden`
+    blocks' `act`): `linear` (hand-set, or none) then the activation under test."""
+
+    def __init__(self, act: nn.Module, linear: nn.Module | None = None):
+        super().__init__()
+        block = nn.Module()
+        block.linear, block.act = linear or nn.Identity(), act
+        self.hidden = nn.ModuleList([block])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.hidden[0]
+        return block.act(block.linear(x))
 
 
 def forced_layer(gate_bias: float, value_weight: float = 1.0) -> nn.Linear:
@@ -155,35 +168,38 @@ def forced_layer(gate_bias: float, value_weight: float = 1.0) -> nn.Linear:
     return layer
 
 
-def probe(name: str, layer: nn.Linear) -> tuple[list[bool], list[bool]]:
-    x = torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
-    dead, saturated = gated_dead_saturated(GATED_ACTIVATIONS[name](), layer(x).detach(), DEAD_TOL, SATURATION_RATIO)
-    return dead.tolist(), saturated.tolist()
+def probe(name: str, layer: nn.Module | None, x: torch.Tensor | None = None) -> tuple[list[bool], int]:
+    """What the production probe (harness.probes.probe_units) finds in the layer: (dead or not, per unit; how many
+    units are saturated)."""
+    if x is None:
+        x = torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
+    (stats,) = probe_units(OneLayer(GATED_ACTIVATIONS[name](), layer), x).values()
+    return (~stats.alive).tolist(), stats.saturated
 
 
 @pytest.mark.parametrize("name", ["glu", "reglu", "geglu", "swiglu"])
 def test_a_gate_forced_shut_is_dead_and_saturated(name):
-    assert probe(name, forced_layer(-50.0)) == ([True] * UNITS, [True] * UNITS)
+    assert probe(name, forced_layer(-50.0)) == ([True] * UNITS, UNITS)
 
 
 def test_a_sigmoid_gate_forced_open_is_saturated_but_alive():
     """sigmoid(50) = 1: the unit is the identity on u (gradient flows to u) but its gate learns nothing."""
-    assert probe("glu", forced_layer(50.0)) == ([False] * UNITS, [True] * UNITS)
+    assert probe("glu", forced_layer(50.0)) == ([False] * UNITS, UNITS)
 
 
 @pytest.mark.parametrize("name", ["reglu", "geglu", "swiglu", "bilinear"])
 def test_an_unbounded_gate_forced_open_is_alive_and_unsaturated(name):
-    assert probe(name, forced_layer(50.0)) == ([False] * UNITS, [False] * UNITS)
+    assert probe(name, forced_layer(50.0)) == ([False] * UNITS, 0)
 
 
 def test_a_unit_whose_value_is_zero_is_alive_through_its_value_input():
     """u = 0 on every sample: dy/dg = u f'(g) = 0, but dy/du = f(g) is not, so the unit can still learn."""
-    assert probe("swiglu", forced_layer(2.0, value_weight=0.0)) == ([False] * UNITS, [False] * UNITS)
+    assert probe("swiglu", forced_layer(2.0, value_weight=0.0)) == ([False] * UNITS, 0)
 
 
 def test_a_bilinear_unit_is_dead_only_when_both_halves_are_zero():
-    assert probe("bilinear", forced_layer(0.0, value_weight=0.0)) == ([True] * UNITS, [False] * UNITS)
-    assert probe("bilinear", forced_layer(0.0, value_weight=1.0)) == ([False] * UNITS, [False] * UNITS)
+    assert probe("bilinear", forced_layer(0.0, value_weight=0.0)) == ([True] * UNITS, 0)
+    assert probe("bilinear", forced_layer(0.0, value_weight=1.0)) == ([False] * UNITS, 0)
 
 
 def test_units_are_judged_one_by_one_over_every_sample():
@@ -191,5 +207,4 @@ def test_units_are_judged_one_by_one_over_every_sample():
     g = torch.full((8, 2, 5), -50.0)
     g[:4, 1] = 3.0
     x = torch.cat([torch.ones(8, 2, 5), g], dim=1)
-    dead, saturated = gated_dead_saturated(GATED_ACTIVATIONS["reglu"](), x, DEAD_TOL, SATURATION_RATIO)
-    assert dead.tolist() == [True, False] and saturated.tolist() == [True, False]
+    assert probe("reglu", None, x) == ([True, False], 1)

@@ -401,3 +401,19 @@ def test_a_group_reads_what_its_members_share_once(tiny, tmp_path, monkeypatch):
     assert len(versions) == len(results.PACKAGES) and gits.count("git") == 2
     first, last = summaries[0]["package_versions"], summaries[2]["package_versions"]
     assert first == last and first is not last  # each summary its own copy
+
+
+@pytest.mark.parametrize("members", [2, 1])
+def test_a_group_job_takes_its_launchers_share_of_the_cores(tiny, tmp_path, monkeypatch, members):
+    """run_group_locked hands cpu_threads (the launcher's share, run.py's threads_per_job) to the group's loop, as
+    run_locked does for a single job: a group under joblib must not take every core (nor one member left alone)."""
+    from harness.sweep import run_group_locked
+
+    seen = []
+    real = group.resolve_threads
+    monkeypatch.setattr(group, "resolve_threads", lambda *a: seen.append(a[-1]) or real(*a))
+    configs = [tiny("trainer.steps=2", "trainer.threads=auto", f"seed={s}") for s in range(members)]
+    dirs = [tmp_path / f"seed={s}" for s in range(members)]
+    summaries = run_group_locked(configs, dirs, [[]] * members, "g", [{}] * members, cpu_threads=1)
+    assert [s["status"] for s in summaries] == ["ok"] * members
+    assert seen == [1]

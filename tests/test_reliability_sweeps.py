@@ -19,7 +19,7 @@ import run
 from harness import joblock, status, sweep
 from harness.joblock import LOCK, JobBusy, JobLock, lock_state
 from harness.results import read_summary
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -73,15 +73,7 @@ class Aborts(torch.nn.Module):
 
 def sweep_here(capsys, *args: str) -> tuple[int, str]:
     """`python run.py -m ARGS` in this process: (exit code, stdout + stderr)."""
-    argv = sys.argv
-    sys.argv = ["run.py", "--config-path", CONF_DIR, "-m", *args]
-    try:
-        run.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
+    code = run_py_in_process("-m", *args, preflight=False)
     out = capsys.readouterr()
     return code, out.out + out.err
 
@@ -398,15 +390,7 @@ def test_the_printed_resume_command_parses_for_a_folder_with_spaces_and_brackets
 
 def run_once(capsys, *args: str) -> tuple[int, str]:
     """`python run.py ARGS` (a single run) in this process: (exit code, stdout + stderr)."""
-    saved = sys.argv
-    sys.argv = ["run.py", "--config-path", CONF_DIR, *args]
-    try:
-        run.cli()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved
+    code = run_py_in_process(*args)
     out = capsys.readouterr()
     return code, out.out + out.err
 

@@ -190,11 +190,15 @@ def test_auto_never_makes_fewer_groups_than_parallel_workers():
     assert grouping.auto_size(16, 1, gpu=False) == 16 and grouping.auto_size(200, 2, gpu=True) == 64
 
 
-def test_workers_are_the_launchers_parallel_jobs():
-    assert grouping.workers({"_target_": "hydra._internal.BasicLauncher"}, cpus=8) == 1
-    assert grouping.workers({"_target_": "x.JoblibLauncher", "n_jobs": -1}, cpus=8) == 8
-    assert grouping.workers({"_target_": "x.JoblibLauncher", "n_jobs": 3}, cpus=8) == 3
-    assert grouping.workers({"_target_": "x.SubmititSlurmLauncher", "array_parallelism": 64}, cpus=8) == 64
+def test_a_group_job_gives_each_member_its_own_values_of_every_member_key(tiny):
+    """What the sweeper writes of a member (member_entry) and the group job reads back (with_member_values) are
+    the values of harness.group.MEMBER_KEYS: the member's config comes back whole, whatever those keys are."""
+    first = tiny("seed=0", "trainer.lr=0.1", "trainer.weight_decay=0")
+    other = tiny("seed=7", "trainer.lr=0.003", "trainer.weight_decay=0.0001")
+    values = json.loads(json.dumps(grouping.member_values(other)))  # through group.json
+    assert values == {"seed": 7, "trainer.lr": 0.003, "trainer.weight_decay": 0.0001}
+    assert grouping.with_member_values(first, values) == other
+    assert config_hash(grouping.with_member_values(first, values)) == config_hash(other)
 
 
 def test_split_balances_a_configurations_runs():

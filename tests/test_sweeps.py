@@ -21,10 +21,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import run as run_module
 from harness import sweep
 from harness.results import load_checkpoint_file, read_summary, write_checkpoint_file
-from tests.conftest import CONF_DIR
+from hydra_plugins.harness_sweeper import launchers
+from tests.conftest import CONF_DIR, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits ships with scikit-learn: nothing to generate or download, so every job starts at once
@@ -60,17 +60,12 @@ def run_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def main_in_process(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """The same as run_py, as run.main in this process (a patched argv): seconds faster per sweep."""
     out, err = io.StringIO(), io.StringIO()
-    # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
-    argv, here, sys.argv = sys.argv, os.getcwd(), ["run.py", "--config-path", CONF_DIR, *args]
+    here = os.getcwd()
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_module.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+            code = run_py_in_process(*args, preflight=False)
     finally:
-        sys.argv = argv
         os.chdir(here)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
@@ -214,14 +209,6 @@ def test_end_table_lists_every_job_with_its_outcome():
     assert lines[1].split()[:3] == ["ok", "0.9100", "1.5"]
     assert "diverged at step 7" in lines[2] and "RuntimeError: boom" in lines[3] and "no summary.json" in lines[4]
     assert lines[-1] == "1 ok, 1 diverged, 1 failed, 1 unfinished of 4 jobs"
-
-
-def test_parallel_jobs_share_the_cores():
-    assert sweep.threads_per_job(2, cpus=2) == 1
-    assert sweep.threads_per_job(-1, cpus=16) == 1  # joblib's -1: one job per core
-    assert sweep.threads_per_job(4, cpus=16) == 4
-    assert sweep.threads_per_job(-2, cpus=16) == 1
-    assert sweep.threads_per_job(64, cpus=16) == 1
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -496,8 +483,8 @@ def test_sigkill_mid_job_then_resume_completes_every_run(tmp_path):
 def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limits():
     # The fast twin of the launcher tests below: what each launcher is configured to do, composed in process.
     joblib = hydra_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
-    assert run_module.launcher_threads(joblib) == sweep.threads_per_job(2)
-    assert run_module.launcher_threads(hydra_config("seed=1").hydra.launcher) is None  # basic: torch's default
+    assert launchers.threads_per_job(joblib, cpus=8) == 4
+    assert launchers.threads_per_job(hydra_config("seed=1").hydra.launcher) is None  # basic: torch's default
     slurm = hydra_config("hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu").hydra.launcher
     assert (
         slurm.partition,
@@ -507,7 +494,7 @@ def test_launcher_presets_give_each_job_its_share_of_threads_and_the_slurm_limit
         slurm.signal_delay_s,
         slurm.max_num_timeout,
     ) == ("gpu", 1, 240, 4, 120, 3)
-    assert run_module.launcher_threads(slurm) == 4  # a job's torch threads are its CPUs
+    assert launchers.threads_per_job(slurm, cpus=8) == 4  # a job's torch threads are its CPUs
 
 
 @pytest.mark.slow

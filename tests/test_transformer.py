@@ -1,5 +1,5 @@
-"""The transformer (harness/transformer.py): a block is PyTorch's pre-norm TransformerEncoderLayer; Shazeer's d_ff;
-its FFN units are what the probes count; model.init's gains; bad pairs refused in one line."""
+"""The transformer (harness/models/transformer.py): a block is PyTorch's pre-norm TransformerEncoderLayer;
+Shazeer's d_ff; its FFN units are what the probes count; model.init's gains; bad pairs refused in one line."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.activations import activation_factory
-from harness.config import ConfigError, ModelConfig
+from harness.config import ConfigError, config_hash
 from harness.models import build_model, layer_weights
+from harness.models.transformer import Block, Transformer, TransformerConfig
 from harness.probes import probe_gradients, probe_units
 from harness.resolve import resolve
-from harness.transformer import Block, Transformer
 from tests.conftest import compose_config
 
 
 def transformer(act: str, **keys) -> Transformer:
     """A transformer as model=transformer builds it (LayerNorm on) for MNIST-1D's (1, 40), with these keys."""
-    return build_model(ModelConfig(name="transformer", norm="layer", **keys), activation_factory(act), (1, 40), 10)
+    return build_model(TransformerConfig(norm="layer", **keys), activation_factory(act), (1, 40), 10)
 
 
 def copy_from_torch(block: Block, ref: nn.TransformerEncoderLayer) -> None:
@@ -145,7 +145,7 @@ def test_hidden_softmax_runs_over_the_ffn_features():
 @pytest.mark.parametrize("act, gate_gain", [("relu", 2**0.5), ("swiglu", 2**0.5)])
 def test_model_init_draws_attention_and_ffn_output_with_gain_one(act, gate_gain):
     torch.manual_seed(0)
-    m = ModelConfig(name="transformer", norm="layer", depth=1, width=256, heads=4, ffn_ratio=2.0, init="kaiming")
+    m = TransformerConfig(norm="layer", depth=1, width=256, heads=4, ffn_ratio=2.0, init="kaiming")
     net = build_model(m, activation_factory(act), (1, 40), 10, gate_gain)
     b = net.hidden[0]
     for proj in (b.attn.q, b.attn.k, b.attn.v, b.attn.out):
@@ -182,9 +182,10 @@ def test_a_patch_that_does_not_tile_an_image_is_refused():
 
 
 def test_transformer_keys_at_their_defaults_leave_config_hash_unchanged():
-    from harness.config import Config, config_hash
-
-    config = Config()
+    """ADDED_KEYS: heads, ffn_ratio and patch came after v1; at their defaults they are not hashed, so the hash of
+    every other family's config, which records them at those values, is the one v1 wrote (tests/test_config_hashes.py
+    pins those)."""
+    config = compose_config("model=transformer")
     before = config_hash(config)
     config.model.patch = 8
     assert config_hash(config) != before

@@ -1,15 +1,18 @@
 """hydra.sweeper.group_size: which jobs of a sweep train together as one group (harness.group.run_group).
 
-Jobs whose configurations are equal but for seed, trainer.lr and trainer.weight_decay (harness.group.group_key)
-share groups of up to group_size members; a job that cannot be stacked runs alone, with one line why.
+Jobs whose configurations are equal but for harness.group.MEMBER_KEYS (harness.group.group_key) share groups of
+up to group_size members; a job that cannot be stacked runs alone, with one line why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from pathlib import Path
+
+from hydra_plugins.harness_sweeper.launchers import jobs_at_once, launcher_kind
 
 GROUPS = ".groups"  # <sweep>/.groups/<id>/: a group job's own log, Hydra files and member list
 MEMBERS = "group.json"
@@ -26,23 +29,12 @@ def check_group_size(value) -> int | str:
     return value
 
 
-def workers(launcher_cfg, cpus: int) -> int:
-    """How many jobs the launcher runs at once: joblib's n_jobs (-1 all cores), submitit's array_parallelism."""
-    target = str(launcher_cfg.get("_target_", "")).lower()
-    if "joblib" in target:
-        n = int(launcher_cfg.get("n_jobs", 1))
-        return max(1, n if n > 0 else cpus + 1 + n)
-    if "submitit" in target:
-        return max(1, int(launcher_cfg.get("array_parallelism") or 1))
-    return 1
-
-
 def on_gpu(device: str, launcher_cfg) -> bool:
     """Whether the jobs train on a GPU, judged where the sweep starts: a SLURM job asks for GPUs in its launcher
     config; a local one has the GPU this machine has."""
     if device != "auto":
         return device.startswith("cuda")
-    if "slurm" in str(launcher_cfg.get("_target_", "")).lower():
+    if launcher_kind(launcher_cfg) == "submitit_slurm":
         return bool(launcher_cfg.get("gpus_per_node") or launcher_cfg.get("gpus_per_task"))
     import torch
 
@@ -121,7 +113,7 @@ def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[l
     size = group_size
     if size == AUTO:
         gpu = any(on_gpu(j.config.trainer.device, launcher_cfg) for j in groupable)
-        size = auto_size(len(groupable), workers(launcher_cfg, cpus), gpu)
+        size = auto_size(len(groupable), jobs_at_once(launcher_cfg, cpus), gpu)
     by_name = {j.name: j for j in jobs}
     groups = [[by_name[n] for n in names] for names in form_groups(keys, size)]
     grouped = [g for g in groups if len(g) > 1]
@@ -134,13 +126,39 @@ def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[l
 
 
 def member_entry(job) -> dict:
-    """What the group job needs of one member: its folder, overrides, varied values and Hydra files."""
-    t = job.config.trainer
+    """What the group job needs of one member: its folder, overrides, the values it alone has (member_values) and
+    its Hydra files."""
     return {
         "name": job.name,
         "overrides": job.overrides,
-        "seed": job.config.seed,
-        "lr": t.lr,
-        "weight_decay": t.weight_decay,
+        "values": member_values(job.config),
         "hydra_files": job.hydra_files,
     }
+
+
+def member_values(config) -> dict[str, object]:
+    """A member's values of what may differ within a group (harness.group.MEMBER_KEYS), by dotted key."""
+    from harness.group import MEMBER_KEYS  # torch loads here, not when Hydra scans the plugins
+
+    values = {}
+    for path in MEMBER_KEYS:
+        node = config
+        for part in path:
+            node = getattr(node, part)
+        values[".".join(path)] = node
+    return values
+
+
+def with_member_values(config, values: dict[str, object]):
+    """config (the group's first member's) with another member's member_values put in: that member's config."""
+    from harness.group import MEMBER_KEYS
+
+    for path in MEMBER_KEYS:
+        config = replaced(config, path, values[".".join(path)])
+    return config
+
+
+def replaced(node, path: tuple[str, ...], value):
+    """A copy of the nested dataclass node with the field at path set to value."""
+    head, *rest = path
+    return dataclasses.replace(node, **{head: replaced(getattr(node, head), tuple(rest), value) if rest else value})

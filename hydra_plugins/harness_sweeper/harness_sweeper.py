@@ -3,7 +3,6 @@
 # and dataclasses then cannot resolve string annotations.
 
 import copy
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and
     quoted_override,
     resume_command,
 )
+from hydra_plugins.harness_sweeper.launchers import launcher_kind, usable_cpus
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
@@ -275,14 +275,14 @@ class HarnessSweeper(BasicSweeper):
             except BaseException as exc:  # e.g. joblib's TerminatedWorkerError when a worker dies
                 stopped = clean(f"{type(exc).__name__}: {compact(exc)}", NOTE_LIMIT)
                 crashed = self.record_crashes(jobs, "it took its worker down")
-                if not crashed or "joblib" not in str(self.config.hydra.launcher.get("_target_")):
+                if not crashed or launcher_kind(self.config.hydra.launcher) != "joblib":
                     return returns, stopped
                 self.refresh(jobs)
 
     def launch_list(self, jobs: list[Job]) -> list[list[str]]:
         """The overrides of each job to launch: a run alone as today; a group as one job whose folder is
         .groups/<id> (its log and Hydra files), which reads its members from there (run.py's group_job)."""
-        groups, lines = grouping.plan_groups(jobs, self.group_size, self.config.hydra.launcher, os.cpu_count() or 1)
+        groups, lines = grouping.plan_groups(jobs, self.group_size, self.config.hydra.launcher, usable_cpus())
         for line in lines:
             if line not in self.told:
                 print(line)

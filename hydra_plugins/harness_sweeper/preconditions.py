@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from hydra_plugins.harness_sweeper.launchers import launcher_kind
+
 GIB = 2**30
 SLURM_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}  # SLURM's --mem units; a bare number is in M
 
@@ -101,10 +103,10 @@ def check_launcher(hydra: DictConfig) -> None:
     if batch is not None and batch < 1:
         raise BadCommand(f"hydra.sweeper.max_batch_size={batch}: expected an integer >= 1, or null for one batch")
     launcher = hydra.launcher
-    target = str(launcher.get("_target_", "")).lower()
-    if "joblib" in target and launcher.get("n_jobs") == 0:
+    kind = launcher_kind(launcher)
+    if kind == "joblib" and launcher.get("n_jobs") == 0:
         raise BadCommand("hydra.launcher.n_jobs=0 runs no jobs: use a count >= 1, or -1 for every core")
-    if "submitit" in target and "slurm" in target:
+    if kind == "submitit_slurm":
         choice = hydra.runtime.choices.get("hydra/launcher")
         if importlib.util.find_spec("submitit") is None:
             raise BadCommand(

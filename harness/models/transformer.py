@@ -1,28 +1,62 @@
-"""A small pre-norm transformer encoder whose feed-forward block carries the activation (docs/transformer.md).
+"""The transformer family (model=transformer): a small pre-norm encoder whose feed-forward block carries the
+activation (docs/transformer.md).
 
 Tokens: a sequence (C, L) is cut into L/P tokens of P consecutive steps, an image (C, H, W) into (H/P)(W/P) patches of
 P x P; each token is projected to d_model (= model.width) and gets a learned positional embedding. The blocks are
 torch.nn.TransformerEncoderLayer(norm_first=True, dropout=0)'s equations; the tokens are mean-pooled into the head.
 Block K's FFN activation is the layer `hidden.K`: it sees (batch x tokens, features), so that its units are the
 FFN's features (axis 1, as for the MLP), the probes reduce over batch and tokens, and softmax runs over features.
+Its defaults: two blocks of d_model 32, 2 heads, an FFN of 4 x 32, tokens of 4 steps or 4 x 4 patches.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import DataError
+from harness.errors import DataError, check
 from harness.gated import expansion
+from harness.models.base import BaseModelConfig, Family, Projection
+
+RNN_OPTIONS = "model.cell and model.bidirectional are rnn options; the transformer takes neither"
 
 
-class Projection(nn.Linear):
-    """A Linear that feeds no activation (q, k, v, the attention's output, the FFN's output): model.init draws it
-    with gain 1 and never splits it into gated halves (harness.models.initialise)."""
+@dataclass(kw_only=True)
+class TransformerConfig(BaseModelConfig):
+    name: str = field(default="transformer", init=False)
+    depth: int = 2  # blocks
+    width: int = 32  # d_model
+    heads: int = 2  # attention heads, dividing width
+    ffn_ratio: float = 4.0  # d_ff = ffn_ratio x width (x 2/3 for a gated unit with match_params: ffn_width)
+    patch: int = 4  # steps per token (sequences), P for P x P patches (images)
+    norm: str = "layer"  # pre-norm LayerNorm, or none
+
+    other_family_keys = {"cell": RNN_OPTIONS, "bidirectional": RNN_OPTIONS}
+
+    def check(self) -> None:
+        super().check()
+        check(
+            self.heads > 0 and self.width % self.heads == 0,
+            f"model.heads={self.heads} must divide model.width={self.width}",
+        )
+        check(self.ffn_ratio > 0, f"model.ffn_ratio must be > 0, got {self.ffn_ratio}")
+        check(
+            round(2 / 3 * self.ffn_ratio * self.width) >= 1,  # the smaller d_ff of the two (ffn_width)
+            f"model.ffn_ratio={self.ffn_ratio} leaves the FFN of model.width={self.width} without units",
+        )
+        check(self.patch > 0, f"model.patch must be > 0, got {self.patch}")
+        check(
+            self.norm in ("layer", "none"),
+            f"model.norm={self.norm} is not supported by the transformer (pre-norm); use model.norm=layer or none",
+        )
+
+    def check_input(self, input_shape: tuple[int, ...], dataset: str) -> None:
+        token_count(input_shape, self.patch)  # the patch must tile the input
 
 
 def token_count(input_shape: tuple[int, ...], patch: int) -> int:
@@ -36,7 +70,7 @@ def token_count(input_shape: tuple[int, ...], patch: int) -> int:
     return math.prod(s // patch for s in sizes)
 
 
-def ffn_width(m, act: nn.Module) -> int:
+def ffn_width(m: TransformerConfig, act: nn.Module) -> int:
     """d_ff: model.ffn_ratio x width, or for a gated activation with model.match_params=true Shazeer's
     round(2/3 x ffn_ratio x width), which gives its three matrices the parameters of the ungated FFN's two."""
     if m.match_params and expansion(act) == 2:
@@ -91,7 +125,7 @@ class Transformer(nn.Module):
     matches_ffn = True  # model.match_params narrows d_ff (ffn_width), not model.width: build_model leaves width be
 
     @classmethod
-    def from_config(cls, m, input_shape: tuple[int, ...], num_classes: int, act) -> Transformer:
+    def from_config(cls, m: TransformerConfig, input_shape: tuple[int, ...], num_classes: int, act) -> Transformer:
         return cls(input_shape, num_classes, act, m.depth, m.width, m.heads, ffn_width(m, act()), m.patch, m.norm)
 
     def __init__(
@@ -99,12 +133,12 @@ class Transformer(nn.Module):
         input_shape: tuple[int, ...],
         num_classes: int,
         act,
-        depth: int = 2,
-        width: int = 32,
-        heads: int = 2,
-        d_ff: int = 128,
-        patch: int = 4,
-        norm: str = "layer",
+        depth: int = TransformerConfig.depth,
+        width: int = TransformerConfig.width,
+        heads: int = TransformerConfig.heads,
+        d_ff: int = round(TransformerConfig.ffn_ratio * TransformerConfig.width),
+        patch: int = TransformerConfig.patch,
+        norm: str = TransformerConfig.norm,
     ):
         super().__init__()
         self.patch = patch
@@ -130,3 +164,6 @@ class Transformer(nn.Module):
         for block in self.hidden:
             x = block(x)
         return self.head(self.norm(x).mean(1))
+
+
+FAMILY = Family(TransformerConfig, Transformer, stacked=True)
