@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> str | None:
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:
         return sweep_job(cfg)
-    from harness import ConfigError, run  # after Hydra has parsed the command line: `--help` stays fast
+    from harness import ConfigError, run  # the training code, once Hydra has parsed the command line
     from harness.console import format_summary
     from harness.joblock import JobBusy, JobLock
 

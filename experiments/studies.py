@@ -30,6 +30,51 @@ from harness.report.render import Heading, Table, Text  # noqa: E402
 PUBLISHED = {"logistic": 0.32, "mlp": 0.68, "mlp_residual": 0.68, "cnn": 0.94, "gru": 0.91}  # MNIST-1D README
 
 
+def with_montecarlo(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The born-dead table with experiments/dying_relu_montecarlo.py's figures beside it, when it has been run."""
+    mc_path = out / "montecarlo.csv"
+    mc = pd.read_csv(mc_path) if mc_path.exists() else None
+    if mc is not None:
+        table = table.merge(
+            mc.rename(columns={"born_dead_fraction": "mc_fraction", "born_dead_se": "mc_se", "trials": "mc_trials"})[
+                ["init", "width", "depth", "mc_fraction", "mc_se", "mc_trials"]
+            ],
+            on=["init", "width", "depth"],
+            how="left",
+        )
+    return table, mc
+
+
+def born_dead_figure(relu: pd.DataFrame, mc: bool, out: Path):
+    """Born-dead fraction against depth per init, one line per width (dashed: the direct Monte Carlo)."""
+    with figures.style():
+        fig, axes = plt.subplots(
+            1, relu.init.nunique(), figsize=(5.5 * relu.init.nunique(), 4), sharey=True, squeeze=False
+        )
+        colours = dict(zip(sorted(relu.width.unique()), sns.color_palette("viridis", relu.width.nunique())))
+        for ax, (init, part) in zip(axes[0], relu.groupby("init")):
+            for w, g in part.groupby("width"):
+                ax.errorbar(
+                    g.depth,
+                    g.born_dead_fraction,
+                    yerr=g.born_dead_se,
+                    color=colours[w],
+                    marker="o",
+                    label=f"width {w}",
+                )
+                if mc:
+                    ax.plot(g.depth, g.mc_fraction, color=colours[w], ls="--", alpha=0.7)
+            ax.set(title=f"model.init={init}", xlabel="depth (hidden layers)", ylabel="P(born dead)")
+        axes[0][0].legend(fontsize=7)
+    return figure(
+        fig,
+        out,
+        "born_dead_vs_depth.png",
+        "Born-dead fraction against depth. Solid: harness (MNIST-1D inputs); dashed: direct Monte "
+        "Carlo (Gaussian inputs).",
+    )
+
+
 def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.rename(columns={"config.model.init": "init", "config.model.width": "width", "config.model.depth": "depth"})
     cols = [
@@ -42,17 +87,7 @@ def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
         "born_dead_se",
         "init_dead_fraction_mean",
     ]
-    table = r[cols].sort_values(cols[:4]).reset_index(drop=True)
-    mc_path = out / "montecarlo.csv"  # experiments/dying_relu_montecarlo.py, when it has been run
-    mc = pd.read_csv(mc_path) if mc_path.exists() else None
-    if mc is not None:
-        table = table.merge(
-            mc.rename(columns={"born_dead_fraction": "mc_fraction", "born_dead_se": "mc_se", "trials": "mc_trials"})[
-                ["init", "width", "depth", "mc_fraction", "mc_se", "mc_trials"]
-            ],
-            on=["init", "width", "depth"],
-            how="left",
-        )
+    table, mc = with_montecarlo(r[cols].sort_values(cols[:4]).reset_index(drop=True), out)
     write_csv(table, out, "summary.csv")
     blocks = [
         Heading("Born-dead fraction of ReLU MLPs (MNIST-1D probe inputs)"),
@@ -97,34 +132,7 @@ def dying_relu(runs, metrics, out: Path, draw: bool = True) -> list:
             ),
         ]
     if draw:
-        with figures.style():
-            fig, axes = plt.subplots(
-                1, relu.init.nunique(), figsize=(5.5 * relu.init.nunique(), 4), sharey=True, squeeze=False
-            )
-            colours = dict(zip(sorted(relu.width.unique()), sns.color_palette("viridis", relu.width.nunique())))
-            for ax, (init, part) in zip(axes[0], relu.groupby("init")):
-                for w, g in part.groupby("width"):
-                    ax.errorbar(
-                        g.depth,
-                        g.born_dead_fraction,
-                        yerr=g.born_dead_se,
-                        color=colours[w],
-                        marker="o",
-                        label=f"width {w}",
-                    )
-                    if mc is not None:
-                        ax.plot(g.depth, g.mc_fraction, color=colours[w], ls="--", alpha=0.7)
-                ax.set(title=f"model.init={init}", xlabel="depth (hidden layers)", ylabel="P(born dead)")
-            axes[0][0].legend(fontsize=7)
-        blocks.append(
-            figure(
-                fig,
-                out,
-                "born_dead_vs_depth.png",
-                "Born-dead fraction against depth. Solid: harness (MNIST-1D inputs); dashed: direct Monte "
-                "Carlo (Gaussian inputs).",
-            )
-        )
+        blocks.append(born_dead_figure(relu, mc is not None, out))
     return blocks
 
 
@@ -198,6 +206,46 @@ def mnist1d_baselines(runs, metrics, out: Path, draw: bool = True) -> list:
     return blocks
 
 
+def elman_through_time(metrics: pd.DataFrame, runs: pd.DataFrame, colours: dict, out: Path) -> list:
+    """The Elman RNN's ||dL/dh_t|| per time step at the first and last probe, per init (runs: run_dir, part,
+    activation, init)."""
+    ht = (
+        metrics.merge(runs, on="run_dir").query("metric == 'grad_norm_h' and part == 'elman' and split == 'probe'")
+        if len(metrics)
+        else metrics
+    )
+    if not len(ht):
+        return []
+    steps = sorted(ht.step.unique())
+    ht = ht[ht.step.isin([steps[0], steps[-1]])].assign(
+        when=lambda d: np.where(d.step == steps[0], "init", f"end (step {steps[-1]})")
+    )
+    with figures.style():
+        grid = sns.relplot(
+            data=ht,
+            x="t",
+            y="value",
+            hue="activation",
+            palette=colours,
+            col="init",
+            row="when",
+            kind="line",
+            height=2.5,
+            aspect=1.1,
+        )
+        grid.set(yscale="log", xlabel="time step t", ylabel="||dL/dh_t||")
+    return [
+        Heading("Elman RNN: gradient through time"),
+        figure(
+            grid.figure,
+            out,
+            "elman_grad_through_time.png",
+            "||dL/dh_t|| per time step at initialisation and at the end (the loss reads every step "
+            "through the head, so the norm at t mixes the direct path and the path through time).",
+        ),
+    ]
+
+
 def vanishing_gradients(runs, metrics, out: Path, draw: bool = True) -> list:
     r = runs.rename(columns={"config.model.init": "init", "config.trainer.lr": "lr"})
     r["part"] = r["config.model.name"].map({"mlp": "mlp10", "rnn": "elman"})
@@ -249,40 +297,8 @@ def vanishing_gradients(runs, metrics, out: Path, draw: bool = True) -> list:
                 grid.figure, out, f"mlp_{key}_by_layer.png", f"10-layer MLP: weight-gradient norm per layer, {title}."
             )
         )
-    ht = (
-        metrics.merge(r[keep], on="run_dir").query("metric == 'grad_norm_h' and part == 'elman' and split == 'probe'")
-        if len(metrics)
-        else metrics
-    )
-    if draw and len(ht):
-        steps = sorted(ht.step.unique())
-        ht = ht[ht.step.isin([steps[0], steps[-1]])].assign(
-            when=lambda d: np.where(d.step == steps[0], "init", f"end (step {steps[-1]})")
-        )
-        with figures.style():
-            grid = sns.relplot(
-                data=ht,
-                x="t",
-                y="value",
-                hue="activation",
-                palette=colours,
-                col="init",
-                row="when",
-                kind="line",
-                height=2.5,
-                aspect=1.1,
-            )
-            grid.set(yscale="log", xlabel="time step t", ylabel="||dL/dh_t||")
-        blocks += [
-            Heading("Elman RNN: gradient through time"),
-            figure(
-                grid.figure,
-                out,
-                "elman_grad_through_time.png",
-                "||dL/dh_t|| per time step at initialisation and at the end (the loss reads every step "
-                "through the head, so the norm at t mixes the direct path and the path through time).",
-            ),
-        ]
+    if draw:
+        blocks += elman_through_time(metrics, r[keep], colours, out)
     return blocks
 
 

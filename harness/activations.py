@@ -79,7 +79,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "logsigmoid": Activation(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
     "identity": Activation(identity, "xavier"),  # Glorot's derivation is exact for linear units
     # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py); a
-    # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models.py)
+    # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models/weights.py)
     "glu": Activation(GLU, "xavier", ALONG_FEATURES),  # a sigmoid gate
     "reglu": Activation(ReGLU, "kaiming", ALONG_FEATURES),  # rectifier gates
     "geglu": Activation(GEGLU, "kaiming", ALONG_FEATURES),

@@ -83,7 +83,7 @@ def resolve_device(requested: str) -> torch.device:
 def resolve_threads(setting, n_params: int, batch_size: int, device: torch.device, cap: int | None = None) -> int:
     """The torch CPU threads a run trains on. auto: one on the CPU where more do not pay (parameters x batch below
     ONE_THREAD_BELOW), else `cap`; null: `cap`; a count: that count. `cap` is a parallel launcher's share of the
-    cores (harness.sweep.threads_per_job), or torch's own default."""
+    cores (hydra_plugins/harness_sweeper/launchers.py threads_per_job), or torch's own default."""
     cap = cap or TORCH_THREADS
     if setting == "auto":
         return 1 if device.type == "cpu" and n_params * batch_size < ONE_THREAD_BELOW else cap

@@ -28,19 +28,17 @@ import argparse
 import datetime
 import inspect
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from scripts.microbench_output import add_columns, figures, markdown, write_csv
+from scripts.microbench_timing import Bank, blocks, make_bank, measure_copy, time_per_call
 
 ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_SIZES = {"cpu": "16k,256k,4M", "cuda": "64k,1M,16M,64M"}
-BANK_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}  # each block sweeps about this much input
-MAX_BANK = 64
 DTYPES = ("float32", "bfloat16", "float16")
 TRAFFIC = {"fwd": 2, "fwd+bwd": 5}  # nominal elements moved per element of input
 GATED_TRAFFIC = {"fwd": 1.5, "fwd+bwd": 4}  # 2n in, n out: forward 2n + n, backward n + 2n + 2n, over 2n
-GATED_MARK = " (2n->n)"
-WARMUP = 3
 
 
 def parse_size(text: str) -> int:
@@ -141,115 +139,6 @@ def make_module(name: str, inplace: bool, device, dtype):
 
     module = ACTIVATIONS[name].factory(inplace=True) if inplace else make_activation(name)
     return module.to(device=device, dtype=dtype).train()
-
-
-@dataclass
-class Bank:
-    """Distinct input tensors (leaves that require grad), their in-place working copies and a gradient."""
-
-    leaves: list
-    work: list
-    grad: object
-    size: int
-    dtype: object
-
-    @property
-    def element_bytes(self) -> int:
-        return self.leaves[0].element_size()
-
-
-def make_bank(size: int, dtype, device) -> Bank:
-    """As many distinct tensors of `size` elements as fit in BANK_BYTES (at most MAX_BANK), values N(0, 2^2)."""
-    import torch
-
-    shape = (size // 1024, 1024) if size % 1024 == 0 else (1, size)  # softmax runs over the last 1,024
-    count = max(1, min(MAX_BANK, BANK_BYTES[device.type] // (size * torch.finfo(dtype).bits // 8)))
-    generator = torch.Generator(device=device).manual_seed(0)
-    leaves = [
-        (2 * torch.randn(shape, device=device, generator=generator)).to(dtype).requires_grad_() for _ in range(count)
-    ]
-    work = [torch.empty_like(x, requires_grad=False) for x in leaves]
-    return Bank(leaves, work, torch.randn_like(leaves[0]), size, dtype)
-
-
-def blocks(act, placement: str, pass_: str, bank: Bank, gated: bool = False):
-    """(block, setup) for time_blocks: a block applies act to every tensor of the bank, each result dropped at once.
-    A gated act's output, and so the gradient fed back, is half the input's last axis."""
-    import torch
-
-    leaves, work, grad = bank.leaves, bank.work, bank.grad
-    if gated:
-        grad = grad[:, : grad.shape[1] // 2].contiguous()
-
-    def forward(_):
-        for x in leaves:
-            act(x)
-
-    def forward_backward(_):
-        for x in leaves:
-            torch.autograd.grad(act(x), x, grad)
-
-    def restore():  # fresh input for the in-place form, outside the timing
-        with torch.no_grad():
-            for w, x in zip(work, leaves):
-                w.copy_(x)
-
-    def forward_inplace(_):
-        for w in work:
-            act(w)
-
-    def clones():  # in-place with backward needs a non-leaf input: a clone (its backward runs no kernel)
-        return [x.clone() for x in leaves]
-
-    def forward_backward_inplace(inputs):
-        for c, x in zip(inputs, leaves):
-            torch.autograd.grad(act(c), x, grad)
-
-    return {
-        ("out", "fwd"): (forward, None),
-        ("out", "fwd+bwd"): (forward_backward, None),
-        ("in", "fwd"): (forward_inplace, restore),
-        ("in", "fwd+bwd"): (forward_backward_inplace, clones),
-    }[placement, pass_]
-
-
-def copy_block(placement: str, bank: Bank):
-    """The bandwidth baseline, allocating as the operation does: clone (out-of-place) or copy_ (in-place)."""
-
-    def clone(_):
-        for x in bank.leaves:
-            x.clone()
-
-    def copy(_):
-        for w, x in zip(bank.work, bank.leaves):
-            w.copy_(x)
-
-    return clone if placement == "out" else copy
-
-
-# ---------------------------------------------------------------- measuring
-
-
-def time_per_call(block, setup, bank: Bank, device, repeats: int, grad: bool) -> list[float]:
-    """Seconds per call: each block's time divided by the calls in it."""
-    import torch
-
-    from harness.bench import time_blocks
-
-    with torch.enable_grad() if grad else torch.no_grad():
-        times = time_blocks(block, device, repeats, WARMUP, setup)
-    return [seconds / len(bank.leaves) for seconds in times]
-
-
-def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
-    """Copy bandwidth in GB/s (2 bytes moved per byte copied) for each placement, medians over blocks."""
-    from harness.bench import quartiles
-
-    bytes_moved = 2 * bank.size * bank.element_bytes
-    return {
-        p: bytes_moved / quartiles(time_per_call(copy_block(p, bank), None, bank, device, repeats, False))[1] / 1e9
-        for p in ("out", "in")
-    }
 
 
 def measure_activation(
@@ -381,119 +270,6 @@ def per_activation(names: list[str], device) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------- output
-
-
-def add_columns(rows: list[dict], extras: dict, meta: dict) -> None:
-    """x-ReLU (time over eager ReLU's in the same dtype, size, form and pass: one reference for every mode), the
-    per-activation figures and the run's metadata."""
-    relu = {}
-    for r in rows:
-        if r["activation"] == "relu" and (
-            r["mode"] == "eager" or (r["dtype"], r["size"], r["placement"], r["pass"]) not in relu
-        ):
-            relu[r["dtype"], r["size"], r["placement"], r["pass"]] = r["median_us"]
-    for r in rows:
-        base = relu.get((r["dtype"], r["size"], r["placement"], r["pass"]))
-        r["vs_relu"] = r["median_us"] / base if base else None
-        tag = "bf16" if r["dtype"] == "bfloat16" else "fp32"
-        suffix = "_inplace" if r["placement"] == "in" else ""
-        r["saved_bytes_per_element"] = extras[r["activation"]].get(f"saved_bytes_per_element_{tag}{suffix}")
-        for key in ("bf16_rel_rms_err", "bf16_max_abs_err", "bf16_rounding_rel_rms_err"):
-            r[key] = extras[r["activation"]][key]
-        r.update(meta)
-
-
-def markdown(rows: list[dict], meta: dict, notes: list[str]) -> str:
-    """One table per dtype at the largest size: eager out-of-place against the copy, then the other forms."""
-    lines = [
-        f"Measured {meta['date']} on {meta['device']} ({meta['device_name']}"
-        + (f", {meta['threads']} threads" if meta["device"] == "cpu" else "")
-        + f", clock {meta['clock']}"
-        + f"), torch {meta['torch_version']}. Times are medians per call; % copy = effective bandwidth "
-        "(nominal traffic: forward 2, forward+backward 5 elements per element) over the copy bandwidth "
-        "measured in the same run; x ReLU = time over eager ReLU's; saved = bytes kept for backward per element."
-        f" Gated rows{GATED_MARK} read 2n elements and write n: size, Gelem/s and saved count the 2n inputs, "
-        "and their nominal traffic is forward 1.5, forward+backward 4 per input element."
-    ]
-    for dtype in dict.fromkeys(r["dtype"] for r in rows):
-        size = max(r["size"] for r in rows if r["dtype"] == dtype)
-        here = {
-            (r["activation"], r["mode"], r["placement"], r["pass"]): r
-            for r in rows
-            if r["dtype"] == dtype and r["size"] == size
-        }
-        copy = {r["placement"]: r["copy_gb_per_s"] for r in here.values()}
-        lines += [
-            "",
-            f"**{dtype}, {size:,} elements**: copy bandwidth {copy['out']:.1f} GB/s (clone), "
-            f"{copy.get('in', float('nan')):.1f} GB/s (copy_ into a preallocated tensor)",
-            "",
-            "| activation | pass | eager µs | Gelem/s | GB/s | % copy | x ReLU | in-place µs | compiled µs "
-            "| compiled % copy | saved B/elem | bf16 rel. err |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for (name, mode, placement, pass_), r in here.items():
-            if mode != "eager" or placement != "out":
-                continue
-            inplace, compiled = here.get((name, "eager", "in", pass_)), here.get((name, "compile", "out", pass_))
-            mark = GATED_MARK if r["outputs_per_input"] < 1 else ""
-            lines.append(
-                f"| {name}{mark} | {pass_} | {r['median_us']:.1f} | {r['elements_per_s'] / 1e9:.2f} "
-                f"| {r['gb_per_s']:.1f} "
-                f"| {100 * r['copy_fraction']:.0f}% | {fmt(r['vs_relu'], '.2f')} "
-                f"| {fmt(inplace and inplace['median_us'], '.1f')} | {fmt(compiled and compiled['median_us'], '.1f')} "
-                f"| {fmt(compiled and 100 * compiled['copy_fraction'], '.0f', '%')} "
-                f"| {fmt(r['saved_bytes_per_element'], '.2f')} | {r['bf16_rel_rms_err']:.1e} |"
-            )
-    lines += [f"\nNote: {n}" for n in notes]
-    return "\n".join(lines)
-
-
-def fmt(value, spec: str, suffix: str = "") -> str:
-    return "-" if value is None or value is False else f"{value:{spec}}{suffix}"
-
-
-def figures(rows: list[dict], out: Path) -> None:
-    """Bar charts at the largest size: fraction of copy bandwidth, and time relative to ReLU."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import pandas as pd
-    import seaborn as sns
-
-    df = pd.DataFrame(rows)
-    df = df[df["size"] == df.groupby("dtype")["size"].transform("max")]
-    df["activation"] = df["activation"] + df["outputs_per_input"].map({0.5: GATED_MARK, 1.0: ""})
-    eager = df[(df["mode"] == "eager") & (df["placement"] == "out")]
-    grid = sns.catplot(
-        data=eager, x="activation", y="copy_fraction", hue="pass", col="dtype", kind="bar", height=3.5, aspect=2.2
-    )
-    grid.set_axis_labels("", "fraction of copy bandwidth").set_xticklabels(rotation=60)
-    grid.figure.suptitle(
-        f"{GATED_MARK.strip()}: reads 2n, writes n; nominal traffic 1.5 (fwd), 4 (fwd+bwd) per "
-        "input element, against 2 and 5",
-        y=1.04,
-        fontsize=9,
-    )
-    grid.savefig(out / "microbench_copy_fraction.png", dpi=110)
-    backward = df[(df["pass"] == "fwd+bwd") & (df["placement"] == "out")]
-    grid = sns.catplot(
-        data=backward, x="activation", y="vs_relu", hue="mode", col="dtype", kind="bar", height=3.5, aspect=2.2
-    )
-    grid.set(yscale="log")
-    grid.set_axis_labels("", "forward+backward time / eager ReLU's").set_xticklabels(rotation=60)
-    grid.figure.suptitle(f"{GATED_MARK.strip()}: 2n inputs (the same size as ReLU's), n outputs", y=1.04, fontsize=9)
-    grid.savefig(out / "microbench_vs_relu.png", dpi=110)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    import csv
-
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@
 # Daemons: munged, mariadbd, slurmdbd, slurmctld, slurmd. Their state, logs and pids live in one folder,
 # $SLURM_LOCAL_DIR (default /var/lib/harness-slurm). It writes /etc/slurm/slurm.conf and slurmdbd.conf (so sbatch
 # and sacct need no SLURM_CONF) and refuses to touch a configuration it did not write.
-# Settings from issue 13, measured on Debian 12 without systemd: no cgroup plugins, short credential and
+# Settings measured on Debian 12 without systemd: no cgroup plugins, short credential and
 # scheduling intervals (a requeued job restarts in seconds, not minutes), KillWait=5 (submitit ignores SIGTERM).
 set -euo pipefail
 

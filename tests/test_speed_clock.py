@@ -103,7 +103,7 @@ def cost_line(report) -> str:
 def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
     import pandas as pd
 
-    from harness.report.figures import relative_speed
+    from harness.report.summary_figures import relative_speed
 
     alike = ["thread_cpu, cpu, 1 thread(s)"] * 2
     runs = pd.DataFrame(

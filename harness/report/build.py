@@ -220,6 +220,7 @@ def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
 def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | str]:
     """Every static figure; a figure that cannot be drawn becomes a line in the report instead of a crash."""
     from harness.report import figures as fig
+    from harness.report import summary_figures
     from harness.report.gallery import plot as plot_gallery
     from harness.report.overview import overview
 
@@ -239,11 +240,11 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
         jobs[f"{s}_gradient_heatmap"] = lambda p, m=m: fig.gradient_heatmap(m, colours, p)
         if (m["metric"] == "grad_norm_h").any():
             jobs[f"{s}_through_time"] = lambda p, m=m: fig.through_time(m, colours, p)
-    jobs["speed"] = lambda p: fig.relative_speed(a.tuned, a.baseline, colours, p)
-    jobs["accuracy_vs_speed"] = lambda p: fig.accuracy_vs_speed(chosen, a.tuned, colours, p)
+    jobs["speed"] = lambda p: summary_figures.relative_speed(a.tuned, a.baseline, colours, p)
+    jobs["accuracy_vs_speed"] = lambda p: summary_figures.accuracy_vs_speed(chosen, a.tuned, colours, p)
     if a.several_settings:
         several = a.summary[a.summary.groupby("task")["setting"].transform("nunique") > 1]
-        jobs["accuracy_by_setting"] = lambda p: fig.accuracy_by_setting(several, colours, p)
+        jobs["accuracy_by_setting"] = lambda p: summary_figures.accuracy_by_setting(several, colours, p)
     if a.friedman["tasks"] >= stats.MIN_TASKS_CD and len(a.ranks) >= 3:
         from harness.report.cd_diagram import critical_difference
 
