@@ -39,7 +39,7 @@ POSITIVE = "> 0", lambda v: v > 0
 ALONG_FEATURES = (Bound("dim", "!= 0 (dim 0 is the batch: it would mix samples)", lambda v: v != 0),)
 
 
-class Activation(NamedTuple):
+class ActivationEntry(NamedTuple):
     """A registry entry: the module factory, the model.init that `model.init=auto` draws for it, and the bounds of
     its parameters that torch does not check. Every float parameter must be finite besides (check_domain); the rest
     of each domain torch tells when the activation runs on the model's shapes (harness/footprint.py)."""
@@ -52,41 +52,41 @@ class Activation(NamedTuple):
 # Kaiming (He et al., 2015) keeps the variance of rectifiers, which zero (or nearly) half their inputs; LeCun
 # normal is what makes SELU self-normalising (Klambauer et al., 2017); Xavier (Glorot and Bengio, 2010) suits units
 # that are linear and symmetric around 0 and saturate away from it. Each draws with the activation's gain.
-ACTIVATIONS: dict[str, Activation] = {
+ACTIVATIONS: dict[str, ActivationEntry] = {
     # the reference article's seven
-    "relu": Activation(nn.ReLU, "kaiming"),
-    "leaky_relu": Activation(nn.LeakyReLU, "kaiming"),  # its gain accounts for the negative slope
-    "sigmoid": Activation(nn.Sigmoid, "xavier"),
-    "tanh": Activation(nn.Tanh, "xavier"),
-    "softmax": Activation(hidden_softmax, "xavier", ALONG_FEATURES),  # bounded and saturating, like the sigmoid
-    "rrelu": Activation(nn.RReLU, "kaiming"),
-    "relu6": Activation(nn.ReLU6, "kaiming"),
+    "relu": ActivationEntry(nn.ReLU, "kaiming"),
+    "leaky_relu": ActivationEntry(nn.LeakyReLU, "kaiming"),  # its gain accounts for the negative slope
+    "sigmoid": ActivationEntry(nn.Sigmoid, "xavier"),
+    "tanh": ActivationEntry(nn.Tanh, "xavier"),
+    "softmax": ActivationEntry(hidden_softmax, "xavier", ALONG_FEATURES),  # bounded and saturating, like the sigmoid
+    "rrelu": ActivationEntry(nn.RReLU, "kaiming"),
+    "relu6": ActivationEntry(nn.ReLU6, "kaiming"),
     # the rest of PyTorch's elementwise family
-    "elu": Activation(nn.ELU, "kaiming"),  # a rectifier for z > 0 (Clevert et al. used He's init)
-    "selu": Activation(nn.SELU, "lecun"),
-    "celu": Activation(nn.CELU, "kaiming"),
-    "gelu": Activation(nn.GELU, "kaiming"),  # smooth rectifiers: near 0 for z << 0, near z for z >> 0
-    "gelu_tanh": Activation(partial(nn.GELU, approximate="tanh"), "kaiming"),
-    "silu": Activation(nn.SiLU, "kaiming"),
-    "mish": Activation(nn.Mish, "kaiming"),
-    "prelu": Activation(nn.PReLU, "kaiming"),  # He et al. derived their init for PReLU
-    "hardswish": Activation(nn.Hardswish, "kaiming"),
-    "hardsigmoid": Activation(nn.Hardsigmoid, "xavier"),
-    "hardtanh": Activation(nn.Hardtanh, "xavier"),
-    "softplus": Activation(nn.Softplus, "kaiming", (Bound("beta", *POSITIVE),)),  # beta=0 divides by 0
-    "softsign": Activation(nn.Softsign, "xavier"),  # one of the units Glorot and Bengio studied
-    "tanhshrink": Activation(nn.Tanhshrink, "kaiming"),  # flat at 0, slope 1 far out: needs the larger variance
-    "logsigmoid": Activation(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
-    "identity": Activation(identity, "xavier"),  # Glorot's derivation is exact for linear units
+    "elu": ActivationEntry(nn.ELU, "kaiming"),  # a rectifier for z > 0 (Clevert et al. used He's init)
+    "selu": ActivationEntry(nn.SELU, "lecun"),
+    "celu": ActivationEntry(nn.CELU, "kaiming"),
+    "gelu": ActivationEntry(nn.GELU, "kaiming"),  # smooth rectifiers: near 0 for z << 0, near z for z >> 0
+    "gelu_tanh": ActivationEntry(partial(nn.GELU, approximate="tanh"), "kaiming"),
+    "silu": ActivationEntry(nn.SiLU, "kaiming"),
+    "mish": ActivationEntry(nn.Mish, "kaiming"),
+    "prelu": ActivationEntry(nn.PReLU, "kaiming"),  # He et al. derived their init for PReLU
+    "hardswish": ActivationEntry(nn.Hardswish, "kaiming"),
+    "hardsigmoid": ActivationEntry(nn.Hardsigmoid, "xavier"),
+    "hardtanh": ActivationEntry(nn.Hardtanh, "xavier"),
+    "softplus": ActivationEntry(nn.Softplus, "kaiming", (Bound("beta", *POSITIVE),)),  # beta=0 divides by 0
+    "softsign": ActivationEntry(nn.Softsign, "xavier"),  # one of the units Glorot and Bengio studied
+    "tanhshrink": ActivationEntry(nn.Tanhshrink, "kaiming"),  # flat at 0, slope 1 far out: needs the larger variance
+    "logsigmoid": ActivationEntry(nn.LogSigmoid, "kaiming"),  # a mirrored smooth rectifier: slope 1 for z << 0
+    "identity": ActivationEntry(identity, "xavier"),  # Glorot's derivation is exact for linear units
     # gated (2n inputs -> n outputs: the layer before doubles its units) and squared-ReLU (harness/gated.py); a
     # gated layer draws its value half with gain 1 and its gate half with the gate's gain (harness/models/weights.py)
-    "glu": Activation(GLU, "xavier", ALONG_FEATURES),  # a sigmoid gate
-    "reglu": Activation(ReGLU, "kaiming", ALONG_FEATURES),  # rectifier gates
-    "geglu": Activation(GEGLU, "kaiming", ALONG_FEATURES),
-    "swiglu": Activation(SwiGLU, "kaiming", ALONG_FEATURES),
-    "bilinear": Activation(Bilinear, "xavier", ALONG_FEATURES),  # a linear gate: a product of two linear units
-    "relu_squared": Activation(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
-    "star_relu": Activation(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
+    "glu": ActivationEntry(GLU, "xavier", ALONG_FEATURES),  # a sigmoid gate
+    "reglu": ActivationEntry(ReGLU, "kaiming", ALONG_FEATURES),  # rectifier gates
+    "geglu": ActivationEntry(GEGLU, "kaiming", ALONG_FEATURES),
+    "swiglu": ActivationEntry(SwiGLU, "kaiming", ALONG_FEATURES),
+    "bilinear": ActivationEntry(Bilinear, "xavier", ALONG_FEATURES),  # a linear gate: a product of two linear units
+    "relu_squared": ActivationEntry(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
+    "star_relu": ActivationEntry(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])
@@ -253,11 +253,6 @@ def probe_activation(act: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
 def make_activation(name: str, **params) -> nn.Module:
     """Build one activation module: `make_activation("leaky_relu", negative_slope=0.1)`."""
     return activation_spec({"name": name, **params})()
-
-
-def activation_factory(name: str, **params) -> ActivationSpec:
-    """A zero-argument factory, so that every layer gets its own instance (and PReLU its own slope)."""
-    return activation_spec({"name": name, **params})
 
 
 def derivative(act: nn.Module, z: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -119,9 +119,9 @@ def test_custom_activation_plugs_in_by_import_path():
 
 
 def test_each_layer_gets_its_own_prelu_slope():
-    from harness.activations import activation_factory
+    from harness.activations import activation_spec
 
-    factory = activation_factory("prelu")
+    factory = activation_spec({"name": "prelu"})
     a, b = factory(), factory()
     assert a.weight is not b.weight
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.activations import ACTIVATIONS, activation_factory
+from harness.activations import ACTIVATIONS, activation_spec
 from harness.config import model_config
 from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
 
@@ -27,7 +27,7 @@ GRID = [(m, c, a) for m, c in MODELS for a in sorted(ACTIVATIONS) if not (m == "
 def test_every_activation_and_model_builds_and_steps(model, cell, act):
     cfg = model_config({"name": model, "depth": 2, "width": 8, "cell": cell, "match_params": act in GATED})
     torch.manual_seed(0)
-    net = build_model(cfg, activation_factory(act), SHAPES[model], 10)
+    net = build_model(cfg, activation_spec({"name": act}), SHAPES[model], 10)
     if model == "rnn":  # the configured cell, in every layer and direction
         assert {type(c) for layer in net.hidden for c in layer.cells} == {CELLS[cell]}
     x, y = torch.randn(5, *SHAPES[model]), torch.randint(0, 10, (5,))
@@ -47,26 +47,26 @@ def test_every_pair_that_cannot_build_is_refused_in_one_line(act):
     from harness.resolve import check_gated_fits
 
     for model in ("mlp", "cnn", "transformer"):
-        check_gated_fits(model, activation_factory(act))
+        check_gated_fits(model, activation_spec({"name": act}))
     with pytest.raises(ConfigError, match=f"^activation={act} is gated [^\n]*model=mlp or model=cnn or model=trans"):
-        check_gated_fits("rnn", activation_factory(act))
+        check_gated_fits("rnn", activation_spec({"name": act}))
 
 
 def test_each_layer_has_its_own_activation_instance():
-    net = MLP(40, 10, activation_factory("prelu"), depth=3, width=8)
+    net = MLP(40, 10, activation_spec({"name": "prelu"}), depth=3, width=8)
     acts = [a for layer in activation_layers(net).values() for a in layer]
     assert len({id(a) for a in acts}) == 3
     assert len({id(a.weight) for a in acts}) == 3
 
 
 def test_depth_zero_mlp_is_logistic_regression():
-    net = MLP(40, 10, activation_factory("relu"), depth=0)
+    net = MLP(40, 10, activation_spec({"name": "relu"}), depth=0)
     assert [type(m) for m in net.modules()][1:] == [nn.ModuleList, nn.Linear]
     assert activation_layers(net) == {}
 
 
 def test_cnn_is_1d_on_sequences_and_2d_on_images():
-    act = activation_factory("relu")
+    act = activation_spec({"name": "relu"})
     seq = CNN((1, 40), 10, act)
     img = CNN((3, 32, 32), 10, act)
     assert isinstance(seq.hidden[0].conv, nn.Conv1d) and isinstance(img.hidden[0].conv, nn.Conv2d)
@@ -77,7 +77,7 @@ def test_cnn_is_1d_on_sequences_and_2d_on_images():
 
 
 def test_rnn_reads_images_row_by_row():
-    net = RNN((1, 8, 8), 10, activation_factory("tanh"), width=4, cell="elman", bidirectional=False)
+    net = RNN((1, 8, 8), 10, activation_spec({"name": "tanh"}), width=4, cell="elman", bidirectional=False)
     assert net.hidden[0].cells[0].weight_ih.shape == (4, 8)  # 8 columns of a row per time step
     assert net(torch.randn(3, 1, 8, 8)).shape == (3, 10)
 
@@ -89,7 +89,7 @@ TORCH_RNNS = {"elman": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 @pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
 def test_custom_cells_with_tanh_equal_pytorch(cell, bidirectional):
     torch.manual_seed(0)
-    ours = RNN((3, 11), 10, activation_factory("tanh"), depth=2, width=5, cell=cell, bidirectional=bidirectional)
+    ours = RNN((3, 11), 10, activation_spec({"name": "tanh"}), depth=2, width=5, cell=cell, bidirectional=bidirectional)
     ref = TORCH_RNNS[cell](3, 5, num_layers=2, batch_first=True, bidirectional=bidirectional)
     with torch.no_grad():
         for i, layer in enumerate(ours.hidden):
@@ -111,7 +111,7 @@ def test_custom_cells_with_tanh_equal_pytorch(cell, bidirectional):
 
 
 def test_activation_replaces_tanh_in_the_recurrence():
-    net = RNN((1, 6), 10, activation_factory("relu"), width=4, cell="gru", bidirectional=False)
+    net = RNN((1, 6), 10, activation_spec({"name": "relu"}), width=4, cell="gru", bidirectional=False)
     calls = []
     net.hidden[0].cells[0].act.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
     net(torch.randn(2, 1, 6))
@@ -122,7 +122,7 @@ def test_activation_replaces_tanh_in_the_recurrence():
 def test_initialisation_scales(scheme):
     torch.manual_seed(0)
     cfg = model_config({"name": "mlp", "depth": 2, "width": 400, "init": scheme})
-    net = build_model(cfg, activation_factory("relu"), (1, 400), 10, init_gain("relu", {}))
+    net = build_model(cfg, activation_spec({"name": "relu"}), (1, 400), 10, init_gain("relu", {}))
     w = net.hidden[1].linear.weight
     expected = {
         "kaiming": 2**0.5 / 400**0.5,
@@ -148,7 +148,7 @@ def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
     rnn = {"cell": "lstm", "bidirectional": False} if model == "rnn" else {}
     cfg = model_config({"name": model, "depth": 2, "width": 8, "init": scheme, **rnn})
     torch.manual_seed(0)
-    net = build_model(cfg, activation_factory("prelu"), SHAPES[model], 10, init_gain("prelu", {}))
+    net = build_model(cfg, activation_spec({"name": "prelu"}), SHAPES[model], 10, init_gain("prelu", {}))
     slopes = [m.weight for m in net.modules() if isinstance(m, nn.PReLU)]
     assert len(slopes) == (4 if model == "rnn" else 2)  # an LSTM cell has two: act and act_cell
     assert all(torch.equal(s, torch.full_like(s, 0.25)) for s in slopes)  # the cells' own init left them, too
@@ -166,7 +166,7 @@ def test_model_init_leaves_an_activations_own_bias_alone():
     torch.manual_seed(0)
     net = build_model(
         model_config({"name": "mlp", "depth": 2, "width": 8, "init": "kaiming"}),
-        activation_factory("star_relu"),
+        activation_spec({"name": "star_relu"}),
         SHAPES["mlp"],
         10,
         init_gain("star_relu", {}),

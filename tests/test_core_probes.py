@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.activations import activation_factory
+from harness.activations import activation_spec
 from harness.models import CNN, MLP, RNN, Dense
 from harness.probes import overall_fractions, probe_gradients, probe_units
 
 
 def mlp_with_biases(act: str, biases: list[float], n_in: int = 3) -> MLP:
     """One hidden layer with zero weights: each unit's pre-activation is exactly its bias."""
-    net = MLP(n_in, 2, activation_factory(act), depth=1, width=len(biases))
+    net = MLP(n_in, 2, activation_spec({"name": act}), depth=1, width=len(biases))
     with torch.no_grad():
         net.hidden[0].linear.weight.zero_()
         net.hidden[0].linear.bias.copy_(torch.tensor(biases))
@@ -28,7 +28,7 @@ def test_relu_units_forced_negative_are_dead():
 
 
 def test_relu_unit_alive_for_one_sample_is_not_dead():
-    net = MLP(1, 2, activation_factory("relu"), depth=1, width=2)
+    net = MLP(1, 2, activation_spec({"name": "relu"}), depth=1, width=2)
     with torch.no_grad():
         net.hidden[0].linear.weight.copy_(torch.tensor([[1.0], [1.0]]))
         net.hidden[0].linear.bias.copy_(torch.tensor([-10.0, -100.0]))
@@ -55,7 +55,7 @@ def test_sigmoid_saturation_and_death_thresholds():
 
 def test_activation_statistics_match_the_outputs():
     torch.manual_seed(0)
-    net = MLP(3, 2, activation_factory("tanh"), depth=2, width=7)
+    net = MLP(3, 2, activation_spec({"name": "tanh"}), depth=2, width=7)
     x = torch.randn(50, 3)
     stats = probe_units(net, x)
     h = torch.tanh(net.hidden[0].linear(x))
@@ -64,7 +64,7 @@ def test_activation_statistics_match_the_outputs():
 
 
 def test_cnn_unit_is_a_channel_over_all_positions():
-    net = CNN((1, 12), 2, activation_factory("relu"), depth=1, width=4)
+    net = CNN((1, 12), 2, activation_spec({"name": "relu"}), depth=1, width=4)
     with torch.no_grad():
         net.hidden[0].conv.weight.zero_()
         net.hidden[0].conv.bias.copy_(torch.tensor([-1.0, 1.0, -1.0, 1.0]))
@@ -73,7 +73,7 @@ def test_cnn_unit_is_a_channel_over_all_positions():
 
 
 def test_rnn_units_are_counted_over_time_and_directions():
-    net = RNN((1, 5), 2, activation_factory("relu"), width=3, cell="elman", bidirectional=True)
+    net = RNN((1, 5), 2, activation_spec({"name": "relu"}), width=3, cell="elman", bidirectional=True)
     with torch.no_grad():
         for cell in net.hidden[0].cells:
             cell.weight_ih.zero_(), cell.weight_hh.zero_(), cell.bias_hh.zero_()
@@ -84,8 +84,8 @@ def test_rnn_units_are_counted_over_time_and_directions():
 
 def test_overall_fraction_weights_layers_by_units():
     # layers of unequal width: 1 of 8 units dead, then 1 of 2; by units 2/10, a mean of the layers' fractions 5/16
-    net = MLP(3, 2, activation_factory("relu"), depth=2, width=8)
-    net.hidden[1] = Dense(8, 2, activation_factory("relu"), "none")
+    net = MLP(3, 2, activation_spec({"name": "relu"}), depth=2, width=8)
+    net.hidden[1] = Dense(8, 2, activation_spec({"name": "relu"}), "none")
     net.head = torch.nn.Linear(2, 2)
     with torch.no_grad():
         for layer, bias in zip(net.hidden, [[-1.0] + [1.0] * 7, [-1.0, 1.0]]):
@@ -98,7 +98,7 @@ def test_overall_fraction_weights_layers_by_units():
 
 def test_gradient_norms_equal_autograd_by_hand():
     torch.manual_seed(0)
-    net = MLP(6, 3, activation_factory("tanh"), depth=2, width=5)
+    net = MLP(6, 3, activation_spec({"name": "tanh"}), depth=2, width=5)
     x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
     norms, through_time = probe_gradients(net, x, y)
     weights = [net.hidden[0].linear.weight, net.hidden[1].linear.weight, net.head.weight]
@@ -112,7 +112,7 @@ def test_gradient_norms_equal_autograd_by_hand():
 
 def test_hidden_state_gradients_through_time_equal_autograd():
     torch.manual_seed(0)
-    net = RNN((2, 7), 3, activation_factory("tanh"), width=4, cell="elman", bidirectional=False)
+    net = RNN((2, 7), 3, activation_spec({"name": "tanh"}), width=4, cell="elman", bidirectional=False)
     x, y = torch.randn(5, 2, 7), torch.randint(0, 3, (5,))
     _, through_time = probe_gradients(net, x, y)
     # by hand: rerun the recurrence, keep every h_t, differentiate the loss with respect to each
@@ -129,14 +129,14 @@ def test_hidden_state_gradients_through_time_equal_autograd():
 
 def test_gradient_norms_of_a_deep_sigmoid_mlp_vanish_towards_the_input():
     torch.manual_seed(0)
-    net = MLP(40, 10, activation_factory("sigmoid"), depth=10, width=100)
+    net = MLP(40, 10, activation_spec({"name": "sigmoid"}), depth=10, width=100)
     norms, _ = probe_gradients(net, torch.randn(256, 40), torch.randint(0, 10, (256,)))
     assert norms["hidden.0"] < 1e-3 * norms["hidden.9"]
 
 
 def test_prelu_slope_gradient_is_not_in_the_layer_gradient_norm():
     torch.manual_seed(0)
-    net = MLP(6, 3, activation_factory("prelu"), depth=2, width=5)
+    net = MLP(6, 3, activation_spec({"name": "prelu"}), depth=2, width=5)
     x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
     norms, _ = probe_gradients(net, x, y)
     weights = [net.hidden[0].linear.weight, net.hidden[1].linear.weight, net.head.weight]

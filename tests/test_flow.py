@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import flow, group, probes, run
-from harness.activations import activation_factory
+from harness.activations import activation_spec
 from harness.data import load_dataset
 from harness.group import build_group, build_member_model
 from harness.models import MLP
@@ -21,7 +21,7 @@ KILLED_AT_INIT, KILLED_IN_TRAINING = range(0, 4), range(4, 8)  # units of hidden
 
 def test_lost_units_come_from_per_unit_masks_not_a_difference_of_fractions():
     torch.manual_seed(0)
-    net = MLP(6, 3, activation_factory("relu"), depth=1, width=8)
+    net = MLP(6, 3, activation_spec({"name": "relu"}), depth=1, width=8)
     x = torch.randn(64, 6)
     with torch.no_grad():
         net.hidden[0].linear.bias[:2] = -1e4  # units 0, 1 dead at init
@@ -39,7 +39,7 @@ def test_lost_units_come_from_per_unit_masks_not_a_difference_of_fractions():
 
 def test_grad_flow_ratio_is_head_over_first_layer_norm_by_autograd():
     torch.manual_seed(0)
-    net = MLP(6, 3, activation_factory("gelu"), depth=3, width=5)
+    net = MLP(6, 3, activation_spec({"name": "gelu"}), depth=3, width=5)
     x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
     norms, _ = probes.probe_gradients(net, x, y)
     net.eval()

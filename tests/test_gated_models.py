@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.activations import activation_factory
+from harness.activations import activation_spec
 from harness.config import ConfigError, ModelConfig
 from harness.models import CNN, MLP, Dense, build_model, init_gain, initialise
 from harness.probes import overall_fractions, probe_units
@@ -23,14 +23,14 @@ def count(net: nn.Module) -> int:
 
 
 def test_the_projection_before_a_gated_activation_doubles_its_outputs():
-    mlp = MLP(40, 10, activation_factory("swiglu"), depth=2, width=8, norm="layer")
+    mlp = MLP(40, 10, activation_spec({"name": "swiglu"}), depth=2, width=8, norm="layer")
     assert [b.linear.out_features for b in mlp.hidden] == [16, 16] and mlp.hidden[1].linear.in_features == 8
     assert mlp.hidden[0].norm.normalized_shape == (16,) and mlp.head.in_features == 8
     assert mlp(torch.randn(3, 1, 40)).shape == (3, 10)
-    cnn = CNN(SHAPE, 10, activation_factory("glu"), depth=3, width=6, norm="batch")
+    cnn = CNN(SHAPE, 10, activation_spec({"name": "glu"}), depth=3, width=6, norm="batch")
     assert [b.conv.out_channels for b in cnn.hidden] == [12, 12, 12] and cnn.hidden[1].conv.in_channels == 6
     assert cnn.head.in_features == 6 * 5  # 40 -> 19 -> 10 -> 5 positions of 6 channels
-    image = CNN((3, 16, 16), 10, activation_factory("reglu"), depth=2, width=4)
+    image = CNN((3, 16, 16), 10, activation_spec({"name": "reglu"}), depth=2, width=4)
     assert image(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
 
@@ -38,15 +38,19 @@ def test_the_projection_before_a_gated_activation_doubles_its_outputs():
 def test_matched_width_is_the_closest_by_brute_force(model, width, depth):
     """Against every width built for real (PyTorch's parameters, counted), not the meta-device count."""
     m = ModelConfig(name=model, width=width, depth=depth, match_params=True)
-    target = count(build_model(dataclasses.replace(m, match_params=False), activation_factory("relu"), SHAPE, 10))
+    target = count(
+        build_model(dataclasses.replace(m, match_params=False), activation_spec({"name": "relu"}), SHAPE, 10)
+    )
     gated = {
         w: count(
-            build_model(dataclasses.replace(m, width=w, match_params=False), activation_factory("swiglu"), SHAPE, 10)
+            build_model(
+                dataclasses.replace(m, width=w, match_params=False), activation_spec({"name": "swiglu"}), SHAPE, 10
+            )
         )
         for w in range(width // 3, width + 1)
     }  # 2/3 x width lies inside
     best = min(gated, key=lambda w: (abs(gated[w] - target), -w))
-    net = build_model(m, activation_factory("swiglu"), SHAPE, 10)
+    net = build_model(m, activation_spec({"name": "swiglu"}), SHAPE, 10)
     assert net.width_used == best and count(net) == gated[best]
     if width >= 25:  # coarse below: one unit of width is a large step
         assert abs(count(net) - target) / target < 0.05
@@ -56,17 +60,17 @@ def test_matched_width_is_the_closest_by_brute_force(model, width, depth):
 
 def test_match_params_does_nothing_for_ungated_activations_or_when_off():
     on = ModelConfig(match_params=True)
-    assert build_model(on, activation_factory("relu"), SHAPE, 10).width_used == 100
-    assert build_model(on, activation_factory("star_relu"), SHAPE, 10).width_used == 100
-    assert build_model(ModelConfig(), activation_factory("swiglu"), SHAPE, 10).width_used == 100
+    assert build_model(on, activation_spec({"name": "relu"}), SHAPE, 10).width_used == 100
+    assert build_model(on, activation_spec({"name": "star_relu"}), SHAPE, 10).width_used == 100
+    assert build_model(ModelConfig(), activation_spec({"name": "swiglu"}), SHAPE, 10).width_used == 100
 
 
 def test_matching_draws_nothing_from_the_rng():
     """The search builds on the meta device: the matched model's initialisation is the one built at that width."""
     torch.manual_seed(0)
-    matched = build_model(ModelConfig(match_params=True), activation_factory("geglu"), SHAPE, 10)
+    matched = build_model(ModelConfig(match_params=True), activation_spec({"name": "geglu"}), SHAPE, 10)
     torch.manual_seed(0)
-    direct = build_model(ModelConfig(width=matched.width_used), activation_factory("geglu"), SHAPE, 10)
+    direct = build_model(ModelConfig(width=matched.width_used), activation_spec({"name": "geglu"}), SHAPE, 10)
     assert all(torch.equal(a, b) for a, b in zip(matched.parameters(), direct.parameters()))
 
 
@@ -76,8 +80,8 @@ FAN_IN, UNITS = 400, 300
 def gated_weight(scheme: str, act: str = "swiglu") -> tuple[torch.Tensor, torch.Tensor]:
     """(value rows, gate rows) of the second hidden layer's weight, 2 x 300 rows of 400 inputs."""
     torch.manual_seed(0)
-    net = MLP(FAN_IN, 10, activation_factory(act), depth=2, width=FAN_IN)
-    net.hidden[1] = Dense(FAN_IN, UNITS, activation_factory(act), "none")
+    net = MLP(FAN_IN, 10, activation_spec({"name": act}), depth=2, width=FAN_IN)
+    net.hidden[1] = Dense(FAN_IN, UNITS, activation_spec({"name": act}), "none")
     initialise(net, scheme, init_gain(act, {}))
     return net.hidden[1].linear.weight.detach().chunk(2, dim=0)
 
@@ -137,7 +141,7 @@ def test_the_rnn_still_takes_the_squared_relus(tiny):
 
 def forced_mlp(act: str, gate_bias: float) -> MLP:
     """A one-layer MLP of 4 gated units whose gate half is held at gate_bias, whatever the input."""
-    net = MLP(3, 2, activation_factory(act), depth=1, width=4)
+    net = MLP(3, 2, activation_spec({"name": act}), depth=1, width=4)
     with torch.no_grad():
         net.hidden[0].linear.weight[4:].zero_()
         net.hidden[0].linear.bias[4:] = gate_bias
@@ -168,7 +172,7 @@ def test_probe_units_mixes_open_and_shut_gates_unit_by_unit():
 
 
 def test_saturation_is_null_for_unbounded_derivatives():
-    net = MLP(3, 2, activation_factory("relu_squared"), depth=2, width=5)
+    net = MLP(3, 2, activation_spec({"name": "relu_squared"}), depth=2, width=5)
     stats = probe_units(net, torch.randn(64, 3))
     assert all(s.saturated is None and s.saturated_fraction is None for s in stats.values())
     dead, saturated = overall_fractions(stats)

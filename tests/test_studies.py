@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from experiments import study_report
 from harness import run
-from harness.activations import activation_factory, activation_spec
+from harness.activations import activation_spec
 from harness.born_dead import born_dead_trials, trial_seed
 from harness.config import ConfigError
 from harness.data import load_dataset
@@ -186,7 +186,7 @@ def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int
     count = 0
     for i in range(trials):
         torch.manual_seed(trial_seed(seed, i))
-        model = build_model(config.model, activation_factory("relu"), tuple(x.shape[1:]), 10, math.sqrt(2.0))
+        model = build_model(config.model, activation_spec({"name": "relu"}), tuple(x.shape[1:]), 10, math.sqrt(2.0))
         h = x.flatten(1)
         dead = False
         with torch.no_grad():

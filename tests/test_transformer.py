@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.activations import activation_factory
+from harness.activations import activation_spec
 from harness.config import ConfigError, config_hash
 from harness.models import build_model, layer_weights
 from harness.models.transformer import Block, Transformer, TransformerConfig
@@ -19,7 +19,7 @@ from tests.conftest import compose_config
 
 def transformer(act: str, **keys) -> Transformer:
     """A transformer as model=transformer builds it (LayerNorm on) for MNIST-1D's (1, 40), with these keys."""
-    return build_model(TransformerConfig(norm="layer", **keys), activation_factory(act), (1, 40), 10)
+    return build_model(TransformerConfig(norm="layer", **keys), activation_spec({"name": act}), (1, 40), 10)
 
 
 def copy_from_torch(block: Block, ref: nn.TransformerEncoderLayer) -> None:
@@ -48,7 +48,7 @@ def test_a_block_equals_torch_pre_norm_encoder_layer_forward_and_gradients(act):
     ref = nn.TransformerEncoderLayer(
         12, 3, dim_feedforward=20, dropout=0.0, activation=act, batch_first=True, norm_first=True
     )
-    ours = Block(12, 3, 20, activation_factory(act), "layer")
+    ours = Block(12, 3, 20, activation_spec({"name": act}), "layer")
     copy_from_torch(ours, ref)
     x = torch.randn(4, 7, 12)
     x_ours, x_ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -68,10 +68,10 @@ def test_a_block_equals_torch_pre_norm_encoder_layer_forward_and_gradients(act):
 
 
 def test_tokens_are_consecutive_steps_and_row_major_patches():
-    net = Transformer((2, 12), 10, activation_factory("relu"), depth=1, width=8, patch=3)
+    net = Transformer((2, 12), 10, activation_spec({"name": "relu"}), depth=1, width=8, patch=3)
     seq = torch.arange(24.0).view(1, 2, 12)
     assert net.tokens(seq)[0, 1].tolist() == [3, 4, 5, 15, 16, 17]  # steps 3..5 of both channels
-    img = Transformer((1, 4, 6), 10, activation_factory("relu"), depth=1, width=8, patch=2)
+    img = Transformer((1, 4, 6), 10, activation_spec({"name": "relu"}), depth=1, width=8, patch=2)
     pic = torch.arange(24.0).view(1, 1, 4, 6)
     tokens = img.tokens(pic)
     assert tokens.shape == (1, 6, 4) and tokens[0, 1].tolist() == [2, 3, 8, 9]  # second patch of the top row
@@ -146,7 +146,7 @@ def test_hidden_softmax_runs_over_the_ffn_features():
 def test_model_init_draws_attention_and_ffn_output_with_gain_one(act, gate_gain):
     torch.manual_seed(0)
     m = TransformerConfig(norm="layer", depth=1, width=256, heads=4, ffn_ratio=2.0, init="kaiming")
-    net = build_model(m, activation_factory(act), (1, 40), 10, gate_gain)
+    net = build_model(m, activation_spec({"name": act}), (1, 40), 10, gate_gain)
     b = net.hidden[0]
     for proj in (b.attn.q, b.attn.k, b.attn.v, b.attn.out):
         assert proj.weight.std().item() == pytest.approx(1 / 256**0.5, rel=0.05)
