@@ -38,8 +38,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 MIN_LR = 1e-10
 MAX_THREADS = 1024  # more CPU threads than any machine has cores; 100000 fails creating their stacks
 DEFAULT_MODEL = "mlp"  # what Config() trains; conf/config.yaml's defaults list names it for the command line
-# The names of the other axes (models, datasets, cells, norms, inits, optimizers) live in their registries, next to
-# what they build (harness/models/, harness/data.py, harness/loop.py); the model families check their own.
+# The names of the other axes live in their registries, next to what they build: models, cells, norms and inits in
+# harness/models/, datasets in harness/data.py, optimizers in harness/optimizers.py; the model families check their
+# own keys, harness/resolve.py the rest.
 
 # Watch-only keys: they change where or how a run is watched, never its training trajectory, so they are left out
 # of config_hash (a sweep resumes after changing them), of the sweep's folder names (conf/config.yaml's

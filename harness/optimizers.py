@@ -1,7 +1,9 @@
-"""The trainer.optimizer registry: how each optimizer is built, and how many values it keeps per parameter.
+"""The trainer.optimizer registry: torch's optimizer for each name, and how many values it keeps per parameter.
 
-Validation (harness.resolve), the training loop (harness.train) and the memory estimate (harness.footprint) read
-it; a new optimizer is one entry in each table.
+Validation (harness.resolve) and the memory estimate (harness.footprint) read it. The loop steps
+harness.stacked_optim.StackedOptimizer, which implements each of these names for K members at once and is tested
+against the torch optimizer built here (make_optimizer: also the plain reference loop of the benchmarks); a new
+optimizer is one entry in each table here and its update there.
 """
 
 from __future__ import annotations
