@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from harness.config import ActivationError
+from harness.errors import ActivationError
 from harness.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, expansion, gate_max_slope
 
 
