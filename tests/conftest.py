@@ -58,24 +58,26 @@ def data_root(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("data"))
 
 
+def tiny_config(data_root: str, *overrides: str) -> Config:
+    """compose_config with a few-step, quiet, small-data run on data cached in data_root. threads=1: two torch
+    threads on a busy 2-core machine spin-wait and run ~20x slower."""
+    base = [
+        "trainer.steps=20",
+        "trainer.eval_every=10",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        f"dataset.root={data_root}",
+        "dataset.train_size=300",
+        "trainer.device=cpu",
+        "trainer.threads=1",
+    ]
+    return compose_config(*base, *overrides)
+
+
 @pytest.fixture
 def tiny(data_root):
-    """compose_config with a few-step, quiet, small-data run on the session's cached data."""
-
-    def make(*overrides: str) -> Config:
-        base = [
-            "trainer.steps=20",
-            "trainer.eval_every=10",
-            "trainer.log_every=10",
-            "trainer.progress=false",
-            f"dataset.root={data_root}",
-            "dataset.train_size=300",
-            "trainer.device=cpu",
-            "trainer.threads=1",
-        ]
-        return compose_config(*base, *overrides)
-
-    return make
+    """tiny_config on the session's cached data."""
+    return lambda *overrides: tiny_config(data_root, *overrides)
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -82,25 +82,14 @@ def test_time_blocks_runs_setup_outside_each_block_and_discards_warmup():
     assert quartiles([1.0, 2.0, 3.0, 4.0, 100.0])[1] == 3.0
 
 
+def tiny_microbench(activations: str, out) -> list[str]:
+    """microbench's arguments for a quick CPU run of these activations, writing into out."""
+    return ["--activations", activations, "--device", "cpu", "--dtype", "float32", "--sizes", "4k", "--repeats", "2",
+            "--modes", "eager", "--threads", "1", "--out", str(out)]  # fmt: skip
+
+
 def test_microbench_writes_well_formed_csv_table_and_figures(tmp_path, capsys):
-    argv = [
-        "--activations",
-        "gelu,relu",
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--sizes",
-        "4k",
-        "--repeats",
-        "2",
-        "--modes",
-        "eager",
-        "--threads",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
+    argv = tiny_microbench("gelu,relu", tmp_path)
     assert microbench.main(argv) == 0
     rows = list(csv.DictReader(open(tmp_path / "microbench.csv")))
     # relu: out-of-place and in-place, gelu: out-of-place only; each forward and forward+backward
@@ -135,24 +124,7 @@ def assert_drawn(path) -> None:
 
 
 def test_microbench_counts_a_gated_op_as_reading_2n_and_writing_n(tmp_path):
-    argv = [
-        "--activations",
-        "swiglu",
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--sizes",
-        "4k",
-        "--repeats",
-        "2",
-        "--modes",
-        "eager",
-        "--threads",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
+    argv = tiny_microbench("swiglu", tmp_path)
     assert microbench.main(argv) == 0
     rows = [r for r in csv.DictReader(open(tmp_path / "microbench.csv")) if r["activation"] == "swiglu"]
     assert sorted((r["placement"], r["pass"]) for r in rows) == [("out", "fwd"), ("out", "fwd+bwd")]

@@ -19,31 +19,16 @@ from harness import run
 from harness.report import ReportError, build_report
 from harness.report import stats as rs
 from scripts import report as report_command
-from tests.conftest import chromium, compose_config
+from tests.conftest import chromium, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTS = ["relu", "tanh", "sigmoid"]
 SEEDS = [0, 1, 2]
 
 
-def tiny(data_root: str, *overrides: str):
-    # threads=1: two torch threads on a busy 2-core machine spin-wait and run ~20x slower
-    base = [
-        "trainer.steps=20",
-        "trainer.eval_every=10",
-        "trainer.log_every=10",
-        "trainer.progress=false",
-        f"dataset.root={data_root}",
-        "dataset.train_size=300",
-        "trainer.device=cpu",
-        "trainer.threads=1",
-    ]
-    return compose_config(*base, *overrides)
-
-
 def make_runs(folder: Path, data_root: str, combos) -> None:
     for i, (act, seed, lr, dataset) in enumerate(combos):
-        config = tiny(data_root, f"activation={act}", f"seed={seed}", f"trainer.lr={lr}", f"dataset={dataset}")
+        config = tiny_config(data_root, f"activation={act}", f"seed={seed}", f"trainer.lr={lr}", f"dataset={dataset}")
         run(config, folder / f"{i:02d}_{act}-{dataset}-lr{lr}-s{seed}")
 
 

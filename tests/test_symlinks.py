@@ -13,18 +13,8 @@ from harness.results import atomic_write, write_metrics, write_summary
 from hydra_plugins.harness_sweeper._folders import BadSweep, check_folder
 from scripts.report import main as report_main
 from tests.test_hostile_text import fake_runs
-from tests.test_reliability_sweeps import sweep_here
+from tests.test_reliability_sweeps import TINY, sweep_here
 
-TINY = [
-    "dataset=digits",
-    "dataset.train_size=300",
-    "trainer.steps=5",
-    "trainer.eval_every=5",
-    "trainer.log_every=5",
-    "trainer.progress=false",
-    "trainer.device=cpu",
-    "trainer.threads=1",
-]
 SECOND_JOB = "dataset.train_size=300,dataset=digits,seed=1,trainer.eval_every=5,trainer.steps=5"  # seed=1's folder
 
 
