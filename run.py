@@ -14,10 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import EXIT_BAD_INPUT, Config
-from harness.text import PATH_LIMIT, clean
-from hydra_plugins.harness_sweeper.grouping import GROUPS
-from hydra_plugins.harness_sweeper.launchers import launcher_kind, threads_per_job
+from harness.common.text import PATH_LIMIT, clean
+from harness.setup.config import EXIT_BAD_INPUT, Config
+from harness.sweeps.grouping import GROUPS
+from harness.sweeps.launchers import launcher_kind, threads_per_job
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
@@ -33,8 +33,8 @@ def main(cfg: DictConfig) -> str | None:
     if hc.mode == RunMode.MULTIRUN:
         return sweep_job(cfg)
     from harness import ConfigError, run  # the training code, once Hydra has parsed the command line
-    from harness.console import format_summary
-    from harness.joblock import JobBusy, JobLock
+    from harness.sweeps.joblock import JobBusy, JobLock
+    from harness.training.console import format_summary
 
     run_dir = Path(hc.runtime.output_dir)
     try:
@@ -68,8 +68,8 @@ def remove_hydra_files(run_dir: Path) -> None:
 
 def sweep_job(cfg: DictConfig) -> str:
     """One job of a sweep: it never exits or raises, so the others run; the sweeper tables the outcome."""
-    from harness.joblock import JobBusy
-    from harness.sweep import progress, run_locked
+    from harness.sweeps.joblock import JobBusy
+    from harness.sweeps.sweep import progress, run_locked
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -95,9 +95,9 @@ def sweep_job(cfg: DictConfig) -> str:
 def group_job(config, group_dir: Path, watch_parent: bool, cpu_threads: int | None) -> str:
     """A group of the sweep (hydra.sweeper.group_size): its members, listed in group_dir by the sweeper, train
     together; each writes its own run folder. config is the first member's; the others differ only in their values
-    of harness.group.MEMBER_KEYS, which group_dir lists."""
-    from harness.sweep import progress, run_group_locked
-    from hydra_plugins.harness_sweeper.grouping import read_members, with_member_values
+    of harness.training.group.MEMBER_KEYS, which group_dir lists."""
+    from harness.sweeps.grouping import read_members, with_member_values
+    from harness.sweeps.sweep import progress, run_group_locked
 
     spec = read_members(group_dir)
     members = spec["members"]

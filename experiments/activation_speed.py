@@ -2,7 +2,7 @@
 
     python experiments/activation_speed.py [--size 262144] [--repeats 200] [--rounds 5]
 
-One CPU thread; the activations as the harness builds them (harness.activations.make_activation with their
+One CPU thread; the activations as the harness builds them (harness.networks.activations.make_activation with their
 conf/activation defaults, in training mode, so that RReLU draws its random slopes). Each call is timed alone and
 the *minimum* over all calls is reported: on a shared CPU other processes only ever add time, so the minimum is
 the least disturbed estimate. Rounds are interleaved, so that a burst of load falls on every activation alike.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from harness.activations import make_activation
+from harness.networks.activations import make_activation
 
 ACTIVATIONS = {
     "relu": {},

@@ -1,6 +1,6 @@
 """Direct Monte Carlo estimate of the born-dead probability of a deep narrow ReLU MLP, in plain torch (no harness).
 
-A check of harness/born_dead.py that shares none of its code: T networks at once as batched matrices, inputs
+A check of harness/training/born_dead.py that shares none of its code: T networks at once as batched matrices, inputs
 drawn from a symmetric distribution (standard normal, as in Lu et al., 2019), every unit's pre-activation
 checked on every input. A network is born dead when some hidden layer has z <= 0 (ReLU's derivative 0) for all
 of its units and all inputs. Also prints the single-input heuristic 1 - (1 - 2^-N)^L (zero biases: each unit is

@@ -91,11 +91,11 @@ def saved_per_sample(run: pd.Series, batch: int = 100) -> float:
     from its recorded configuration; weights drawn afresh: the count depends on shapes only)."""
     import torch
 
-    from harness.activations import activation_spec
-    from harness.bench import training_saved_bytes
-    from harness.config import ModelConfig
-    from harness.data import DATASETS
-    from harness.models import build_model
+    from harness.networks.activations import activation_spec
+    from harness.networks.models import build_model
+    from harness.setup.config import ModelConfig
+    from harness.setup.data import DATASETS
+    from harness.training.bench import training_saved_bytes
 
     fields = {k: run[f"config.model.{k}"] for k in ModelConfig.__dataclass_fields__ if f"config.model.{k}" in run}
     m = ModelConfig(**{k: v.item() if hasattr(v, "item") else v for k, v in fields.items()})
@@ -148,7 +148,7 @@ def transformer_ffn(runs, metrics, out: Path, draw: bool = True) -> list:
             "log-perplexity); cpu_samples_per_s: training samples per second of CPU time (one thread; "
             "steadier than the wall clock on a shared machine); saved_kb_per_sample: what autograd keeps "
             "for the backward of one training step, per sample, whole model "
-            "(harness.bench.training_saved_bytes).",
+            "(harness.training.bench.training_saved_bytes).",
         ),
         Heading("Paired difference from ReLU, each at its tuned rate (same seed)"),
         Table(cells(comparisons, 3, True), PAIRED_CAPTION),

@@ -15,8 +15,8 @@ import datetime
 import sys
 from pathlib import Path
 
+from harness.records.results import load_runs
 from harness.report import render
-from harness.results import load_runs
 
 EXIT_BAD_INPUT = 2
 

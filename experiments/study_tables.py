@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.data import load_dataset
 from harness.report import figures, render, stats
 from harness.report.build import portable
 from harness.report.render import Figure
+from harness.setup.data import load_dataset
 
 # the paired-comparison columns the study tables keep (stats.compare has more: permutation p, notes)
 PAIRED_COLUMNS = ["pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "p_t", "p_t_holm", "wins", "effect_dz"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from harness.config import ActivationError, Config, ConfigError, DataError
+from harness.setup.config import ActivationError, Config, ConfigError, DataError
 
 # ActivationError and DataError are ConfigErrors: bad input, reported in one line before any data is loaded.
 __all__ = ["ActivationError", "Config", "ConfigError", "DataError", "run"]
 
 
 def run(config: Config, run_dir, overrides=(), cpu_threads: int | None = None) -> dict:
-    """Train one combination in run_dir; see harness.train.run."""
-    from harness.train import run as train_run  # torch loads here, not at import time
+    """Train one combination in run_dir; see harness.training.train.run."""
+    from harness.training.train import run as train_run  # torch loads here, not at import time
 
     return train_run(config, run_dir, overrides, cpu_threads=cpu_threads)

@@ -54,7 +54,7 @@ def one_run(folder: Path, threads: str, overrides: list[str], busy: bool) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.bench import OneLineParser
+    from harness.training.bench import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", default="auto", help="comma-separated trainer.threads settings (default auto)")

@@ -30,8 +30,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import run as _run  # noqa: F401  registers the config schema
-from harness.data import DATASETS
-from harness.train import run, run_group
+from harness.setup.data import DATASETS
+from harness.training.train import run, run_group
 from scripts import plain_stacked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def configs(model: str, seeds: int, steps: int, device: str, extra: list[str]):
 def start_up() -> float:
     """Seconds a process takes to start and import what a run imports: paid once per sweep on either side."""
     begin = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import run, harness.train"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", "import run, harness.training.train"], cwd=ROOT, check=True)
     return time.perf_counter() - begin
 
 

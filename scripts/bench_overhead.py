@@ -36,7 +36,7 @@ MODELS = ("mlp", "cnn", "rnn")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from harness.bench import OneLineParser
+    from harness.training.bench import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: mlp,cnn,rnn")
@@ -93,9 +93,9 @@ def compose(model: str, args: argparse.Namespace):
 
 def measure(args: argparse.Namespace) -> tuple[list, object, object]:
     """Every (plain, harness) pair of every model; returns (results, device, last config)."""
-    from harness.bench import overhead_pair
-    from harness.data import load_dataset
-    from harness.train import check
+    from harness.setup.data import load_dataset
+    from harness.training.bench import overhead_pair
+    from harness.training.train import check
 
     results = []
     for model in args.models:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from harness import ConfigError
-    from harness.bench import cpu_clock
+    from harness.training.bench import cpu_clock
 
     torch.set_num_threads(args.threads)
     try:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 def header(device, config, clock: str) -> str:
     import torch
 
-    from harness.bench import device_name
+    from harness.training.bench import device_name
 
     name = device_name(device)
     threads = f", {torch.get_num_threads()} threads, {clock} clock" if device.type == "cpu" else ", CUDA events"

@@ -71,8 +71,8 @@ def time_steps(job, batch: int, threads: int, seconds: float) -> tuple[float, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.bench import OneLineParser, build
-    from harness.data import load_dataset
+    from harness.setup.data import load_dataset
+    from harness.training.bench import OneLineParser, build
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="the thread count set against one (default 2)")

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no window, no display needed
-    from harness.activations import ACTIVATIONS
+    from harness.networks.activations import ACTIVATIONS
     from harness.report.gallery import default_activations, display, plot, property_table
     from harness.report.render import md_table
 

@@ -87,7 +87,7 @@ fi
 # ---- the sweep's figures, one line per run
 step "sweep figures" 10 "$PYTHON" - "$WORK/sweep" <<'EOF'
 import sys
-from harness.results import load_runs
+from harness.records.results import load_runs
 
 runs, _, skipped = load_runs(sys.argv[1])
 columns = ["activation", "model", "precision", "status", "test_acc", "samples_per_s", "train_time_s", "peak_mem_mb",

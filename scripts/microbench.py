@@ -52,8 +52,8 @@ def parse_size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from harness.activations import ACTIVATIONS
-    from harness.bench import OneLineParser
+    from harness.networks.activations import ACTIVATIONS
+    from harness.training.bench import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -120,22 +120,22 @@ def resolve_device(name: str):
 
 def has_inplace(name: str) -> bool:
     """Whether the activation's factory takes inplace=True (ReLU, ELU, SiLU, ...)."""
-    from harness.activations import ACTIVATIONS
+    from harness.networks.activations import ACTIVATIONS
 
     return "inplace" in inspect.signature(ACTIVATIONS[name].factory).parameters
 
 
 def is_gated(name: str) -> bool:
-    """Whether the activation takes 2n inputs to n outputs (harness/gated.py)."""
-    from harness.activations import make_activation
-    from harness.gated import expansion
+    """Whether the activation takes 2n inputs to n outputs (harness/networks/gated.py)."""
+    from harness.networks.activations import make_activation
+    from harness.networks.gated import expansion
 
     return expansion(make_activation(name)) == 2
 
 
 def make_module(name: str, inplace: bool, device, dtype):
     """The activation as the training loop uses it (train mode: RReLU samples its slopes), on device and dtype."""
-    from harness.activations import ACTIVATIONS, make_activation
+    from harness.networks.activations import ACTIVATIONS, make_activation
 
     module = ACTIVATIONS[name].factory(inplace=True) if inplace else make_activation(name)
     return module.to(device=device, dtype=dtype).train()
@@ -149,7 +149,7 @@ def measure_activation(
     say) is left out with a note, and the others go on."""
     import torch
 
-    from harness.bench import quartiles
+    from harness.training.bench import quartiles
 
     rows, gated = [], is_gated(name)
     for placement in ("out", "in") if has_inplace(name) else ("out",):
@@ -249,8 +249,8 @@ def per_activation(names: list[str], device) -> dict[str, dict]:
     """Saved-for-backward bytes per element (fp32 and bf16, out-of-place and in-place) and the bf16 error."""
     import torch
 
-    from harness.activations import make_activation
-    from harness.bench import bf16_error, saved_bytes
+    from harness.networks.activations import make_activation
+    from harness.training.bench import bf16_error, saved_bytes
 
     n = 4096
     x = 2 * torch.randn(4, n // 4, device=device, generator=torch.Generator(device=device).manual_seed(1))
@@ -277,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     import torch
 
-    from harness.bench import device_name
-    from harness.loop import speed_clock
+    from harness.training.bench import device_name
+    from harness.training.loop import speed_clock
 
     torch.set_num_threads(args.threads)
     meta = {

@@ -101,7 +101,7 @@ def time_per_call(block, setup, bank: Bank, device, repeats: int, grad: bool) ->
     """Seconds per call: each block's time divided by the calls in it."""
     import torch
 
-    from harness.bench import time_blocks
+    from harness.training.bench import time_blocks
 
     with torch.enable_grad() if grad else torch.no_grad():
         times = time_blocks(block, device, repeats, WARMUP, setup)
@@ -110,7 +110,7 @@ def time_per_call(block, setup, bank: Bank, device, repeats: int, grad: bool) ->
 
 def measure_copy(bank: Bank, device, repeats: int) -> dict[str, float]:
     """Copy bandwidth in GB/s (2 bytes moved per byte copied) for each placement, medians over blocks."""
-    from harness.bench import quartiles
+    from harness.training.bench import quartiles
 
     bytes_moved = 2 * bank.size * bank.element_bytes
     return {

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import run  # registers the structured-config schema and the `uid` resolver
-from harness.config import Config
+from harness.setup.config import Config
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 

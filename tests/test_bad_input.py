@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import footprint
+from harness.setup import footprint
 from hydra_plugins.harness_sweeper import preconditions
 from tests.conftest import run_py_in_process
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.bench import bf16_error, cpu_clock, quartiles, saved_bytes, time_blocks, training_saved_bytes
-from harness.meters import Timer
+from harness.training.bench import bf16_error, cpu_clock, quartiles, saved_bytes, time_blocks, training_saved_bytes
+from harness.training.meters import Timer
 from scripts import bench_busy, bench_grouped, bench_overhead, microbench, plain_stacked
 
 # Tests that read a clock run alone (pytest.mark.serial); those that run a benchmark check its output's form only.
@@ -41,7 +41,7 @@ def test_saved_bytes_match_a_hand_count():
 def test_training_saved_bytes_counts_what_each_ffn_activation_adds():
     """Against the FFN's size: ReLU's output is saved once (the next Linear needs it too); GELU also keeps its
     input, which adds exactly depth x batch x tokens x d_ff floats to the step's total."""
-    from harness.models import Transformer
+    from harness.networks.models import Transformer
 
     batch, tokens, d_ff, depth = 6, 10, 12, 2
     x, y = torch.randn(batch, 1, 40), torch.randint(0, 10, (batch,))

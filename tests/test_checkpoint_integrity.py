@@ -1,6 +1,6 @@
 """Checkpoints carry their checksum: one whose bytes changed after it was written (a flipped bit on disk, a bad copy)
 or that predates the checksum is set aside and its job starts over, so a resume never finishes with numbers the
-uninterrupted run would not give; `python -m harness.status DIR` says so."""
+uninterrupted run would not give; `python -m harness.sweeps.status DIR` says so."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import logging
 import pytest
 import torch
 
-import harness.group as group
-import harness.train as train
-from harness.results import (
+import harness.training.group as group
+import harness.training.train as train
+from harness.records.results import (
     CHECKPOINT,
     CHECKPOINT_HEADER_BYTES,
     CHECKPOINT_MAGIC,
@@ -21,8 +21,8 @@ from harness.results import (
     read_checkpoint,
     write_checkpoint_file,
 )
-from harness.status import status_report
-from harness.sweep import write_manifest
+from harness.sweeps.status import status_report
+from harness.sweeps.sweep import write_manifest
 
 # Keys that differ between any two runs of one configuration: clocks, where and when it ran.
 TIMING = {
@@ -149,7 +149,7 @@ def test_a_checkpoint_written_before_checksums_is_refused_in_one_line(clean, tmp
 def test_a_cuda_checkpoint_from_before_cpu_drawn_batch_orders_is_set_aside_and_the_job_starts_over(
     clean, tmp_path, caplog
 ):
-    """Batch orders are drawn on the CPU now (harness.data.BatchIterator); a CUDA run's older checkpoint holds a
+    """Batch orders are drawn on the CPU now (harness.setup.data.BatchIterator); a CUDA run's older checkpoint holds a
     CUDA generator's 16-byte state, which a CPU generator cannot take: one line, and the job starts over."""
     config, reference, metrics, checkpoint = clean
     blob = load_checkpoint_file(write_and_read(tmp_path, checkpoint))
@@ -224,3 +224,29 @@ def test_the_sweep_status_names_a_damaged_checkpoint_and_the_one_set_aside(clean
     aside = next(job.glob(f"{CHECKPOINT}.corrupt-*")).name
     report = status_report(sweep_dir)
     assert "resume continues from its checkpoint" in report and f"{aside} set aside" in report
+
+
+def test_a_checkpoint_written_before_harness_became_packages_is_continued_from(clean, tmp_path, caplog, monkeypatch):
+    """tests/golden/checkpoint_before_packages: the killed run above, written by the code of before harness/'s
+    modules moved into packages (a checkpoint holds tensors and plain values, never a module's path). It is continued
+    from, not set aside; its numbers are this CPU's kind's only where it was written, so they are held to the clean
+    run's within float32 rounding grown over ten steps, and bit for bit on the first ten."""
+    from pathlib import Path
+
+    config, reference, metrics, _ = clean
+    written = (Path(__file__).parent / "golden" / "checkpoint_before_packages" / CHECKPOINT).read_bytes()
+    restored_at, real_load = [], group.load_checkpoint
+
+    def load(*args):
+        loaded = real_load(*args)
+        restored_at.append(loaded and loaded[1].step)
+        return loaded
+
+    monkeypatch.setattr(group, "load_checkpoint", load)
+    summary, lines = resume(config, tmp_path / "run", written, caplog)
+    assert summary["status"] == "ok", summary.get("error")
+    assert restored_at == [10]  # continued from step 10, not started over
+    assert lines == [] and not list((tmp_path / "run").glob(f"{CHECKPOINT}.corrupt-*"))
+    assert summary["steps"] == reference["steps"]
+    assert summary["test_acc"] == pytest.approx(reference["test_acc"], abs=0.02)
+    assert summary["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-3)

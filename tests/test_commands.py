@@ -55,3 +55,39 @@ def test_no_file_adds_to_sys_path_by_hand():
         if p != Path(__file__) and re.search(r"sys\.path\.(insert|append)", p.read_text())
     ]
     assert offenders == []
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "experiments").glob("*.md"))]
+
+
+def documented(pattern: str) -> set[str]:
+    return {m for doc in DOCS for m in re.findall(pattern, doc.read_text())}
+
+
+def resolves(dotted: str) -> bool:
+    """harness.sweeps.status, harness.setup.data.MemberBatches, harness.run: a module, or a name in one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            found = getattr(found, name, None)
+        return found is not None
+    return False
+
+
+def test_every_module_and_name_the_docs_give_exists():
+    """A module moved (harness/ became one package per layer) takes its docs with it: every harness.X the README,
+    docs/ and the write-ups name is importable, and every harness/X path they name is a file or folder."""
+    names = documented(r"`[^`]*?\b(harness(?:\.\w+)+)")
+    assert names and not [n for n in sorted(names) if not resolves(n.rstrip("."))]
+    paths = documented(r"(?<![\w/.])(harness/[\w/]*\w(?:\.py)?)")
+    assert paths and not [p for p in sorted(paths) if not (ROOT / p).exists()]
+
+
+def test_every_documented_python_dash_m_is_a_module_with_a_main():
+    modules = documented(r"python -m (harness(?:\.\w+)+)")
+    assert "harness.sweeps.status" in modules
+    assert not [m for m in modules if not hasattr(importlib.import_module(m), "main")]

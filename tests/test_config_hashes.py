@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import config_hash, to_dict
+from harness.setup.config import config_hash, to_dict
 from tests.conftest import CONF_DIR, compose_config
 
 BROAD = Path(__file__).parent / "golden" / "config_hashes_broad.json"

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from harness.activations import ACTIVATIONS, NAMES, derivative, make_activation, max_abs_derivative
-from harness.config import ActivationError
+from harness.networks.activations import ACTIVATIONS, NAMES, derivative, make_activation, max_abs_derivative
+from harness.setup.config import ActivationError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "activation"
 
@@ -119,7 +119,7 @@ def test_custom_activation_plugs_in_by_import_path():
 
 
 def test_each_layer_gets_its_own_prelu_slope():
-    from harness.activations import activation_spec
+    from harness.networks.activations import activation_spec
 
     factory = activation_spec({"name": "prelu"})
     a, b = factory(), factory()

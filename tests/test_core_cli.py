@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.config import ConfigError
-from harness.train import check
+from harness.setup.config import ConfigError
+from harness.training.train import check
 from tests.conftest import run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import harness.activations
-import harness.config
-import harness.probes
+import harness.networks.activations
+import harness.networks.probes
+import harness.setup.config
 from harness import ActivationError, run
-from harness.config import WATCH_ONLY, config_hash
-from harness.resolve import resolve
+from harness.setup.config import WATCH_ONLY, config_hash
+from harness.setup.resolve import resolve
 from tests.conftest import compose_config
 
 HYDRA_ONLY = {"experiment", "hydra.sweep.dir"}  # in folder-name excludes, not config keys
@@ -27,7 +27,7 @@ def test_folder_names_leave_out_exactly_the_watch_only_keys():
 
 
 def test_a_sweep_run_with_one_thread_count_resumes_with_another(tiny, tmp_path):
-    from harness.sweep import finished_runs
+    from harness.sweeps.sweep import finished_runs
     from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper, Job
 
     sweep_dir = tmp_path / "sweep"
@@ -45,18 +45,20 @@ def test_a_sweep_run_with_one_thread_count_resumes_with_another(tiny, tmp_path):
 
 def test_a_key_added_after_v1_leaves_the_hash_of_existing_configs_unchanged(monkeypatch):
     # Pretend trainer.momentum was added after v1: the hash v1 wrote is the one of a tree without it.
-    real_to_dict = harness.config.to_dict
+    real_to_dict = harness.setup.config.to_dict
 
     def v1_tree(config):
         tree = real_to_dict(config)
         del tree["trainer"]["momentum"]
         return tree
 
-    monkeypatch.setattr(harness.config, "to_dict", v1_tree)
-    v1_hash = config_hash(harness.config.Config())
-    monkeypatch.setattr(harness.config, "to_dict", real_to_dict)
-    monkeypatch.setattr(harness.config, "ADDED_KEYS", {**harness.config.ADDED_KEYS, "trainer.momentum": 0.9})
-    default = harness.config.Config()
+    monkeypatch.setattr(harness.setup.config, "to_dict", v1_tree)
+    v1_hash = config_hash(harness.setup.config.Config())
+    monkeypatch.setattr(harness.setup.config, "to_dict", real_to_dict)
+    monkeypatch.setattr(
+        harness.setup.config, "ADDED_KEYS", {**harness.setup.config.ADDED_KEYS, "trainer.momentum": 0.9}
+    )
+    default = harness.setup.config.Config()
     assert config_hash(default) == v1_hash
     changed = dataclasses.replace(default, trainer=dataclasses.replace(default.trainer, momentum=0.5))
     assert config_hash(changed) != v1_hash
@@ -86,19 +88,19 @@ def test_watch_only_keys_leave_the_hash_unchanged():
         (["activation=prelu", "activation.num_parameters=1.5"], "activation.num_parameters=1.5 must be a int"),
         (["activation=custom", "activation.target=os.getcwd"], "returned a str, not an nn.Module"),
         (["activation=custom", "activation.target=tests.test_core_config.Broken"], "ValueError: no such width"),
-        (["activation=custom", "activation.target=harness.config.WATCH_ONLY"], "is not an nn.Module factory"),
+        (["activation=custom", "activation.target=harness.setup.config.WATCH_ONLY"], "is not an nn.Module factory"),
     ],
 )
 def test_a_bad_activation_is_refused_in_one_line_before_data_loads(tiny, tmp_path, monkeypatch, overrides, message):
-    import harness.train
+    import harness.training.train
 
-    monkeypatch.setattr(harness.train, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(harness.training.train, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(ActivationError, match=message.replace("(", r"\(").replace(".", r"\.")) as info:
         run(tiny(*overrides), tmp_path / "r")
     assert "\n" not in str(info.value)
 
 
-class Broken(harness.activations.nn.Module):
+class Broken(harness.networks.activations.nn.Module):
     def __init__(self, width: int = 3):
         super().__init__()
         raise ValueError("no such width")
@@ -106,14 +108,14 @@ class Broken(harness.activations.nn.Module):
 
 def test_max_slope_of_a_fixed_activation_is_computed_once_per_run(tiny, tmp_path, monkeypatch):
     calls = []
-    real = harness.activations.max_abs_derivative
+    real = harness.networks.activations.max_abs_derivative
 
     def counted(act, *args, **kwargs):
         calls.append(type(act).__name__)
         return real(act, *args, **kwargs)
 
-    monkeypatch.setattr(harness.activations, "max_abs_derivative", counted)
-    monkeypatch.setattr(harness.probes, "max_abs_derivative", counted)
+    monkeypatch.setattr(harness.networks.activations, "max_abs_derivative", counted)
+    monkeypatch.setattr(harness.networks.probes, "max_abs_derivative", counted)
     assert run(tiny("activation=tanh"), tmp_path / "t")["status"] == "ok"
     assert calls == ["Tanh"]
     calls.clear()
@@ -127,14 +129,14 @@ def test_resolve_refuses_names_from_the_registries():
         ("model.norm=group", "none, batch, layer"),
         ("trainer.optimizer=lion", "adam, adamw, sgd"),
     ]:
-        with pytest.raises(harness.config.ConfigError, match=valid):
+        with pytest.raises(harness.setup.config.ConfigError, match=valid):
             resolve(compose_config(*override.split(), "trainer.device=cpu"))
 
 
 def test_every_registry_name_has_its_config_group_file_and_back():
-    from harness.activations import NAMES
-    from harness.data import DATASETS
-    from harness.models import MODELS
+    from harness.networks.activations import NAMES
+    from harness.networks.models import MODELS
+    from harness.setup.data import DATASETS
 
     conf = Path(__file__).parents[1] / "conf"
     for group, names in [("model", MODELS), ("dataset", DATASETS), ("activation", NAMES)]:

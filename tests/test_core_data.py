@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import DataError
-from harness.data import DATASETS, MemberBatches, check_pair, load_dataset
+from harness.setup.config import DataError
+from harness.setup.data import DATASETS, MemberBatches, check_pair, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.activations import ACTIVATIONS, activation_spec
-from harness.config import model_config
-from harness.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
+from harness.networks.activations import ACTIVATIONS, activation_spec
+from harness.networks.models import CELLS, CNN, MLP, RNN, activation_layers, build_model, init_gain, layer_weights
+from harness.setup.config import model_config
 
 SHAPES = {"mlp": (1, 40), "cnn": (1, 40), "rnn": (1, 40), "transformer": (1, 40)}
 GATED = {"glu", "reglu", "geglu", "swiglu", "bilinear"}  # refused by the rnn (tests/test_gated_models.py)
@@ -43,8 +43,8 @@ def test_every_activation_and_model_builds_and_steps(model, cell, act):
 
 @pytest.mark.parametrize("act", sorted(GATED))
 def test_every_pair_that_cannot_build_is_refused_in_one_line(act):
-    from harness.config import ConfigError
-    from harness.resolve import check_gated_fits
+    from harness.setup.config import ConfigError
+    from harness.setup.resolve import check_gated_fits
 
     for model in ("mlp", "cnn", "transformer"):
         check_gated_fits(model, activation_spec({"name": act}))
@@ -161,7 +161,7 @@ def test_prelu_slope_is_not_a_layer_weight_nor_redrawn(model, scheme):
 
 def test_model_init_leaves_an_activations_own_bias_alone():
     """initialise zeroes the weight layers' biases only: StarReLU's learnable bias keeps its value."""
-    from harness.gated import STAR_BIAS
+    from harness.networks.gated import STAR_BIAS
 
     torch.manual_seed(0)
     net = build_model(

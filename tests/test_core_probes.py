@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.activations import activation_spec
-from harness.models import CNN, MLP, RNN, Dense
-from harness.probes import overall_fractions, probe_gradients, probe_units
+from harness.networks.activations import activation_spec
+from harness.networks.models import CNN, MLP, RNN, Dense
+from harness.networks.probes import overall_fractions, probe_gradients, probe_units
 
 
 def mlp_with_biases(act: str, biases: list[float], n_in: int = 3) -> MLP:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from harness import run
-from harness.results import load_runs
+from harness.records.results import load_runs
 
 SUMMARY_KEYS = {
     "schema_version",
@@ -106,12 +106,12 @@ def test_steps_zero_measures_the_network_at_initialisation(tiny, tmp_path):
 
 
 def test_an_error_during_training_is_recorded_as_failed(tiny, tmp_path, monkeypatch):
-    import harness.group
+    import harness.training.group
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(harness.group, "StackedOptimizer", explode)
+    monkeypatch.setattr(harness.training.group, "StackedOptimizer", explode)
     s = run(tiny(), tmp_path / "f")
     assert s["status"] == "failed" and "RuntimeError: boom" in s["error"]
     assert json.loads((tmp_path / "f" / "summary.json").read_text())["status"] == "failed"

@@ -1,4 +1,4 @@
-"""Dead at init vs lost in training, gradient flow and drawdown (harness/flow.py): hand-built networks and runs
+"""Dead at init vs lost in training, gradient flow and drawdown (harness/common/flow.py): hand-built networks and runs
 checked against masks, norms and series computed here by hand with torch and numpy."""
 
 from __future__ import annotations
@@ -8,13 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import flow, group, probes, run
-from harness.activations import activation_spec
-from harness.data import load_dataset
-from harness.group import build_group, build_member_model
-from harness.models import MLP
-from harness.resolve import resolve
-from harness.train import train
+from harness import run
+from harness.common import flow
+from harness.networks import probes
+from harness.networks.activations import activation_spec
+from harness.networks.models import MLP
+from harness.setup.data import load_dataset
+from harness.setup.resolve import resolve
+from harness.training import group
+from harness.training.group import build_group, build_member_model
+from harness.training.train import train
 
 KILLED_AT_INIT, KILLED_IN_TRAINING = range(0, 4), range(4, 8)  # units of hidden.0 (width 16)
 
@@ -139,4 +142,4 @@ def test_the_report_reads_the_trainers_keys_and_a_schema_1_runs_from_its_upgrade
     assert n_test[0] == 999 and n_test[1] != 999
     lost = data.layers.set_index(["seed", "layer"])["lost"]
     assert lost[(0, "hidden.0")] == summary["lost_fraction_by_layer"]["hidden.0"] and np.isnan(lost[(1, "hidden.0")])
-    assert n_test[1] == true_size  # harness.upgrade: the dataset's test split, for the run without the key
+    assert n_test[1] == true_size  # harness.records.upgrade: the dataset's test split, for the run without the key

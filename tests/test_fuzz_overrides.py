@@ -1,7 +1,7 @@
 """Any value of any key: `python run.py KEY=VALUE ...` is accepted, or refused in one line with exit 2 before
 anything is written; and (marked slow) an accepted one runs and writes only inside its run folder.
 
-The override space: every key of the structured Config (harness/config.py), every config group choice in conf/
+The override space: every key of the structured Config (harness/setup/config.py), every config group choice in conf/
 and every parameter of each activation's YAML, with values drawn from strings (empty, unicode, control characters),
 ints and floats (nan, inf, huge, tiny, negative), as Hydra reads them and quoted. Each example runs in its own
 temporary working directory with HOME pointing inside it, and sees a machine of 1 GiB (the memory check is the
@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import footprint
-from harness.config import Config
+from harness.setup import footprint
+from harness.setup.config import Config
 from hydra_plugins.harness_sweeper.preflight import preflight
 from tests.conftest import CONF_DIR, run_py_in_process
 

@@ -13,8 +13,8 @@ import torch
 from scipy import integrate, optimize
 from scipy.stats import norm
 
-from harness.activations import make_activation
-from harness.gated import GatedActivation
+from harness.networks.activations import make_activation
+from harness.networks.gated import GatedActivation
 from harness.report.gallery import (
     default_activations,
     display,

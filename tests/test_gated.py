@@ -1,5 +1,5 @@
 """Gated and squared activations against torch.nn.functional.glu, hand formulas and gradcheck; the unit probe
-(harness.probes.probe_units) on gated layers built by hand, whose gates are forced open or shut."""
+(harness.networks.probes.probe_units) on gated layers built by hand, whose gates are forced open or shut."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy import integrate
 from scipy.stats import norm
 from torch import nn
 
-from harness.gated import (
+from harness.networks.gated import (
     GATED_ACTIVATIONS,
     GLU,
     SQUARED_ACTIVATIONS,
@@ -21,7 +21,7 @@ from harness.gated import (
     gate_max_slope,
     saturation_defined,
 )
-from harness.probes import probe_units
+from harness.networks.probes import probe_units
 
 # Reference: the value half u = x[:, :n] times f of the gate half g = x[:, n:], written out by hand.
 HAND = {
@@ -142,8 +142,8 @@ UNITS = 4
 
 
 class OneLayer(nn.Module):
-    """A one-hidden-layer network as the probes see a model (harness.models.activation_layers reads its `hidden`
-    blocks' `act`): `linear` (hand-set, or none) then the activation under test."""
+    """A one-hidden-layer network as the probes see a model (harness.networks.models.activation_layers reads its
+    `hidden` blocks' `act`): `linear` (hand-set, or none) then the activation under test."""
 
     def __init__(self, act: nn.Module, linear: nn.Module | None = None):
         super().__init__()
@@ -169,8 +169,8 @@ def forced_layer(gate_bias: float, value_weight: float = 1.0) -> nn.Linear:
 
 
 def probe(name: str, layer: nn.Module | None, x: torch.Tensor | None = None) -> tuple[list[bool], int]:
-    """What the production probe (harness.probes.probe_units) finds in the layer: (dead or not, per unit; how many
-    units are saturated)."""
+    """What the production probe (harness.networks.probes.probe_units) finds in the layer: (dead or not, per unit; how
+    many units are saturated)."""
     if x is None:
         x = torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
     (stats,) = probe_units(OneLayer(GATED_ACTIVATIONS[name](), layer), x).values()

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.activations import activation_spec
-from harness.config import ConfigError, ModelConfig
-from harness.models import CNN, MLP, Dense, build_model, init_gain, initialise
-from harness.probes import overall_fractions, probe_units
+from harness.networks.activations import activation_spec
+from harness.networks.models import CNN, MLP, Dense, build_model, init_gain, initialise
+from harness.networks.probes import overall_fractions, probe_units
+from harness.setup.config import ConfigError, ModelConfig
 
 SHAPE = (1, 40)
 
@@ -118,8 +118,8 @@ def test_gate_gains_follow_the_gate_function():
 
 @pytest.mark.parametrize("act", ["glu", "reglu", "geglu", "swiglu", "bilinear"])
 def test_the_rnn_refuses_a_gated_activation_in_one_line(act, tiny):
-    from harness.sweep import check_job
-    from harness.train import check
+    from harness.sweeps.sweep import check_job
+    from harness.training.train import check
 
     config = tiny(f"activation={act}", "model=rnn")
     for checker in (check, check_job):
@@ -130,7 +130,7 @@ def test_the_rnn_refuses_a_gated_activation_in_one_line(act, tiny):
 
 
 def test_the_rnn_still_takes_the_squared_relus(tiny):
-    from harness.train import check
+    from harness.training.train import check
 
     for act in ("relu_squared", "star_relu"):
         check(tiny(f"activation={act}", "model=rnn"))
@@ -187,7 +187,7 @@ def test_saturation_is_null_for_unbounded_derivatives():
 
 
 def test_a_matched_swiglu_run_records_its_width_and_parameters(tiny, tmp_path):
-    from harness.train import run
+    from harness.training.train import run
 
     summary = run(tiny("activation=swiglu", "model.match_params=true"), tmp_path / "swiglu")
     assert summary["status"] == "ok", summary.get("error")
@@ -199,7 +199,7 @@ def test_a_matched_swiglu_run_records_its_width_and_parameters(tiny, tmp_path):
 
 
 def test_match_params_at_its_default_leaves_config_hash_unchanged():
-    from harness.config import Config, config_hash
+    from harness.setup.config import Config, config_hash
 
     config = Config()
     assert config_hash(config) == "574315a7d2ef94c0"  # the default config's hash before the key existed

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import metrics
-from harness.config import Config, config_hash
+from harness.common import metrics
+from harness.setup.config import Config, config_hash
 
 
 def golden_file() -> Path:
@@ -124,7 +124,7 @@ VOLATILE = {
     "config_hash",
 }  # pinned by the test below (trainer.threads is watch-only: hashed at its v1 default, HASHED_AT_DEFAULT)
 # Summary keys added after the golden runs were written: new keys, so no number changed (besides the metric
-# registry's, harness.metrics, which the test below allows as they come).
+# registry's, harness.common.metrics, which the test below allows as they come).
 ADDED_SUMMARY_KEYS = {
     "width_used",
     "dead_fraction_init_by_layer",

@@ -1,4 +1,4 @@
-"""Grouped runs (harness.group): every member records what its one-job twin (train.run) records.
+"""Grouped runs (harness.training.group): every member records what its one-job twin (train.run) records.
 
 In float64 the twins agree to 1e-9 relative on every metrics.csv value and every numeric summary key; in float32
 a member's records do not depend on the size or composition of its group (CPU, one thread).
@@ -16,10 +16,11 @@ import pytest
 import scipy.stats
 import torch
 
-from harness import group, stacked, stacked_layers
-from harness.config import ConfigError
-from harness.models import MLP
-from harness.train import run, run_group
+from harness.networks import stacked, stacked_layers
+from harness.networks.models import MLP
+from harness.setup.config import ConfigError
+from harness.training import group
+from harness.training.train import run, run_group
 from tests.test_golden import VOLATILE
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -353,7 +354,7 @@ def test_a_member_whose_folder_is_deleted_mid_group_fails_alone(tiny, tmp_path, 
     """Deleting or damaging one member's folder while its group trains costs that member alone: the others finish
     with the records they would have had, and the member's folder keeps (or gets back) its failed record (resume
     reruns it). Through run_group_locked, as a sweep's group job runs it (locks, fault logs, .hydra files)."""
-    from harness.sweep import run_group_locked
+    from harness.sweeps.sweep import run_group_locked
 
     configs = [
         tiny(
@@ -388,7 +389,7 @@ def test_a_member_whose_folder_is_deleted_mid_group_fails_alone(tiny, tmp_path, 
 
 def test_a_group_reads_what_its_members_share_once(tiny, tmp_path, monkeypatch):
     """Package versions and the git state are read once per process, not once per member (64 members paid 1 s)."""
-    from harness import results
+    from harness.records import results
 
     results.package_versions.cache_clear()
     results.git_state.cache_clear()
@@ -407,7 +408,7 @@ def test_a_group_reads_what_its_members_share_once(tiny, tmp_path, monkeypatch):
 def test_a_group_job_takes_its_launchers_share_of_the_cores(tiny, tmp_path, monkeypatch, members):
     """run_group_locked hands cpu_threads (the launcher's share, run.py's threads_per_job) to the group's loop, as
     run_locked does for a single job: a group under joblib must not take every core (nor one member left alone)."""
-    from harness.sweep import run_group_locked
+    from harness.sweeps.sweep import run_group_locked
 
     seen = []
     real = group.resolve_threads

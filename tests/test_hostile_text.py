@@ -1,5 +1,5 @@
 """Text the harness did not choose (an activation name, a job folder, an error) cannot drive a terminal or stall a
-report: every screen and every human-readable report output shows it through harness.text.clean; the CSV tables
+report: every screen and every human-readable report output shows it through harness.common.text.clean; the CSV tables
 keep it whole. Runs are written here by hand (no training), so the report takes seconds."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.config import Config, to_dict
-from harness.console import format_summary
-from harness.jobtable import format_table
+from harness.common.text import ELLIPSIS, NAME_LIMIT, clean
+from harness.records.results import write_metrics, write_summary
 from harness.report import build_report
 from harness.report.shown import shown_label
-from harness.results import write_metrics, write_summary
-from harness.status import status_report
-from harness.text import ELLIPSIS, NAME_LIMIT, clean
+from harness.setup.config import Config, to_dict
+from harness.sweeps.jobtable import format_table
+from harness.sweeps.status import status_report
+from harness.training.console import format_summary
 
 ESC, BEL = "\x1b", "\x07"
 CLIPBOARD = f"{ESC}]52;c;cm0gLXJmIH4={BEL}"  # OSC 52: writes the terminal's clipboard

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from harness import run
-from harness.activations import ACTIVATIONS
-from harness.data import load_dataset
-from harness.group import build_member_model
-from harness.models import INITS
-from harness.resolve import resolve
+from harness.networks.activations import ACTIVATIONS
+from harness.networks.models import INITS
+from harness.setup.data import load_dataset
+from harness.setup.resolve import resolve
+from harness.training.group import build_member_model
 
 DOC = Path(__file__).parents[1] / "docs" / "inits.md"
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness import footprint
+from harness.setup import footprint
 from hydra_plugins.harness_sweeper import preconditions
 from tests.test_bad_input import CHEAP, run_here
 
@@ -31,8 +31,8 @@ def test_the_memory_a_slurm_launcher_asks_for_each_job(launcher, expected):
 
 
 def test_a_sweeps_jobs_are_held_to_the_launchers_memory_not_the_login_nodes(monkeypatch):
-    from harness.config import ConfigError
-    from harness.resolve import resolve
+    from harness.setup.config import ConfigError
+    from harness.setup.resolve import resolve
     from tests.conftest import compose_config
 
     config = compose_config(*CHEAP, "model.width=4096", "model.depth=16")  # 252 M parameters: 1.9 GiB with gradients
@@ -45,13 +45,13 @@ def test_a_sweeps_jobs_are_held_to_the_launchers_memory_not_the_login_nodes(monk
 
 
 def test_a_disk_that_fills_during_a_run_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
-    import harness.results
+    import harness.records.results
 
     def full(run_dir, summary):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "summary.json"))
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(harness.results, "write_summary", full)
+    monkeypatch.setattr(harness.records.results, "write_summary", full)
     code = run_here([*CHEAP, f"hydra.run.dir={tmp_path}/run"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "summary.json: No space left on device" in err[0], err

@@ -1,6 +1,7 @@
-"""The import direction of harness/ (docs/design.md, "Layers"): a module imports only from its own layer or the
-layers below it, imports inside functions included; and no module imports itself back through another (no
-import circle). A new module goes into LAYERS, or this test names it."""
+"""The import direction of harness/ (docs/design.md, "Layers"): harness/ is one package per layer, and a module
+imports only from its own package or the packages below it, imports inside functions included; no module imports
+itself back through another (no import circle). A new module goes into one of the packages, or this test names
+it."""
 
 from __future__ import annotations
 
@@ -8,20 +9,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"models", "models.base", "models.mlp", "models.cnn", "models.rnn", "models.transformer", "models.weights"}
-LAYERS = [  # bottom first
-    ("foundation", {"errors", "text", "outputs", "metrics", "safe_pickle", "flow"}),
-    ("networks", {"gated", "activations", *MODELS, "stacked_layers", "stacked", "probes", "stacked_probes"}),
-    ("configuration and data", {"config", "optimizers", "datafiles", "data", "footprint", "resolve"}),
-    ("records", {"records", "upgrade", "results", "recorder", "migrate"}),
-    ("run core", {"", "meters", "capture", "stacked_optim", "loop", "group", "born_dead", "train", "bench", "console"}),
-    ("sweeps", {"joblock", "jobtable", "sweep", "status"}),
-    ("report", {"report"}),  # harness.report and every module in it
-]
+# harness/'s packages, bottom first: each may import its own and those below it (its docstring says which)
+LAYERS = ["common", "networks", "setup", "records", "training", "sweeps", "report"]
 
 
 def module_name(path: Path) -> str:
-    """harness/models/cnn.py -> 'models.cnn'; harness/__init__.py -> '' (the package: run, Config)."""
+    """harness/networks/models/cnn.py -> 'networks.models.cnn'; harness/__init__.py -> '' (the package: run,
+    Config)."""
     parts = path.relative_to(ROOT / "harness").with_suffix("").parts
     return ".".join(p for p in parts if p != "__init__")
 
@@ -30,12 +24,13 @@ MODULES = {module_name(p): p for p in (ROOT / "harness").rglob("*.py")}
 
 
 def layer_of(module: str) -> int:
-    top = "report" if module.split(".")[0] == "report" else module
-    return next(i for i, (_, names) in enumerate(LAYERS) if top in names)
+    """The position of the module's package in LAYERS; the top package (harness/__init__.py) sits above them all:
+    it re-exports the public names, and nothing in the layers imports it."""
+    return LAYERS.index(module.split(".")[0]) if module else len(LAYERS)
 
 
 def imported(path: Path) -> set[str]:
-    """The harness modules a file imports, anywhere in it ('from harness import flow' is harness.flow)."""
+    """The harness modules a file imports, anywhere in it ('from harness import flow' is harness.common.flow)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
@@ -51,14 +46,21 @@ def imported(path: Path) -> set[str]:
     return {n for n in found if n in MODULES}
 
 
-def test_every_module_has_a_layer():
-    unplaced = [m or "harness" for m in MODULES if m.split(".")[0] != "report" and not any(m in n for _, n in LAYERS)]
-    assert not unplaced, f"put these in LAYERS (and docs/design.md): {unplaced}"
+def test_every_module_is_in_a_layer_package():
+    loose = [m for m in MODULES if m and m.split(".")[0] not in LAYERS]
+    assert not loose, f"put these in one of harness/'s packages ({', '.join(LAYERS)}) and docs/design.md: {loose}"
+
+
+def test_each_package_says_what_it_may_import():
+    for i, name in enumerate(LAYERS[1:], start=1):
+        doc = ast.get_docstring(ast.parse((ROOT / "harness" / name / "__init__.py").read_text())) or ""
+        below = LAYERS[:i]
+        assert "May import" in doc and all(b in doc for b in below), f"harness/{name}/__init__.py: name {below}"
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
     upward = [
-        f"{m or 'harness'} ({LAYERS[layer_of(m)][0]}) imports {t or 'harness'} ({LAYERS[layer_of(t)][0]})"
+        f"harness.{m} imports harness.{t or '(the top package)'}"
         for m, path in MODULES.items()
         for t in imported(path)
         if layer_of(t) > layer_of(m)

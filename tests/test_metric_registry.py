@@ -1,4 +1,4 @@
-"""harness.metrics: one registry of per-run metrics that the run's summary, the results contract and every report
+"""harness.common.metrics: one registry of per-run metrics that the run's summary, the results contract and every report
 table read. Adding a metric is one entry plus its measurement: a toy metric goes from a run to summary.csv, the
 results table and tables.tex with nothing else changed."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import metrics
-from harness.loop import Member
-from harness.metrics import Metric
+from harness.common import metrics
+from harness.common.metrics import Metric
 from harness.report.build import build_report
-from harness.train import run
+from harness.training.loop import Member
+from harness.training.train import run
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -1,5 +1,6 @@
-"""Schema 1 -> 2 (harness.upgrade, harness.migrate): a schema-1 run folder reads as schema 2, each missing key
-derived as its writer derives it, and `python -m harness.migrate` writes that once, keeping the old file."""
+"""Schema 1 -> 2 (harness.records.upgrade, harness.records.migrate): a schema-1 run folder reads as schema 2, each
+missing key derived as its writer derives it, and `python -m harness.records.migrate` writes that once, keeping the old
+file."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import math
 
 import pytest
 
-from harness import migrate
-from harness.records import SCHEMA_VERSION, read_summary_file
-from harness.results import write_metrics, write_summary
+from harness.records import migrate
+from harness.records.results import write_metrics, write_summary
+from harness.records.schema import SCHEMA_VERSION, read_summary_file
 
 VAL = [0.5, 0.8, 0.65, 0.9]  # a 15-point drawdown
 OLD = {  # a schema-1 summary from before the course and speed keys (the keys that run wrote, nothing more)

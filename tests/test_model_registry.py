@@ -1,6 +1,6 @@
-"""The model registry (harness.models.MODELS): a family is its config class and its network, and nothing else in
-the harness names a model. A toy family defined here trains through harness.train.run; a key of another family is
-refused in one line; plain dicts, summaries and ModelConfig(...) round-trip to the family's own config."""
+"""The model registry (harness.networks.models.MODELS): a family is its config class and its network, and nothing else
+in the harness names a model. A toy family defined here trains through harness.training.train.run; a key of another
+family is refused in one line; plain dicts, summaries and ModelConfig(...) round-trip to the family's own config."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch
 import yaml
 from torch import nn
 
-from harness import stacked_layers
-from harness.config import ConfigError, ModelConfig, config_hash, from_dict, model_config, to_dict
-from harness.models import MODELS, BaseModelConfig, Dense, Family
-from harness.train import run
+from harness.networks import stacked_layers
+from harness.networks.models import MODELS, BaseModelConfig, Dense, Family
+from harness.setup.config import ConfigError, ModelConfig, config_hash, from_dict, model_config, to_dict
+from harness.training.train import run
 from tests.conftest import CONF_DIR, compose_config
 
 
@@ -72,11 +72,11 @@ def test_a_toy_family_trains_through_the_public_entry_with_nothing_else_changed(
 
 
 def test_a_family_without_a_stacked_forward_trains_alone(toy, tiny):
-    from harness.group import why_not_grouped
-    from harness.resolve import resolve
+    from harness.setup.resolve import resolve
+    from harness.training.group import why_not_grouped
 
     config = dataclasses.replace(tiny(), model=ToyConfig())
-    assert why_not_grouped(resolve(config)) == "model=toy has no stacked forward (harness/stacked_layers.py)"
+    assert why_not_grouped(resolve(config)) == "model=toy has no stacked forward (harness/networks/stacked_layers.py)"
 
 
 def test_the_stacked_flag_is_true_exactly_for_the_networks_with_a_stacked_forward():
@@ -137,7 +137,7 @@ def test_an_int_given_for_a_float_key_is_that_float_so_the_hash_cannot_tell_them
 
 def test_each_default_is_written_once():
     """conf/model/NAME.yaml names its family and conf/trainer/default.yaml sets nothing: their defaults are the
-    config classes' (harness/config.py says which class holds which)."""
+    config classes' (harness/setup/config.py says which class holds which)."""
     conf = Path(CONF_DIR)
     for name, family in MODELS.items():
         assert yaml.safe_load((conf / "model" / f"{name}.yaml").read_text()) == {"name": name}

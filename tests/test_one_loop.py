@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.data import load_dataset
-from harness.group import build_member_model
-from harness.optimizers import make_optimizer
-from harness.resolve import resolve
-from harness.train import run, run_group
+from harness.setup.data import load_dataset
+from harness.setup.optimizers import make_optimizer
+from harness.setup.resolve import resolve
+from harness.training.group import build_member_model
+from harness.training.train import run, run_group
 from tests.test_grouped import CASES, STEPS
 
 RTOL = 1e-9
@@ -103,7 +103,7 @@ def test_a_captured_step_records_what_the_eager_step_records(tiny, tmp_path, dev
 
 
 def test_capture_auto_is_for_cuda_with_boundaries_far_apart(tiny):
-    from harness.capture import MIN_STEPS_BETWEEN_BOUNDARIES, wanted
+    from harness.training.capture import MIN_STEPS_BETWEEN_BOUNDARIES, wanted
 
     far = MIN_STEPS_BETWEEN_BOUNDARIES
     t = tiny(f"trainer.log_every={far}", f"trainer.eval_every={far}").trainer

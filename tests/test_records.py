@@ -1,4 +1,4 @@
-"""The one validated reader (harness/records.py): status, resume and the report read every summary.json and
+"""The one validated reader (harness/records/schema.py): status, resume and the report read every summary.json and
 sweep.json through it; a record that is not what the harness writes is listed once as unreadable and left out."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import metrics, status
-from harness.records import Unreadable, read_summary_file, summary_model
-from harness.results import load_runs, write_summary
-from harness.status import status_report
-from harness.sweep import failed_summary, finished_runs, job_state, progress
+from harness.common import metrics
+from harness.records.results import load_runs, write_summary
+from harness.records.schema import Unreadable, read_summary_file, summary_model
+from harness.sweeps import status
+from harness.sweeps.status import status_report
+from harness.sweeps.sweep import failed_summary, finished_runs, job_state, progress
 
 GOOD = {
     "schema_version": 1,
@@ -83,7 +84,7 @@ def test_each_kind_of_junk_is_unreadable_with_its_field_named(tmp_path):
 
 def test_every_failing_field_is_named_in_one_line():
     with pytest.raises(Unreadable) as caught:
-        from harness.records import validated
+        from harness.records.schema import validated
 
         validated(summary_model(metrics.METRICS), json.dumps(GOOD | {"test_acc": "x", "seed": -1, "val_acc": 2}))
     assert [part.split(":")[0] for part in str(caught.value).split("; ")] == ["seed", "val_acc", "test_acc"]
@@ -151,9 +152,9 @@ def test_what_the_harness_writes_passes_the_reader(tiny, tmp_path):
 
 
 def test_a_single_run_a_group_member_and_a_job_failed_before_training_start_from_one_summary(tiny, tmp_path):
-    """harness.results.new_summary is the one header: the three writers record the same identity keys."""
-    from harness.results import new_summary
-    from harness.train import run, run_group
+    """harness.records.results.new_summary is the one header: the three writers record the same identity keys."""
+    from harness.records.results import new_summary
+    from harness.training.train import run, run_group
 
     configs = [tiny("dataset=digits", "trainer.steps=3", f"seed={s}") for s in (1, 2)]
     one = run(configs[0], tmp_path / "one", ["seed=1"])

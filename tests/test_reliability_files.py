@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import sweep
-from harness.config import DataError
-from harness.data import load_cifar10
-from harness.results import CHECKPOINT, load_runs, write_checkpoint_file
-from harness.train import run as train_run
+from harness.records.results import CHECKPOINT, load_runs, write_checkpoint_file
+from harness.setup.config import DataError
+from harness.setup.data import load_cifar10
+from harness.sweeps import sweep
+from harness.training.train import run as train_run
 
 # ---------------------------------------------------------------- 3. a damaged metrics.csv is not a finished run
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import joblock, status, sweep
-from harness.joblock import LOCK, JobLock, lock_state, process_start
+from harness.sweeps import joblock, status, sweep
+from harness.sweeps.joblock import LOCK, JobLock, lock_state, process_start
 from tests.test_reliability_sweeps import TINY, folder, states, sweep_here
 
 THREE_HOURS = 3 * 3600

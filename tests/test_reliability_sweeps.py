@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import run
-from harness import joblock, status, sweep
-from harness.joblock import LOCK, JobBusy, JobLock, lock_state
-from harness.results import read_summary
+from harness.records.results import read_summary
+from harness.sweeps import joblock, status, sweep
+from harness.sweeps.joblock import LOCK, JobBusy, JobLock, lock_state
 from tests.conftest import CONF_DIR, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,7 +285,7 @@ def test_a_resume_leaves_a_job_that_a_live_process_holds_alone(capsys, tmp_path)
 
 
 def test_checkpoints_are_written_under_a_unique_temporary_name(tiny, tmp_path):
-    from harness.train import run as train_run
+    from harness.training.train import run as train_run
 
     run_dir = tmp_path / "run"
     (run_dir / "checkpoint.tmp").mkdir(parents=True)  # another writer's fixed temporary name, in the way
@@ -409,7 +409,7 @@ def test_a_single_run_never_replaces_a_finished_run_in_its_folder(capsys, tmp_pa
 
 
 def test_submitits_requeue_exit_is_not_a_failed_job_but_a_jobs_own_exit_is(tiny, tmp_path, monkeypatch):
-    import harness
+    from harness.training import train
 
     # submitit's signal handler ends a requeued job with sys.exit(-1) from submitit/core/job_environment.py
     handler = {}
@@ -420,14 +420,14 @@ def test_submitits_requeue_exit_is_not_a_failed_job_but_a_jobs_own_exit_is(tiny,
         handler,
     )
 
-    def requeued(*args):
+    def requeued(*args, **kwargs):
         handler["_exit"]()
 
-    monkeypatch.setattr(harness, "run", requeued)
+    monkeypatch.setattr(train, "run", requeued)
     with pytest.raises(SystemExit):
         sweep.run_locked(tiny(), tmp_path / "requeued", [])
     assert not (tmp_path / "requeued" / "summary.json").exists() and not (tmp_path / "requeued" / LOCK).exists()
-    monkeypatch.setattr(harness, "run", lambda *args: sys.exit(-1))
+    monkeypatch.setattr(train, "run", lambda *args, **kwargs: sys.exit(-1))
     assert sweep.run_locked(tiny(), tmp_path / "own", [])["status"] == "failed"
 
 
@@ -446,7 +446,7 @@ def test_a_requeued_slurm_job_takes_over_the_lock_of_its_killed_earlier_attempt(
 @pytest.mark.parametrize("where", ["preflight", "training"])
 def test_a_ctrl_c_during_a_single_run_is_one_line_and_exit_130(capsys, tmp_path, monkeypatch, where):
     """Wherever it lands (torch's imports happen in the preflight), not a traceback."""
-    from harness import train
+    from harness.training import train
     from hydra_plugins.harness_sweeper import preflight
 
     def interrupted(*args, **kwargs):

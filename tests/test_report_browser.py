@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.config import to_dict
 from harness.report.analysis import analyse
 from harness.report.build import interactive_figures, report_blocks
 from harness.report.interactive import plotly_script
 from harness.report.load import gather
 from harness.report.render import STACK_BELOW, to_html
+from harness.setup.config import to_dict
 from tests.conftest import chromium, compose_config
 from tests.test_report_known import write_runs
 

@@ -1,7 +1,7 @@
 """The report's first screen from run folders with known numbers: every headline number checked against the
 value the folders were written with (born-dead vs lost units, a seed with a known drawdown, known gradient norms,
 known speeds), both for runs that carry the new summary keys and for schema-1 runs without them (the validated
-reader upgrades those once: harness.upgrade)."""
+reader upgrades those once: harness.records.upgrade)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness.config import to_dict
+from harness.records.results import write_metrics, write_summary
 from harness.report import build_report
-from harness.results import write_metrics, write_summary
+from harness.setup.config import to_dict
 from tests.conftest import compose_config
 
 N_TEST = 360  # digits' test split: summary.json's n_test, or for a schema-1 run without it the dataset's entry

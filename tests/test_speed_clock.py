@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from harness import run
-from harness.group import Group
-from harness.meters import Timer
+from harness.records.results import load_checkpoint_file, write_checkpoint_file
 from harness.report import build_report
-from harness.resolve import ONE_THREAD_BELOW, resolve_threads
-from harness.results import load_checkpoint_file, write_checkpoint_file
+from harness.setup.resolve import ONE_THREAD_BELOW, resolve_threads
+from harness.training.group import Group
+from harness.training.meters import Timer
 
 pytestmark = pytest.mark.serial  # they change torch's threads and read clocks: never beside another test
 
@@ -121,7 +121,7 @@ def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
 
 
 def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, tmp_path, monkeypatch):
-    import harness.group as group
+    import harness.training.group as group
 
     class Killed(BaseException):  # stands for SIGKILL: harness.run neither records it nor removes the checkpoint
         pass

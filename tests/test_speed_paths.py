@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from harness import run
-from harness.meters import WindowStats
-from harness.stacked import OneModel, StackedModel
+from harness.networks.stacked import OneModel, StackedModel
+from harness.training.meters import WindowStats
 
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")  # Tensor methods that wait for it
 

@@ -1,4 +1,4 @@
-"""harness.stacked.StackedModel: one stacked (K, ...) tensor per parameter and buffer, the members' own modules
+"""harness.networks.stacked.StackedModel: one stacked (K, ...) tensor per parameter and buffer, the members' own modules
 views into it. In float64 the stacked forward and its gradients equal each member's own to 1e-9; in float32, on one
 CPU thread, a member's logits and gradients do not depend on how many others it is stacked with (MLP, transformer)."""
 
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from harness import probes, stacked
-from harness.activations import activation_spec
-from harness.config import ModelConfig
-from harness.models import build_model
+from harness.networks import probes, stacked
+from harness.networks.activations import activation_spec
+from harness.networks.models import build_model
+from harness.setup.config import ModelConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SEQ, IMAGE = (1, 40), (1, 8, 8)  # MNIST-1D's and digits' input shapes
@@ -68,8 +68,8 @@ PARAMS = [pytest.param(k, marks=[pytest.mark.slow] if slow else []) for k, (*_, 
 
 
 def members(case: str, seeds, dtype=torch.float64, distinct: bool = True) -> list[torch.nn.Module]:
-    """One model per seed, built as harness.group.build_member_model builds it; with distinct, every parameter and
-    running statistic moved by the seed's noise, so that members whose slopes, scales or statistics start equal
+    """One model per seed, built as harness.training.group.build_member_model builds it; with distinct, every parameter
+    and running statistic moved by the seed's noise, so that members whose slopes, scales or statistics start equal
     differ."""
     cfg, act, shape, _ = {**CASES, **DEFAULT_WIDTHS}[case]
     spec = activation_spec({"name": act})

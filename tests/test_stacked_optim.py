@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from harness.stacked_optim import StackedOptimizer, clip_member_grads_
+from harness.training.stacked_optim import StackedOptimizer, clip_member_grads_
 
 LRS, WDS = [1e-2, 3e-3, 5e-2], [0.0, 1e-2, 5e-2]
 BETAS, EPS = (0.8, 0.99), 1e-7  # not torch's defaults, so ignoring them fails

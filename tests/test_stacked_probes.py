@@ -1,4 +1,4 @@
-"""harness.stacked_probes: the unit probe of every member of a stack at once equals probes.probe_units on each
+"""harness.networks.stacked_probes: the unit probe of every member of a stack at once equals probes.probe_units on each
 member's own model (float64: counts and masks exactly, mean and std to 1e-9), in a few stacked calls."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from harness import probes, stacked, stacked_probes
-from harness.activations import activation_spec
+from harness.networks import probes, stacked, stacked_probes
+from harness.networks.activations import activation_spec
 from tests.test_stacked_model import CASES, members
 
 SEEDS = (1, 2, 3)

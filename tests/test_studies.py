@@ -1,5 +1,5 @@
 """The built-in studies (conf/experiment/NAME.yaml) compose, validate and run in a tiny configuration; the born-dead
-probe (harness/born_dead.py) agrees with a direct computation."""
+probe (harness/training/born_dead.py) agrees with a direct computation."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from omegaconf import OmegaConf
 
 from experiments import study_report
 from harness import run
-from harness.activations import activation_spec
-from harness.born_dead import born_dead_trials, trial_seed
-from harness.config import ConfigError
-from harness.data import load_dataset
-from harness.models import build_model
-from harness.probes import PROBE_SIZE
-from harness.results import read_summary
-from harness.train import check
+from harness.networks.activations import activation_spec
+from harness.networks.models import build_model
+from harness.networks.probes import PROBE_SIZE
+from harness.records.results import read_summary
+from harness.setup.config import ConfigError
+from harness.setup.data import load_dataset
+from harness.training.born_dead import born_dead_trials, trial_seed
+from harness.training.train import check
 from tests.conftest import CONF_DIR, compose_config
 from tests.test_bench import assert_drawn
 
@@ -199,7 +199,8 @@ def born_dead_directly(depth: int, width: int, init: str, seed: int, trials: int
 
 
 def model_and_activation(config, data):
-    """The model and ActivationSpec a run of config builds (harness.group.build_member_model), for born_dead_trials."""
+    """The model and ActivationSpec a run of config builds (harness.training.group.build_member_model), for
+    born_dead_trials."""
     spec = activation_spec(config.activation)
     return build_model(config.model, spec, data.input_shape, data.num_classes, spec.gain), spec
 

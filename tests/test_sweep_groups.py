@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import Config, config_hash
-from harness.results import read_summary
-from harness.train import run_group
-from hydra_plugins.harness_sweeper import grouping
+from harness.records.results import read_summary
+from harness.setup.config import Config, config_hash
+from harness.sweeps import grouping
+from harness.training.train import run_group
 from tests.test_sweeps import BOTH, ONE_THREAD, TINY, main_in_process, run_py, states
 
 SWEEP = ("seed=0,1", "trainer.lr=1e-2,3e-3")  # 4 runs of one configuration: members differ in seed and lr
@@ -192,7 +192,7 @@ def test_auto_never_makes_fewer_groups_than_parallel_workers():
 
 def test_a_group_job_gives_each_member_its_own_values_of_every_member_key(tiny):
     """What the sweeper writes of a member (member_entry) and the group job reads back (with_member_values) are
-    the values of harness.group.MEMBER_KEYS: the member's config comes back whole, whatever those keys are."""
+    the values of harness.training.group.MEMBER_KEYS: the member's config comes back whole, whatever those keys are."""
     first = tiny("seed=0", "trainer.lr=0.1", "trainer.weight_decay=0")
     other = tiny("seed=7", "trainer.lr=0.003", "trainer.weight_decay=0.0001")
     values = json.loads(json.dumps(grouping.member_values(other)))  # through group.json
@@ -228,7 +228,7 @@ def test_joblib_runs_groups_in_parallel(tmp_path):
 
 
 def test_a_group_jobs_crash_log_is_in_every_members_folder(tmp_path):
-    from harness.sweep import FAULT_LOG, crash_note, fault_logs
+    from harness.sweeps.sweep import FAULT_LOG, crash_note, fault_logs
 
     dirs = [tmp_path / name for name in "abc"]
     for d in dirs:

@@ -1,11 +1,11 @@
-"""What the harness reads of a sweep's launcher (hydra_plugins/harness_sweeper/launchers.py): its kind, from the
+"""What the harness reads of a sweep's launcher (harness/sweeps/launchers.py): its kind, from the
 _target_ each preset composes to; how many jobs it runs at once; each job's share of the cores."""
 
 from __future__ import annotations
 
 import pytest
 
-from hydra_plugins.harness_sweeper import launchers
+from harness.sweeps import launchers
 from tests.test_sweeps import hydra_config
 
 

@@ -1,5 +1,5 @@
-"""`python -m harness.status DIR`: running, pending, finished and failed jobs, and the time left, from job folders
-written here by hand (a live lock, a stale lock, a summary, nothing)."""
+"""`python -m harness.sweeps.status DIR`: running, pending, finished and failed jobs, and the time left, from job
+folders written here by hand (a live lock, a stale lock, a summary, nothing)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 import socket
 import time
 
-from harness import status
-from harness.joblock import LOCK, STALE_S
-from harness.results import write_summary
-from harness.status import status_report, time_left
+from harness.records.results import write_summary
+from harness.sweeps import status
+from harness.sweeps.joblock import LOCK, STALE_S
+from harness.sweeps.status import status_report, time_left
 
 JOBS = ["done_a", "done_b", "failed", "live", "live_elsewhere", "stale", "crashed", "never"]
 
@@ -90,4 +90,4 @@ def test_the_command_prints_the_status_and_refuses_a_folder_without_a_manifest(t
     assert status.main([str(root)]) == 0
     assert "2/8 jobs finished, 2 running" in capsys.readouterr().out
     assert status.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("usage: python -m harness.status SWEEP_DIR")
+    assert capsys.readouterr().err.startswith("usage: python -m harness.sweeps.status SWEEP_DIR")

@@ -21,9 +21,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from harness import sweep
-from harness.results import load_checkpoint_file, read_summary, write_checkpoint_file
-from hydra_plugins.harness_sweeper import launchers
+from harness.records.results import load_checkpoint_file, read_summary, write_checkpoint_file
+from harness.sweeps import launchers, sweep
 from tests.conftest import CONF_DIR, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,8 +218,8 @@ class Killed(BaseException):
 
 
 def test_resumed_checkpointed_run_matches_the_uninterrupted_one(tiny, tmp_path, monkeypatch):
-    import harness.group as group
-    from harness.train import run
+    import harness.training.group as group
+    from harness.training.train import run
 
     # rrelu draws random slopes while training: the RNG state must travel in the checkpoint too. Checkpoints
     # every 7 steps but logs every 10: the checkpoint must not cut the running train-loss window.
@@ -385,7 +384,7 @@ def mid_job(sweep_dir: Path) -> list[Path]:
 def test_killed_mid_job_then_resume_completes_every_run(tmp_path, monkeypatch):
     # The fast twin of the SIGKILL test below: the process is interrupted (Ctrl-C, the one exception a job does not
     # record as its failure) just after the second job's first checkpoint, with the first job finished.
-    import harness.group as group
+    import harness.training.group as group
 
     out = tmp_path / "sweep"
     args = [

@@ -1,4 +1,4 @@
-"""Outputs cannot be redirected (harness/outputs.py): inside the folders the tools create, a symlink where a tool
+"""Outputs cannot be redirected (harness/common/outputs.py): inside the folders the tools create, a symlink where a tool
 writes is refused in one line, never written through or deleted; a symlink the user gave is followed."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.outputs import SymlinkRefused
+from harness.common.outputs import SymlinkRefused
+from harness.records.results import atomic_write, write_metrics, write_summary
 from harness.report import ReportError, build_report
-from harness.results import atomic_write, write_metrics, write_summary
 from hydra_plugins.harness_sweeper._folders import BadSweep, check_folder
 from scripts.report import main as report_main
 from tests.test_hostile_text import fake_runs

@@ -1,4 +1,4 @@
-"""The transformer (harness/models/transformer.py): a block is PyTorch's pre-norm TransformerEncoderLayer;
+"""The transformer (harness/networks/models/transformer.py): a block is PyTorch's pre-norm TransformerEncoderLayer;
 Shazeer's d_ff; its FFN units are what the probes count; model.init's gains; bad pairs refused in one line."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.activations import activation_spec
-from harness.config import ConfigError, config_hash
-from harness.models import build_model, layer_weights
-from harness.models.transformer import Block, Transformer, TransformerConfig
-from harness.probes import probe_gradients, probe_units
-from harness.resolve import resolve
+from harness.networks.activations import activation_spec
+from harness.networks.models import build_model, layer_weights
+from harness.networks.models.transformer import Block, Transformer, TransformerConfig
+from harness.networks.probes import probe_gradients, probe_units
+from harness.setup.config import ConfigError, config_hash
+from harness.setup.resolve import resolve
 from tests.conftest import compose_config
 
 
@@ -194,8 +194,8 @@ def test_transformer_keys_at_their_defaults_leave_config_hash_unchanged():
 
 
 def test_a_transformer_run_can_be_grouped():
-    """The transformer has a stacked forward (harness/stacked.py); its exactness is tests/test_grouped.py's."""
-    from harness.group import why_not_grouped
+    """The transformer has a stacked forward (harness/networks/stacked.py); its exactness is tests/test_grouped.py's."""
+    from harness.training.group import why_not_grouped
 
     assert why_not_grouped(resolve(compose_config("model=transformer", "trainer.device=cpu"))) is None
     gated_over_tokens = compose_config(

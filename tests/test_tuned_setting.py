@@ -14,10 +14,10 @@ import scipy.stats
 
 from experiments import rate_studies, study_report
 from experiments.study_tables import against_relu, at_tuned_lr, tuned_runs
-from harness.config import to_dict
+from harness.records.results import write_metrics, write_summary
 from harness.report import build_report
 from harness.report import stats as rs
-from harness.results import write_metrics, write_summary
+from harness.setup.config import to_dict
 from tests.conftest import compose_config
 
 OK = ("ok", 0.5, 0.8)  # (status, train loss, final validation accuracy) of a seed that trained normally

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
+from harness.common.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
+from harness.records.results import atomic_write, read_summary
 from harness.report import stats
 from harness.report.analysis import Analysis, analyse, plain_summary
 from harness.report.errors import ReportError
@@ -29,7 +30,6 @@ from harness.report.sections import (
     skipped_blocks,
 )
 from harness.report.shown import shown_analysis, shown_label
-from harness.results import atomic_write, read_summary
 
 TITLE = "Activation comparison"
 # What a report writes in its folder: none of these, nor figures/ or a figure in it, may be a symlink (and the
@@ -93,7 +93,7 @@ def build_report(
 
 def prepare_out(out: Path, given: bool) -> tuple[Path, dict[Path, int]]:
     """The output folder and the figures already in its figures/ (path: inode); ReportError (one line) when it
-    cannot be used or a symlink stands where the report writes (harness.outputs): nothing is written or deleted
+    cannot be used or a symlink stands where the report writes (harness.common.outputs): nothing is written or deleted
     then."""
     try:
         if not given:
@@ -148,7 +148,7 @@ def write_report(a: Analysis, paths: list[Path], out: Path, figures: bool, latex
 
 
 def write_text(path: Path, text: str) -> None:
-    """UTF-8 text, atomically (harness.results.atomic_write refuses a symlink at path)."""
+    """UTF-8 text, atomically (harness.records.results.atomic_write refuses a symlink at path)."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")), binary=True)
 
 
@@ -183,7 +183,7 @@ def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
 
 def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
     """(label, registry name, parameters) of each activation in the report that the registry can build."""
-    from harness.activations import ACTIVATIONS
+    from harness.networks.activations import ACTIVATIONS
 
     found = []
     for act, group in a.data.runs.groupby("act", sort=False):

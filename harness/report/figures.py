@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from harness.records.results import atomic_write
 from harness.report.stats import mean_ci
-from harness.results import atomic_write
 
 DPI = 110
 LEGEND = "activation"

@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
-from harness.gated import expansion, saturation_defined
-from harness.results import atomic_write
+from harness.networks.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
+from harness.networks.gated import expansion, saturation_defined
+from harness.records.results import atomic_write
 
 PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
 PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows

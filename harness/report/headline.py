@@ -7,13 +7,13 @@ import math
 
 import pandas as pd
 
-from harness import metrics
-from harness.metrics import Metric
+from harness.common import metrics
+from harness.common.metrics import Metric
 from harness.report.analysis import BEST
 from harness.report.render import num, p_value, percent, rate, with_ci
 
 QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
-# How each speed_clock reads (harness.loop.Member.speed); ratios are only printed between runs measured alike.
+# How each speed_clock reads (harness.training.loop.Member.speed); ratios are only printed between runs measured alike.
 CLOCKS = {
     "thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
     "cuda_events": "CUDA events around the training steps",
@@ -223,7 +223,7 @@ def metric_cells(m: Metric, s: pd.DataFrame) -> list[str]:
 
 
 def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The registry's table metrics (harness.metrics) as columns, one row per task x activation x setting; the
+    """The registry's table metrics (harness.common.metrics) as columns, one row per task x activation x setting; the
     divergence count after the first, n_params and width beside them."""
     s = summary
     table = pd.DataFrame({"task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"]})

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import metrics
+from harness.common import metrics
+from harness.records.results import atomic_write
 from harness.report.headline import glance_table
 from harness.report.render import num, p_value
-from harness.results import atomic_write
 
 SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -37,7 +37,7 @@ UNICODE = {
 
 
 def result_columns() -> list[str]:
-    """The results table's identity columns, the registry's paper metrics (harness.metrics), the size."""
+    """The results table's identity columns, the registry's paper metrics (harness.common.metrics), the size."""
     first, *rest = [m.label for m in metrics.in_table() if m.paper]
     return ["activation", "setting", "seeds", first, "diverged", *rest, "n_params"]
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import metrics
-from harness.config import WATCH_ONLY as WATCH_ONLY_KEYS
+from harness.common import metrics
+from harness.records.results import find_run_dirs, load_runs
 from harness.report import outcomes
-from harness.results import find_run_dirs, load_runs
+from harness.setup.config import WATCH_ONLY as WATCH_ONLY_KEYS
 
 REQUIRED = ("status", "activation", "model", "dataset", "seed", "config.trainer.lr")
 # Config keys that are never settings: the report's own axes (seed, activation, the task's dataset and model) and
-# keys that change how a run is watched or timed, not what it computes (harness.config.WATCH_ONLY).
+# keys that change how a run is watched or timed, not what it computes (harness.setup.config.WATCH_ONLY).
 AXES = {"config.seed", "config.model.name", "config.dataset.name"}
 WATCH_ONLY = {f"config.{key}" for key in WATCH_ONLY_KEYS}
 # Beside the registry's stored metrics, the summary keys the report reads (model selection, the speed's clock, sizes).

@@ -1,5 +1,5 @@
 """Per-run outcomes the report's five questions need, from what each run's summary.json holds (schema 2: the
-validated reader upgrades a schema-1 summary once, in harness.upgrade, so that nothing here falls back on
+validated reader upgrades a schema-1 summary once, in harness.records.upgrade, so that nothing here falls back on
 metrics.csv): dead at init and lost in training per run and per layer, the speed by the run's own clock and how it
 was measured.
 """

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.text import PATH_LIMIT, clean
+from harness.common.text import PATH_LIMIT, clean
 
-# Every string a page shows passes harness.text.clean: no control characters or escape sequences, and bounded.
+# Every string a page shows passes harness.common.text.clean: no control characters or escape sequences, and bounded.
 # Activations, tasks and settings arrive cut already (harness/report/shown.py); these limits bound anything else
 # (a path, an error message from a summary.json).
 TEXT_LIMIT = 20_000  # a paragraph, bullet or caption
@@ -114,12 +114,12 @@ def md_cell(value) -> str:
 
 def md_text(text: str) -> str:
     """Text that GitHub shows as written: anything that could open an HTML tag is escaped, 'p < 0.05' is not;
-    control characters are gone (harness.text.clean)."""
+    control characters are gone (harness.common.text.clean)."""
     return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", clean(text, TEXT_LIMIT).replace("&", "&amp;"))
 
 
 def esc(text, limit: int = TEXT_LIMIT) -> str:
-    """Text for HTML: cleaned (harness.text.clean), then escaped (attribute values too)."""
+    """Text for HTML: cleaned (harness.common.text.clean), then escaped (attribute values too)."""
     return html.escape(clean(text, limit), quote=True)
 
 

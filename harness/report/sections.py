@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import metrics
+from harness.common import metrics
 from harness.report import stats
 from harness.report.analysis import Analysis
 from harness.report.captions import CAPTIONS
@@ -226,7 +226,7 @@ def method_blocks(a: Analysis) -> list[Block]:
 
 
 def columns_blocks() -> list[Block]:
-    """What each results-table column means, from the metric registry (harness.metrics)."""
+    """What each results-table column means, from the metric registry (harness.common.metrics)."""
     better = {"higher": "higher is better", "lower": "lower is better", None: "best near 1"}
     lines = [
         f"{m.label}: {m.meaning} ({'geometric mean' if m.geometric else 'mean'} over seeds; {better[m.better]})."

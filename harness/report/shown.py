@@ -1,6 +1,6 @@
 """What the report shows of names it did not choose. Activations, tasks and settings come from summary.json (a
 user's activation name, a config value): the CSV tables keep them whole, as data; report.md, the HTML page, the
-figures and tables.tex show them cleaned and cut (harness.text.clean), so that a control byte cannot reach a
+figures and tables.tex show them cleaned and cut (harness.common.text.clean), so that a control byte cannot reach a
 reader's terminal and a 5 MB name cannot stall matplotlib.
 """
 
@@ -11,8 +11,8 @@ import hashlib
 
 import pandas as pd
 
+from harness.common.text import NAME_LIMIT, clean
 from harness.report.analysis import Analysis
-from harness.text import NAME_LIMIT, clean
 
 LABELS = ("task", "act", "setting", "baseline")  # the report's label columns, wherever a frame has them
 MARK = 8  # characters of " #" plus a hash that keep two cut names apart

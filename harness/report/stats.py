@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import metrics
+from harness.common import metrics
 
 LEVEL = 0.95  # confidence level of every interval
 ALPHA = 0.05  # significance threshold, after Holm's correction
@@ -53,8 +53,8 @@ def diverged(runs: pd.DataFrame) -> pd.Series:
 
 
 def chance_accuracy(datasets: pd.Series) -> pd.Series:
-    """1 / the number of classes of each run's dataset (harness.data.DATASETS); NaN for one not registered."""
-    from harness.data import DATASETS  # it imports torch: loaded only when a chance level is asked for
+    """1 / the number of classes of each run's dataset (harness.setup.data.DATASETS); NaN for one not registered."""
+    from harness.setup.data import DATASETS  # it imports torch: loaded only when a chance level is asked for
 
     classes = datasets.map({name: spec.num_classes for name, spec in DATASETS.items()})
     return 1.0 / pd.to_numeric(classes, errors="coerce")

@@ -76,7 +76,7 @@ class SubmititSlurmLauncher(SlurmLauncher):
 def group_size(overrides: Sequence[str], sweep_dir: Path) -> int:
     """Members of a group job (its hydra.sweep.subdir is .groups/<id>, where the sweeper wrote group.json); 1
     for an ordinary job."""
-    from hydra_plugins.harness_sweeper.grouping import GROUPS, read_members
+    from harness.sweeps.grouping import GROUPS, read_members
 
     for override in overrides:
         key, _, value = override.partition("=")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
-from harness.text import PATH_LIMIT, clean
+from harness.common.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
+from harness.common.text import PATH_LIMIT, clean
 
 MULTIRUN = "multirun.yaml"  # Hydra's record of the sweep's configuration (the first sweep's)
 
@@ -87,8 +87,8 @@ def refuse_linked_job(sweep_dir: Path, parts: tuple[str, ...], outputs: tuple[st
 
 def job_outputs(config: DictConfig) -> tuple[str, ...]:
     """The names a job writes in its folder (its records, lock, crash log, Hydra's files and log)."""
-    from harness.joblock import LOCK
-    from harness.results import CHECKPOINT, METRICS, SUMMARY
-    from harness.sweep import FAULT_LOG
+    from harness.records.results import CHECKPOINT, METRICS, SUMMARY
+    from harness.sweeps.joblock import LOCK
+    from harness.sweeps.sweep import FAULT_LOG
 
     return SUMMARY, METRICS, CHECKPOINT, LOCK, FAULT_LOG, ".hydra", f"{config.hydra.job.name}.log"

@@ -14,10 +14,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness.config import EXIT_BAD_INPUT  # nothing ran
-from harness.outputs import SymlinkRefused, refuse_symlinks
-from harness.text import NOTE_LIMIT, PATH_LIMIT, clean
-from hydra_plugins.harness_sweeper import grouping
+from harness.common.outputs import SymlinkRefused, refuse_symlinks
+from harness.common.text import NOTE_LIMIT, PATH_LIMIT, clean
+from harness.setup.config import EXIT_BAD_INPUT  # nothing ran
+from harness.sweeps import grouping
+from harness.sweeps.launchers import launcher_kind, usable_cpus
 from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
     MULTIRUN,
     BadSweep,
@@ -27,11 +28,10 @@ from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and
     quoted_override,
     resume_command,
 )
-from hydra_plugins.harness_sweeper.launchers import launcher_kind, usable_cpus
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
-LINE = PATH_LIMIT + NOTE_LIMIT  # a printed line naming a job folder and saying why (harness.text cuts it there)
+LINE = PATH_LIMIT + NOTE_LIMIT  # a printed line naming a job folder and saying why (harness.common.text cuts it there)
 
 
 @dataclass
@@ -109,7 +109,7 @@ class HarnessSweeper(BasicSweeper):
             raise BadSweep(str(exc)) from None
         if self.sweep_dir.exists() and not self.sweep_dir.is_dir():
             raise BadSweep(f"hydra.sweep.dir={self.sweep_dir} is a file, not a folder")
-        from harness.sweep import MANIFEST, finished_runs
+        from harness.sweeps.sweep import MANIFEST, finished_runs
 
         try:
             refuse_symlinks(self.sweep_dir, (MANIFEST, MULTIRUN))
@@ -140,7 +140,7 @@ class HarnessSweeper(BasicSweeper):
 
     def check_other_sweep(self, jobs: list[Job], finished: dict) -> None:
         """Without resume, a sweep folder whose manifest lists finished runs is another sweep's: leave it whole."""
-        from harness.sweep import MANIFEST
+        from harness.sweeps.sweep import MANIFEST
 
         if not finished or not (self.sweep_dir / MANIFEST).exists() or any(j.resume for j in jobs):
             return
@@ -151,8 +151,8 @@ class HarnessSweeper(BasicSweeper):
 
     def compose(self, overrides: list[str], swept: set) -> Job:
         """A job's config as its launcher will compose it, checked as harness.run will check it."""
-        from harness.config import config_hash
-        from harness.sweep import check_job
+        from harness.setup.config import config_hash
+        from harness.sweeps.sweep import check_job
 
         label = " ".join(o for o in overrides if o.split("=", 1)[0] in swept) or " ".join(overrides)
         try:
@@ -177,7 +177,7 @@ class HarnessSweeper(BasicSweeper):
 
     def match(self, job: Job, finished: dict) -> None:
         """Skip a job whose configuration already finished (resume); refuse to overwrite a finished run."""
-        from harness.sweep import FINISHED, job_state
+        from harness.sweeps.sweep import FINISHED, job_state
 
         if job.resume and job.config_hash in finished:
             job.skip_to = finished[job.config_hash]
@@ -199,7 +199,7 @@ class HarnessSweeper(BasicSweeper):
 
     def start(self, jobs: list[Job], command: str) -> None:
         """Create the sweep folder, set corrupt summaries aside, write the manifest and say what will happen."""
-        from harness.sweep import extend_manifest, job_state, set_aside
+        from harness.sweeps.sweep import extend_manifest, job_state, set_aside
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         if not (self.sweep_dir / MULTIRUN).exists():  # the first sweep's; the manifest lists every job
@@ -245,7 +245,7 @@ class HarnessSweeper(BasicSweeper):
 
     def record_crashes(self, jobs: list[Job], why: str) -> int:
         """A job whose process died of a signal (its fault.log says how) is a failed job, not one to run again now."""
-        from harness.sweep import crash_note, failed_summary
+        from harness.sweeps.sweep import crash_note, failed_summary
 
         crashed = 0
         for job in self.to_run(jobs):
@@ -300,7 +300,7 @@ class HarnessSweeper(BasicSweeper):
 
     def refresh(self, jobs: list[Job]) -> None:
         """After a broken pool: jobs that finished meanwhile are done, the others (their workers gone) run again."""
-        from harness.sweep import FINISHED, job_state
+        from harness.sweeps.sweep import FINISHED, job_state
 
         for job in self.to_run(jobs):
             state, _ = job_state(self.sweep_dir / job.name)
@@ -310,8 +310,8 @@ class HarnessSweeper(BasicSweeper):
 
     def report(self, jobs: list[Job], returns: list, stopped: str | None, command: str) -> None:
         """One table of every job; exit non-zero when any failed or did not finish."""
-        from harness.jobtable import format_table
-        from harness.sweep import FINISHED, job_state
+        from harness.sweeps.jobtable import format_table
+        from harness.sweeps.sweep import FINISHED, job_state
 
         raised = {tuple(r.overrides): r._return_value for r in returns if r.status == JobStatus.FAILED}
         rows = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from hydra_plugins.harness_sweeper.launchers import launcher_kind
+from harness.sweeps.launchers import launcher_kind
 
 GIB = 2**30
 SLURM_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}  # SLURM's --mem units; a bare number is in M

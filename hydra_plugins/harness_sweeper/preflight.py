@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict, read_write
 
-from harness.outputs import SymlinkRefused, refuse_symlinks
+from harness.common.outputs import SymlinkRefused, refuse_symlinks
 from hydra_plugins.harness_sweeper._folders import job_outputs
 from hydra_plugins.harness_sweeper.harness_sweeper import EXIT_BAD_INPUT, BadSweep, compact
 from hydra_plugins.harness_sweeper.preconditions import (
@@ -68,9 +68,9 @@ def check_run_dir(run_dir: Path, config) -> bool:
 
     True when it holds this configuration's finished run and resume=true keeps it.
     """
-    from harness.config import config_hash
-    from harness.joblock import lock_state, read_lock
-    from harness.sweep import FINISHED, job_state
+    from harness.setup.config import config_hash
+    from harness.sweeps.joblock import lock_state, read_lock
+    from harness.sweeps.sweep import FINISHED, job_state
 
     if run_dir.exists() and not run_dir.is_dir():
         raise BadCommand(f"hydra.run.dir={run_dir} is a file, not a folder")
@@ -132,16 +132,16 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
 
 
 def set_launcher_memory(request) -> None:
-    from harness.footprint import set_launcher_memory as set_memory  # torch loads here, not at import time
+    from harness.setup.footprint import set_launcher_memory as set_memory  # torch loads here, not at import time
 
     set_memory(request)
 
 
 def check_config(config) -> None:
-    """The checks harness.run makes before it loads data (harness.resolve), the device included (a single run
+    """The checks harness.run makes before it loads data (harness.setup.resolve), the device included (a single run
     trains here), each failure in one line."""
-    from harness.config import ConfigError
-    from harness.resolve import resolve
+    from harness.setup.config import ConfigError
+    from harness.setup.resolve import resolve
 
     try:
         resolve(config)
@@ -156,9 +156,9 @@ def check_config(config) -> None:
 def fetch_data(dataset) -> None:
     """dataset.download=true with files missing: download them now, before Hydra makes the run folder, so that a
     failed download (no network) is one line with nothing written."""
-    from harness.config import DataError
-    from harness.data import fetch_torchvision
-    from harness.datafiles import check_files, data_files
+    from harness.setup.config import DataError
+    from harness.setup.data import fetch_torchvision
+    from harness.setup.datafiles import check_files, data_files
 
     root = Path(dataset.root)
     if not dataset.download or all(f.exists() for f in data_files(dataset.name, root)):
@@ -176,7 +176,7 @@ def preflight(argv: list[str], script_dir: Path) -> None:
     try:
         kept = check_command(argv, script_dir)
     except BadCommand as exc:
-        from harness.text import clean
+        from harness.common.text import clean
 
         print(f"error: {clean(exc, ERROR_LIMIT)}", file=sys.stderr)  # one line, whatever the values held
         sys.exit(EXIT_BAD_INPUT)

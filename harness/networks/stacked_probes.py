@@ -1,0 +1,150 @@
+"""The unit probe (harness.networks.probes.probe_units) for every member of a stacked model at once: one stacked forward
+over the probe set per chunk, each activation layer's pre-activations and outputs watched with the member axis
+kept, so that a boundary's probe costs a few stacked calls whatever the number of members.
+
+Each member gets what its own probe_units gives: per unit the largest |f'(z)| over every probe sample (dead,
+saturated; for a gated unit what it passes back and its gate's slope), and its outputs' mean and std, with the
+same definitions (docs/activations.md). A group of one (OneModel) is probed by probe_units itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness.networks import stacked_layers
+from harness.networks.activations import max_abs_derivative
+from harness.networks.gated import expansion, gate_max_slope, gated_slopes, saturation_defined
+from harness.networks.models import activation_layers
+from harness.networks.probes import DEAD_TOL, SATURATION_RATIO, LayerStats, probe_units
+
+# probe samples per stacked forward: bounds the memory at K x 256 rows, and is the same for every K, so that a
+# member's sums (and so its mean and std, bit for bit in float32) do not depend on its group's size
+PROBE_CHUNK = 256
+
+
+def stacked_slope(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+    """f'(z) elementwise for the members' activation on a stacked z (harness.networks.activations.derivative's
+    rules)."""
+    if isinstance(act, nn.Softmax):  # the diagonal of its Jacobian over one member's units
+        s = z.float().softmax(cdim)
+        return s * (1 - s)
+    with torch.enable_grad():
+        z = z.detach().to(torch.float64 if z.dtype == torch.float64 else torch.float32).requires_grad_(True)
+        (grad,) = torch.autograd.grad(stacked_layers.apply_activation(z, act, kdim, cdim).sum(), z)
+    return grad
+
+
+def unit_peaks(values: torch.Tensor, kdim: int, cdim: int) -> torch.Tensor:
+    """The largest value of each member's units over every other axis: -> (K, units). One axis at a time, in
+    place (no transposed copy; amax over several axes at once is far slower, as probes.per_unit_peak says)."""
+    for axis in sorted(set(range(values.dim())) - {kdim, cdim}, reverse=True):
+        values = values.amax(axis)
+    return values if kdim < cdim else values.T
+
+
+def keep_max(old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+    return new if old is None else torch.maximum(old, new)
+
+
+class StackedWatch:
+    """One activation module of the shadow tree over every call of a probe: the members' unit peaks and sums."""
+
+    def __init__(self, act: nn.Module, thresholds: list[float] | None):
+        self.act, self.gated = act, expansion(act) == 2
+        self.thresholds = thresholds  # per member: SATURATION_RATIO x its max|f'|; None: saturation undefined
+        self.peak = self.gate_peak = None
+        self.sum = self.sumsq = 0.0
+        self.count = 0
+
+    def __call__(self, z: torch.Tensor, out: torch.Tensor, kdim: int, cdim: int) -> None:
+        if self.gated:
+            to_value, to_gate, gate_slope = (s.nan_to_num(nan=-1.0) for s in gated_slopes(self.act, z, cdim))
+            self.peak = keep_max(self.peak, unit_peaks(torch.maximum(to_value, to_gate), kdim, cdim))
+            self.gate_peak = keep_max(self.gate_peak, unit_peaks(gate_slope, kdim, cdim))
+        else:  # NaN: neither alive nor unsaturated, as in probe_units
+            slope = stacked_slope(z, self.act, kdim, cdim).abs_().nan_to_num_(nan=-1.0)
+            self.peak = keep_max(self.peak, unit_peaks(slope, kdim, cdim))
+        members = out.detach().movedim(kdim, 0)
+        members = members.reshape(members.shape[0], -1)  # each member's outputs in its own model's order
+        members = members if members.dtype == torch.float64 else members.float()
+        self.sum = self.sum + members.sum(1)
+        self.sumsq = self.sumsq + (members * members).sum(1)
+        self.count += members.shape[1]
+
+    def alive(self) -> torch.Tensor:
+        return self.peak > DEAD_TOL
+
+    def unsaturated(self) -> torch.Tensor:
+        slope = self.gate_peak if self.gated else self.peak
+        return slope >= torch.tensor(self.thresholds, dtype=slope.dtype, device=slope.device)[:, None]
+
+
+def thresholds(members: list[nn.Module], name: str, j: int, max_slopes: list[float | None]) -> list[float] | None:
+    """SATURATION_RATIO x max|f'| of activation module j of layer `name`, per member (None where saturation is
+    undefined): the fixed max|f'| where given, else from the member's own module's current parameters."""
+    acts = [activation_layers(m)[name][j] for m in members]
+    if expansion(acts[0]) != 2 and not saturation_defined(acts[0]):
+        return None
+    slopes = [
+        ms if ms is not None else gate_max_slope(a) if expansion(a) == 2 else max_abs_derivative(a)
+        for a, ms in zip(acts, max_slopes)
+    ]
+    return [SATURATION_RATIO * s for s in slopes]
+
+
+@torch.no_grad()
+def probe_members(stack, x: torch.Tensor, max_slopes: list[float | None]) -> list[dict[str, LayerStats]]:
+    """probe_units for every member of a stack (harness.networks.stacked.StackedModel) on inputs x, in eval mode;
+    max_slopes: each member's activation's max|f'| where fixed, as for probe_units."""
+    if not stack.member_axis:
+        return [probe_units(stack.shadow, x, max_slopes[0])]
+    watches = {
+        name: [StackedWatch(a, thresholds(stack.members, name, j, max_slopes)) for j, a in enumerate(acts)]
+        for name, acts in activation_layers(stack.shadow).items()
+    }
+    shadow_acts = [a for acts in activation_layers(stack.shadow).values() for a in acts]
+    for act, watch in zip(shadow_acts, [w for ws in watches.values() for w in ws]):
+        act.stacked_watch = watch
+    was_training = stack.training
+    stack.eval()
+    try:
+        for i in range(0, len(x), PROBE_CHUNK):
+            chunk = x[i : i + PROBE_CHUNK]
+            stack.forward(chunk.expand(stack.k, *chunk.shape))
+    finally:
+        stack.train(was_training)
+        for act in shadow_acts:
+            del act.stacked_watch
+    return member_stats(watches, stack.k)
+
+
+def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[str, LayerStats]]:
+    """Each member's LayerStats from the watches, with one read of the device for every member and layer."""
+    masks, columns = {}, []
+    for name, ws in watches.items():
+        alive = torch.cat([w.alive() for w in ws], dim=1)  # (K, units)
+        defined = all(w.thresholds is not None for w in ws)
+        unsaturated = torch.cat([w.unsaturated() for w in ws], dim=1) if defined else alive
+        total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
+        mean = total / n
+        var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+        masks[name] = alive, defined
+        columns.append(
+            torch.stack([(~alive).sum(1).to(mean.dtype), (~unsaturated).sum(1).to(mean.dtype), mean, var.sqrt()], dim=1)
+        )  # (K, 4)
+    table = torch.stack(columns, dim=1).tolist()  # (K, layers, 4)
+    return [
+        {
+            name: LayerStats(
+                units=alive.shape[1],
+                dead=int(row[0]),
+                saturated=int(row[1]) if defined else None,
+                mean=row[2],
+                std=row[3],
+                alive=alive[i],
+            )
+            for (name, (alive, defined)), row in zip(masks.items(), table[i])
+        }
+        for i in range(k)
+    ]
