@@ -6,9 +6,12 @@ produced by the code before the core refactor of 2026-11. Regenerate only for an
 
 Bitwise holds between CPUs with the same vector instructions only: torch's and numpy's kernels round differently
 in the last bits on AVX2 than on AVX512 (MNIST-1D and spirals are generated with numpy), and a few training steps
-grow that to percent-level differences. So each CPU capability (torch.backends.cpu.get_cpu_capability()) has its
-own file: runs.json is AVX512's, from the code before the refactor; runs.AVX2.json was made on an AVX2 machine
-(an AMD EPYC VM) by --regenerate from the code of that day, and pins its numbers since.
+grow that to percent-level differences; so do two CPUs of one capability from different vendors (an AMD EPYC VM
+with AVX512 differs from runs.json in 16 of 51 lines of mlp_relu_mnist1d, at the commit that last wrote it too).
+So each CPU kind has its own file (golden_candidates): runs.json is AVX512's, from the code before the refactor;
+runs.AVX2.json was made on an AVX2 machine (an AMD EPYC VM) by --regenerate from the code of that day;
+runs.AVX512.AuthenticAMD.json on an AVX512 AMD EPYC VM on 2026-12-05 (which the code of before harness/ became
+packages reproduces bit for bit too). Each pins its numbers since; --regenerate writes this CPU's own file.
 """
 
 from __future__ import annotations
@@ -23,12 +26,32 @@ from harness.common import metrics
 from harness.setup.config import Config, config_hash
 
 
-def golden_file() -> Path:
-    """This CPU's goldens: runs.json for AVX512 (where they were first made), runs.CAPABILITY.json otherwise."""
+def cpu_vendor() -> str:
+    """The CPU's vendor id (AuthenticAMD, GenuineIntel) from /proc/cpuinfo; platform.processor() elsewhere."""
+    import platform
+
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":")[1].strip() for line in lines if line.startswith("vendor_id"))
+    except (OSError, StopIteration):
+        return platform.processor().replace(" ", "_") or "unknown"
+
+
+def golden_candidates() -> list[Path]:
+    """This CPU's golden files, most specific first: runs.CAPABILITY.VENDOR.json (an AMD and an Intel CPU of one
+    capability round apart: BLAS takes a different path by vendor), runs.CAPABILITY.json, and for AVX512 runs.json
+    (the first goldens, made before the core refactor on an AVX512 machine)."""
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
-    return Path(__file__).parent / "golden" / ("runs.json" if capability == "AVX512" else f"runs.{capability}.json")
+    folder = Path(__file__).parent / "golden"
+    names = [f"runs.{capability}.{cpu_vendor()}.json", f"runs.{capability}.json"]
+    return [folder / name for name in names + (["runs.json"] if capability == "AVX512" else [])]
+
+
+def golden_file() -> Path:
+    """The golden runs this CPU is held to: the most specific of its files that exists (the first name if none)."""
+    return next((path for path in golden_candidates() if path.exists()), golden_candidates()[0])
 
 
 GOLDEN = golden_file()
@@ -188,8 +211,9 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
 
     torch.set_num_threads(1)
     named = sys.argv[sys.argv.index("--regenerate") + 1 :] or sorted(CASES)
-    runs = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    own = golden_candidates()[0]  # this CPU's own file: made here, never a fallback's numbers rewritten
+    runs = json.loads(own.read_text()) if own.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         runs.update({case: golden_run(CASES[case], tmp, Path(tmp) / case) for case in named})
-    GOLDEN.write_text(json.dumps(runs, separators=(",", ":"), sort_keys=True) + "\n")
+    own.write_text(json.dumps(runs, separators=(",", ":"), sort_keys=True) + "\n")
     HASHES.write_text(json.dumps(pinned_hashes(), indent=1, sort_keys=True) + "\n")
