@@ -7,6 +7,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import cast
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -39,7 +40,7 @@ def main(cfg: DictConfig) -> str | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         with JobLock(run_dir):  # one writer per run folder
-            summary = run(OmegaConf.to_object(cfg), run_dir, list(hc.overrides.task))
+            summary = run(as_config(cfg), run_dir, list(hc.overrides.task))
     except JobBusy as exc:  # another process took the folder after preflight looked
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
@@ -54,6 +55,12 @@ def main(cfg: DictConfig) -> str | None:
     if summary["status"] == "failed":
         sys.exit(1)
     return None
+
+
+def as_config(cfg: DictConfig) -> Config:
+    """The composed config as the harness's Config: the structured schema stored above (base_config, the first
+    entry of conf/config.yaml's defaults) makes OmegaConf.to_object build one."""
+    return cast(Config, OmegaConf.to_object(cfg))
 
 
 def remove_hydra_files(run_dir: Path) -> None:
@@ -74,7 +81,7 @@ def sweep_job(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
-    config = OmegaConf.to_object(cfg)
+    config = as_config(cfg)
     # joblib's workers end with their sweep; submitit's jobs outlive the submitting process on purpose
     watch_parent = launcher_kind(hc.launcher) == "joblib"
     if Path(str(hc.sweep.subdir)).parts[0] == GROUPS:
@@ -92,7 +99,7 @@ def sweep_job(cfg: DictConfig) -> str:
     return summary["status"]
 
 
-def group_job(config, group_dir: Path, watch_parent: bool, cpu_threads: int | None) -> str:
+def group_job(config: Config, group_dir: Path, watch_parent: bool, cpu_threads: int | None) -> str:
     """A group of the sweep (hydra.sweeper.group_size): its members, listed in group_dir by the sweeper, train
     together; each writes its own run folder. config is the first member's; the others differ only in their values
     of harness.training.group.MEMBER_KEYS, which group_dir lists."""

@@ -65,7 +65,7 @@ def documented(pattern: str) -> set[str]:
 
 
 def resolves(dotted: str) -> bool:
-    """harness.sweeps.status, harness.setup.data.MemberBatches, harness.run: a module, or a name in one."""
+    """harness.sweeps.status, harness.setup.batches.MemberBatches, harness.run: a module, or a name in one."""
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         try:

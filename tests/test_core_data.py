@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from harness.setup.batches import MemberBatches
 from harness.setup.config import DataError
-from harness.setup.data import DATASETS, MemberBatches, check_pair, load_dataset
+from harness.setup.data import DATASETS, check_pair, load_dataset
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 
@@ -33,28 +33,36 @@ def check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def one_of(key: str, value: str, valid) -> None:
+def one_of(key: str, value: object, valid: Collection[str]) -> None:
     """Refuse a value that is not a name in `valid` (a tuple or a registry dict)."""
     check(value in valid, f"{key}={value!r} is not valid; choose one of {', '.join(valid)}")
 
 
+def init_fields(cls: type) -> dict[str, Any]:
+    """A dataclass's constructor keys and their types, in order (a family's `name` is its class's, not a key). The
+    types are annotations as typing.get_type_hints gives them (a class, a union, dict[str, Any], ...)."""
+    return _init_fields(cls)
+
+
 @functools.cache
-def init_fields(cls: type) -> dict[str, object]:
-    """A dataclass's constructor keys and their types, in order (a family's `name` is its class's, not a key)."""
+def _init_fields(cls: type) -> dict[str, Any]:
+    """init_fields, cached by class (a plain function in front of it: mypy takes a dataclass class whose instances
+    are unhashable for an unhashable cache key)."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def typed_fields(cls: type, keys: Mapping, prefix: str) -> dict:
+def typed_fields(cls: type, keys: Mapping[str, object], prefix: str) -> dict[str, Any]:
     """keys checked against cls's fields: an int where a float is declared becomes that float (a hash never tells
-    2 from 2.0); a key cls lacks, or a value of another type, is a ConfigError naming prefix + key."""
+    2 from 2.0); a key cls lacks, or a value of another type, is a ConfigError naming prefix + key. The values are
+    cls's keyword arguments, each of its field's type: checked here, at run time, which is why they are Any."""
     fields, section = init_fields(cls), prefix.rstrip(".") or "the top level"
     for key in keys:
         check(key in fields, f"{prefix}{key} is not a configuration key; {section} takes {', '.join(fields)}")
     return {key: typed(prefix + key, value, fields[key]) for key, value in keys.items()}
 
 
-def typed(key: str, value, annotation):
+def typed(key: str, value: object, annotation: object) -> object:
     """value as a field annotated so takes it (bool, int, float, str, their unions with None, Any); ConfigError
     for another type."""
     options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
@@ -62,7 +70,7 @@ def typed(key: str, value, annotation):
     kinds = [typing.get_origin(t) or t for t in options]  # dict[str, Any] -> dict
     if Any in kinds or (value is None and type(None) in kinds):
         return value
-    if float in kinds and type(value) in (int, float):
+    if float in kinds and (type(value) is int or type(value) is float):
         return float(value)
     if type(value) in kinds:
         return value

@@ -35,7 +35,7 @@ class Metric:
     geometric: bool = False  # averaged on the log scale (ratios that span decades): gmean and its interval
     paper: bool = False  # a column of tables.tex as well (a page holds about ten)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.source not in SOURCES or self.cell not in CELLS or self.fmt not in FORMATS:
             raise ValueError(f"metric {self.key}: source, cell or fmt not one of {SOURCES}, {CELLS}, {FORMATS}")
         if self.geometric != (self.cell == "gmean"):

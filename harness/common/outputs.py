@@ -7,6 +7,7 @@ tool creates is followed: only the names a tool writes are checked, never the fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -22,7 +23,7 @@ def refuse_symlink(path: Path) -> None:
         )
 
 
-def refuse_symlinks(folder: Path, names) -> None:
+def refuse_symlinks(folder: Path, names: Iterable[str]) -> None:
     """refuse_symlink for each of the names inside folder."""
     for name in names:
         refuse_symlink(Path(folder) / name)

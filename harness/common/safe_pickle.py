@@ -7,7 +7,7 @@ admits dicts, lists, tuples, strings, bytes, numbers and numpy arrays, and refus
 from __future__ import annotations
 
 import pickle
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 # (module, name) of every global that a pickled dict of numpy arrays and Python values needs (numpy 1 and 2).
 ALLOWED = {
@@ -28,12 +28,13 @@ class UnsafePickle(pickle.UnpicklingError):
 
 
 class DataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) not in ALLOWED:
             raise UnsafePickle(f"it names {module}.{name}, which a data file never needs")
         return super().find_class(module, name)
 
 
-def load_data_pickle(f: BinaryIO, encoding: str = "ASCII"):
-    """pickle.load for data files; raises UnsafePickle for a file that would run code."""
+def load_data_pickle(f: BinaryIO, encoding: str = "ASCII") -> Any:
+    """pickle.load for data files (whatever the file holds, as pickle.load gives it); raises UnsafePickle for a file
+    that would run code."""
     return DataUnpickler(f, encoding=encoding).load()

@@ -29,7 +29,7 @@ WHITESPACE = re.compile(r"[\t\n\v\f\r]+")
 CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def clean(text, limit: int | None = None) -> str:
+def clean(text: object, limit: int | None = None) -> str:
     """text (any value: str() of it) without escape sequences, control characters and bidi controls, cut to at
     most `limit` characters with an ellipsis at the end when anything was cut."""
     text = str(text)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from harness.common.errors import ActivationError
-from harness.networks.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, expansion, gate_max_slope
+from harness.networks.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, gate_max_slope, is_gated
 
 
 def identity() -> nn.Module:
@@ -185,7 +185,7 @@ class ActivationSpec:
         act = self()
         if next(act.parameters(), None) is not None:
             return None
-        return gate_max_slope(act) if expansion(act) == 2 else max_abs_derivative(act)
+        return gate_max_slope(act) if is_gated(act) else max_abs_derivative(act)
 
     @property
     def gain(self) -> float:
@@ -251,7 +251,7 @@ def probe_activation(act: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(y.shape)
 
 
-def make_activation(name: str, **params) -> nn.Module:
+def make_activation(name: str, **params: object) -> nn.Module:
     """Build one activation module: `make_activation("leaky_relu", negative_slope=0.1)`."""
     return activation_spec({"name": name, **params})()
 

@@ -11,10 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # models imports this module
+    from harness.networks.models.base import ActFactory, BaseModelConfig
+
+    Construct = Callable[[BaseModelConfig, ActFactory], nn.Module]  # a model config and an activation -> the model
 
 # StarReLU's defaults (MetaFormer Baselines, Yu et al. 2022): s * relu(z)^2 + b has mean 0 and variance 1 for
 # z ~ N(0, 1), since E relu(z)^2 = 1/2 and Var relu(z)^2 = 5/4.
@@ -33,9 +39,9 @@ class GatedActivation(nn.Module):
     """
 
     expansion = 2
-    gate = staticmethod(identity_gate)
+    gate: Callable[[torch.Tensor], torch.Tensor] = staticmethod(identity_gate)
 
-    def __init__(self, dim: int = 1):
+    def __init__(self, dim: int = 1) -> None:
         super().__init__()
         self.dim = dim
 
@@ -96,7 +102,7 @@ class StarReLU(nn.Module):
 
     bounded_derivative = False
 
-    def __init__(self, scale: float = STAR_SCALE, bias: float = STAR_BIAS, learnable: bool = True):
+    def __init__(self, scale: float = STAR_SCALE, bias: float = STAR_BIAS, learnable: bool = True) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.tensor([float(scale)]), requires_grad=learnable)
         self.bias = nn.Parameter(torch.tensor([float(bias)]), requires_grad=learnable)
@@ -112,6 +118,11 @@ SQUARED_ACTIVATIONS = {"relu_squared": ReLUSquared, "star_relu": StarReLU}
 def expansion(act: nn.Module) -> int:
     """Inputs per output: 2 for a gated activation, 1 for an elementwise one."""
     return getattr(act, "expansion", 1)
+
+
+def is_gated(act: nn.Module) -> TypeGuard[GatedActivation]:
+    """expansion(act) == 2: a gated unit, which the probes read as GatedActivation's halves [u, g] and gate."""
+    return expansion(act) == 2
 
 
 def saturation_defined(act: nn.Module) -> bool:
@@ -158,13 +169,13 @@ def gate_max_slope(act: GatedActivation, lo: float = -20.0, hi: float = 20.0, n:
 # ---------------------------------------------------------------- model.match_params
 
 
-def parameter_count(construct: Callable, m, act: Callable[[], nn.Module]) -> int:
+def parameter_count(construct: Construct, m: BaseModelConfig, act: ActFactory) -> int:
     """n_params of construct(m, act), built on the meta device: no memory, and no draw from the RNG."""
     with torch.device("meta"):
         return sum(p.numel() for p in construct(m, act).parameters())
 
 
-def matched_width(m, act: Callable[[], nn.Module], construct: Callable) -> int:
+def matched_width(m: BaseModelConfig, act: ActFactory, construct: Construct) -> int:
     """The hidden width whose n_params with `act` is closest to the ungated twin's (the same model at model.width
     with a parameter-free elementwise activation); a tie goes to the wider. Bisection: n_params grows with width."""
     target = parameter_count(construct, m, nn.Identity)
@@ -179,7 +190,7 @@ def matched_width(m, act: Callable[[], nn.Module], construct: Callable) -> int:
     return min({lo, min(lo + 1, m.width)}, key=lambda w: (abs(count(w) - target), -w))
 
 
-def hidden_width(m, act: Callable[[], nn.Module], construct: Callable) -> int:
+def hidden_width(m: BaseModelConfig, act: ActFactory, construct: Construct) -> int:
     """model.width, or with model.match_params=true and a gated activation, the parameter-matched width.
     construct(model config, act) builds the model (harness.networks.models.build_model passes its own)."""
     if not m.match_params or m.depth == 0 or expansion(act()) == 1:

@@ -9,8 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.networks.activations import derivative, max_abs_derivative
-from harness.networks.gated import expansion, gate_max_slope, gated_unit_peaks, per_unit_peak, saturation_defined
-from harness.networks.models import Recurrent, activation_layers, layer_weights
+from harness.networks.gated import (
+    GatedActivation,
+    gate_max_slope,
+    gated_unit_peaks,
+    is_gated,
+    per_unit_peak,
+    saturation_defined,
+)
+from harness.networks.models import Recurrent, activation_layers, hidden_layers, layer_weights
 
 DEAD_TOL = 1e-8  # |f'(z)| at or below this for every probe sample: the unit is dead
 SATURATION_RATIO = 0.005  # |f'(z)| below this fraction of max|f'| for every sample: the unit is saturated
@@ -44,7 +51,13 @@ class _UnitWatch:
     is the same as 'some sample does', in one reduction instead of two comparisons and two reductions.
     """
 
-    def __init__(self, act: nn.Module, max_slope: float | None):
+    max_slope: float | None
+    peak: torch.Tensor | None  # (units,), once the module has run
+    sum: torch.Tensor | float  # of the outputs: a tensor once the module has run
+    sumsq: torch.Tensor | float
+    count: float
+
+    def __init__(self, act: nn.Module, max_slope: float | None) -> None:
         if not saturation_defined(act):  # relu_squared, star_relu: f' is unbounded, saturation is not defined
             self.max_slope = None
         else:
@@ -52,7 +65,7 @@ class _UnitWatch:
         self.peak = None
         self.sum = self.sumsq = self.count = 0.0
 
-    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         (z,) = inputs  # (B, units, ...) pre-activation
         slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # NaN: neither alive nor unsaturated, as before
         # (units,): the batch axis first, a fast outer reduction (amax over several axes at once is ~40x slower)
@@ -69,11 +82,16 @@ class _UnitWatch:
         self.sumsq = self.sumsq + torch.dot(out, out)  # one pass, no squared copy
         self.count += out.numel()
 
+    def peak_so_far(self) -> torch.Tensor:
+        """The peak over every call so far (a probe reads it after the forward pass, which calls every module)."""
+        assert self.peak is not None, "the watched module never ran"
+        return self.peak
+
     def alive(self) -> torch.Tensor:
-        return self.peak > DEAD_TOL
+        return self.peak_so_far() > DEAD_TOL
 
     def unsaturated(self) -> torch.Tensor | None:
-        return None if self.max_slope is None else self.peak >= SATURATION_RATIO * self.max_slope
+        return None if self.max_slope is None else self.peak_so_far() >= SATURATION_RATIO * self.max_slope
 
 
 class _GatedUnitWatch(_UnitWatch):
@@ -81,25 +99,30 @@ class _GatedUnitWatch(_UnitWatch):
     its gate input, max(|f(g)|, |u f'(g)|) > DEAD_TOL, on some sample; unsaturated while its gate's slope |f'(g)|
     reaches SATURATION_RATIO x the gate's max|f'| on some sample."""
 
-    def __init__(self, act: nn.Module, max_slope: float | None):
+    max_slope: float  # the gate's: always defined
+    gate_peak: torch.Tensor | None
+
+    def __init__(self, act: GatedActivation, max_slope: float | None) -> None:
         self.max_slope = gate_max_slope(act) if max_slope is None else max_slope
         self.peak = self.gate_peak = None
         self.sum = self.sumsq = self.count = 0.0
 
-    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         (x,) = inputs  # (B, 2 units, ...): the halves [u, g]
+        assert is_gated(module)  # the module unit_watch made this watch for
         grad_peak, slope_peak = gated_unit_peaks(module, x)
         self.keep(grad_peak)
         self.gate_peak = slope_peak if self.gate_peak is None else torch.maximum(self.gate_peak, slope_peak)
         self.add_output(output)
 
     def unsaturated(self) -> torch.Tensor:
+        assert self.gate_peak is not None, "the watched module never ran"
         return self.gate_peak >= SATURATION_RATIO * self.max_slope
 
 
 def unit_watch(act: nn.Module, max_slope: float | None) -> _UnitWatch:
     """The watch for one activation module; max_slope as for probe_units (a gated unit's: its gate's)."""
-    return (_GatedUnitWatch if expansion(act) == 2 else _UnitWatch)(act, max_slope)
+    return _GatedUnitWatch(act, max_slope) if is_gated(act) else _UnitWatch(act, max_slope)
 
 
 @torch.no_grad()
@@ -126,8 +149,9 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
     for name, ws in watches.items():
         alive = torch.cat([w.alive() for w in ws])
         defined = all(w.max_slope is not None for w in ws)
-        unsaturated = torch.cat([w.unsaturated() for w in ws]) if defined else alive
+        unsaturated = torch.cat([u for w in ws if (u := w.unsaturated()) is not None]) if defined else alive
         total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
+        assert isinstance(total, torch.Tensor) and isinstance(total_sq, torch.Tensor), "a watched module never ran"
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
@@ -149,9 +173,10 @@ def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float | None
     if units == 0:
         return 0.0, 0.0
     dead = sum(s.dead for s in stats.values()) / units
-    if any(s.saturated is None for s in stats.values()):
+    saturated = [s.saturated for s in stats.values() if s.saturated is not None]
+    if len(saturated) < len(stats):
         return dead, None
-    return dead, sum(s.saturated for s in stats.values()) / units
+    return dead, sum(saturated) / units
 
 
 def weight_grad_norms(model: nn.Module) -> torch.Tensor:
@@ -175,24 +200,34 @@ def global_grad_norm(model: nn.Module) -> torch.Tensor:
 
 def record_through_time(model: nn.Module, on: bool) -> None:
     """Make every recurrent layer keep its h_t (with retained gradients) on the next forward pass."""
-    for layer in model.hidden:
+    for layer in hidden_layers(model):
         if isinstance(layer, Recurrent):
             layer.record = on
             if not on:
                 layer.states = []
 
 
+def retained_grad(h: torch.Tensor) -> torch.Tensor:
+    """The gradient a recorded h_t retained (retain_grad) in the backward pass through it."""
+    assert h.grad is not None, "no backward pass reached this recorded state"
+    return h.grad
+
+
 def hidden_grad_norms(model: nn.Module) -> dict[str, torch.Tensor]:
     """||dL/dh_t|| per time step of each recurrent layer (directions combined), after a recorded backward."""
     norms = {}
-    for i, layer in enumerate(model.hidden):
+    for i, layer in enumerate(hidden_layers(model)):
         if isinstance(layer, Recurrent) and layer.states:
-            per_direction = [torch.stack([h.grad.norm() for h in states]) for states in layer.states]  # (T,) each
+            per_direction = [  # (T,) each
+                torch.stack([retained_grad(h).norm() for h in states]) for states in layer.states
+            ]
             norms[f"hidden.{i}"] = torch.stack(per_direction).square().sum(0).sqrt()
     return norms
 
 
-def probe_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
+def probe_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Per-layer weight-gradient norms and per-time-step hidden-state gradient norms of the mean loss on (x, y).
 
     Runs in eval mode and leaves no gradients behind.

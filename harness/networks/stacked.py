@@ -13,24 +13,31 @@ no member axis on its parameters (member_axis = False).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from harness.networks import probes, stacked_layers
-from harness.networks.models import activation_layers, layer_weights
-from harness.networks.stacked_layers import why_not_stacked
+from harness.networks.models import Recurrent, activation_layers, hidden_layers, layer_weights
+from harness.networks.stacked_layers import States, why_not_stacked
+
+Compiled = Callable[[torch.Tensor], torch.Tensor]  # torch.compile of a model: its inputs -> its logits
 
 
-def shadow_tree(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
-    """A copy of model whose parameters and buffers (by their qualified names) are the given tensors."""
+def shadow_tree(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of model whose parameters and buffers (by their qualified names) are the given tensors (a
+    parameter's an nn.Parameter)."""
     shadow = copy.deepcopy(model)
     for name, tensor in tensors.items():
         owner, _, leaf = name.rpartition(".")
         module = shadow.get_submodule(owner)
         # into the dicts themselves: nn.Module.__setattr__ would refuse a buffer's tensor under a parameter's name
-        (module._parameters if leaf in module._parameters else module._buffers)[leaf] = tensor
+        if leaf in module._parameters:
+            assert isinstance(tensor, nn.Parameter), f"{name} is a parameter: its tensor must be an nn.Parameter"
+            module._parameters[leaf] = tensor
+        else:
+            module._buffers[leaf] = tensor
     return shadow
 
 
@@ -41,26 +48,27 @@ class StackedModel:
 
     member_axis = True  # params are (K, ...): the optimizer's state and steps are per member along axis 0
 
-    def __new__(cls, models: list[nn.Module], stack: bool = True, compiled: Callable | None = None):
+    def __new__(cls, models: list[nn.Module], stack: bool = True, compiled: Compiled | None = None) -> StackedModel:
         return super().__new__(cls if stack else OneModel)
 
-    def __init__(self, models: list[nn.Module], stack: bool = True, compiled: Callable | None = None):
+    def __init__(self, models: list[nn.Module], stack: bool = True, compiled: Compiled | None = None) -> None:
         check_stackable(models)
         self.members, self.k = list(models), len(models)
         self.names = [n for n, _ in models[0].named_parameters()]
-        stacks = {}
+        params: dict[str, nn.Parameter] = {}
         for n, p in models[0].named_parameters():
-            stacks[n] = nn.Parameter(torch.stack([m.get_parameter(n).detach() for m in models]), p.requires_grad)
+            params[n] = nn.Parameter(torch.stack([m.get_parameter(n).detach() for m in models]), p.requires_grad)
+        stacks: dict[str, torch.Tensor] = dict(params)
         for n, _ in models[0].named_buffers():
             stacks[n] = torch.stack([m.get_buffer(n) for m in models])
         self.shadow = shadow_tree(models[0], stacks)  # before the views: deepcopy would copy a view's whole stack
         for i, m in enumerate(models):  # the members' own tensors become views into the stack (same objects)
             for n, tensor in stacks.items():
                 (m.get_parameter(n) if isinstance(tensor, nn.Parameter) else m.get_buffer(n)).data = tensor.data[i]
-        self.params = [stacks[n] for n in self.names]
+        self.params = [params[n] for n in self.names]
         self.train(models[0].training)
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, list]:
+    def forward(self, x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, States]:
         """x (K, B, *input_shape), member i's batch in x[i] -> (K, B, classes) logits, and with record the RNN
         layers' h_t (per layer, per direction, a list over input time of (K, B, H) with retained gradients)."""
         return stacked_layers.FORWARDS[type(self.shadow)](self.shadow, x, record)
@@ -99,14 +107,14 @@ class OneModel(StackedModel):
 
     member_axis = False
 
-    def __init__(self, models: list[nn.Module], stack: bool = False, compiled: Callable | None = None):
+    def __init__(self, models: list[nn.Module], stack: bool = False, compiled: Compiled | None = None) -> None:
         if len(models) != 1:
             raise ValueError(f"an unstacked model holds one member, not {len(models)}")
         self.members, self.k, self.shadow, self.compiled = list(models), 1, models[0], compiled
         self.names = [n for n, _ in models[0].named_parameters()]
         self.params = list(models[0].parameters())
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, list]:
+    def forward(self, x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, States]:
         """(1, B, classes) logits; with record, per recurrent layer its directions' h_t (B, H), as the stacked
         forward gives them (hidden_grad_norms reads both)."""
         model = self.shadow
@@ -115,7 +123,7 @@ class OneModel(StackedModel):
         probes.record_through_time(model, True)
         try:
             logits = model(x[0]).unsqueeze(0)
-            states = [layer.states for layer in model.hidden if getattr(layer, "record", False)]
+            states = [layer.states for layer in hidden_layers(model) if isinstance(layer, Recurrent) and layer.record]
         finally:
             probes.record_through_time(model, False)  # drops the layers' lists; `states` keeps them
         return logits, states
@@ -147,13 +155,17 @@ def global_grad_norm(sm: StackedModel) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(grads), dim=0) if grads else sm.params[0].new_zeros(sm.k)
 
 
-def hidden_grad_norms(states: list, member: int) -> dict[str, torch.Tensor]:
+def member_grad(h: torch.Tensor, member: int) -> torch.Tensor:
+    """One member's part of a recorded h_t's gradient: row `member` of a stacked (K, B, H), or all of a (B, H)."""
+    grad = probes.retained_grad(h)
+    return grad[member] if h.dim() == 3 else grad
+
+
+def hidden_grad_norms(states: States, member: int) -> dict[str, torch.Tensor]:
     """||dL/dh_t|| per time step of one member's recurrent layers, as probes.hidden_grad_norms computes it; states
     from StackedModel.forward (h_t (K, B, H)) or OneModel.forward (h_t (B, H), member 0)."""
     norms = {}
     for i, directions in enumerate(states):
-        per_direction = [
-            torch.stack([(h.grad[member] if h.dim() == 3 else h.grad).norm() for h in hs]) for hs in directions
-        ]
+        per_direction = [torch.stack([member_grad(h, member).norm() for h in hs]) for hs in directions]
         norms[f"hidden.{i}"] = torch.stack(per_direction).square().sum(0).sqrt()
     return norms

@@ -11,12 +11,33 @@ Layouts: MLP and RNN (K, B, ...) with the member axis first; CNN (B, K*C, ...) c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness.networks.gated import GatedActivation, StarReLU
-from harness.networks.models import CNN, MLP, RNN, ElmanCell, GRUCell, LSTMCell, Transformer
+from harness.networks.models import (
+    CNN,
+    MLP,
+    RNN,
+    Cell,
+    ConvBlock,
+    Dense,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    Recurrent,
+    Transformer,
+)
+from harness.networks.models.rnn import State
+from harness.networks.models.transformer import Block, SelfAttention
+
+# With record, the RNN's h_t: per recurrent layer, per direction, a list over input time of (K, B, H) (OneModel's
+# (B, H)) with retained gradients; empty for the other families and without record.
+States = list[list[list[torch.Tensor]]]
+Forward = Callable[[nn.Module, torch.Tensor, bool], tuple[torch.Tensor, States]]  # (shadow, x, record)
 
 
 def bmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -27,7 +48,7 @@ def bmm_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return product + bias.unsqueeze(1).to(product.dtype)
 
 
-def linear(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """(K, B, I) -> (K, B, O): each member's own nn.Linear, from the stacked weight (K, O, I) and bias (K, O)."""
     return bmm_linear(x, layer.weight, layer.bias)
 
@@ -39,22 +60,30 @@ def shaped(w: torch.Tensor, z: torch.Tensor, kdim: int, cdim: int) -> torch.Tens
     return w.view(shape)
 
 
-def prelu(z, act, kdim, cdim):  # F.prelu: x if x > 0 else w * x, each member's own slope(s)
+def prelu(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+    """F.prelu: x if x > 0 else w * x, each member's own slope(s)."""
+    assert isinstance(act, nn.PReLU)  # STACKED_ACTIVATIONS' key
     return torch.where(z > 0, z, shaped(act.weight, z, kdim, cdim) * z)
 
 
-def star_relu(z, act, kdim, cdim):
+def star_relu(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+    assert isinstance(act, StarReLU)  # STACKED_ACTIVATIONS' key
     return shaped(act.scale, z, kdim, cdim) * F.relu(z).square() + shaped(act.bias, z, kdim, cdim)
 
 
-def gated(z, act, kdim, cdim):  # [u, g] halves along one member's units, as GatedActivation.split takes them
+def gated(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
+    """[u, g] halves along one member's units, as GatedActivation.split takes them."""
+    assert isinstance(act, GatedActivation)  # STACKED_ACTIVATIONS' key
     u, g = z.chunk(2, dim=cdim)
     return u * act.gate(g)
 
 
+# The stacked form of an activation module: (z, the shadow's module, member axis, unit axis) -> its output.
+StackedActivation = Callable[[torch.Tensor, nn.Module, int, int], torch.Tensor]
+
 # Activations that are not elementwise or carry parameters, by type; every other built-in is elementwise and
 # parameter-free, applied to the whole stack at once (RReLU then draws its own noise: equal in law, not in bits).
-STACKED_ACTIVATIONS = {
+STACKED_ACTIVATIONS: dict[type[nn.Module], StackedActivation] = {
     nn.Softmax: lambda z, act, kdim, cdim: z.softmax(cdim),
     nn.PReLU: prelu,
     StarReLU: star_relu,
@@ -98,15 +127,17 @@ def flat(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.flatten()
 
 
-def batch_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+def batch_norm(x: torch.Tensor, norm: nn.BatchNorm1d | nn.BatchNorm2d) -> torch.Tensor:
     """BatchNorm over (B, K*C, ...) channels with the stacked (K, C) statistics: F.batch_norm updates their flat
     views in place, so each member's running statistics (views into the stack) move as its own module's would."""
     momentum = norm.momentum
     if norm.training:
+        assert norm.num_batches_tracked is not None  # NORMS' BatchNorms track their running statistics
         with torch.no_grad():
             norm.num_batches_tracked += 1  # (K,): every member counts the batch
         if momentum is None:  # the cumulative average; the members step together, so member 0's count is theirs
             momentum = 1.0 / float(norm.num_batches_tracked[0])
+    assert momentum is not None  # F.batch_norm refuses None in eval mode too; NORMS' BatchNorms have 0.1
     return F.batch_norm(
         x,
         flat(norm.running_mean),
@@ -139,19 +170,24 @@ def conv_norm(z: torch.Tensor, norm: nn.Module, k: int) -> torch.Tensor:
     return z
 
 
-def mlp_forward(m: MLP, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list]:
+def mlp_forward(m: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, States]:
+    assert isinstance(m, MLP)  # FORWARDS' key
     x = x.flatten(2)  # (K, B, D)
     for i, block in enumerate(m.hidden):
+        assert isinstance(block, Dense)
         h = activation(dense_norm(linear(x, block.linear), block.norm), block.act, 0, 2)
         x = x + h if m.residual and i > 0 else h
     return linear(x, m.head), []
 
 
-def cnn_forward(m: CNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list]:
+def cnn_forward(m: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, States]:
+    assert isinstance(m, CNN)  # FORWARDS' key
     k = x.shape[0]
     x = x.transpose(0, 1).flatten(1, 2)  # (B, K*C_in, ...): each member's channels in turn
     for block in m.hidden:
+        assert isinstance(block, ConvBlock)
         conv = block.conv
+        assert conv.bias is not None  # ConvBlock's convolutions have one
         step = F.conv1d if isinstance(conv, nn.Conv1d) else F.conv2d
         z = step(
             x, conv.weight.flatten(0, 1), conv.bias.flatten(), conv.stride, conv.padding, conv.dilation, groups=k
@@ -166,11 +202,12 @@ def cnn_forward(m: CNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, li
 # ---- recurrent cells: the equations of harness.networks.models.rnn's cells on (K, B, H), with each member's activation
 
 
-def elman_step(xw, hw, h, cell):
+def elman_step(xw: torch.Tensor, hw: torch.Tensor, h: State, cell: Cell) -> State:
     return activation(xw + hw, cell.act, 0, 2)
 
 
-def gru_step(xw, hw, h, cell):
+def gru_step(xw: torch.Tensor, hw: torch.Tensor, h: State, cell: Cell) -> State:
+    assert isinstance(h, torch.Tensor)  # run_cells' h
     x_r, x_z, x_n = xw.chunk(3, dim=2)
     h_r, h_z, h_n = hw.chunk(3, dim=2)
     r = torch.sigmoid(x_r + h_r)
@@ -179,46 +216,60 @@ def gru_step(xw, hw, h, cell):
     return (1 - z) * n + z * h
 
 
-def lstm_step(xw, hw, state, cell):
+def lstm_step(xw: torch.Tensor, hw: torch.Tensor, state: State, cell: Cell) -> State:
+    assert isinstance(cell, LSTMCell)  # STEPS' key
     h, c = state
     i, f, g, o = (xw + hw).chunk(4, dim=2)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * activation(g, cell.act, 0, 2)
     return torch.sigmoid(o) * activation(c, cell.act_cell, 0, 2), c
 
 
-STEPS = {ElmanCell: elman_step, GRUCell: gru_step, LSTMCell: lstm_step}
+# (this step's input projection, hw, the state, the shadow's cell) -> the next state, by cell type
+STEPS: dict[type[Cell], Callable[[torch.Tensor, torch.Tensor, State, Cell], State]] = {
+    ElmanCell: elman_step,
+    GRUCell: gru_step,
+    LSTMCell: lstm_step,
+}
 
 
-def run_cells(cell: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def run_cells(cell: Cell, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One direction of one recurrent layer over (K, B, T, I) -> (K, B, T, H), and its h_t if recording."""
     k, b, t, n_in = x.shape
     step, lstm = STEPS[type(cell)], isinstance(cell, LSTMCell)
-    xw = bmm_linear(x.reshape(k, b * t, n_in), cell.weight_ih, cell.bias_ih).view(k, b, t, -1)
-    # (T, K, B, G*H), one contiguous slice per step; unbind's backward is one stack, where indexing each step
-    # would make a full-size zero gradient per step (at K=16 that was most of the backward's time)
-    xw = xw.permute(2, 0, 1, 3).contiguous().unbind(0)
+    # the input projections (K, B, T, G*H) as (T, K, B, G*H), one contiguous slice per step; unbind's backward is
+    # one stack, where indexing each step would make a full-size zero gradient per step (at K=16 that was most of
+    # the backward's time)
+    xw = (
+        bmm_linear(x.reshape(k, b * t, n_in), cell.weight_ih, cell.bias_ih)
+        .view(k, b, t, -1)
+        .permute(2, 0, 1, 3)
+        .contiguous()
+        .unbind(0)
+    )
     h = x.new_zeros(k, b, cell.hidden_size)
-    state = (h, h) if lstm else h
+    state: State = (h, h) if lstm else h
     outputs = []
     for i in range(t):
-        hidden = state[0] if lstm else state
+        hidden = state[0] if isinstance(state, tuple) else state  # the LSTM's (h, c)
         state = step(xw[i], bmm_linear(hidden, cell.weight_hh, cell.bias_hh), state, cell)
-        outputs.append(state[0] if lstm else state)
+        outputs.append(state[0] if isinstance(state, tuple) else state)
     if record:
         for h in outputs:
             h.retain_grad()
     return torch.stack(outputs).permute(1, 2, 0, 3), outputs  # (K, B, T, H); stacked on dim 0: cheap backward
 
 
-def rnn_forward(m: RNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list]:
+def rnn_forward(m: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, States]:
     """Logits, and per layer the h_t of each direction (indexed by input time) when recording."""
+    assert isinstance(m, RNN)  # FORWARDS' key
     x = x.transpose(2, 3) if x.dim() == 4 else x.permute(0, 1, 3, 2, 4).flatten(3)  # (K, B, T, features)
     states = []
     for layer in m.hidden:
-        out, forward_h = run_cells(layer.cells[0], x, record)
+        assert isinstance(layer, Recurrent)
+        out, forward_h = run_cells(layer.cell(0), x, record)
         outs, directions = [out], [forward_h]
         if len(layer.cells) == 2:
-            out, backward_h = run_cells(layer.cells[1], x.flip(2), record)
+            out, backward_h = run_cells(layer.cell(1), x.flip(2), record)
             outs.append(out.flip(2))
             directions.append(backward_h[::-1])
         x = torch.cat(outs, dim=3)  # (K, B, T, H * directions)
@@ -226,25 +277,27 @@ def rnn_forward(m: RNN, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, li
     return linear(x.flatten(2), m.head), states
 
 
-def attention(x: torch.Tensor, attn: nn.Module, batch: int) -> torch.Tensor:
+def attention(x: torch.Tensor, attn: SelfAttention, batch: int) -> torch.Tensor:
     """(K, B*T, D) -> (K, B*T, D): each member's SelfAttention, all members' heads in one attention call."""
     k, n, d = x.shape
     t, heads = n // batch, attn.heads
 
-    def split(proj: nn.Module) -> torch.Tensor:  # (K, B*T, D) -> (K*B, heads, T, D / heads)
+    def split(proj: nn.Linear) -> torch.Tensor:  # (K, B*T, D) -> (K*B, heads, T, D / heads)
         return linear(x, proj).view(k * batch, t, heads, d // heads).transpose(1, 2)
 
     y = F.scaled_dot_product_attention(split(attn.q), split(attn.k), split(attn.v))
     return linear(y.transpose(1, 2).reshape(k, n, d), attn.out)
 
 
-def transformer_forward(m: Transformer, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list]:
+def transformer_forward(m: nn.Module, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, States]:
+    assert isinstance(m, Transformer)  # FORWARDS' key
     k, b = x.shape[:2]
     tokens = m.tokens(x.flatten(0, 1))  # tokens() has no parameters: one call for all members, (K*B, T, C*P...)
     t = tokens.shape[1]
     x = linear(tokens.view(k, b * t, -1), m.embed).view(k, b, t, -1)
     x = (x + m.position).flatten(1, 2)  # (K, B*T, D); the positions (K, 1, T, D)
     for block in m.hidden:
+        assert isinstance(block, Block)
         x = x + attention(dense_norm(x, block.norm_attn), block.attn, b)
         z = linear(dense_norm(x, block.norm_ffn), block.ffn_in)
         h = activation(z, block.act, 0, 2)  # units on axis 2: one member's FFN features
@@ -255,4 +308,9 @@ def transformer_forward(m: Transformer, x: torch.Tensor, record: bool) -> tuple[
 
 # Keyed by network class; a family whose network is here declares it (harness.networks.models.base.Family.stacked), so
 # that the sweeper groups its runs (tests/test_model_registry.py holds the two equal).
-FORWARDS = {MLP: mlp_forward, CNN: cnn_forward, RNN: rnn_forward, Transformer: transformer_forward}
+FORWARDS: dict[type[nn.Module], Forward] = {
+    MLP: mlp_forward,
+    CNN: cnn_forward,
+    RNN: rnn_forward,
+    Transformer: transformer_forward,
+}

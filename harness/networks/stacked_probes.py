@@ -9,14 +9,19 @@ same definitions (docs/activations.md). A group of one (OneModel) is probed by p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from harness.networks import stacked_layers
 from harness.networks.activations import max_abs_derivative
-from harness.networks.gated import expansion, gate_max_slope, gated_slopes, saturation_defined
+from harness.networks.gated import expansion, gate_max_slope, gated_slopes, is_gated, saturation_defined
 from harness.networks.models import activation_layers
 from harness.networks.probes import DEAD_TOL, SATURATION_RATIO, LayerStats, probe_units
+
+if TYPE_CHECKING:
+    from harness.networks.stacked import StackedModel
 
 # probe samples per stacked forward: bounds the memory at K x 256 rows, and is the same for every K, so that a
 # member's sums (and so its mean and std, bit for bit in float32) do not depend on its group's size
@@ -50,16 +55,22 @@ def keep_max(old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
 class StackedWatch:
     """One activation module of the shadow tree over every call of a probe: the members' unit peaks and sums."""
 
-    def __init__(self, act: nn.Module, thresholds: list[float] | None):
-        self.act, self.gated = act, expansion(act) == 2
+    peak: torch.Tensor | None  # (K, units), once the module has run
+    gate_peak: torch.Tensor | None
+    sum: torch.Tensor | float  # (K,) of the outputs, once the module has run
+    sumsq: torch.Tensor | float
+
+    def __init__(self, act: nn.Module, thresholds: list[float] | None) -> None:
+        self.act, self.gated = act, is_gated(act)
         self.thresholds = thresholds  # per member: SATURATION_RATIO x its max|f'|; None: saturation undefined
         self.peak = self.gate_peak = None
         self.sum = self.sumsq = 0.0
         self.count = 0
 
     def __call__(self, z: torch.Tensor, out: torch.Tensor, kdim: int, cdim: int) -> None:
-        if self.gated:
-            to_value, to_gate, gate_slope = (s.nan_to_num(nan=-1.0) for s in gated_slopes(self.act, z, cdim))
+        act = self.act
+        if is_gated(act):  # self.gated, with act narrowed
+            to_value, to_gate, gate_slope = (s.nan_to_num(nan=-1.0) for s in gated_slopes(act, z, cdim))
             self.peak = keep_max(self.peak, unit_peaks(torch.maximum(to_value, to_gate), kdim, cdim))
             self.gate_peak = keep_max(self.gate_peak, unit_peaks(gate_slope, kdim, cdim))
         else:  # NaN: neither alive nor unsaturated, as in probe_units
@@ -73,10 +84,13 @@ class StackedWatch:
         self.count += members.shape[1]
 
     def alive(self) -> torch.Tensor:
+        assert self.peak is not None, "the watched module never ran"
         return self.peak > DEAD_TOL
 
     def unsaturated(self) -> torch.Tensor:
+        """Which units of each member reach its threshold; only where saturation is defined (thresholds)."""
         slope = self.gate_peak if self.gated else self.peak
+        assert slope is not None and self.thresholds is not None
         return slope >= torch.tensor(self.thresholds, dtype=slope.dtype, device=slope.device)[:, None]
 
 
@@ -87,14 +101,14 @@ def thresholds(members: list[nn.Module], name: str, j: int, max_slopes: list[flo
     if expansion(acts[0]) != 2 and not saturation_defined(acts[0]):
         return None
     slopes = [
-        ms if ms is not None else gate_max_slope(a) if expansion(a) == 2 else max_abs_derivative(a)
+        ms if ms is not None else gate_max_slope(a) if is_gated(a) else max_abs_derivative(a)
         for a, ms in zip(acts, max_slopes)
     ]
     return [SATURATION_RATIO * s for s in slopes]
 
 
 @torch.no_grad()
-def probe_members(stack, x: torch.Tensor, max_slopes: list[float | None]) -> list[dict[str, LayerStats]]:
+def probe_members(stack: StackedModel, x: torch.Tensor, max_slopes: list[float | None]) -> list[dict[str, LayerStats]]:
     """probe_units for every member of a stack (harness.networks.stacked.StackedModel) on inputs x, in eval mode;
     max_slopes: each member's activation's max|f'| where fixed, as for probe_units."""
     if not stack.member_axis:
@@ -105,7 +119,7 @@ def probe_members(stack, x: torch.Tensor, max_slopes: list[float | None]) -> lis
     }
     shadow_acts = [a for acts in activation_layers(stack.shadow).values() for a in acts]
     for act, watch in zip(shadow_acts, [w for ws in watches.values() for w in ws]):
-        act.stacked_watch = watch
+        act.stacked_watch = watch  # type: ignore[assignment]  # torch's stub takes a Tensor or Module; any value is set
     was_training = stack.training
     stack.eval()
     try:
@@ -121,12 +135,14 @@ def probe_members(stack, x: torch.Tensor, max_slopes: list[float | None]) -> lis
 
 def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[str, LayerStats]]:
     """Each member's LayerStats from the watches, with one read of the device for every member and layer."""
-    masks, columns = {}, []
+    masks: dict[str, tuple[torch.Tensor, bool]] = {}
+    columns = []
     for name, ws in watches.items():
         alive = torch.cat([w.alive() for w in ws], dim=1)  # (K, units)
         defined = all(w.thresholds is not None for w in ws)
         unsaturated = torch.cat([w.unsaturated() for w in ws], dim=1) if defined else alive
         total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
+        assert isinstance(total, torch.Tensor) and isinstance(total_sq, torch.Tensor), "a watched module never ran"
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         masks[name] = alive, defined

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class Recorder:
 def save_checkpoint(path: Path, parts: dict, state: dict, config: Config) -> None:
     """Save everything a restarted job needs to continue exactly, atomically and behind its checksum. parts: the
     member's model, optimizer, scaler and batches state dicts (in the formats of torch's own optimizers and of a
-    one-member harness.setup.data.MemberBatches); state: a TrainState as a dict."""
+    one-member harness.setup.batches.MemberBatches); state: a TrainState as a dict."""
     blob = {
         **parts,
         "rng": torch.get_rng_state(),
@@ -86,7 +87,9 @@ def save_checkpoint(path: Path, parts: dict, state: dict, config: Config) -> Non
     write_checkpoint_file(path, blob)
 
 
-def load_checkpoint(path: Path, config: Config, batches_problem) -> tuple[dict, TrainState] | None:
+def load_checkpoint(
+    path: Path, config: Config, batches_problem: Callable[[dict], str | None]
+) -> tuple[dict, TrainState] | None:
     """A checkpoint written by save_checkpoint: (its parts, its TrainState) for the caller to restore; None when it
     was set aside (no checksum or a wrong one, damaged, another config, batches_problem(its batches) not None)."""
     blob = read_checkpoint(path, config_hash(config))
@@ -102,7 +105,8 @@ def load_checkpoint(path: Path, config: Config, batches_problem) -> tuple[dict, 
         state.train_cpu_time = math.nan
     state.rows = [tuple(r) for r in state.rows if r[0] <= state.step]
     if state.warm_time is not None:
-        state.warm_time = tuple(state.warm_time)
+        warm_step, warm_train_time = state.warm_time  # a tuple again, whatever sequence the checkpoint held
+        state.warm_time = (warm_step, warm_train_time)
     return blob, state
 
 

@@ -11,14 +11,21 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
 from harness.common.outputs import refuse_symlink
 from harness.records.schema import SCHEMA_VERSION, finite_or_none, read_summary_file  # noqa: F401  writers import them here
-from harness.setup.config import config_hash, to_dict
+from harness.setup.config import Config, config_hash, to_dict
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+    from harness.setup.resolve import Resolved
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -33,8 +40,9 @@ UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by se
 os.umask(UMASK)
 
 
-def atomic_write(path: Path, write, binary: bool = False) -> None:
-    """Write through a temporary file in the same folder, then os.replace: readers never see half a file.
+def atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
+    """Write through a temporary file in the same folder, then os.replace: readers never see half a file. write(f)
+    writes it to f, a text file (newline="": as written), or a binary one when binary.
 
     The temporary name is unique (.NAME.XXXX.tmp): two writers never share one, and a killed one's is recognisable.
     A path that is a symlink is refused (harness.common.outputs.SymlinkRefused): os.replace would replace the link, and
@@ -44,7 +52,7 @@ def atomic_write(path: Path, write, binary: bool = False) -> None:
     refuse_symlink(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             os.fchmod(f.fileno(), 0o666 & ~UMASK)  # as open() would make it, not mkstemp's owner-only 0600
             write(f)
             f.flush()
@@ -81,7 +89,9 @@ def now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def new_summary(config, run_dir: Path, overrides, group: dict | None = None, resolved=None) -> dict:
+def new_summary(
+    config: Config, run_dir: Path, overrides: Iterable[str], group: dict | None = None, resolved: Resolved | None = None
+) -> dict:
     """The one summary every run starts from (a single run, a group's member, a job that failed before training):
     who it is, status failed until its end says otherwise. resolved (harness.setup.resolve) names the activation as
     built and the initialisation used; a job that failed before it records the configured ones. group: the member's
@@ -126,7 +136,7 @@ def write_record(run_dir: Path, summary: dict) -> None:
 def write_metrics(run_dir: Path, rows: list[tuple]) -> None:
     """Write metrics.csv (long form: step, split, metric, layer, value, t) atomically."""
 
-    def write(f):
+    def write(f: IO[str]) -> None:
         writer = csv.writer(f)
         writer.writerow(METRIC_COLUMNS)
         for step, split, metric, layer, value, t in rows:
@@ -162,10 +172,10 @@ CHECKPOINT_HEADER_BYTES = len(CHECKPOINT_MAGIC) + 64 + 1
 class HashingWriter:
     """A file for torch.save that hashes what passes through it."""
 
-    def __init__(self, f):
+    def __init__(self, f: IO[bytes]) -> None:
         self.f, self.sha256 = f, hashlib.sha256()
 
-    def write(self, data) -> int:
+    def write(self, data: ReadableBuffer) -> int:  # torch.save hands it memoryviews
         self.sha256.update(data)
         return self.f.write(data)
 
@@ -177,10 +187,10 @@ def write_checkpoint_file(path: Path, blob: dict) -> None:
     """torch.save(blob) behind its checksum header, atomically: a kill leaves the old file or the new one."""
     import torch
 
-    def write(f):
+    def write(f: IO[bytes]) -> None:
         f.write(b"\0" * CHECKPOINT_HEADER_BYTES)  # its place; the digest is known once the payload is written
         payload = HashingWriter(f)
-        torch.save(blob, payload)
+        torch.save(blob, payload)  # type: ignore[arg-type]  # torch's stub wants IO[bytes]; save calls write only
         f.seek(0)
         f.write(CHECKPOINT_MAGIC + payload.sha256.hexdigest().encode() + b"\n")
 
@@ -252,7 +262,7 @@ def set_aside_checkpoint(path: Path, reason: str) -> None:
 @functools.cache
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape a result."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -284,7 +294,7 @@ def find_run_dirs(path: Path) -> list[Path]:
     return sorted(d for d in found if not any(part.startswith(".") for part in d.relative_to(path.parent).parts))
 
 
-def flatten(prefix: str, value, out: dict) -> None:
+def flatten(prefix: str, value: object, out: dict[str, object]) -> None:
     """Nested dicts to dotted columns: {'model': {'depth': 2}} -> {'model.depth': 2}."""
     if isinstance(value, dict):
         for k, v in value.items():
@@ -316,7 +326,7 @@ def load_runs(*paths: Path, with_metrics: bool = True) -> tuple[pd.DataFrame, pd
             if damage:
                 skipped.append({"run_dir": str(run_dir), "reason": f"unreadable {damage[0]}: {damage[1]}"})
                 continue
-            row = {}
+            row: dict[str, object] = {}
             flatten("", summary, row)
             row["run_dir"] = str(run_dir)  # where it is now, not where it was written (runs can be moved)
             rows.append(row)

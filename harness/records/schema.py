@@ -25,7 +25,9 @@ from harness.records.upgrade import upgrade
 from harness.setup import config as config_module
 
 SCHEMA_VERSION = 2  # the summary.json layout this harness writes; it reads 1 too, upgraded (harness.records.migrate)
-STATUSES = ("ok", "diverged", "failed")
+SchemaVersion = Literal[1, 2]  # the layouts it reads: 1 and SCHEMA_VERSION (a Literal names values, not constants)
+Status = Literal["ok", "diverged", "failed"]
+STATUSES: tuple[str, ...] = typing.get_args(Status)
 MAX_RECORD_BYTES = 256 << 20  # a summary or manifest beyond this is not one the harness wrote
 
 # JSON as the harness writes it: exact types (no "0.9" for 0.9, no 1 for true), finite numbers (null for the rest).
@@ -36,7 +38,7 @@ Count = Annotated[int, Field(ge=0)]
 ByLayer = dict[str, Fraction | None]
 
 
-def finite_or_none(value):
+def finite_or_none(value: object) -> object:
     """JSON has no NaN or Inf: store non-finite numbers as null, recursively."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -56,11 +58,15 @@ def config_model() -> type[BaseModel]:
     (the contract's `config` holds the whole configuration, older or newer keys included), missing ones are not
     required (older summaries)."""
     hints = typing.get_type_hints(config_module.Config, vars(config_module))
-    fields = {f.name: (hints[f.name] | None, None) for f in dataclasses.fields(config_module.Config)}
+    # create_model's field definitions, (annotation, default): annotations are values only pydantic types
+    fields: dict[str, Any] = {f.name: (hints[f.name] | None, None) for f in dataclasses.fields(config_module.Config)}
     return create_model("RunConfig", __config__=ConfigDict(strict=True, allow_inf_nan=False, extra="ignore"), **fields)
 
 
-RunConfig = config_model()
+if typing.TYPE_CHECKING:  # a model made at import, from Config's fields: to mypy, any pydantic model
+    RunConfig = BaseModel
+else:
+    RunConfig = config_model()
 
 
 class Group(BaseModel):
@@ -82,8 +88,8 @@ class SummaryFields(BaseModel):
 
     model_config = STRICT
     # identity
-    schema_version: Literal[1, SCHEMA_VERSION]
-    status: Literal[STATUSES]
+    schema_version: SchemaVersion
+    status: Status
     activation: str | None = None
     model: str | None = None
     dataset: str | None = None
@@ -148,7 +154,7 @@ class SummaryFields(BaseModel):
     pid: Count | None = None
 
     @model_validator(mode="after")
-    def finished_runs_name_their_configuration(self):
+    def finished_runs_name_their_configuration(self) -> SummaryFields:
         if self.status != "failed" and not self.config_hash:  # resume matches finished runs by it
             raise ValueError(f"a finished run (status {self.status}) records its config_hash")
         return self
@@ -233,7 +239,8 @@ FIELD_TYPES = {"percent": Fraction, "points": Fraction, "rate": NonNegative, "ra
 @functools.cache
 def summary_model(registry: tuple[metrics.Metric, ...]) -> type[BaseModel]:
     """The summary.json schema: SummaryFields plus the registry's stored metrics, each typed by its format."""
-    fields = {m.key: (FIELD_TYPES[m.fmt] | None, None) for m in registry if m.source != "report"}
+    # create_model's field definitions, (annotation, default): annotations are values only pydantic types
+    fields: dict[str, Any] = {m.key: (FIELD_TYPES[m.fmt] | None, None) for m in registry if m.source != "report"}
     return create_model("Summary", __base__=SummaryFields, **fields)
 
 

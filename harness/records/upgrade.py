@@ -37,7 +37,7 @@ def test_size(dataset: str | None) -> int | None:
     """The dataset's test split: fixed by its registry entry, whatever the run's training size."""
     from harness.setup.data import DATASETS  # torch: only for the runs that need it
 
-    spec = DATASETS.get(dataset)
+    spec = None if dataset is None else DATASETS.get(dataset)
     return None if spec is None else spec.test
 
 

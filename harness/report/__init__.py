@@ -4,6 +4,7 @@ and, on request, LaTeX tables. The top layer: May import `harness.common`, `harn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.errors import ReportError
@@ -11,7 +12,13 @@ from harness.report.errors import ReportError
 __all__ = ["ReportError", "build_report"]
 
 
-def build_report(paths, baseline: str | None = None, out=None, figures: bool = True, latex: bool = False) -> Path:
+def build_report(
+    paths: Sequence[str | Path],
+    baseline: str | None = None,
+    out: str | Path | None = None,
+    figures: bool = True,
+    latex: bool = False,
+) -> Path:
     """Build a report from the runs under paths; see harness.report.build.build_report."""
     from harness.report.build import build_report as build  # seaborn and scipy load here, not at import
 

@@ -7,7 +7,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,6 +32,9 @@ from harness.report.sections import (
     skipped_blocks,
 )
 from harness.report.shown import shown_analysis, shown_label
+
+if TYPE_CHECKING:
+    from harness.report.gallery import Item  # gallery imports torch: only when the gallery is drawn
 
 TITLE = "Activation comparison"
 # What a report writes in its folder: none of these, nor figures/ or a figure in it, may be a symlink (and the
@@ -61,7 +66,7 @@ def default_out(paths: list[Path]) -> Path:
 
 
 def build_report(
-    paths: list[str | Path],
+    paths: Sequence[str | Path],
     baseline: str | None = None,
     out: str | Path | None = None,
     figures: bool = True,
@@ -72,19 +77,19 @@ def build_report(
 
     Raises ReportError (one line) for a path that does not exist, no usable runs, or an unknown baseline.
     """
-    paths = [Path(p) for p in paths]
-    for p in paths:
+    folders = [Path(p) for p in paths]
+    for p in folders:
         if not p.exists():
             raise ReportError(f"no such file or folder: {p}")
-    data = gather(paths)
+    data = gather(folders)
     if data.runs.empty:
         found = f"; {len(data.skipped)} run folder(s) found, none usable" if len(data.skipped) else ""
         first = f" (e.g. {data.skipped['reason'].iloc[0]})" if len(data.skipped) else ""
-        raise ReportError(f"no finished runs under {', '.join(map(str, paths))}{found}{first}")
+        raise ReportError(f"no finished runs under {', '.join(map(str, folders))}{found}{first}")
     a = analyse(data, baseline)
-    out, stale = prepare_out(Path(out) if out is not None else default_out(paths), given=out is not None)
+    out, stale = prepare_out(Path(out) if out is not None else default_out(folders), given=out is not None)
     try:
-        write_report(a, paths, out, figures, latex)
+        write_report(a, folders, out, figures, latex)
     except SymlinkRefused as exc:  # made after the check above: still refused, still one line
         raise ReportError(str(exc)) from None
     remove_stale(stale)
@@ -181,7 +186,7 @@ def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
     write_csv(portable(a.data.skipped, base), out / "skipped.csv")
 
 
-def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
+def report_activations(a: Analysis) -> list[Item]:
     """(label, registry name, parameters) of each activation in the report that the registry can build."""
     from harness.networks.activations import ACTIVATIONS
 
@@ -197,7 +202,7 @@ def report_activations(a: Analysis) -> list[tuple[str, str, dict]]:
     return sorted(found, key=lambda item: order.index(item[0]))
 
 
-def palette_for(a: Analysis) -> dict:
+def palette_for(a: Analysis) -> dict[str, tuple]:
     from harness.report.figures import palette
 
     return palette(sorted(a.data.runs["act"].unique()), a.baseline)
@@ -210,6 +215,7 @@ def slug(text: str) -> str:
 def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
     """The runs, metrics and layer rows of one task at each activation's chosen setting."""
     keep = set(a.tuned.loc[a.tuned["task"] == task, "run_dir"])
+    assert a.data.layers is not None  # gather leaves layers unset only without runs, and build_report stops there
     return {
         "runs": a.tuned[a.tuned["task"] == task],
         "metrics": a.data.metrics[a.data.metrics["run_dir"].isin(keep)],
@@ -217,7 +223,7 @@ def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
     }
 
 
-def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | str]:
+def draw_figures(a: Analysis, gallery: list[Item], folder: Path) -> dict[str, Path | str]:
     """Every static figure; a figure that cannot be drawn becomes a line in the report instead of a crash."""
     from harness.report import figures as fig
     from harness.report import summary_figures
@@ -227,7 +233,7 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
     colours = palette_for(a)
     metrics = a.data.metrics[a.data.metrics["run_dir"].isin(set(a.tuned["run_dir"]))]
     chosen = a.summary[a.summary["chosen"]]
-    jobs = {}
+    jobs: dict[str, Callable[..., Path]] = {}  # figure name -> draw(path), its data bound as default arguments
     for task in sorted(a.tuned["task"].unique()):
         parts = tuned_parts(a, task)
         jobs[f"{slug(task)}_overview"] = lambda p, t=parts: overview(t["runs"], t["metrics"], t["layers"], colours, p)
@@ -251,7 +257,7 @@ def draw_figures(a: Analysis, gallery: list, folder: Path) -> dict[str, Path | s
         jobs["critical_difference"] = lambda p: critical_difference(a.ranks, a.friedman["cd"], colours, p)
     if gallery:
         jobs["gallery"] = lambda p: plot_gallery(gallery, p, colours)
-    drawn = {}
+    drawn: dict[str, Path | str] = {}  # the figure's file, or why it could not be drawn
     for name, draw in jobs.items():
         try:
             drawn[name] = draw(folder / f"{name}.png")
@@ -265,7 +271,7 @@ def interactive_figures(a: Analysis) -> dict[str, dict[str, str]]:
     from harness.report.interactive import FIGURES
 
     colours = palette_for(a)
-    plots = {}
+    plots: dict[str, dict[str, str]] = {}
     for task in sorted(a.tuned["task"].unique()):
         parts = tuned_parts(a, task)
         plots[task] = {}
@@ -278,7 +284,13 @@ def interactive_figures(a: Analysis) -> dict[str, dict[str, str]]:
     return plots
 
 
-def report_blocks(a: Analysis, paths: list[Path], properties: pd.DataFrame, drawn: dict, plots: dict) -> list[Block]:
+def report_blocks(
+    a: Analysis,
+    paths: list[Path],
+    properties: pd.DataFrame,
+    drawn: dict[str, Path | str],
+    plots: dict[str, dict[str, str]],
+) -> list[Block]:
     runs = a.data.runs
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     intro = (

@@ -56,7 +56,7 @@ def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Pat
 
 def cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
     """Maximal runs i..j of sorted average ranks spanning less than cd (the bars of a CD diagram)."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     for i in range(len(sorted_ranks)):
         j = i
         while j + 1 < len(sorted_ranks) and sorted_ranks[j + 1] - sorted_ranks[i] < cd:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import seaborn as sns
 
@@ -17,6 +19,7 @@ from harness.report.stats import mean_ci
 DPI = 110
 LEGEND = "activation"
 WRAP = 3  # panels per row of a per-layer figure
+Interval = Callable[[npt.ArrayLike], tuple[float, float]]  # the band drawn around a mean, from the seeds' values
 
 
 def palette(acts: list[str], baseline: str | None = None) -> dict[str, tuple]:
@@ -27,37 +30,37 @@ def palette(acts: list[str], baseline: str | None = None) -> dict[str, tuple]:
 
 
 @contextmanager
-def style():
+def style() -> Iterator[None]:
     """Seaborn's look for our figures only: a notebook user's own rcParams are left alone."""
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
         yield
 
 
-def t_interval(values) -> tuple[float, float]:
+def t_interval(values: npt.ArrayLike) -> tuple[float, float]:
     """The bands of every figure: the same Student-t 95% interval of the mean as the tables."""
     return mean_ci(values)[2:]
 
 
-def nonnegative_interval(values) -> tuple[float, float]:
+def nonnegative_interval(values: npt.ArrayLike) -> tuple[float, float]:
     """The t-interval clipped at 0, for losses and accuracies."""
     lo, hi = t_interval(values)
     return max(lo, 0.0), hi
 
 
-def fraction_interval(values) -> tuple[float, float]:
+def fraction_interval(values: npt.ArrayLike) -> tuple[float, float]:
     """The t-interval clipped to [0, 1]: a fraction of units cannot be negative."""
     lo, hi = t_interval(values)
     return max(lo, 0.0), min(hi, 1.0)
 
 
-def geometric_mean(values) -> float:
+def geometric_mean(values: npt.ArrayLike) -> float:
     """Norms span decades and are drawn on log axes: average them on the log scale."""
     x = np.asarray(values, dtype=float)
     x = x[x > 0]
     return float(np.exp(np.log(x).mean())) if len(x) else math.nan
 
 
-def log_interval(values) -> tuple[float, float]:
+def log_interval(values: npt.ArrayLike) -> tuple[float, float]:
     """The t-interval of the mean log, back on the original scale: positive, symmetric on a log axis."""
     x = np.asarray(values, dtype=float)
     lo, hi = mean_ci(np.log(x[x > 0]))[2:]
@@ -86,14 +89,14 @@ def curves(
     col: str,
     x: str = "step",
     y: str = "value",
-    col_order=None,
-    row_order=None,
-    sharex=True,
-    sharey=False,
+    col_order: list[str] | None = None,
+    row_order: list[str] | None = None,
+    sharex: bool | str = True,
+    sharey: bool = False,
     log: bool = False,
-    errorbar=t_interval,
+    errorbar: Interval = t_interval,
     height: float = 2.6,
-):
+) -> sns.FacetGrid:
     """Mean lines with a 95% band across seeds on a row x col grid, rows named on the left, legend on the right.
 
     log=True: a log axis, with the geometric mean and its interval on the log scale.
@@ -154,7 +157,9 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
         return save(g.figure, path)
 
 
-def per_layer(metrics: pd.DataFrame, colours: dict, names: dict[str, str], path: Path, sharey, errorbar) -> Path:
+def per_layer(
+    metrics: pd.DataFrame, colours: dict, names: dict[str, str], path: Path, sharey: bool, errorbar: Interval
+) -> Path:
     """Probe metrics per layer against step: one panel per quantity and layer, at most WRAP panels a row, so that a
     deep network's panels stay legible at the report's width."""
     data = metrics[(metrics["split"] == "probe") & metrics["metric"].isin(list(names))].copy()

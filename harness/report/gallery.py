@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,10 @@ from torch import nn
 from harness.networks.activations import ACTIVATIONS, grid_input, make_activation, max_abs_derivative
 from harness.networks.gated import expansion, saturation_defined
 from harness.records.results import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.typing import ColorType
 
 PLOT_RANGE = (-5.0, 5.0)  # the reference article's torch.arange(-5, 5, 0.1)
 PLOT_RANGES = {"relu6": (-5.0, 10.0)}  # as the article draws ReLU6, so that its cap at 6 shows
@@ -149,9 +154,9 @@ def plane_normal_mean(act: nn.Module, n: int = 801) -> float:
     u, g = torch.meshgrid(t, t, indexing="ij")
     with torch.no_grad():
         y = act.double().eval()(torch.stack([u.flatten(), g.flatten()], dim=1)).reshape(n, n).numpy()
-    t = t.numpy()
-    pdf = np.exp(-(t**2) / 2) / math.sqrt(2 * math.pi)
-    return float(np.trapezoid(np.trapezoid(y * pdf[:, None] * pdf[None, :], t, axis=1), t))
+    points = t.numpy()
+    pdf = np.exp(-(points**2) / 2) / math.sqrt(2 * math.pi)
+    return float(np.trapezoid(np.trapezoid(y * pdf[:, None] * pdf[None, :], points, axis=1), points))
 
 
 def gated_properties(name: str, act: nn.Module) -> dict:
@@ -210,7 +215,7 @@ def broken_at_jumps(df: np.ndarray) -> np.ndarray:
     return df
 
 
-def draw_two_input(ax, act: nn.Module, z: torch.Tensor, colour) -> None:
+def draw_two_input(ax: Axes, act: nn.Module, z: torch.Tensor, colour: ColorType) -> None:
     """A gated unit's panel: u·f(g) along the diagonal u = g = x (solid) with its derivative (dashed), and the gate
     f(g) against a fixed value u = 1 (dash-dot)."""
     (diagonal, d_diagonal), (gate, _) = two_input_curves(act, z)

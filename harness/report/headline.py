@@ -4,13 +4,15 @@ each answered with a number and its uncertainty, and the table that carries the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
 from harness.common import metrics
 from harness.common.metrics import Metric
-from harness.report.analysis import BEST
-from harness.report.render import num, p_value, percent, rate, with_ci
+from harness.report.analysis import BEST, Analysis
+from harness.report.render import Block, num, p_value, percent, rate, with_ci
 
 QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
 # How each speed_clock reads (harness.training.loop.Member.speed); ratios are only printed between runs measured alike.
@@ -23,13 +25,13 @@ NOISY = 0.2  # speed spread (sd / mean across seeds) above which two activations
 NA = "n/a"
 
 
-def chosen(a, task: str) -> pd.DataFrame:
+def chosen(a: Analysis, task: str) -> pd.DataFrame:
     """The task's summary rows at each activation's chosen setting, best accuracy first."""
     s = a.summary[(a.summary["task"] == task) & a.summary["chosen"]]
     return s.sort_values("acc_mean", ascending=False, na_position="last")
 
 
-def test_set(a, task: str) -> str:
+def test_set(a: Analysis, task: str) -> str:
     """'Test set: 360 samples; one sample = 0.28 points of accuracy.'"""
     n = a.summary.loc[a.summary["task"] == task, "n_test"].dropna()
     if n.empty:
@@ -38,7 +40,7 @@ def test_set(a, task: str) -> str:
     return f"Test set: {n:,} samples; one sample is worth {100 / n:.2g} points of accuracy."
 
 
-def settings_line(a, task: str) -> str:
+def settings_line(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
     tried = a.summary.loc[a.summary["task"] == task, "setting"].nunique()
     if tried < 2:
@@ -50,13 +52,13 @@ def settings_line(a, task: str) -> str:
     )
 
 
-def init_used(row) -> str:
+def init_used(row: object) -> str:
     """' (init used: kaiming)' for runs that recorded which initialisation model.init=auto chose."""
     used = getattr(row, "init_used", None)
     return f" (init used: {used})" if isinstance(used, str) and used else ""
 
 
-def accuracy(a, task: str) -> str:
+def accuracy(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
     listed = ", ".join(f"{r.act} {with_ci(r.acc_mean, r.acc_ci_low, r.acc_ci_high)}" for r in rows.itertuples())
     text = f"Test accuracy at best validation, mean [95% CI] over seeds, best first: {listed}."
@@ -79,7 +81,7 @@ def accuracy(a, task: str) -> str:
     return text
 
 
-def stability(a, task: str) -> str:
+def stability(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
     diverged = ", ".join(f"{r.act} {r.diverged}/{r.seeds}" for r in rows.itertuples())
     draws = []
@@ -98,13 +100,14 @@ def stability(a, task: str) -> str:
     )
 
 
-def points(x) -> str:
+def points(x: float | None) -> str:
     return NA if x is None or math.isnan(x) else f"{100 * max(x, 0):.1f}"
 
 
-def dead_units(a, task: str) -> str:
+def dead_units(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
     layers = a.data.layers
+    assert layers is not None  # gather leaves layers unset only without runs, and no report is made then
     layers = layers[layers["run_dir"].isin(a.tuned["run_dir"]) & (layers["task"] == task)]
     have_lost = rows["lost_mean"].notna().any()
     parts = []
@@ -128,11 +131,11 @@ def dead_units(a, task: str) -> str:
     return "Mean over layers and seeds; dead = f'(z) = 0 on every probe sample: " + "; ".join(parts) + "." + missing
 
 
-def lost_text(x) -> str:
+def lost_text(x: float | None) -> str:
     return NA if x is None or math.isnan(x) else percent(x)
 
 
-def gradient_flow(a, task: str) -> str:
+def gradient_flow(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
     parts = [
         f"{r.act} {ratio(r.ratio_init_gmean, r.ratio_init_ci_low, r.ratio_init_ci_high)} at init, "
@@ -145,13 +148,13 @@ def gradient_flow(a, task: str) -> str:
     )
 
 
-def ratio(g, lo, hi) -> str:
+def ratio(g: float | None, lo: float, hi: float) -> str:
     if g is None or math.isnan(g):
         return NA
     return f"{g:.3g}×" + (f" [{lo:.3g}, {hi:.3g}]" if not math.isnan(lo) else "")
 
 
-def cost(a, task: str) -> str:
+def cost(a: Analysis, task: str) -> str:
     """Speed per activation, ratios to the baseline only between runs measured alike and not too noisy."""
     runs = a.tuned[a.tuned["task"] == task]
     how = sorted(runs["measured_as"].unique())
@@ -191,7 +194,7 @@ def cv(x: pd.Series) -> float:
     return float(x.std() / x.mean()) if len(x) > 1 and x.mean() > 0 else 0.0
 
 
-ANSWERS = {
+ANSWERS: dict[str, Callable[[Analysis, str], str]] = {
     "accuracy": accuracy,
     "stability": stability,
     "dead units": dead_units,
@@ -203,7 +206,7 @@ ANSWERS = {
 SHOW = {"percent": percent, "points": points, "rate": rate, "ratio": lambda v: f"{v:.3g}×", "loss": num, "number": num}
 
 
-def shown(m: Metric, value) -> str:
+def shown(m: Metric, value: float | None) -> str:
     return NA if value is None or math.isnan(value) else SHOW[m.fmt](value)
 
 
@@ -240,12 +243,12 @@ def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def first_screen(a, task: str, figures: dict[str, str], overview_png=None) -> list:
+def first_screen(a: Analysis, task: str, figures: dict[str, str], overview_png: Path | None = None) -> list[Block]:
     """The task's five answers, each followed by its interactive figure (HTML); the static overview (Markdown)."""
     from harness.report.captions import CAPTIONS
     from harness.report.render import Answer, Heading, Interactive, Text
 
-    blocks = [Heading(task), Text(f"{test_set(a, task)} {settings_line(a, task)}")]
+    blocks: list[Block] = [Heading(task), Text(f"{test_set(a, task)} {settings_line(a, task)}")]
     for question in QUESTIONS:
         blocks.append(
             Answer(

@@ -3,14 +3,20 @@ legend entry hides that activation. The page embeds plotly.js once (PLOTLY_SCRIP
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go  # plotly loads when a figure is drawn, not at import
 
 CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["sendDataToCloud"]}
 HEIGHT = 300
 
 
-def colour(rgb) -> str:
+def colour(rgb: tuple[float, ...]) -> str:
+    """An (r, g, b) colour in [0, 1] as plotly's 'rgb(r,g,b)'."""
     return "rgb({:.0f},{:.0f},{:.0f})".format(*(255 * np.asarray(rgb)))
 
 
@@ -21,7 +27,7 @@ def plotly_script() -> str:
     return f'<script type="text/javascript">{get_plotlyjs()}</script>'
 
 
-def to_div(fig) -> str:
+def to_div(fig: go.Figure) -> str:
     fig.update_traces(selector={"type": "box"}, fillcolor="rgba(0,0,0,0)", line={"width": 1}, marker={"size": 8})
     fig.update_layout(
         height=HEIGHT,
@@ -33,7 +39,7 @@ def to_div(fig) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config=CONFIG)
 
 
-def legend_once(shown: set, act: str) -> bool:
+def legend_once(shown: set[str], act: str) -> bool:
     """Show an activation in the legend once; every trace of it toggles together (legendgroup)."""
     first = act not in shown
     shown.add(act)
@@ -72,7 +78,7 @@ def validation_curves(metrics: pd.DataFrame, colours: dict) -> str:
     import plotly.graph_objects as go
 
     val = metrics[(metrics["split"] == "val") & (metrics["metric"] == "acc") & metrics["layer"].isna()]
-    fig, shown = go.Figure(), set()
+    fig, shown = go.Figure(), set[str]()
     order = {act: i for i, act in enumerate(colours)}  # the legend in the palette's order, baseline first
     groups = sorted(val.sort_values("step").groupby(["act", "seed"]), key=lambda g: (order.get(g[0][0], -1), g[0][1]))
     for (act, seed), r in groups:
@@ -104,7 +110,7 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
     fig = make_subplots(
         rows=1, cols=2, shared_yaxes=True, subplot_titles=["dead at initialisation", "lost in training"]
     )
-    shown = set()
+    shown: set[str] = set()
     for col, key in [(1, "dead_init"), (2, "lost")]:
         for act in [a for a in colours if a in set(layers["act"])]:
             r = layers[layers["act"] == act].dropna(subset=[key])
@@ -148,7 +154,7 @@ def gradient_flow(layers: pd.DataFrame, colours: dict) -> str:
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=["at initialisation", "mean over training"])
-    shown = set()
+    shown: set[str] = set()
     for col, key in [(1, "grad_init"), (2, "grad_train")]:
         groups = layers.dropna(subset=[key]).sort_values("depth").groupby(["act", "seed"])
         for (act, seed), r in sorted(

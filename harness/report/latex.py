@@ -9,6 +9,7 @@ import pandas as pd
 
 from harness.common import metrics
 from harness.records.results import atomic_write
+from harness.report.analysis import Analysis
 from harness.report.headline import glance_table
 from harness.report.render import num, p_value
 
@@ -42,7 +43,7 @@ def result_columns() -> list[str]:
     return ["activation", "setting", "seeds", first, "diverged", *rest, "n_params"]
 
 
-def escape(text) -> str:
+def escape(text: object) -> str:
     """LaTeX-safe text: leaky_relu -> leaky\\_relu, 5% -> 5\\%, ± -> $\\pm$."""
     out = re.sub(r"[\\&%$#_{}~^]", lambda m: SPECIAL[m.group()], str(text))
     for char, tex in UNICODE.items():
@@ -79,7 +80,7 @@ def label_of(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def write_latex(a, path: Path) -> Path:
+def write_latex(a: Analysis, path: Path) -> Path:
     """One results table per task and one comparison table per task, in a file to \\input (needs booktabs)."""
     parts = ["% Written by scripts/report.py --latex. Needs \\usepackage{booktabs}.", ""]
     chosen = a.summary[a.summary["chosen"]]

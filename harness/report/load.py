@@ -113,7 +113,7 @@ def set_aside_unusable(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, skipped_frame(reasons)
 
 
-def last_line(error) -> str:
+def last_line(error: object) -> str:
     """The last line of a traceback: the exception itself."""
     lines = [line for line in str(error or "no error recorded").strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no error recorded"

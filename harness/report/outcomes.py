@@ -70,16 +70,19 @@ def layer_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def layer_names(run: dict) -> list[str]:
+def layer_names(run: dict[str, object]) -> list[str]:
     """The run's activation layers in depth order, from its per-layer summary keys (a diverged run has no final
     probe: its step-0 probe's layers)."""
-    names = {}
+    names: dict[str, None] = {}  # a dict, not a set: first-seen order is the depth order
     for prefix in ("dead_fraction_init_by_layer.", "dead_fraction_by_layer."):
         names.update({k[len(prefix) :]: None for k, v in run.items() if k.startswith(prefix) and pd.notna(v)})
     return list(names)
 
 
-def number(value) -> float:
+def number(value: float | str | None) -> float:
+    """value as a float; NaN for a missing (None) or non-numeric one."""
+    if value is None:
+        return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):

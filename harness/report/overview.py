@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from harness.report.figures import geometric_mean, save, style
 
@@ -40,7 +41,7 @@ def overview(runs: pd.DataFrame, metrics: pd.DataFrame, layers: pd.DataFrame, co
         return save(fig, path)
 
 
-def per_seed(ax, runs: pd.DataFrame, column: str, acts: list[str], colours: dict) -> None:
+def per_seed(ax: Axes, runs: pd.DataFrame, column: str, acts: list[str], colours: dict) -> None:
     for i, act in enumerate(acts):
         y = runs.loc[runs["act"] == act, column].dropna().to_numpy()
         if len(y) == 0:
@@ -51,7 +52,7 @@ def per_seed(ax, runs: pd.DataFrame, column: str, acts: list[str], colours: dict
     ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right")
 
 
-def dead_bars(ax, layers: pd.DataFrame, acts: list[str], colours: dict) -> None:
+def dead_bars(ax: Axes, layers: pd.DataFrame, acts: list[str], colours: dict) -> None:
     """Per layer, per activation: a solid bar for dead at init, a hatched one stacked on it for lost."""
     names = layers.drop_duplicates("depth").sort_values("depth")["layer"].tolist()
     width = 0.8 / max(len(acts), 1)

@@ -74,14 +74,14 @@ Block = Heading | Text | Bullets | Table | Figure | Answer | Interactive
 # ---- number formatting shared by every table
 
 
-def num(value, digits: int = 3) -> str:
+def num(value: float | None, digits: int = 3) -> str:
     """A number for a table cell; '–' for missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"
 
 
-def with_ci(mean, lo, hi, digits: int = 3) -> str:
+def with_ci(mean: float | None, lo: float | None, hi: float | None, digits: int = 3) -> str:
     """'0.637 [0.611, 0.663]': the mean and its 95% interval (the interval left out when there is none)."""
     if mean is None or math.isnan(mean):
         return "–"
@@ -90,24 +90,24 @@ def with_ci(mean, lo, hi, digits: int = 3) -> str:
     return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
 
 
-def p_value(p) -> str:
+def p_value(p: float | None) -> str:
     if p is None or math.isnan(p):
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def percent(x) -> str:
+def percent(x: float | None) -> str:
     return "–" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
 
 
-def rate(x) -> str:
+def rate(x: float | None) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:,.0f}"
 
 
 # ---- Markdown
 
 
-def md_cell(value) -> str:
+def md_cell(value: object) -> str:
     """A table cell that cannot break the table or inject HTML on GitHub."""
     return md_text(clean(value, CELL_LIMIT)).replace("|", "\\|")
 
@@ -118,7 +118,7 @@ def md_text(text: str) -> str:
     return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", clean(text, TEXT_LIMIT).replace("&", "&amp;"))
 
 
-def esc(text, limit: int = TEXT_LIMIT) -> str:
+def esc(text: object, limit: int = TEXT_LIMIT) -> str:
     """Text for HTML: cleaned (harness.common.text.clean), then escaped (attribute values too)."""
     return html.escape(clean(text, limit), quote=True)
 
@@ -146,6 +146,7 @@ def to_markdown(title: str, blocks: list[Block], out: Path) -> str:
             parts.append((f"{md_text(b.caption)}\n\n" if b.caption else "") + md_table(b.frame))
         elif isinstance(b, Figure) or (isinstance(b, Interactive) and b.png is not None):
             path = b.path if isinstance(b, Figure) else b.png
+            assert path is not None  # the condition above admits an Interactive only with its png
             rel = path.relative_to(out).as_posix()
             parts.append(f"![{md_text(b.caption.split('.')[0])}]({rel})\n\n{md_text(b.caption)}")
     return "\n\n".join(parts) + "\n"

@@ -21,8 +21,8 @@ def caption(name: str) -> str:
     return CAPTIONS.get(name, CAPTIONS.get(name.rsplit("_", 1)[-1], CAPTIONS.get(name.split("_", 1)[-1], "")))
 
 
-def figure_blocks(drawn: dict, names: list[str]) -> list[Block]:
-    blocks = []
+def figure_blocks(drawn: dict[str, Path | str], names: list[str]) -> list[Block]:
+    blocks: list[Block] = []
     for name in names:
         if name not in drawn:
             continue
@@ -31,12 +31,12 @@ def figure_blocks(drawn: dict, names: list[str]) -> list[Block]:
     return blocks
 
 
-def results_blocks(a: Analysis, drawn: dict) -> list[Block]:
+def results_blocks(a: Analysis, drawn: dict[str, Path | str]) -> list[Block]:
     chosen = a.summary[a.summary["chosen"]]
     note = " Each activation at its setting with the best validation accuracy." if a.several_settings else ""
     table = glance_table(chosen)
     table.insert(5, "final test acc", chosen["final_acc_mean"].map(num).to_numpy())
-    blocks = [
+    blocks: list[Block] = [
         Heading("Results per task"),
         Table(
             table,
@@ -64,6 +64,7 @@ def results_blocks(a: Analysis, drawn: dict) -> list[Block]:
 def layer_display(a: Analysis) -> pd.DataFrame:
     from harness.report.figures import geometric_mean
 
+    assert a.data.layers is not None  # gather leaves layers unset only without runs, and no report is made then
     layers = a.data.layers[a.data.layers["run_dir"].isin(a.tuned["run_dir"])]
     g = layers.groupby(["task", "act", "depth", "layer"], sort=True)
     out = g[["dead_init", "lost", "dead_end"]].mean().join(g[["grad_init", "grad_train"]].agg(geometric_mean))
@@ -134,9 +135,9 @@ def comparison_blocks(a: Analysis) -> list[Block]:
     return [Heading(f"Against {a.baseline}"), Text(text), Table(table)]
 
 
-def rank_blocks(a: Analysis, drawn: dict) -> list[Block]:
+def rank_blocks(a: Analysis, drawn: dict[str, Path | str]) -> list[Block]:
     f = a.friedman
-    blocks = [Heading("Across tasks")]
+    blocks: list[Block] = [Heading("Across tasks")]
     if f["activations"] < 2 or f["tasks"] < 1:
         return blocks + [Text("Too few activations present in every task to rank.")]
     means = a.means.map(num).reset_index()
@@ -162,7 +163,7 @@ def rank_blocks(a: Analysis, drawn: dict) -> list[Block]:
     return blocks + figure_blocks(drawn, ["critical_difference"])
 
 
-def gallery_blocks(properties: pd.DataFrame, drawn: dict) -> list[Block]:
+def gallery_blocks(properties: pd.DataFrame, drawn: dict[str, Path | str]) -> list[Block]:
     if properties.empty:
         return []
     from harness.report.gallery import display

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
@@ -27,7 +29,7 @@ TIE_DECIMALS = 10  # mean validation accuracies equal to this many decimals tie 
 FIRST = ["lr", "n_params", "width", "n_test", "init_used"]  # one value per row: the first run's
 
 
-def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float, float]:
+def mean_ci(values: npt.ArrayLike, level: float = LEVEL) -> tuple[float, float, float, float]:
     """(mean, sample sd, CI low, CI high) by Student's t; NaNs are ignored, the CI needs two values."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
@@ -102,12 +104,13 @@ def summarise(runs: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def geometric_ci(values) -> tuple[float, float, float]:
+def geometric_ci(values: npt.ArrayLike) -> tuple[float, float, float]:
     """Geometric mean and the t-interval of the mean log, back on the ratio scale (ratios span decades)."""
     x = np.asarray(values, dtype=float)
     x = x[x > 0]
     mean, _, lo, hi = mean_ci(np.log(x))
-    return tuple(math.exp(v) if not math.isnan(v) else math.nan for v in (mean, lo, hi))
+    g_mean, g_lo, g_hi = (math.exp(v) if not math.isnan(v) else math.nan for v in (mean, lo, hi))
+    return g_mean, g_lo, g_hi
 
 
 def worst_drawdown(ok: pd.DataFrame) -> dict:
@@ -184,7 +187,7 @@ def at_best_setting(runs: pd.DataFrame, choice: pd.DataFrame) -> pd.DataFrame:
     return runs.merge(choice, on=["task", "act", "setting"], how="inner")
 
 
-def sign_flip_test(diffs) -> float:
+def sign_flip_test(diffs: npt.ArrayLike) -> float:
     """Two-sided p-value of the paired sign-flip permutation test on the mean difference.
 
     Exact (all 2**n sign vectors) up to EXACT_MAX_PAIRS pairs; its smallest attainable p is 2 / 2**n.
@@ -202,7 +205,7 @@ def sign_flip_test(diffs) -> float:
     return float((hits + 1) / (MC_DRAWS + 1))
 
 
-def holm(pvalues) -> np.ndarray:
+def holm(pvalues: npt.ArrayLike) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaNs stay NaN and do not count)."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full(len(p), math.nan)
@@ -263,7 +266,17 @@ def compare(runs: pd.DataFrame, baseline: str, group: list[str], metric: str = "
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def comparison_note(row, family: int) -> str:
+class ComparisonRow(Protocol):
+    """What comparison_note reads of a row of compare's frame (DataFrame.itertuples())."""
+
+    pairs: int
+    p_perm_min: float
+    significant: bool
+    diff_adj_low: float
+    diff_adj_high: float
+
+
+def comparison_note(row: ComparisonRow, family: int) -> str:
     """Flag comparisons whose sample cannot support a conclusion."""
     if row.pairs < 2:
         return "fewer than 2 pairs: no test"

@@ -13,6 +13,7 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 
 from harness.report.figures import LEGEND, save, style
 
@@ -95,7 +96,7 @@ def accuracy_vs_speed(summary: pd.DataFrame, runs: pd.DataFrame, colours: dict, 
         return save(fig, path)
 
 
-def log_axis_in_thousands(ax) -> None:
+def log_axis_in_thousands(ax: Axes) -> None:
     """A log x axis labelled 2k, 5k, 10k... (matplotlib's default crowds 2x10^3 3x10^3 ... into each other)."""
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
@@ -110,7 +111,7 @@ def log_axis_in_thousands(ax) -> None:
     )
 
 
-def interval_err(mean: float, lo: float, hi: float):
+def interval_err(mean: float, lo: float, hi: float) -> list[list[float]] | None:
     """matplotlib's (2, 1) error-bar array from an interval; None without one."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return None

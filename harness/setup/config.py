@@ -29,6 +29,8 @@ from harness.common.errors import ConfigError, check, init_fields, one_of, typed
 from harness.common.errors import DataError as DataError
 
 if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from harness.networks.models.base import BaseModelConfig
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -146,13 +148,16 @@ class Config:
     # The family's own config (harness.networks.models: MLPConfig, CNNConfig, ...), built from the keys given here:
     # plain ({"name": "rnn", ...}) or a ModelConfig with every key unset, the default, which is what OmegaConf and Hydra
     # see of Config (every family's keys, typed). Annotated as recorded: each family is a class of its own.
-    model: ModelKeys = field(default_factory=lambda: unset_model_keys())
+    if typing.TYPE_CHECKING:  # to mypy, what __post_init__ makes of any of them: the family's config
+        model: BaseModelConfig = field(default_factory=lambda: model_config({}))
+    else:  # at run time, what OmegaConf, Hydra and harness.records.schema read
+        model: ModelKeys = field(default_factory=lambda: unset_model_keys())
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     resume: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
             self.model = model_config(self.model)
         elif isinstance(self.model, ModelKeys):  # Config()'s default: the default family's, every key unset
@@ -199,7 +204,7 @@ def validate(config: Config) -> None:
     check(0 < d.val_fraction < 1, f"dataset.val_fraction must be in (0, 1), got {d.val_fraction}")
 
 
-def check_finite(node, prefix: str = "") -> None:
+def check_finite(node: DataclassInstance | type[DataclassInstance], prefix: str = "") -> None:
     """Every float value of the config (its nested sections too) is a finite number: nan and inf mean nothing."""
     for f in dataclasses.fields(node):
         value, key = getattr(node, f.name), prefix + f.name
@@ -212,7 +217,7 @@ def check_finite(node, prefix: str = "") -> None:
 # ---------------------------------------------------------------- from plain dicts
 
 
-def model_config(keys: Mapping) -> BaseModelConfig:
+def model_config(keys: Mapping[str, object]) -> BaseModelConfig:
     """The config of the family keys["name"] names (DEFAULT_MODEL if none) from plain keys; a key set to None is
     unset (the family's default). A key of another family is refused in one line, unless it holds the value every
     run recorded for it (UNUSED_MODEL_KEYS); so is a key no family has, or a value of the wrong type."""
@@ -221,6 +226,7 @@ def model_config(keys: Mapping) -> BaseModelConfig:
     given = {key: value for key, value in keys.items() if value is not None}
     name = given.pop("name", DEFAULT_MODEL)
     one_of("model", name, MODELS)
+    assert isinstance(name, str)  # a key of MODELS: one_of refused anything else
     family = MODELS[name].config
     own = init_fields(family)
     for key, value in given.items():
@@ -231,7 +237,7 @@ def model_config(keys: Mapping) -> BaseModelConfig:
     return family(**typed_fields(family, {k: v for k, v in given.items() if k in own}, "model."))
 
 
-def not_supported(family: str, key: str, value, owners: list[str], own: dict) -> str:
+def not_supported(family: str, key: str, value: object, owners: list[str], own: dict[str, object]) -> str:
     """The line that refuses model.KEY=VALUE for a family that has no such key: who has it, or what this takes."""
     if not owners:
         return f"model.{key} is not a key of any model; model={family} takes {', '.join(own)}"
@@ -240,22 +246,25 @@ def not_supported(family: str, key: str, value, owners: list[str], own: dict) ->
     return f"model.{key} is not supported by the {family}: {given} is only supported by the {names}"
 
 
-def as_override(value) -> str:
+def as_override(value: object) -> str:
     """A value as the command line writes it (true, not True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def from_dict(tree: Mapping) -> Config:
+def from_dict(tree: Mapping[str, Any]) -> Config:
     """The Config of plain nested dicts: to_dict's output (a summary's "config"), a notebook's literal. A key left
     out takes its default; an unknown key, or a value of the wrong type, is a ConfigError (one line)."""
-    sections = {"dataset": DatasetConfig, "trainer": TrainerConfig}
+    sections: dict[str, type[DatasetConfig | TrainerConfig]] = {"dataset": DatasetConfig, "trainer": TrainerConfig}
     tree = dict(tree)
-    plain = typed_fields(Config, {k: v for k, v in tree.items() if k not in sections and k != "model"}, "")
-    built = {key: cls(**typed_fields(cls, tree[key], f"{key}.")) for key, cls in sections.items() if key in tree}
-    return Config(**plain, **built, **({"model": dict(tree["model"])} if "model" in tree else {}))
+    # Config's keyword arguments, each typed at run time (typed_fields; the model section by Config itself)
+    given = typed_fields(Config, {k: v for k, v in tree.items() if k not in sections and k != "model"}, "")
+    given |= {key: cls(**typed_fields(cls, tree[key], f"{key}.")) for key, cls in sections.items() if key in tree}
+    if "model" in tree:
+        given["model"] = dict(tree["model"])
+    return Config(**given)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[ModelKeys]:
     """ModelConfig is built on first use, from the registry in harness.networks.models, whose networks import torch: the
     report and status commands import this module and never build a model."""
     if name == "ModelConfig":
@@ -264,7 +273,7 @@ def __getattr__(name: str):
 
 
 @functools.cache
-def command_line_schema() -> type:
+def command_line_schema() -> type[ModelKeys]:
     """ModelConfig: the model section as given, before it is a family's config. As a dataclass it is Config's
     `model` as OmegaConf and Hydra see it (run.py stores Config as the schema): ModelKeys and every other key of a
     family, typed as the family types it, unset (None) unless given; so Hydra refuses a key no family has by name,
@@ -280,10 +289,12 @@ def command_line_schema() -> type:
                 raise TypeError(f"model.{key} is {annotations[key]} in one family and {hint | None} in another")
     others = [(key, hint, None) for key, hint in annotations.items() if key not in recorded]
     namespace = {"__new__": lambda cls, **given: model_config(given), "__module__": __name__}
-    return dataclasses.make_dataclass("ModelConfig", others, bases=(ModelKeys,), namespace=namespace)
+    schema = dataclasses.make_dataclass("ModelConfig", others, bases=(ModelKeys,), namespace=namespace)
+    assert issubclass(schema, ModelKeys)  # true by bases=; it tells mypy, to which make_dataclass returns a `type`
+    return schema
 
 
-def unset_model_keys() -> object:
+def unset_model_keys() -> ModelKeys:
     """A ModelConfig with every key unset, naming the default family: Config's default model."""
     schema = command_line_schema()
     keys = object.__new__(schema)  # not schema(): calling ModelConfig builds the family's config
@@ -294,7 +305,7 @@ def unset_model_keys() -> object:
 # ---------------------------------------------------------------- as plain dicts, and the hash
 
 
-def to_dict(config: Config) -> dict:
+def to_dict(config: Config) -> dict[str, Any]:
     """The configuration as plain nested dicts, the model's keys as every run has recorded them (ModelKeys, in
     that order; a family's keys beyond them after)."""
     tree = dataclasses.asdict(config)
@@ -326,7 +337,7 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _parent(tree: dict, key: str) -> tuple[dict, str]:
+def _parent(tree: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
     """The dict that holds a dotted key's leaf, and the leaf's name."""
     *parents, leaf = key.split(".")
     for p in parents:

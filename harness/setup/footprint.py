@@ -38,7 +38,7 @@ class StandIn(nn.Module):
     """The activation in a model built on the meta device: a real instance runs on a real tensor of the shape the
     model gives it (once per shape, batch 2), then the model gets an empty meta tensor of the output's shape."""
 
-    def __init__(self, spec: ActivationSpec, probed: dict, counter: list):
+    def __init__(self, spec: ActivationSpec, probed: dict[tuple[int, ...], tuple[int, ...]], counter: list[int]):
         super().__init__()
         with torch.device("cpu"):  # a real instance inside the meta model: it runs on real numbers
             self.real = spec()
@@ -101,7 +101,8 @@ def build_on_meta(config: Config, spec: ActivationSpec) -> Footprint:
     from harness.networks.models import build_model
 
     data = DATASETS[config.dataset.name]
-    probed, counter = {}, [0]
+    probed: dict[tuple[int, ...], tuple[int, ...]] = {}  # input shape -> output shape, of batch BATCH
+    counter = [0]
     model_cfg = dataclasses.replace(config.model, init="default")  # shapes and counts do not depend on the init
     with torch.device("meta"):
         model = build_model(model_cfg, lambda: StandIn(spec, probed, counter), data.input_shape, data.num_classes)
@@ -224,7 +225,7 @@ def child(read: int, write: int, config: Config, spec: ActivationSpec) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a child that dies leaves no core file, and dies quickly
         torch.set_num_threads(1)  # a child forked from a process with a thread pool must not use it
         try:
-            payload = ("ok", footprint(config, activation_spec(spec.node)))
+            payload: tuple[str, Footprint | str] = ("ok", footprint(config, activation_spec(spec.node)))
         except ActivationError as exc:
             payload = ("activation", str(exc))
         except ConfigError as exc:

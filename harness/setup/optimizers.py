@@ -8,17 +8,25 @@ optimizer is one entry in each table here and its update there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
+from harness.setup.config import TrainerConfig
+
 # trainer.optimizer: (parameters, trainer config) -> torch optimizer
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.Tensor], TrainerConfig], torch.optim.Optimizer]] = {
     "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
 }
 # trainer.optimizer: (trainer config) -> values it keeps per parameter (the memory estimate)
-OPTIMIZER_STATES = {"adam": lambda t: 2, "adamw": lambda t: 2, "sgd": lambda t: 1 if t.momentum else 0}
+OPTIMIZER_STATES: dict[str, Callable[[TrainerConfig], int]] = {
+    "adam": lambda t: 2,
+    "adamw": lambda t: 2,
+    "sgd": lambda t: 1 if t.momentum else 0,
+}
 
 
-def make_optimizer(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, t: TrainerConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS[t.optimizer](model.parameters(), t)

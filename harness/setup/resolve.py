@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -80,7 +81,9 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_threads(setting, n_params: int, batch_size: int, device: torch.device, cap: int | None = None) -> int:
+def resolve_threads(
+    setting: int | Literal["auto"] | None, n_params: int, batch_size: int, device: torch.device, cap: int | None = None
+) -> int:
     """The torch CPU threads a run trains on. auto: one on the CPU where more do not pay (parameters x batch below
     ONE_THREAD_BELOW), else `cap`; null: `cap`; a count: that count. `cap` is a parallel launcher's share of the
     cores (harness/sweeps/launchers.py threads_per_job), or torch's own default."""

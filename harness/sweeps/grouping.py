@@ -11,8 +11,14 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from harness.sweeps.launchers import jobs_at_once, launcher_kind
+from harness.sweeps.launchers import LauncherConfig, jobs_at_once, launcher_kind
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from harness.setup.config import Config
 
 GROUPS = ".groups"  # <sweep>/.groups/<id>/: a group job's own log, Hydra files and member list
 MEMBERS = "group.json"
@@ -20,7 +26,20 @@ AUTO = "auto"
 CPU_CAP, GPU_CAP = 16, 64  # members per group: past 16 the CPU gains stop growing (docs/grouped.md); a GPU's go on
 
 
-def check_group_size(value) -> int | str:
+class SweepJob(Protocol):
+    """What grouping reads of one of the sweeper's jobs (hydra_plugins/harness_sweeper's Job)."""
+
+    name: str  # its folder under the sweep dir
+    overrides: list[str]
+    config: Config
+    hydra_files: dict | None  # its .hydra/config.yaml and overrides.yaml as Hydra writes them
+
+
+J = TypeVar("J", bound=SweepJob)
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def check_group_size(value: object) -> int | str:
     """group_size as given (an int >= 1 or 'auto'); ValueError with one line otherwise."""
     if str(value) == AUTO:
         return AUTO
@@ -29,7 +48,7 @@ def check_group_size(value) -> int | str:
     return value
 
 
-def on_gpu(device: str, launcher_cfg) -> bool:
+def on_gpu(device: str, launcher_cfg: LauncherConfig) -> bool:
     """Whether the jobs train on a GPU, judged where the sweep starts: a SLURM job asks for GPUs in its launcher
     config; a local one has the GPU this machine has."""
     if device != "auto":
@@ -95,14 +114,17 @@ def read_members(group_dir: Path) -> dict:
     return json.loads((Path(group_dir) / MEMBERS).read_text())
 
 
-def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[list], list[str]]:
+def plan_groups(
+    jobs: list[J], group_size: int | str, launcher_cfg: LauncherConfig, cpus: int
+) -> tuple[list[list[J]], list[str]]:
     """The sweeper's jobs to run in groups (lists of jobs; one-job runs alone) and the lines that say how."""
     if group_size == 1 or len(jobs) < 2:
         return [[j] for j in jobs], []
     from harness.setup.resolve import resolve
     from harness.training.group import group_key, why_not_grouped
 
-    keys, why = {}, {}
+    keys: dict[str, str | None] = {}  # job name -> its group_key, None if it cannot be grouped
+    why: dict[str, int] = {}  # why not grouped -> how many jobs
     for job in jobs:
         reason = why_not_grouped(resolve(job.config, device=False))
         keys[job.name] = None if reason else group_key(job.config)
@@ -110,8 +132,9 @@ def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[l
             why[reason] = why.get(reason, 0) + 1
     lines = [f"not grouped: {reason} ({n} job(s), one job per run)" for reason, n in why.items()]
     groupable = [j for j in jobs if keys[j.name] is not None]
-    size = group_size
-    if size == AUTO:
+    if isinstance(group_size, int):
+        size = group_size
+    else:  # AUTO, the one other value check_group_size lets through
         gpu = any(on_gpu(j.config.trainer.device, launcher_cfg) for j in groupable)
         size = auto_size(len(groupable), jobs_at_once(launcher_cfg, cpus), gpu)
     by_name = {j.name: j for j in jobs}
@@ -125,7 +148,7 @@ def plan_groups(jobs: list, group_size, launcher_cfg, cpus: int) -> tuple[list[l
     return groups, lines
 
 
-def member_entry(job) -> dict:
+def member_entry(job: SweepJob) -> dict:
     """What the group job needs of one member: its folder, overrides, the values it alone has (member_values) and
     its Hydra files."""
     return {
@@ -136,20 +159,20 @@ def member_entry(job) -> dict:
     }
 
 
-def member_values(config) -> dict[str, object]:
+def member_values(config: Config) -> dict[str, object]:
     """A member's values of what may differ within a group (harness.training.group.MEMBER_KEYS), by dotted key."""
     from harness.training.group import MEMBER_KEYS  # torch loads here, not when Hydra scans the plugins
 
     values = {}
     for path in MEMBER_KEYS:
-        node = config
+        node: object = config
         for part in path:
             node = getattr(node, part)
         values[".".join(path)] = node
     return values
 
 
-def with_member_values(config, values: dict[str, object]):
+def with_member_values(config: Config, values: dict[str, object]) -> Config:
     """config (the group's first member's) with another member's member_values put in: that member's config."""
     from harness.training.group import MEMBER_KEYS
 
@@ -158,7 +181,7 @@ def with_member_values(config, values: dict[str, object]):
     return config
 
 
-def replaced(node, path: tuple[str, ...], value):
+def replaced(node: D, path: tuple[str, ...], value: object) -> D:
     """A copy of the nested dataclass node with the field at path set to value."""
     head, *rest = path
     return dataclasses.replace(node, **{head: replaced(getattr(node, head), tuple(rest), value) if rest else value})

@@ -114,7 +114,7 @@ class JobLock:
     the heartbeat releases the lock and ends the worker at once; the job's last checkpoint stays for the resume.
     """
 
-    def __init__(self, job_dir: Path, watch_parent: bool = False):
+    def __init__(self, job_dir: Path, watch_parent: bool = False) -> None:
         self.path = Path(job_dir) / LOCK
         self.holder = {
             "host": socket.gethostname(),
@@ -135,7 +135,7 @@ class JobLock:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop.set()
         if self.thread is not None:
             self.thread.join()

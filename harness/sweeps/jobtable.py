@@ -22,7 +22,7 @@ def job_line(state: str, summary: dict | None) -> tuple[str, str, str]:
     return fmt(s.get("test_acc"), ".4f"), fmt(s.get("train_time_s"), ".1f"), clean(note, NOTE_LIMIT)
 
 
-def last_line(text) -> str:
+def last_line(text: object) -> str:
     """The last line that is not blank (a traceback's exception), or the text itself."""
     lines = [line for line in str(text).splitlines() if line.strip()]
     return lines[-1].strip() if lines else str(text)
@@ -37,7 +37,7 @@ def format_table(rows: list[tuple[str, str, dict | None]]) -> str:
     for (state, _, summary), name in zip(rows, names):
         acc, secs, note = job_line(state, summary)
         lines.append(f"{clean(state, 12):<10} {acc:>8} {secs:>7}  {name:<{width}}  {note}".rstrip())
-    counts = {}
+    counts: dict[str, int] = {}
     for state, _, _ in rows:
         counts[state] = counts.get(state, 0) + 1
     lines.append(", ".join(f"{n} {clean(state, 12)}" for state, n in counts.items()) + f" of {len(rows)} jobs")

@@ -7,12 +7,15 @@ Hydra's plugin scanner imports this module at start-up: it imports nothing heavy
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 LauncherKind = Literal["basic", "joblib", "submitit_local", "submitit_slurm"]
+# hydra.launcher: a DictConfig (a plain dict in tests), its values whatever types its launcher's schema has
+LauncherConfig = Mapping[str, Any]
 
 
-def launcher_kind(launcher_cfg) -> LauncherKind:
+def launcher_kind(launcher_cfg: LauncherConfig) -> LauncherKind:
     """The launcher a hydra.launcher config names by its _target_: joblib's, submitit's local or SLURM one (the
     harness's own SubmititSlurmLauncher is a SLURM one), else `basic`: one job after the other in this process, as
     far as the harness can tell (a launcher it does not know gets no share of the cores and no grouping by workers).
@@ -32,14 +35,14 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def joblib_workers(launcher_cfg, cpus: int) -> int:
+def joblib_workers(launcher_cfg: LauncherConfig, cpus: int) -> int:
     """Workers a joblib launcher starts on `cpus` cores, by joblib's own rule for n_jobs (its default -1): n_jobs
     if positive, else cpus + 1 + n_jobs (-1 every core, -2 all but one, ...); at least one."""
     n_jobs = int(launcher_cfg.get("n_jobs", -1))
     return max(1, n_jobs if n_jobs > 0 else cpus + 1 + n_jobs)
 
 
-def jobs_at_once(launcher_cfg, cpus: int) -> int:
+def jobs_at_once(launcher_cfg: LauncherConfig, cpus: int) -> int:
     """How many jobs the launcher runs at once: joblib's workers, submitit's array_parallelism, else one."""
     kind = launcher_kind(launcher_cfg)
     if kind == "joblib":
@@ -49,7 +52,7 @@ def jobs_at_once(launcher_cfg, cpus: int) -> int:
     return 1
 
 
-def threads_per_job(launcher_cfg, cpus: int | None = None) -> int | None:
+def threads_per_job(launcher_cfg: LauncherConfig, cpus: int | None = None) -> int | None:
     """The cap on each job's torch threads (harness.training.group.build_group's cpu_threads): joblib's workers share
     this machine's cores evenly; a submitit job has its cpus_per_task (what SLURM allocates; local jobs all start at
     once); None, torch's own default, for the sequential basic launcher."""

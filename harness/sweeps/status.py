@@ -97,7 +97,7 @@ def status_report(sweep_dir: Path) -> str:
     rows = job_rows(sweep_dir)
     phases = [PHASES.get(state, state) for state, _, _ in rows]
     counts = ", ".join(f"{phases.count(p)} {p}" for p in ("running", "pending", "failed"))
-    seconds = [t for (state, _, s) in rows if state in FINISHED and (t := job_seconds(s)) is not None]
+    seconds = [t for (state, _, s) in rows if state in FINISHED and s is not None and (t := job_seconds(s)) is not None]
     header = (
         f"{clean(sweep_dir, PATH_LIMIT)}: {phases.count('finished')}/{len(rows)} jobs finished, {counts}; "
         f"{time_left(phases, seconds)}"

@@ -9,8 +9,11 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 from harness.common.outputs import refuse_symlink
 from harness.records.results import (
@@ -59,12 +62,12 @@ def job_state(job_dir: Path) -> tuple[str, dict | None]:
 
 def finished_runs(sweep_dir: Path) -> dict[str, Path]:
     """config_hash -> folder of every finished (ok or diverged) run under sweep_dir."""
-    found = {}
+    found: dict[str, Path] = {}
     for path in sorted(Path(sweep_dir).rglob(SUMMARY)):
         if any(part.startswith(".") for part in path.relative_to(sweep_dir).parts):
             continue  # .submitit and other tool folders
         state, summary = job_state(path.parent)
-        if state in FINISHED:
+        if state in FINISHED and summary is not None:  # a finished state always comes with its summary
             found.setdefault(summary["config_hash"], path.parent)
     return found
 
@@ -84,7 +87,7 @@ def set_aside(job_dir: Path) -> Path | None:
 
 
 @contextmanager
-def fault_log(job_dir: Path):
+def fault_log(job_dir: Path) -> Iterator[None]:
     """Have Python write its traceback to fault.log if the process dies of a signal; remove it if nothing did."""
     path = Path(job_dir) / FAULT_LOG
     refuse_symlink(path)  # open() would write through it
@@ -135,7 +138,9 @@ def finished_meanwhile(config: Config, run_dir: Path) -> dict | None:
     finished this configuration after ours planned."""
     remove_leftovers(run_dir)  # under the lock: no live writer owns them
     state, summary = job_state(run_dir)
-    return summary if state in FINISHED and summary["config_hash"] == config_hash(config) else None
+    if state in FINISHED and summary is not None and summary["config_hash"] == config_hash(config):
+        return summary  # a finished state always comes with its summary
+    return None
 
 
 def run_one(
@@ -146,7 +151,13 @@ def run_one(
     return [run(configs[0], run_dirs[0], overrides[0], cpu_threads=cpu_threads)]
 
 
-def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[list[str]], *args) -> list[dict]:
+def guarded(
+    train: Callable[..., list[dict]],
+    configs: list[Config],
+    run_dirs: list[Path],
+    overrides: list[list[str]],
+    *args: object,
+) -> list[dict]:
     """train(...) of one run or a group; anything it raises is recorded as each of its runs failed (the job's own
     sys.exit and KeyboardInterrupt too), except a Ctrl-C sent to this process, which stops the sweep, and
     submitit's requeue exit."""
@@ -162,7 +173,7 @@ def guarded(train, configs: list[Config], run_dirs: list[Path], overrides: list[
 
 
 @contextmanager
-def ctrl_c_noted():
+def ctrl_c_noted() -> Iterator[list[int]]:
     """Note each Ctrl-C (SIGINT) received in the block in the list it yields, then raise KeyboardInterrupt as Python
     does: one with nothing noted came from the job's own code. Nothing is installed off the main thread (signals
     reach only it) or where SIGINT is not Python's (ignored, or it kills)."""
@@ -172,7 +183,7 @@ def ctrl_c_noted():
         yield noted
         return
 
-    def note(signum, frame):
+    def note(signum: int, frame: FrameType | None) -> None:
         noted.append(signum)
         previous(signum, frame)
 
@@ -234,11 +245,16 @@ def write_hydra_files(run_dir: Path, files: dict[str, str]) -> None:
     refuse_symlink(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        atomic_write(folder / name, lambda f, text=text: f.write(text))
+        atomic_write(folder / name, writing(text))
+
+
+def writing(text: str) -> Callable[[IO[str]], int]:
+    """atomic_write's write(f) that puts text in f."""
+    return lambda f: f.write(text)
 
 
 @contextmanager
-def fault_logs(job_dirs: list[Path]):
+def fault_logs(job_dirs: list[Path]) -> Iterator[None]:
     """fault_log for several job folders of one process: one file, hard-linked into each, so a crash is recorded
     in every member's folder (crash_note), and nothing is left when none happened."""
     first, rest = job_dirs[0], job_dirs[1:]

@@ -8,15 +8,20 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from harness.setup.config import Config
+    from harness.setup.data import Dataset
+    from harness.setup.resolve import Resolved
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -76,7 +81,7 @@ def time_blocks(
 
 
 @contextmanager
-def cpu_clock():
+def cpu_clock() -> Iterator[None]:
     """Within the block, Timers made by this thread (the harness loop's and plain_loop's) time their CPU segments
     in this thread's CPU time instead of wall time; on leaving it, the clock that was set before is back. Other
     threads' Timers are not touched (harness.training.meters.TIMER_CLOCK is a context variable).
@@ -179,7 +184,7 @@ def bf16_error(act: nn.Module, x: torch.Tensor) -> dict[str, float]:
 def plain_loop(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data,
+    data: Dataset,
     batch_size: int,
     steps: int,
     warmup: int,
@@ -254,7 +259,9 @@ class OverheadResult:
         return self.plain_wall_s / self.harness_loop_s
 
 
-def overhead_pair(config, data, device: torch.device, probes: str, plain_first: bool = True) -> OverheadResult:
+def overhead_pair(
+    config: Config, data: Dataset, device: torch.device, probes: str, plain_first: bool = True
+) -> OverheadResult:
     """Run the plain loop and the harness's loop on `config`, one after the other; probes 'off' logs and evaluates
     only at the last step. Alternate plain_first between calls so that an order effect cancels out.
 
@@ -272,6 +279,7 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
         group = build_group([resolved(config, device)], data, [Path(run_dir)])
         train(group)
         summary = group.members[0].summary
+        assert summary is not None  # train sets every member's
     if not plain_first:
         plain = run_plain(config, data, device)
     return OverheadResult(
@@ -279,14 +287,14 @@ def overhead_pair(config, data, device: torch.device, probes: str, plain_first: 
     )
 
 
-def resolved(config, device: torch.device):
+def resolved(config: Config, device: torch.device) -> Resolved:
     """config resolved for `device` without looking for it again (the benchmark picked it)."""
     from harness.setup.resolve import resolve
 
     return replace(resolve(config, device=False), device=device)
 
 
-def build(config, data, device: torch.device) -> tuple:
+def build(config: Config, data: Dataset, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The harness's seeded model for config on already loaded data, and a torch optimizer for it: what a plain
     loop written without harness code trains."""
     from harness.setup.optimizers import make_optimizer
@@ -296,7 +304,7 @@ def build(config, data, device: torch.device) -> tuple:
     return model, make_optimizer(model, config.trainer)
 
 
-def run_plain(config, data, device: torch.device) -> tuple[float, float]:
+def run_plain(config: Config, data: Dataset, device: torch.device) -> tuple[float, float]:
     """(samples/s after warm-up, seconds in all) of the plain loop on the harness's model and optimiser."""
     trainer = config.trainer
     batch = min(trainer.batch_size, len(data.x_train))

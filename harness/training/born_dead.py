@@ -33,8 +33,8 @@ def reinitialise(model: nn.Module, scheme: str, gain: float) -> None:
             bound = 1 / math.sqrt(module.hidden_size)
             for p in module.parameters(recurse=False):
                 nn.init.uniform_(p, -bound, bound)
-        elif hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+        elif (reset_parameters := getattr(module, "reset_parameters", None)) is not None:
+            reset_parameters()
     initialise(model, scheme, gain)
 
 

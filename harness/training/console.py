@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.common.text import NAME_LIMIT, NOTE_LIMIT, PATH_LIMIT, clean
 
 
-def fmt(value, spec: str = ".4f") -> str:
+def fmt(value: float | None, spec: str = ".4f") -> str:
     """A number in a table cell; a dash for a missing one."""
     return "-" if value is None else format(value, spec)
 

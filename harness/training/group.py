@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from harness.networks import probes, stacked, stacked_probes
 from harness.networks.models import MODELS, build_model
 from harness.records.recorder import CHECKPOINT, TrainState, load_checkpoint, restore_rng, save_checkpoint
-from harness.setup.config import Config, ConfigError, to_dict
-from harness.setup.data import Dataset, MemberBatches
+from harness.setup.batches import MemberBatches
+from harness.setup.config import Config, ConfigError, TrainerConfig, to_dict
+from harness.setup.data import Dataset
 from harness.setup.resolve import Resolved, resolve_threads
 from harness.training import capture
 from harness.training.loop import Member, provenance
@@ -45,11 +46,11 @@ class Group:
     scaler: torch.amp.GradScaler
     data: Dataset
     device: torch.device
-    trainer: object  # the members' common TrainerConfig (their lr and weight decay are the optimizer's)
+    trainer: TrainerConfig  # the members' common one (their lr and weight decay are the optimizer's)
     active: np.ndarray  # (K,) bool: the members that train at the next step (changes only at boundaries)
     capturable: bool  # every op of the step is one a CUDA graph can hold (the stackable activations' are)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.amp = AMP_DTYPES[self.trainer.precision]
         self.probe_x, self.probe_y = self.data.x_train[: probes.PROBE_SIZE], self.data.y_train[: probes.PROBE_SIZE]
         self.active_t = torch.as_tensor(self.active, device=self.device)
@@ -61,7 +62,7 @@ class Group:
         """What every member's summary shares (versions, git, data checksum, host), made once per group."""
         return {**provenance(self.device, self.trainer, self.data.checksum), "n_test": len(self.data.x_test)}
 
-    def autocast(self):
+    def autocast(self) -> AbstractContextManager[object]:
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
 
     def live(self) -> list[tuple[int, Member]]:
@@ -82,14 +83,14 @@ class Group:
         # the optimizer's member mask, needed only while a member is out (a captured step always takes it)
         self.mask = None if self.active.all() and self.captured is None else self.active_t
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, logged: bool) -> tuple:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, logged: bool) -> capture.StepOutput:
         """The step the loop takes: logged steps eagerly (their probes read the gradients), the others captured
         where trainer.capture says so (harness.training.capture)."""
         if logged or self.captured is None:
             return self.step(x, y, logged)
         return self.captured(x, y)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, logged: bool) -> tuple:
+    def step(self, x: torch.Tensor, y: torch.Tensor, logged: bool) -> capture.StepOutput:
         """One optimiser step of every member: (losses (K,), logits (K, B, C), gradient norms if logged)."""
         stack, t = self.stack, self.trainer
         for p in stack.params:
@@ -114,7 +115,7 @@ class Group:
         self.scaler.update()
         return losses.detach(), logits.detach(), grads
 
-    def gradients(self, states: list) -> tuple:
+    def gradients(self, states: list) -> capture.GradNorms:
         """Per member: weight-gradient norms by layer (K, L), the global norm (K,), ||dL/dh_t|| per RNN layer."""
         through_time = [stacked.hidden_grad_norms(states, i) for i in range(self.stack.k)]
         return stacked.weight_grad_norms(self.stack), stacked.global_grad_norm(self.stack), through_time
@@ -163,6 +164,8 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
     """The members' models (each from its seed), stacked; the optimizer, batches and scaler; each member continued
     from its checkpoint or probed at initialisation. Sets torch's threads (trainer.threads; auto needs the size)."""
     first, t = resolved[0], resolved[0].config.trainer
+    device = first.device
+    assert device is not None, "build_group needs the members resolved with their device"
     models = [build_member_model(r, data) for r in resolved]
     # a group of one trains its model's own modules (nn.Linear's kernels, no member axis): a single run costs what
     # a plain torch loop costs; K > 1 train the stacked model
@@ -170,7 +173,7 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
         models, stack=len(models) > 1, compiled=torch.compile(models[0]) if t.compile else None
     )
     n_params = sum(p.numel() for p in stack.params)
-    torch.set_num_threads(resolve_threads(t.threads, n_params, t.batch_size, first.device, cpu_threads))
+    torch.set_num_threads(resolve_threads(t.threads, n_params, t.batch_size, device, cpu_threads))
     optimizer = StackedOptimizer(
         stack.params,
         t.optimizer,
@@ -180,9 +183,9 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
         member_axis=stack.member_axis,
     )
     batches = MemberBatches(data.x_train, data.y_train, t.batch_size, [r.config.seed for r in resolved])
-    scaler = torch.amp.GradScaler(first.device.type, enabled=t.precision == "fp16")
-    if first.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(first.device)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     group = Group(
         [],
         stack,
@@ -190,7 +193,7 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
         batches,
         scaler,
         data,
-        first.device,
+        device,
         t,
         np.zeros(len(models), dtype=bool),
         why_not_grouped(first) is None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from harness.common import flow
 from harness.networks import probes
 from harness.records.recorder import CHECKPOINT, Recorder, TrainState
 from harness.records.results import git_state, package_versions, write_metrics
-from harness.setup.config import Config
+from harness.setup.config import Config, TrainerConfig
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Member:
     joined_at_cpu: float = 0.0
     summary: dict | None = None  # set when it leaves the loop (finished, diverged or failed)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.rec = Recorder(self.state)
         self.layer_names = list(probes.layer_weights(self.model))
         self.base_time, self.base_loop_time = self.state.train_time, self.state.loop_time
@@ -71,6 +72,7 @@ class Member:
         return True
 
     def record_gradients(self, step: int, norms: list[float], total: float, through_time: dict) -> None:
+        assert self.state.grad_sum is not None  # every member's TrainState has one (group.start_member)
         self.state.grad_sum += torch.tensor(norms, dtype=self.state.grad_sum.dtype)
         self.state.grad_global_sum += total
         self.state.grad_count += 1
@@ -85,7 +87,7 @@ class Member:
         if val[1] > self.state.best_val_acc:
             self.state.best_val_acc, self.state.test_acc_at_best_val = val[1], test[1]
 
-    def outcome(self, evaluate_now) -> dict:
+    def outcome(self, evaluate_now: Callable[[str], tuple[float, float]]) -> dict:
         """Final losses and accuracies: the last evaluation's, or, if none was made (no steps, or diverged), now
         (evaluate_now: split -> (loss, acc), this member's)."""
         state, rec = self.state, self.rec
@@ -125,7 +127,10 @@ class Member:
         write_metrics(self.run_dir, state.rows)
         dead, saturated = probes.overall_fractions(units) if units else (None, None)
         count = max(state.grad_count, 1)
-        grad_mean = dict(zip(self.layer_names, (state.grad_sum / count).tolist())) if state.grad_count else {}
+        grad_mean: dict[str, float] = {}
+        if state.grad_count:
+            assert state.grad_sum is not None  # every member's TrainState has one (group.start_member)
+            grad_mean = dict(zip(self.layer_names, (state.grad_sum / count).tolist()))
         return {
             "status": "diverged" if diverged else "ok",
             "train_loss": out["train_loss"],
@@ -206,7 +211,7 @@ def speed_clock(device: torch.device, cpu_time: float) -> str:
     return "thread_cpu" if device.type == "cpu" and torch.get_num_threads() == 1 and math.isfinite(cpu_time) else "wall"
 
 
-def provenance(device: torch.device, trainer, dataset_checksum: str) -> dict:
+def provenance(device: torch.device, trainer: TrainerConfig, dataset_checksum: str) -> dict:
     """Where and with what the runs ran, the same for every member of a group: made once per group."""
     sha, dirty = git_state()
     return {

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from harness.networks.stacked import StackedModel
 
 EVAL_CHUNK = 1000  # evaluation batch: bounds memory on the larger datasets
 # The clock a Timer on the CPU adds its segments' `total` up with (wall time), read when the Timer is made. A context
@@ -27,15 +32,15 @@ class Timer:
 
     cpu_clock = staticmethod(time.thread_time)
 
-    def __init__(self, device: torch.device, total: float = 0.0, cpu_total: float = 0.0):
+    def __init__(self, device: torch.device, total: float = 0.0, cpu_total: float = 0.0) -> None:
         self.cuda = device.type == "cuda"
         self.clock = TIMER_CLOCK.get()  # one clock for the timer's life: a segment starts and stops on the same one
         self.total, self.cpu_total = total, cpu_total  # a resumed run continues its clocks
 
     def start(self) -> None:
         if self.cuda:
-            self.begin = torch.cuda.Event(enable_timing=True)
-            self.begin.record()
+            self.begin_event = torch.cuda.Event(enable_timing=True)
+            self.begin_event.record()
         else:
             self.begin = self.clock()
         self.cpu_begin = self.cpu_clock()
@@ -46,7 +51,7 @@ class Timer:
             end = torch.cuda.Event(enable_timing=True)
             end.record()
             end.synchronize()
-            self.total += self.begin.elapsed_time(end) / 1000
+            self.total += self.begin_event.elapsed_time(end) / 1000
         else:
             self.total += self.clock() - self.begin
         self.cpu_total += self.cpu_clock() - self.cpu_begin
@@ -66,14 +71,16 @@ class WindowStats:
 
     FOLD = 128
 
-    def __init__(self, device: torch.device, k: int = 1):
+    def __init__(self, device: torch.device, k: int = 1) -> None:
         self.device, self.k = device, k
         self.reset()
 
     def reset(self) -> None:
         self.correct = torch.zeros(self.k, device=self.device)
-        self.loss_chunks = []  # (FOLD, K) each
-        self.losses, self.logits, self.labels = [], [], []
+        self.loss_chunks: list[torch.Tensor] = []  # (FOLD, K) each
+        self.losses: list[torch.Tensor] = []  # the steps' since the last fold: (K,), (K, B, C) and (K, B) each
+        self.logits: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
         self.batches = self.samples = 0
 
     def add(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -108,8 +115,11 @@ class WindowStats:
 
 
 @torch.no_grad()
-def evaluate(stack, x: torch.Tensor, y: torch.Tensor, autocast) -> list[tuple[float, float]]:
-    """Each member's (mean loss, accuracy) on a whole split, in eval mode: every member sees the same inputs."""
+def evaluate(
+    stack: StackedModel, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], AbstractContextManager[object]]
+) -> list[tuple[float, float]]:
+    """Each member's (mean loss, accuracy) on a whole split, in eval mode: every member sees the same inputs
+    (autocast: the group's precision context, made anew for each chunk)."""
     was_training = stack.training
     stack.eval()
     loss = torch.zeros(stack.k, device=x.device, dtype=x.dtype)  # the data's precision (the tests' float64)

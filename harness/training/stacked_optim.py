@@ -10,12 +10,14 @@ each member alone; the per-member state converts to and from torch's own state_d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch.optim.optimizer import _get_scalar_dtype
 
+# What torch's _foreach ops take and what the out-of-place ones return
+TensorList = list[torch.Tensor] | tuple[torch.Tensor, ...]
 _TORCH_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 # Hyper-parameters shared by all members: a member's checkpoint that disagrees cannot be loaded faithfully.
 _SHARED_KEYS = {
@@ -41,7 +43,7 @@ class StackedOptimizer(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: list[torch.Tensor],
+        params: Iterable[torch.Tensor],
         kind: str,
         lr: Sequence[float],
         weight_decay: Sequence[float],
@@ -49,7 +51,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         member_axis: bool = True,
-    ):
+    ) -> None:
         params = list(params)
         if kind not in _TORCH_OPTIMIZERS:
             raise ValueError(f"kind must be one of {sorted(_TORCH_OPTIMIZERS)}, not {kind!r}")
@@ -114,8 +116,10 @@ class StackedOptimizer(torch.optim.Optimizer):
         elif self.param_groups[0]["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(s)
 
+    # The override takes the member mask where torch's takes a closure (GradScaler.step passes it through): not
+    # torch's signature, by design; nothing calls it with a closure.
     @torch.no_grad()
-    def step(self, active: torch.Tensor | None = None) -> None:
+    def step(self, active: torch.Tensor | None = None) -> None:  # type: ignore[override]
         """One step for the active members ((K,) bool on the device; None = all). Tensors without grad are
         skipped. Positional `active` so that GradScaler.step(opt, active) passes it through.
 
@@ -150,7 +154,9 @@ class StackedOptimizer(torch.optim.Optimizer):
             for t, old in zip(tensors, kept):
                 t.copy_(torch.where(_bcast(active, t), t, old))
 
-    def _adam(self, s: list, g: list, states: list, counts: torch.Tensor) -> None:
+    def _adam(
+        self, s: list[torch.Tensor], g: TensorList, states: list[dict[str, torch.Tensor]], counts: torch.Tensor
+    ) -> None:
         """torch's Adam / AdamW (amsgrad off), op for op, with per-member lr and weight decay; counts: the
         tensors' step counts (P, K), this step's included."""
         group = self.param_groups[0]
@@ -176,7 +182,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         torch._foreach_div_(update, denom)
         torch._foreach_sub_(s, update)
 
-    def _sgd(self, s: list, g: list, states: list) -> None:
+    def _sgd(self, s: list[torch.Tensor], g: TensorList, states: list[dict[str, torch.Tensor]]) -> None:
         """torch's SGD (dampening 0, no nesterov), with per-member lr and weight decay."""
         momentum = self.param_groups[0]["momentum"]
         if self.decays:  # grad = grad.add(param, alpha=weight_decay)
@@ -192,7 +198,7 @@ class StackedOptimizer(torch.optim.Optimizer):
             lr = self.lr.to(s[0].dtype)
             torch._foreach_sub_(s, torch._foreach_mul(g, [_bcast(lr, t) for t in s]))
 
-    def _decayed(self, g: list, s: list) -> list:
+    def _decayed(self, g: TensorList, s: list[torch.Tensor]) -> TensorList:
         """grad + weight_decay * param, new tensors (the gradients themselves are kept)."""
         if self.host is not None:
             return torch._foreach_add(g, s, alpha=self.host["weight_decay"])

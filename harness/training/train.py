@@ -11,17 +11,20 @@ from tqdm.auto import tqdm
 
 from harness.networks import probes
 from harness.records.results import new_summary, now, write_metrics, write_record
-from harness.setup.config import Config
+from harness.setup.config import Config, TrainerConfig
 from harness.setup.data import load_dataset
 from harness.setup.resolve import resolve
 from harness.training.born_dead import born_dead_trials
+from harness.training.capture import GradNorms
 from harness.training.group import Group, build_group, check_group
 from harness.training.meters import Timer, WindowStats
 
 
 def check(config: Config) -> torch.device:
     """Every check that needs no data (see harness.setup.resolve); the device the run would use."""
-    return resolve(config).device
+    device = resolve(config).device
+    assert device is not None  # resolve looks the device up unless told not to
+    return device
 
 
 def run(
@@ -54,8 +57,9 @@ def run_group(
     resolved = [resolve(c) for c in configs]
     if len(configs) > 1:
         check_group(resolved)  # before any data is loaded
-    d = configs[0].dataset
-    data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, resolved[0].device)  # DataError
+    d, device = configs[0].dataset, resolved[0].device
+    assert device is not None  # resolve looks the device up unless told not to
+    data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, device)  # DataError
     data = data.astype(dtype) if dtype else data
     summaries = [
         new_summary(
@@ -67,6 +71,7 @@ def run_group(
         group = build_group(resolved, data, run_dirs, cpu_threads)
         train(group)
         for s, m in zip(summaries, group.members):
+            assert m.summary is not None  # train sets every member's
             s.update(m.summary)
         trainer = configs[0].trainer
         if trainer.init_trials:  # probe only: many fresh initialisations in this one job
@@ -147,13 +152,21 @@ def train(group: Group) -> None:
         finish(group, i, units[i])
 
 
-def boundary(group: Group, step: int, window: WindowStats, grads, eval_now: bool, timer, loop_timer, bar) -> None:
+def boundary(
+    group: Group,
+    step: int,
+    window: WindowStats,
+    grads: GradNorms | None,
+    eval_now: bool,
+    timer: Timer,
+    loop_timer: Timer,
+    bar: tqdm,
+) -> None:
     """Record each live member's window, gradients, units and evaluation; a diverged member leaves the loop (its
     tensors stay as they are: the others' numbers do not change); checkpoint those due."""
     batches, reads = window.batches, window.read()
     if grads is not None:
-        by_layer, total, through_time = grads
-        by_layer, total = by_layer.tolist(), total.tolist()
+        by_layer, total, through_time = grads[0].tolist(), grads[1].tolist(), grads[2]  # (K, L), (K,), per member
     evals = (group.evaluate("val"), group.evaluate("test")) if eval_now else None
     units = group.probe_units()
     for i, m in group.live():
@@ -202,7 +215,7 @@ def describe(group: Group) -> str:
     return f"{m.config.activation['name']} {m.config.model.name}" + (f" x{k}" if k > 1 else "")
 
 
-def boundaries(step: int, trainer, last_boundary: int) -> tuple[bool, bool, bool]:
+def boundaries(step: int, trainer: TrainerConfig, last_boundary: int) -> tuple[bool, bool, bool]:
     """(log, evaluate, checkpoint) at this step.
 
     Checkpoint at the first log or eval step after each multiple of checkpoint_every: the running train window is

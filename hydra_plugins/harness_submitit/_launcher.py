@@ -5,12 +5,17 @@ import logging
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    import submitit  # imported where it is used: only on a machine that submits to SLURM
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +30,19 @@ class SubmititSlurmLauncher(SlurmLauncher):
     job's return is a failure the sweeper tables; its folder has no summary.json, so resume=true reruns it (from
     its checkpoint.pt, if it wrote one)."""
 
-    def __call__(self, *args, **kwargs) -> JobReturn:
+    def __call__(
+        self,
+        sweep_overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: dict[type, Singleton],
+    ) -> JobReturn:
         """In the job, on its node: run it, with submitit's requeue signal handled without raising into it."""
         import submitit
 
         requeue_without_exiting(submitit.JobEnvironment._usr_sig())
-        return super().__call__(*args, **kwargs)
+        return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -56,7 +68,7 @@ class SubmititSlurmLauncher(SlurmLauncher):
             returns.update({idx: (job, overrides) for job, (idx, overrides) in zip(jobs, batch)})
         return [collect(*returns[idx]) for idx, _ in numbered]
 
-    def executor(self, size: int = 1):
+    def executor(self, size: int = 1) -> "submitit.AutoExecutor":
         """The executor submitit's launcher builds: our keys as sbatch options, submitit's own prefixed slurm_;
         the time limit scaled to a group's size."""
         import submitit
@@ -97,7 +109,7 @@ def requeue_without_exiting(signum: int) -> None:
     if not callable(handler):
         return
 
-    def requeue(number, frame):
+    def requeue(number: int, frame: FrameType | None) -> None:
         try:
             handler(number, frame)
         except SystemExit:
@@ -106,7 +118,7 @@ def requeue_without_exiting(signum: int) -> None:
     signal.signal(signum, requeue)
 
 
-def collect(job, overrides: Sequence[str]) -> JobReturn:
+def collect(job: "submitit.Job", overrides: Sequence[str]) -> JobReturn:
     """The job's return once it has ended; a failed return when it ended without one."""
     from submitit.core.utils import FailedJobError, UncompletedJobError
 

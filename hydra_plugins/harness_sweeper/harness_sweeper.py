@@ -6,17 +6,18 @@ import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.common.outputs import SymlinkRefused, refuse_symlinks
 from harness.common.text import NOTE_LIMIT, PATH_LIMIT, clean
-from harness.setup.config import EXIT_BAD_INPUT  # nothing ran
+from harness.setup.config import EXIT_BAD_INPUT, Config  # EXIT_BAD_INPUT: nothing ran
 from harness.sweeps import grouping
 from harness.sweeps.launchers import launcher_kind, usable_cpus
 from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
@@ -78,12 +79,14 @@ def compact(exc: BaseException) -> str:
 class HarnessSweeper(BasicSweeper):
     """BasicSweeper's cartesian product, made safe to interrupt, resume and run on a cluster."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, group_size: Any = 1):
+    def __init__(
+        self, max_batch_size: int | None = None, params: dict[str, str] | None = None, group_size: Any = 1
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.group_size = group_size
         self.told: set[str] = set()  # the grouping lines said once, not again when a broken pool relaunches
 
-    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.sweep_dir = Path(pin_sweep_dir(config))  # before the launcher reads it (submitit's folder)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
@@ -115,6 +118,7 @@ class HarnessSweeper(BasicSweeper):
             refuse_symlinks(self.sweep_dir, (MANIFEST, MULTIRUN))
         except SymlinkRefused as exc:
             raise BadSweep(clean(exc, PATH_LIMIT)) from None
+        assert self.hydra_context is not None  # set by setup(), which Hydra calls before sweep()
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         try:
             parsed = parser.parse_overrides(self._parse_config() + list(arguments))
@@ -149,11 +153,12 @@ class HarnessSweeper(BasicSweeper):
             "finished job(s) and add these, or leave hydra.sweep.dir out to start a new sweep"
         )
 
-    def compose(self, overrides: list[str], swept: set) -> Job:
+    def compose(self, overrides: list[str], swept: set[str]) -> Job:
         """A job's config as its launcher will compose it, checked as harness.run will check it."""
         from harness.setup.config import config_hash
         from harness.sweeps.sweep import check_job
 
+        assert self.hydra_context is not None and self.config is not None  # set by setup(), before sweep()
         label = " ".join(o for o in overrides if o.split("=", 1)[0] in swept) or " ".join(overrides)
         try:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
@@ -161,7 +166,8 @@ class HarnessSweeper(BasicSweeper):
             task = copy.deepcopy(cfg)
             with read_write(task), open_dict(task):
                 del task["hydra"]
-            config = OmegaConf.to_object(task)
+            # The structured schema (Config, registered by run.py as base_config) makes the object a Config.
+            config = cast(Config, OmegaConf.to_object(task))
             check_folder(self.sweep_dir, name, job_outputs(cfg))
             check_job(config)
         except BadSweep as exc:
@@ -186,6 +192,7 @@ class HarnessSweeper(BasicSweeper):
         job.running = state == "running"
         if state not in FINISHED:
             return
+        assert summary is not None  # job_state returns a finished state only with its summary
         folder = self.sweep_dir / job.name
         if summary["config_hash"] != job.config_hash:
             raise BadSweep(
@@ -201,6 +208,7 @@ class HarnessSweeper(BasicSweeper):
         """Create the sweep folder, set corrupt summaries aside, write the manifest and say what will happen."""
         from harness.sweeps.sweep import extend_manifest, job_state, set_aside
 
+        assert self.config is not None  # set by setup(), which Hydra calls before sweep()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         if not (self.sweep_dir / MULTIRUN).exists():  # the first sweep's; the manifest lists every job
             OmegaConf.save(self.config, self.sweep_dir / MULTIRUN)
@@ -257,13 +265,14 @@ class HarnessSweeper(BasicSweeper):
                 print(clean(f"{job.name}: the job's process died ({note}); recorded as failed", LINE))
         return crashed
 
-    def launch_all(self, jobs: list[Job]) -> tuple[list, str | None]:
+    def launch_all(self, jobs: list[Job]) -> tuple[list[JobReturn], str | None]:
         """Launch the jobs in batches; a launcher that dies (a killed worker, Ctrl-C) ends the sweep, not the report.
 
         Under joblib a job that kills its worker (os.abort, a segfault) breaks the whole pool: that job is recorded
         as failed and the jobs it took down with it are launched again, as long as each round records a crash.
         """
-        returns: list = []
+        assert self.launcher is not None and self.config is not None  # set by setup(), before sweep()
+        returns: list[JobReturn] = []
         while True:
             pending = self.launch_list(self.to_run(jobs))
             try:
@@ -282,6 +291,7 @@ class HarnessSweeper(BasicSweeper):
     def launch_list(self, jobs: list[Job]) -> list[list[str]]:
         """The overrides of each job to launch: a run alone as today; a group as one job whose folder is
         .groups/<id> (its log and Hydra files), which reads its members from there (run.py's group_job)."""
+        assert self.config is not None  # set by setup(), which Hydra calls before sweep()
         groups, lines = grouping.plan_groups(jobs, self.group_size, self.config.hydra.launcher, usable_cpus())
         for line in lines:
             if line not in self.told:
@@ -308,12 +318,16 @@ class HarnessSweeper(BasicSweeper):
                 job.skip_to = self.sweep_dir / job.name
             job.running = state == "running"
 
-    def report(self, jobs: list[Job], returns: list, stopped: str | None, command: str) -> None:
+    def report(self, jobs: list[Job], returns: list[JobReturn], stopped: str | None, command: str) -> None:
         """One table of every job; exit non-zero when any failed or did not finish."""
         from harness.sweeps.jobtable import format_table
         from harness.sweeps.sweep import FINISHED, job_state
 
-        raised = {tuple(r.overrides): r._return_value for r in returns if r.status == JobStatus.FAILED}
+        raised = {  # every launcher sets a return's overrides, which JobReturn types as optional
+            tuple(r.overrides): r._return_value
+            for r in returns
+            if r.status == JobStatus.FAILED and r.overrides is not None
+        }
         rows = []
         for job in jobs:
             state, summary = job_state(job.skip_to or self.sweep_dir / job.name)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import cast
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf, open_dict, read_write
 
 from harness.common.outputs import SymlinkRefused, refuse_symlinks
+from harness.setup.config import Config, DatasetConfig
 from hydra_plugins.harness_sweeper._folders import job_outputs
 from hydra_plugins.harness_sweeper.harness_sweeper import EXIT_BAD_INPUT, BadSweep, compact
 from hydra_plugins.harness_sweeper.preconditions import (
@@ -48,10 +51,10 @@ def split_argv(argv: list[str]) -> tuple[bool, dict[str, str], list[str]] | None
     return multirun, flags, overrides
 
 
-def parse(overrides: list[str]) -> list:
+def parse(overrides: list[str]) -> list[Override]:
     """Hydra's parse of each override, with the override it could not parse named."""
     parser = OverridesParser.create()
-    parsed = []
+    parsed: list[Override] = []
     for line in overrides:
         key = line.partition("=")[0].lstrip("+~")
         if "=" in line and not key:
@@ -63,7 +66,7 @@ def parse(overrides: list[str]) -> list:
     return parsed
 
 
-def check_run_dir(run_dir: Path, config) -> bool:
+def check_run_dir(run_dir: Path, config: Config) -> bool:
     """A single run's folder: not a file, not held by a live process, not a finished run of this or another config.
 
     True when it holds this configuration's finished run and resume=true keeps it.
@@ -80,6 +83,7 @@ def check_run_dir(run_dir: Path, config) -> bool:
     state, summary = job_state(run_dir)
     if state not in FINISHED:
         return False
+    assert summary is not None  # job_state returns a finished state only with its summary
     if summary["config_hash"] != config_hash(config):
         raise BadCommand(
             f"{run_dir} already holds a finished run of another configuration; choose another "
@@ -103,7 +107,8 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
     check_launcher_installed(parsed)
     if multirun:  # the sweeper composes and checks every job; here what Hydra itself would trip on
         check_sweep_has_jobs(parsed)
-        overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
+        # parse_overrides sets every override's input_line (Override types it as optional)
+        overrides = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line is not None]
     conf_dir = script_dir / flags.get("cp", "conf")  # Hydra's config_path: relative to the script
     try:
         with initialize_config_dir(config_dir=str(conf_dir.absolute()), version_base="1.3"):
@@ -118,7 +123,8 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
         refuse_symlinks(folder, job_outputs(cfg))  # the sweeper checks each job's folder likewise
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
-        config = OmegaConf.to_object(cfg)
+        # The structured schema (Config, registered by run.py as base_config) makes the object a Config.
+        config = cast(Config, OmegaConf.to_object(cfg))
     except BadCommand:
         raise
     except SymlinkRefused as exc:
@@ -131,13 +137,13 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
     return folder if kept else None
 
 
-def set_launcher_memory(request) -> None:
+def set_launcher_memory(request: tuple[int, str] | None) -> None:
     from harness.setup.footprint import set_launcher_memory as set_memory  # torch loads here, not at import time
 
     set_memory(request)
 
 
-def check_config(config) -> None:
+def check_config(config: Config) -> None:
     """The checks harness.run makes before it loads data (harness.setup.resolve), the device included (a single run
     trains here), each failure in one line."""
     from harness.setup.config import ConfigError
@@ -153,7 +159,7 @@ def check_config(config) -> None:
         raise BadCommand(f"the activation could not be built: {type(exc).__name__}: {compact(exc)}") from None
 
 
-def fetch_data(dataset) -> None:
+def fetch_data(dataset: DatasetConfig) -> None:
     """dataset.download=true with files missing: download them now, before Hydra makes the run folder, so that a
     failed download (no network) is one line with nothing written."""
     from harness.setup.config import DataError

@@ -19,7 +19,7 @@ from torch import nn
 
 from harness.networks.gated import hidden_width
 from harness.networks.models import cnn, mlp, rnn, transformer
-from harness.networks.models.base import NORMS, ActFactory, BaseModelConfig, Family, Projection
+from harness.networks.models.base import NORMS, ActFactory, BaseModelConfig, Family, Network, Projection, hidden_layers
 from harness.networks.models.cnn import CNN, CNNConfig, ConvBlock
 from harness.networks.models.mlp import MLP, Dense, MLPConfig
 from harness.networks.models.rnn import CELLS, RNN, Cell, ElmanCell, GRUCell, LSTMCell, Recurrent, RNNConfig
@@ -43,6 +43,7 @@ __all__ = [
     "MLP",
     "MODELS",
     "NORMS",
+    "Network",
     "RNN",
     "WEIGHT_LAYERS",
     "ActFactory",
@@ -63,6 +64,7 @@ __all__ = [
     "TransformerConfig",
     "activation_layers",
     "build_model",
+    "hidden_layers",
     "init_gain",
     "initialise",
     "layer_weights",
@@ -85,6 +87,6 @@ def build_model(
     own = getattr(network, "matches_ffn", False)  # the transformer matches in its FFN, at d_ff
     width = model_cfg.width if own else hidden_width(model_cfg, act, construct)
     model = construct(dataclasses.replace(model_cfg, width=width), act)
-    model.width_used = width
+    model.width_used = width  # type: ignore[assignment]  # torch's stub takes a Tensor or Module; any value is set
     initialise(model, model_cfg.init, gain)
     return model

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from torch import nn
 
@@ -23,6 +23,13 @@ NORMS: dict[str, Callable[[int, int], nn.Module]] = {
     "batch": lambda dims, n: (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(n),
     "layer": lambda dims, n: nn.LayerNorm(n) if dims == 0 else nn.GroupNorm(1, n),
 }
+
+
+def hidden_layers(model: nn.Module) -> nn.ModuleList:
+    """A model's activation-bearing layers `hidden`: hidden.0, hidden.1, ... (every family's is a ModuleList)."""
+    hidden = model.hidden
+    assert isinstance(hidden, nn.ModuleList), f"{type(model).__name__}.hidden is a {type(hidden).__name__}"
+    return hidden
 
 
 class Projection(nn.Linear):
@@ -67,12 +74,25 @@ class BaseModelConfig:
         though its family takes their kind (harness.setup.data.check_pair checks the kind)."""
 
 
+class Network(Protocol):
+    """A family's network class (not an instance): the dataset kinds it takes, and how it is built."""
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+
+    def from_config(
+        self, m: BaseModelConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory
+    ) -> nn.Module:
+        """The network for a config of its family (Family.config), an input shape and a class count."""
+        ...
+
+
 @dataclass(frozen=True)
 class Family:
     """A registry entry (harness.networks.models.MODELS): the config class and the network it configures."""
 
     config: type[BaseModelConfig]
-    network: type[nn.Module]  # has `inputs` (the dataset kinds it takes) and from_config(config, shape, classes, act)
+    network: Network  # a class: `inputs` (the dataset kinds it takes) and from_config(config, shape, classes, act)
     # harness/networks/stacked_layers.py's FORWARDS has the network's stacked forward, so that runs of it can share a
     # group; a family without one trains one run per job (harness.training.group.why_not_grouped).
     stacked: bool = False

@@ -58,7 +58,8 @@ class CNN(nn.Module):
     inputs = ("sequence", "image")
 
     @classmethod
-    def from_config(cls, m: CNNConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> CNN:
+    def from_config(cls, m: BaseModelConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> CNN:
+        assert isinstance(m, CNNConfig)  # the registry's Family pairs each network with its own config
         return cls(input_shape, num_classes, act, m.depth, m.width, m.kernel_size, m.norm)
 
     def __init__(

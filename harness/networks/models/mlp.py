@@ -53,7 +53,8 @@ class MLP(nn.Module):
     inputs = ("vector", "sequence", "image")  # the dataset kinds it takes
 
     @classmethod
-    def from_config(cls, m: MLPConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> MLP:
+    def from_config(cls, m: BaseModelConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> MLP:
+        assert isinstance(m, MLPConfig)  # the registry's Family pairs each network with its own config
         return cls(math.prod(input_shape), num_classes, act, m.depth, m.width, m.residual, m.norm)
 
     def __init__(

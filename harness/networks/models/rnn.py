@@ -36,13 +36,15 @@ class RNNConfig(BaseModelConfig):
 
 # ---- recurrent cells: PyTorch's equations, with `act` in place of tanh
 
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # a cell's state: h, or the LSTM's (h, c)
+
 
 class Cell(nn.Module):
     """Weights laid out as in nn.RNN/nn.GRU/nn.LSTM, so that their weights copy across one to one."""
 
     gates = 1
 
-    def __init__(self, n_in: int, hidden: int, act: ActFactory):
+    def __init__(self, n_in: int, hidden: int, act: ActFactory) -> None:
         super().__init__()
         self.hidden_size = hidden
         self.weight_ih = nn.Parameter(torch.empty(self.gates * hidden, n_in))
@@ -54,25 +56,32 @@ class Cell(nn.Module):
         for p in self.parameters(recurse=False):  # the cell's own, as nn.RNN's; not the activation's (PReLU)
             nn.init.uniform_(p, -bound, bound)
 
-    def init_state(self, batch: int, ref: torch.Tensor):
+    def init_state(self, batch: int, ref: torch.Tensor) -> State:
         return ref.new_zeros(batch, self.hidden_size)
 
     @staticmethod
-    def output(state) -> torch.Tensor:
+    def output(state: State) -> torch.Tensor:
+        assert isinstance(state, torch.Tensor)  # h itself: only the LSTM's state is a pair, and it has its own
         return state
+
+    def step(self, xw: torch.Tensor, state: State) -> State:
+        """The next state from this step's input projection xw and the previous state (each cell its own)."""
+        raise NotImplementedError
 
 
 class ElmanCell(Cell):
     gates = 1
 
-    def step(self, xw: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def step(self, xw: torch.Tensor, h: State) -> torch.Tensor:
+        assert isinstance(h, torch.Tensor)  # init_state's h
         return self.act(xw + F.linear(h, self.weight_hh, self.bias_hh))
 
 
 class GRUCell(Cell):
     gates = 3
 
-    def step(self, xw: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def step(self, xw: torch.Tensor, h: State) -> torch.Tensor:
+        assert isinstance(h, torch.Tensor)  # init_state's h
         x_r, x_z, x_n = xw.chunk(3, dim=1)
         h_r, h_z, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
         r = torch.sigmoid(x_r + h_r)
@@ -84,19 +93,19 @@ class GRUCell(Cell):
 class LSTMCell(Cell):
     gates = 4
 
-    def __init__(self, n_in: int, hidden: int, act: ActFactory):
+    def __init__(self, n_in: int, hidden: int, act: ActFactory) -> None:
         super().__init__(n_in, hidden, act)
         self.act_cell = act()  # the second tanh, on the cell state; the probes watch `act`, the candidate
 
-    def init_state(self, batch: int, ref: torch.Tensor):
+    def init_state(self, batch: int, ref: torch.Tensor) -> State:
         zeros = ref.new_zeros(batch, self.hidden_size)
         return zeros, zeros
 
     @staticmethod
-    def output(state) -> torch.Tensor:
+    def output(state: State) -> torch.Tensor:
         return state[0]
 
-    def step(self, xw: torch.Tensor, state):
+    def step(self, xw: torch.Tensor, state: State) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = state
         i, f, g, o = (xw + F.linear(h, self.weight_hh, self.bias_hh)).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * self.act(g)
@@ -109,16 +118,22 @@ CELLS = {"elman": ElmanCell, "gru": GRUCell, "lstm": LSTMCell}
 class Recurrent(nn.Module):
     """One recurrent layer over (B, T, I), optionally bidirectional; can keep h_t for gradients through time."""
 
-    def __init__(self, cell: str, n_in: int, hidden: int, act: ActFactory, bidirectional: bool):
+    def __init__(self, cell: str, n_in: int, hidden: int, act: ActFactory, bidirectional: bool) -> None:
         super().__init__()
         self.cells = nn.ModuleList(CELLS[cell](n_in, hidden, act) for _ in range(2 if bidirectional else 1))
         self.record = False  # set by the probes on logged steps
-        self.states: list[torch.Tensor] = []  # h_t of each direction, (B, T, H) each, when recording
+        self.states: list[list[torch.Tensor]] = []  # when recording, per direction its h_t: (B, H) for each t
+
+    def cell(self, direction: int) -> Cell:
+        """The cell of one direction (0 forward, 1 backward)."""
+        cell = self.cells[direction]
+        assert isinstance(cell, Cell)  # cells holds nothing else
+        return cell
 
     def run(self, cell: Cell, x: torch.Tensor) -> torch.Tensor:
         xw = F.linear(x, cell.weight_ih, cell.bias_ih)  # (B, T, G*H): input projections for all steps at once
         state = cell.init_state(x.shape[0], x)
-        outputs = []
+        outputs: list[torch.Tensor] = []
         for t in range(x.shape[1]):
             state = cell.step(xw[:, t], state)
             outputs.append(cell.output(state))
@@ -130,9 +145,9 @@ class Recurrent(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.states = []
-        out = [self.run(self.cells[0], x)]
+        out = [self.run(self.cell(0), x)]
         if len(self.cells) == 2:
-            out.append(self.run(self.cells[1], x.flip(1)).flip(1))
+            out.append(self.run(self.cell(1), x.flip(1)).flip(1))
             if self.record:
                 self.states[1] = self.states[1][::-1]  # index the backward direction's states by input time
         return torch.cat(out, dim=2)  # (B, T, H * directions)
@@ -144,7 +159,8 @@ class RNN(nn.Module):
     inputs = ("sequence", "image")
 
     @classmethod
-    def from_config(cls, m: RNNConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> RNN:
+    def from_config(cls, m: BaseModelConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory) -> RNN:
+        assert isinstance(m, RNNConfig)  # the registry's Family pairs each network with its own config
         return cls(input_shape, num_classes, act, m.depth, m.width, m.cell, m.bidirectional)
 
     def __init__(
@@ -156,7 +172,7 @@ class RNN(nn.Module):
         width: int = RNNConfig.width,
         cell: str = RNNConfig.cell,
         bidirectional: bool = RNNConfig.bidirectional,
-    ):
+    ) -> None:
         super().__init__()
         steps, features = self.sequence_shape(input_shape)
         directions = 2 if bidirectional else 1

@@ -21,7 +21,7 @@ from torch import nn
 
 from harness.common.errors import DataError, check
 from harness.networks.gated import expansion
-from harness.networks.models.base import BaseModelConfig, Family, Projection
+from harness.networks.models.base import ActFactory, BaseModelConfig, Family, Projection
 
 RNN_OPTIONS = "model.cell and model.bidirectional are rnn options; the transformer takes neither"
 
@@ -125,14 +125,17 @@ class Transformer(nn.Module):
     matches_ffn = True  # model.match_params narrows d_ff (ffn_width), not model.width: build_model leaves width be
 
     @classmethod
-    def from_config(cls, m: TransformerConfig, input_shape: tuple[int, ...], num_classes: int, act) -> Transformer:
+    def from_config(
+        cls, m: BaseModelConfig, input_shape: tuple[int, ...], num_classes: int, act: ActFactory
+    ) -> Transformer:
+        assert isinstance(m, TransformerConfig)  # the registry's Family pairs each network with its own config
         return cls(input_shape, num_classes, act, m.depth, m.width, m.heads, ffn_width(m, act()), m.patch, m.norm)
 
     def __init__(
         self,
         input_shape: tuple[int, ...],
         num_classes: int,
-        act,
+        act: ActFactory,
         depth: int = TransformerConfig.depth,
         width: int = TransformerConfig.width,
         heads: int = TransformerConfig.heads,

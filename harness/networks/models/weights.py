@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 
 from harness.networks.gated import expansion
-from harness.networks.models.base import Projection
+from harness.networks.models.base import Projection, hidden_layers
 from harness.networks.models.rnn import Cell, Recurrent
+
+GainName = Literal["linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]  # calculate_gain names used below
 
 # Activations that torch.nn.init.calculate_gain knows; the others use the ReLU gain.
 # A gated unit's name stands for its gate's gain (its value half always gets the identity's; see initialise).
-GAIN_NAMES = {
+GAIN_NAMES: dict[str, GainName] = {
     "identity": "linear",
     "sigmoid": "sigmoid",
     "tanh": "tanh",
@@ -46,19 +49,21 @@ def layer_weights(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Weight matrices of each named layer, in order of depth: the Linear/Conv weights and a cell's weight_ih and
     weight_hh; not biases, not norm scales, not an activation's own parameters (PReLU's slope is `act.weight`)."""
     layers = {}
-    for i, block in enumerate(model.hidden):
+    for i, block in enumerate(hidden_layers(model)):
         layers[f"hidden.{i}"] = [
             p for m in weight_layers(block) for n, p in m.named_parameters(recurse=False) if n.startswith("weight")
         ]
-    layers["head"] = [model.head.weight]
+    layers["head"] = [model.get_parameter("head.weight")]
     return layers
 
 
-def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The activation module of each hidden layer (for an RNN, its first cell's; every cell shares the name)."""
+def activation_layers(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """The activation modules of each hidden layer: its `act` (for an RNN, each direction's cell's; they share the
+    layer's name)."""
     acts = {}
-    for i, block in enumerate(model.hidden):
-        acts[f"hidden.{i}"] = [c.act for c in block.cells] if isinstance(block, Recurrent) else [block.act]
+    for i, block in enumerate(hidden_layers(model)):
+        owners = block.cells if isinstance(block, Recurrent) else [block]
+        acts[f"hidden.{i}"] = [owner.get_submodule("act") for owner in owners]
     return acts
 
 
@@ -68,7 +73,7 @@ def _fans(w: torch.Tensor) -> tuple[int, int]:
 
 
 # model.init: how each hidden weight matrix is redrawn (in place, with the activation's gain); None keeps PyTorch's.
-INITS: dict[str, Callable[[torch.Tensor, float], None] | None] = {
+INITS: dict[str, Callable[[torch.Tensor, float], torch.Tensor] | None] = {
     "default": None,
     "kaiming": lambda w, gain: w.normal_(0, gain / math.sqrt(_fans(w)[0])),
     "xavier": lambda w, gain: w.normal_(0, gain * math.sqrt(2.0 / sum(_fans(w)))),
@@ -88,7 +93,7 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     if draw is None:
         return
     gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
-    for is_gated, block in zip(gated.values(), model.hidden):
+    for is_gated, block in zip(gated.values(), hidden_layers(model)):
         for module in weight_layers(block):
             plain = isinstance(module, Projection)
             for w in (p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")):
@@ -96,7 +101,7 @@ def initialise(model: nn.Module, scheme: str, gain: float) -> None:
                 for part, part_gain in parts:
                     with torch.no_grad():
                         draw(part, 1.0 if plain else part_gain)
-    for module in weight_layers(model.hidden):  # not a norm's shift, not an activation's own parameters
+    for module in weight_layers(hidden_layers(model)):  # not a norm's shift, not an activation's own parameters
         for n, p in module.named_parameters(recurse=False):
             if n.startswith("bias"):
                 nn.init.zeros_(p)
