@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 from harness.sweeps import joblock, status, sweep
 from harness.sweeps.joblock import LOCK, JobLock, lock_state, process_start
 from tests.test_reliability_sweeps import TINY, folder, states, sweep_here
+
+ROOT = Path(__file__).resolve().parents[1]
 
 THREE_HOURS = 3 * 3600
 
@@ -138,3 +141,29 @@ def test_the_status_of_a_sweep_with_an_empty_lock_says_stale(tmp_path, capsys):
     (job / LOCK).write_bytes(b"")
     assert status.main([str(tmp_path / "sweep")]) == 0
     assert "stale job.lock: its holder (pid ? on ?) stopped; resume reruns it" in capsys.readouterr().out
+
+
+WORKER = """
+import os, sys, time
+from harness.sweeps import joblock
+joblock.sweep_process()  # as a pool's worker does at its first job
+print(os.getpid(), flush=True)
+time.sleep(60)  # idle between jobs, as loky keeps it
+"""
+
+
+def test_an_idle_pool_worker_ends_soon_after_its_sweep_is_gone(tmp_path):
+    """loky keeps an idle worker alive after its parent (the sweep) died, and hands it the jobs it had queued: the
+    worker's watcher ends it within a heartbeat or two, holding no lock."""
+    sweep = subprocess.Popen(  # the sweep: it starts the worker, prints its pid and waits
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {WORKER!r}]); "
+         "import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    worker = int(sweep.stdout.readline())
+    sweep.kill()
+    sweep.wait()
+    deadline = time.time() + 4 * joblock.BEAT_S
+    while joblock.pid_alive(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not joblock.pid_alive(worker)

@@ -107,6 +107,26 @@ def describe(holder: dict | None) -> str:
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
 
 
+_SWEEP: dict = {}  # in a pool's worker: "pid", its sweep's process; "held", the JobLocks it holds now
+
+
+def sweep_process() -> int:
+    """The process of this worker's sweep: its parent when it took its first job. From then on a watcher ends the
+    worker when that process is gone, between jobs too: a pool (joblib's loky) keeps an idle worker alive, and hands
+    it the jobs it queued before the sweep died. While a job runs, its lock's heartbeat ends it (and frees the lock)."""
+    if "pid" not in _SWEEP:
+        _SWEEP.update(pid=os.getppid(), held=set())
+        threading.Thread(target=end_with_sweep, name="sweep-watch", daemon=True).start()
+    return int(_SWEEP["pid"])
+
+
+def end_with_sweep() -> None:
+    while True:
+        time.sleep(BEAT_S)
+        if os.getppid() != _SWEEP["pid"] and not _SWEEP["held"]:  # a held lock's heartbeat frees it, then ends us
+            os._exit(1)
+
+
 class JobLock:
     """Hold a job folder while its job runs: `with JobLock(folder):`. Raises JobBusy if a live process holds it.
 
@@ -123,14 +143,18 @@ class JobLock:
             "token": uuid.uuid4().hex,
             "slurm_job": os.environ.get("SLURM_JOB_ID"),
         }
-        self.parent = os.getppid() if watch_parent else None
+        self.parent = sweep_process() if watch_parent else None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> JobLock:
+        if self.parent is not None and os.getppid() != self.parent:  # a job queued before its sweep died: not run
+            os._exit(1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.create():
             self.take_over()
+        if self.parent is not None:
+            _SWEEP["held"].add(self.path)
         self.thread = threading.Thread(target=self.beat, name="job-lock-heartbeat", daemon=True)
         self.thread.start()
         return self
@@ -140,6 +164,7 @@ class JobLock:
         if self.thread is not None:
             self.thread.join()
         self.release()
+        _SWEEP.get("held", set()).discard(self.path)
 
     def create(self) -> bool:
         """Put the lock file with our name in it in place; False when one exists.
