@@ -15,10 +15,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.common.text import PATH_LIMIT, clean
+from harness.common.text import FILE_ONLY, PATH_LIMIT, SCREEN_LIMIT, clean
 from harness.setup.config import EXIT_BAD_INPUT, Config
 from harness.sweeps.grouping import GROUPS
 from harness.sweeps.launchers import launcher_kind, threads_per_job
+from harness.training.console import LOG_ROOM, fit, keep_detail_off_the_console
 
 ConfigStore.instance().store(name="base_config", node=Config)
 if not OmegaConf.has_resolver("uid"):
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> str | None:
     hc = HydraConfig.get()
+    keep_detail_off_the_console()  # Hydra's job logging, made for this job: detail to its log file only
     if hc.mode == RunMode.MULTIRUN:
         return sweep_job(cfg)
     from harness import ConfigError, run  # the training code, once Hydra has parsed the command line
@@ -75,6 +77,7 @@ def remove_hydra_files(run_dir: Path) -> None:
 
 def sweep_job(cfg: DictConfig) -> str:
     """One job of a sweep: it never exits or raises, so the others run; the sweeper tables the outcome."""
+    from harness.records.cost import COST_DIR
     from harness.sweeps.joblock import JobBusy
     from harness.sweeps.sweep import progress, run_locked
 
@@ -86,17 +89,30 @@ def sweep_job(cfg: DictConfig) -> str:
     watch_parent = launcher_kind(hc.launcher) == "joblib"
     if Path(str(hc.sweep.subdir)).parts[0] == GROUPS:
         return group_job(config, run_dir, watch_parent, threads_per_job(hc.launcher))
+    if Path(str(hc.sweep.subdir)).parts[0] == COST_DIR:
+        return cost_job(run_dir, threads_per_job(hc.launcher))  # run_dir: <sweep>/.cost/probe
     if (run_dir / "checkpoint.pt").exists():
-        log.info(f"continuing {run_dir.name} from its checkpoint.pt")
+        log.info(f"continuing {fit(run_dir.name, LOG_ROOM - 30)} from its checkpoint.pt")
     try:
         summary = run_locked(config, run_dir, overrides, watch_parent, cpu_threads=threads_per_job(hc.launcher))
     except JobBusy as exc:
-        log.warning(f"{exc}: left alone")
+        log.warning(clean(f"left alone: {exc}", LOG_ROOM))
         return "running"
-    if summary["status"] == "failed":
-        log.error("job failed: %s\n%s", clean(run_dir.name), summary.get("error"))  # the traceback, in the job's log
-    log.info(job_line(progress(Path(hc.sweep.dir)), summary, run_dir))
+    log_job_end(progress(Path(hc.sweep.dir)), summary, run_dir)
     return summary["status"]
+
+
+def cost_job(job_dir: Path, cpu_threads: int | None) -> str:
+    """The sweep's cost probe (harness.training.cost), measured in a child process: whatever happens there, the
+    sweep goes on (without the figures it could not measure)."""
+    from harness.training.cost import probe_job
+
+    problem = probe_job(job_dir, cpu_threads)
+    if problem is None:
+        log.info("cost probe: every listed setting measured")
+        return "ok"
+    log.error(clean(f"cost probe failed: {problem}", SCREEN_LIMIT))
+    return "failed"
 
 
 def group_job(config: Config, group_dir: Path, watch_parent: bool, cpu_threads: int | None) -> str:
@@ -110,7 +126,9 @@ def group_job(config: Config, group_dir: Path, watch_parent: bool, cpu_threads: 
     members = spec["members"]
     configs = [with_member_values(config, m["values"]) for m in members]
     run_dirs = [group_dir.parent.parent / m["name"] for m in members]
-    log.info(f"group {spec['id']}: {len(members)} members: " + ", ".join(m["name"] for m in members))
+    log.info(f"group {clean(spec['id'], 16)}: {len(members)} members train together (named in its log file)")
+    for i, m in enumerate(members):
+        log.info(f"member {i + 1} of {len(members)}: {clean(m['name'], PATH_LIMIT)}", extra=FILE_ONLY)
     summaries = run_group_locked(
         configs,
         run_dirs,
@@ -122,20 +140,35 @@ def group_job(config: Config, group_dir: Path, watch_parent: bool, cpu_threads: 
     )
     done = progress(group_dir.parent.parent)
     for s in summaries:
-        if s["status"] == "failed":
-            log.error("member failed: %s\n%s", clean(Path(s["run_dir"]).name), s.get("error"))
-        log.info(job_line(done, s, Path(s["run_dir"])))
+        log_job_end(done, s, Path(s["run_dir"]))
     return "failed" if any(s["status"] == "failed" for s in summaries) else "ok"
 
 
-def job_line(done: tuple[int, int], summary: dict, run_dir: Path) -> str:
-    """The log's line for a finished job: progress, outcome, folder (cleaned: a folder name holds any override)."""
+def log_job_end(done: tuple[int, int], summary: dict, run_dir: Path) -> None:
+    """A finished job's (or group member's) line on the console, named by what tells it from the sweep's other
+    jobs; its folder and a failure's traceback in the log file only (harness.common.text.FILE_ONLY)."""
+    from harness.sweeps.jobtable import varying_label
+    from harness.sweeps.sweep import read_manifest
+
+    try:
+        label = varying_label(read_manifest(run_dir.parent)["jobs"], run_dir.name)
+    except ValueError:  # no readable sweep.json: the folder's name
+        label = run_dir.name
+    log.info(job_line(done, summary, run_dir, label))
+    log.info(f"  its folder: {clean(run_dir, PATH_LIMIT)}", extra=FILE_ONLY)
+    if summary["status"] == "failed":
+        error = [line.strip() for line in str(summary.get("error") or "").splitlines() if line.strip()]
+        log.error(clean(f"  traceback in its log file; {error[-1] if error else 'failed'}", LOG_ROOM))
+        log.error(f"{clean(run_dir.name, PATH_LIMIT)} failed:\n{summary.get('error')}", extra=FILE_ONLY)
+
+
+def job_line(done: tuple[int, int], summary: dict, run_dir: Path, label: str | None = None) -> str:
+    """The console's line for a finished job: progress, outcome, its label or folder name (cleaned: a folder name
+    holds any override; cut in its middle to one screen line, harness.training.console.LOG_ROOM)."""
     acc = summary.get("test_acc")
-    return (
-        f"[{done[0]}/{done[1]} done] {summary['status']} {clean(run_dir.name)}"
-        + (f" test_acc {acc:.4f}" if acc is not None else "")
-        + f" -> {clean(run_dir, PATH_LIMIT)}"
-    )
+    head = f"[{done[0]}/{done[1]} done] {clean(summary['status'], 10)} "
+    tail = f" test_acc {acc:.4f}" if acc is not None else ""
+    return head + fit(label or run_dir.name, LOG_ROOM - len(head) - len(tail)) + tail
 
 
 def cli() -> None:

@@ -29,10 +29,15 @@ def compose_config(*overrides: str) -> Config:
     return OmegaConf.to_object(cfg)
 
 
+COST_PROBE = "hydra.sweeper.cost_probe"
+
+
 def run_py_in_process(*args: str, preflight: bool = True) -> int:
     """`python run.py ARGS` in this process, with sys.argv patched for the call: its exit status. run.cli (the
     preflight, then Hydra), or with preflight=False run.main (Hydra only, as a sweep's own jobs start)."""
     saved = sys.argv
+    if not any(a.startswith(COST_PROBE) for a in args):  # a sweep's (-m, or a study's hydra.mode) cost probe:
+        args = (*args, f"{COST_PROBE}=false")  # it has tests of its own (test_cost_probe.py); the others skip it
     # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
     sys.argv = ["run.py", "--config-path", CONF_DIR, *args]
     try:
@@ -92,6 +97,10 @@ EXTRAS = {
             for m in ("hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher")
         ),
         "needs the launchers extra: pip install -e '.[dev,launchers]'",
+    ),
+    "trackers": (
+        lambda: all(importlib.util.find_spec(m) for m in ("tensorboard", "mlflow")),
+        "needs the trackers extra: pip install -e '.[dev,trackers]'",
     ),
     "browser": (
         lambda: (

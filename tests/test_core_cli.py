@@ -123,6 +123,7 @@ def test_a_run_prints_its_summary_and_writes_its_files(cli, tmp_path):
         "cnn",
         30,
     )
-    assert f"test acc {summary['test_acc']:.4f}" in out  # the screen shows the recorded numbers
+    assert f"test accuracy {summary['test_acc_at_best_val']:.4f} (at the evaluation with the best" in out
+    assert f"at the last step (30): test accuracy {summary['test_acc']:.4f}" in out  # the recorded numbers
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert sorted(metrics.query("split == 'val' and metric == 'acc'").step) == [15, 30]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # harness/'s packages, bottom first: each may import its own and those below it (its docstring says which)
-LAYERS = ["common", "networks", "setup", "records", "training", "sweeps", "report"]
+LAYERS = ["common", "networks", "setup", "records", "trackers", "training", "sweeps", "report"]
 
 
 def module_name(path: Path) -> str:

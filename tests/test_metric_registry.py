@@ -59,7 +59,7 @@ def test_the_registry_refuses_an_unknown_source_or_a_geometric_mean_shown_otherw
 
 def test_adding_a_metric_is_one_entry_plus_its_measurement(two_runs, tmp_path, monkeypatch):
     root, summaries = two_runs
-    toy = Metric("toy_rows", "toy", "toy rows", "higher", "number", "loop", "rows in metrics.csv", paper=True)
+    toy = Metric("toy_rows", "toy", "toy rows", "higher", "number", "loop", "rows in metrics.csv", question="accuracy")
     monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, toy))
     out = build_report([root], out=tmp_path / "report", figures=False, latex=True)
     summary = pd.read_csv(out / "summary.csv")

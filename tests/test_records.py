@@ -93,8 +93,8 @@ def test_every_failing_field_is_named_in_one_line():
 def test_status_lists_junk_as_pending_unreadable_rows_never_as_finished(tmp_path):
     root = job_folders(tmp_path / "sweep")
     report = status_report(root).splitlines()
-    assert report[0].startswith(f"{root}: 1/{1 + len(JUNK)} jobs finished, 0 running, {len(JUNK)} pending")
-    rows = {line.split()[3]: line for line in report[2:-1]}
+    assert report[2] == f"{1 + len(JUNK)} runs: 1 finished, 0 running, {len(JUNK)} pending, 0 failed"
+    rows = {line.split()[3]: line for line in report[5:-1] if not line.startswith(" ")}  # not a note's next line
     assert rows["good"].split()[:2] == ["ok", "0.9000"]
     for name in JUNK:
         assert rows[name].split()[:3] == ["corrupt", "-", "-"] and "unreadable summary.json: " in rows[name], name

@@ -384,8 +384,6 @@ def test_html_report_opens_offline_with_every_image_loaded(browser, sweeps, tmp_
     names = {p.stem for p in figures}
     assert {
         "learning_curves",
-        "speed",
-        "accuracy_vs_speed",
         "gallery",
         "spirals-mlp_units",
         "spirals-mlp_activations",

@@ -48,8 +48,10 @@ def test_page_structure_fast_twin(page):
     assert wide and all('data-label="task"' in t for t in wide)  # cells labelled for the stacked layout
     assert f"@media (max-width: {STACK_BELOW - 1}px)" in html
     assert html.count('"itemclick":"toggle"') == QUESTIONS  # a legend click hides or shows an activation
-    for figure in html.split("Plotly.newPlot(")[1:]:  # each figure's data: hover names activation and seed
+    *per_seed, cost = html.split("Plotly.newPlot(")[1:]  # in the questions' order: cost last
+    for figure in per_seed:  # each figure's data: hover names activation and seed
         assert '"hovertemplate":"relu\\u003cbr\\u003eseed' in figure
+    assert "no cost probe records" in cost  # these runs have none: the cost figure says so, drawing no run speed
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 
 from harness import run
 from harness.records.results import load_checkpoint_file, write_checkpoint_file
-from harness.report import build_report
 from harness.setup.resolve import ONE_THREAD_BELOW, resolve_threads
 from harness.training.group import Group
 from harness.training.meters import Timer
@@ -77,47 +76,23 @@ def test_the_default_run_trains_on_one_thread_whatever_the_cap(tiny, tmp_path, r
     assert s["num_threads"] == 1 and s["speed_clock"] == "thread_cpu"
 
 
-def test_the_report_compares_speed_by_the_clock_nobody_else_moves(tiny, tmp_path, monkeypatch, restore_threads):
-    # relu's steps sleep: its wall-time speed falls, its thread CPU time does not; tanh runs undisturbed.
-    with monkeypatch.context() as patch:
-        sleepy_steps(patch)
-        relu = run(tiny("trainer.steps=40", "activation=relu"), tmp_path / "runs" / "relu")
-    tanh = run(tiny("trainer.steps=40", "activation=tanh"), tmp_path / "runs" / "tanh")
-    report = build_report([tmp_path / "runs"], out=tmp_path / "report", figures=False)
-    cost = cost_line(report)
-    assert "thread CPU time" in cost and "thread_cpu, cpu, 1 thread(s)" in cost
-    assert f"({tanh['clock_samples_per_s'] / relu['clock_samples_per_s']:.2f}× relu)" in cost
-    wall_ratio = tanh["samples_per_s"] / relu["samples_per_s"]
-    assert f"({wall_ratio:.2f}× relu)" not in cost
+def test_the_cost_probe_times_a_step_by_the_clock_nobody_else_moves(tmp_path, restore_threads):
+    """The report's speeds come from the cost probe alone (docs/cost.md). On one CPU thread its rounds read the
+    thread's CPU time: a setting whose steps also sleep (as a process does while another holds the core) times as
+    its twin does, while its wall time grows by the sleep."""
+    from harness.training import cost
+    from tests.test_cost_probe import SMALL, entry
 
-    run(tiny("trainer.steps=40", "activation=tanh", "seed=1", "trainer.threads=2"), tmp_path / "runs" / "tanh2")
-    cost = cost_line(build_report([tmp_path / "runs"], out=tmp_path / "report", figures=False))
-    assert "not compared with relu: measured differently" in cost and "wall, cpu, 2 thread(s)" in cost
-
-
-def cost_line(report) -> str:
-    md = (report / "report.md").read_text(encoding="utf-8")
-    return next(line for line in md.splitlines() if "samples/s" in line and "measured by" in line)
-
-
-def test_the_speed_figure_draws_only_tasks_timed_alike(tmp_path):
-    import pandas as pd
-
-    from harness.report.summary_figures import relative_speed
-
-    alike = ["thread_cpu, cpu, 1 thread(s)"] * 2
-    runs = pd.DataFrame(
-        {
-            "task": ["a", "a", "b", "b"],
-            "act": ["relu", "tanh"] * 2,
-            "speed": [2.0, 1.0, 2.0, 1.0],
-            "measured_as": alike + ["thread_cpu, cpu, 1 thread(s)", "wall, cpu, 2 thread(s)"],
-        }
-    )
-    colours = {"relu": "C0", "tanh": "C1"}
-    assert relative_speed(runs, "relu", colours, tmp_path / "one.png").exists()
-    with pytest.raises(ValueError, match="timed alike"):
-        relative_speed(runs[runs["task"] == "b"], "relu", colours, tmp_path / "none.png")
+    settings = [cost.build_setting(entry(SMALL), tmp_path / name, 1, {}) for name in ("calm", "sleepy")]
+    calm, sleepy = settings
+    awake = sleepy.train_step
+    sleepy.train_step = lambda _=None: (time.sleep(SLEEP), awake())[1]  # type: ignore[method-assign]
+    sleepy.train_step.__name__ = "train_step"
+    began = time.perf_counter()
+    cost.run_rounds(settings, 3)
+    assert time.perf_counter() - began > 3 * sleepy.steps_per_round * SLEEP  # the sleeps happened
+    calm_s, sleepy_s = sorted(calm.step_s)[1], sorted(sleepy.step_s)[1]
+    assert sleepy_s < calm_s + SLEEP / 2  # not moved by the sleep (4 ms a step, several times a step's cost)
 
 
 def test_a_run_resumed_from_a_checkpoint_without_cpu_time_reads_wall_time(tiny, tmp_path, monkeypatch):

@@ -81,7 +81,8 @@ def test_members_write_the_folders_hydra_files_and_summary_keys_of_their_one_job
     assert not (sweeps[1] / ".groups").exists() and "groups:" not in sweeps["stdout1"]
     assert "4 runs in 2 group job(s) of up to 2" in sweeps["stdout2"]
     table = sweeps["stdout2"][sweeps["stdout2"].index("sweep results:") :]
-    assert all(name in table for name in grouped) and "4 ok of 4 jobs" in table  # members, not groups
+    rows = [line for line in table.splitlines() if line.startswith("ok ")]  # members, not groups (names cut to fit)
+    assert len(rows) == 4 and "4 ok of 4 jobs" in table
 
 
 def test_members_train_as_run_group_trains_their_configs(sweeps, tmp_path):
@@ -156,10 +157,9 @@ def test_a_custom_activation_not_declared_elementwise_runs_alone_with_one_line_w
         f"hydra.sweep.dir={out}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("not grouped:")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("not grouped")]
     assert lines == [
-        "not grouped: custom activation MyReLU not declared elementwise (set its class's elementwise = "
-        "True) (2 job(s), one job per run)"
+        "not grouped (2 job(s)): custom activation MyReLU not declared elementwise (set its class's elementwise = True)"
     ]
     assert not (out / ".groups").exists()
     assert [read_summary(f)["group"]["size"] for f in run_folders(out).values()] == [1, 1]

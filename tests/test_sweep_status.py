@@ -59,7 +59,7 @@ def make_sweep(root):
 
 def test_status_tells_running_pending_finished_and_failed_apart(tmp_path):
     report = status_report(make_sweep(tmp_path / "sweep")).splitlines()
-    by_job = {line.split()[3]: line for line in report[2:-1]}
+    by_job = {line.split()[3]: line for line in report[5:-1]}
     assert {job: line.split()[0] for job, line in by_job.items()} == {
         "done_a": "ok",
         "done_b": "diverged",
@@ -73,21 +73,27 @@ def test_status_tells_running_pending_finished_and_failed_apart(tmp_path):
     assert "stale job.lock: its holder (pid 12345 on node-18) stopped" in by_job["stale"]
     assert "Segmentation fault" in by_job["crashed"] and by_job["never"].endswith("not started")
     # mean of 60 s and 180 s = 120 s; 3 pending + 2 running at half = 4 jobs of 120 s, 2 at a time: 240 s
-    assert report[0].startswith(f"{tmp_path / 'sweep'}: 2/8 jobs finished, 2 running, 3 pending, 1 failed; ")
-    assert "about 4 min left (mean 2 min per job over 2 finished, 2 at a time)" in report[0]
+    assert report[:4] == [
+        f"sweep: {tmp_path / 'sweep'}",
+        "8 jobs (8 runs alone): 2 finished, 2 running, 3 pending, 1 failed",
+        "8 runs: 2 finished, 2 running, 3 pending, 1 failed",
+        "time left: about 4 min; a job 2 min (mean of 2 finished), 2 at a time",
+    ]
 
 
 def test_time_left_without_a_running_job_or_a_finished_one():
     assert (
-        time_left(["pending"] * 3, [100.0])
-        == "about 5 min left (mean 100 s per job over 1 finished, one at a time, as none is running now)"
+        time_left(["pending"] * 3, [100.0], [])
+        == "about 5 min; a job 100 s (mean of 1 finished), one at a time, as none is running now"
     )
-    assert time_left(["pending", "running"], []) == "no finished job yet to estimate the time left from"
+    assert time_left(["pending", "running"], [], []) == (
+        "none yet: no job has finished and no running job has logged a step"
+    )
 
 
 def test_the_command_prints_the_status_and_refuses_a_folder_without_a_manifest(tmp_path, capsys):
     root = make_sweep(tmp_path / "sweep")
     assert status.main([str(root)]) == 0
-    assert "2/8 jobs finished, 2 running" in capsys.readouterr().out
+    assert "8 runs: 2 finished, 2 running" in capsys.readouterr().out
     assert status.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("usage: python -m harness.sweeps.status SWEEP_DIR")

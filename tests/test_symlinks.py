@@ -144,7 +144,7 @@ def test_a_report_stopped_midway_links_no_figure_already_gone_and_a_finished_one
     drawing keeps the old report whole); figures this report no longer draws then go."""
     from harness.report import build
 
-    drawn_now = {"learning_curves", "speed"}
+    drawn_now = {"learning_curves", "cost"}
 
     def draw(a, gallery, folder):
         paths = {}
@@ -158,13 +158,13 @@ def test_a_report_stopped_midway_links_no_figure_already_gone_and_a_finished_one
     monkeypatch.setattr(build, "draw_figures", draw)
     monkeypatch.setattr(build, "interactive_figures", lambda a: {})
     out = build_report([runs], out=tmp_path / "out")
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["learning_curves.png", "speed.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["cost.png", "learning_curves.png"]
     drawn_now = {"learning_curves", "stop"}  # the next report draws one, then is stopped
     with pytest.raises(KeyboardInterrupt):
         build_report([runs], out=tmp_path / "out")
     report = (out / "report.md").read_text()
-    assert "figures/speed.png" in report and (out / "figures" / "speed.png").is_file()
+    assert "figures/cost.png" in report and (out / "figures" / "cost.png").is_file()
     drawn_now = {"learning_curves"}
     build_report([runs], out=tmp_path / "out")
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["learning_curves.png"]
-    assert "figures/speed.png" not in (out / "report.md").read_text()
+    assert "figures/cost.png" not in (out / "report.md").read_text()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 SOURCES = ("loop", "flow", "report")  # where it is measured: a run's summary.json, or derived by the report
 CELLS = ("mean_ci", "mean_worst", "mean_sd", "mean", "gmean")  # how the results table shows it
 FORMATS = ("percent", "points", "rate", "ratio", "loss", "number")  # its cells, and its type in summary.json
+QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]  # the report's first screen, in order
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,11 @@ class Metric:
     meaning: str  # one sentence: what the number is (the report's method section lists them)
     cell: str = "mean"  # CELLS: the results table's cell
     geometric: bool = False  # averaged on the log scale (ratios that span decades): gmean and its interval
-    paper: bool = False  # a column of tables.tex as well (a page holds about ten)
+    question: str | None = None  # QUESTIONS: the first-screen question it answers, its table in tables.tex
 
     def __post_init__(self) -> None:
+        if self.question not in (None, *QUESTIONS):
+            raise ValueError(f"metric {self.key}: question {self.question!r} not one of {QUESTIONS}")
         if self.source not in SOURCES or self.cell not in CELLS or self.fmt not in FORMATS:
             raise ValueError(f"metric {self.key}: source, cell or fmt not one of {SOURCES}, {CELLS}, {FORMATS}")
         if self.geometric != (self.cell == "gmean"):
@@ -47,7 +50,7 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric(
         "test_acc_at_best_val", "acc", "test acc [95% CI]", "higher", "percent", "loop",
-        "test accuracy at the evaluation with the best validation accuracy", cell="mean_ci", paper=True,
+        "test accuracy at the evaluation with the best validation accuracy", cell="mean_ci", question="accuracy",
     ),
     Metric("test_acc", "final_acc", "", "higher", "percent", "loop", "test accuracy at the end of training"),
     Metric("train_loss", "train_loss", "", "lower", "loss", "loop", "mean training loss over the last window"),
@@ -55,31 +58,36 @@ METRICS: tuple[Metric, ...] = (
     Metric("samples_per_s", "samples_per_s", "", "higher", "rate", "loop", "training samples/s by the wall clock"),
     Metric(
         "val_drawdown_max", "drawdown", "drawdown mean (worst)", "lower", "points", "flow",
-        "the largest fall of validation accuracy below its running best", cell="mean_worst", paper=True,
+        "the largest fall of validation accuracy below its running best", cell="mean_worst",
+        question="stability",
     ),
     Metric(
         "dead_init_fraction", "dead_init", "dead at init", "lower", "percent", "report",
-        "units dead at the step-0 probe, mean over layers", paper=True,
+        "units dead at the step-0 probe, mean over layers", question="dead units",
     ),
     Metric(
         "lost_fraction", "lost", "lost in training", "lower", "percent", "report",
-        "units alive at step 0 and dead at the end, mean over layers", paper=True,
+        "units alive at step 0 and dead at the end, mean over layers", question="dead units",
     ),
-    Metric("dead_fraction", "dead", "dead at end", "lower", "percent", "loop", "units dead at the final probe"),
+    Metric(
+        "dead_fraction", "dead", "dead at end", "lower", "percent", "loop", "units dead at the final probe",
+        question="dead units",
+    ),
     Metric("saturated_fraction", "saturated", "", "lower", "percent", "loop", "units saturated at the final probe"),
     Metric(
         "grad_flow_ratio_init", "ratio_init", "grad ratio init", None, "ratio", "flow",
         "the head's weight-gradient norm over the first hidden layer's at initialisation", cell="gmean",
-        geometric=True, paper=True,
+        geometric=True, question="gradient flow",
     ),
     Metric(
         "grad_flow_ratio", "ratio_train", "grad ratio training", None, "ratio", "flow",
         "the same ratio of the gradient norms averaged over training's logged steps", cell="gmean", geometric=True,
+        question="gradient flow",
     ),
+    # a run record only, never shown: the report's speed and memory come from the cost probe (harness.report.cost)
     Metric(
-        "speed", "speed", "samples/s (mean ± sd)", "higher", "rate", "report",
+        "speed", "speed", "", "higher", "rate", "report",
         "training samples/s by the run's speed clock (its thread's CPU time on one thread)", cell="mean_sd",
-        paper=True,
     ),
 )
 # fmt: on
@@ -90,6 +98,11 @@ BY_KEY = {m.key: m for m in METRICS}
 def stored() -> list[str]:
     """The keys a run's summary.json holds (the others the report derives)."""
     return [m.key for m in METRICS if m.source != "report"]
+
+
+def answering(question: str) -> list[Metric]:
+    """The metrics that answer a first-screen question, in the registry's order."""
+    return [m for m in METRICS if m.question == question]
 
 
 def in_table() -> list[Metric]:

@@ -14,6 +14,9 @@ ELLIPSIS = "…"
 NAME_LIMIT = 120  # an activation, a task or a setting on a screen, in a table or a figure
 PATH_LIMIT = 512  # a job folder or a path (each part of a job folder is at most 255 bytes: the sweeper checks)
 NOTE_LIMIT = 240  # a note or an error's last line
+SCREEN_LIMIT = 120  # one screen line: every line the harness prints or logs to a console, a log line's prefix
+# included (the detail goes to the log file only: FILE_ONLY); a path or command to copy is shown whole on its own line
+FILE_ONLY = {"file_only": True}  # extra= of a log record for the job's log file, kept off the console
 
 # Whole escape sequences first, so that their parameters do not survive as visible junk: CSI (ESC [ or 0x9b, up to
 # its final byte), the string commands OSC, DCS, SOS, PM and APC (ESC ] P X ^ _, or 0x9d 0x90 0x98 0x9e 0x9f, up to

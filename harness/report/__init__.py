@@ -1,6 +1,6 @@
 """Comparison reports: statistics across seeds, seaborn and plotly figures, one HTML page, one Markdown file
 and, on request, LaTeX tables. The top layer: May import `harness.common`, `harness.networks`, `harness.setup`,
-`harness.records`, `harness.training` and `harness.sweeps`."""
+`harness.records`, `harness.trackers`, `harness.training` and `harness.sweeps`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every number of a report, computed once from the gathered runs: summaries, comparisons, ranks, speed."""
+"""Every number of a report, computed once from the gathered runs: summaries, comparisons, ranks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.report import stats
+from harness.report import edges, stats
+from harness.report.cost import cost_table
 from harness.report.errors import ReportError
 from harness.report.load import Runs
 
@@ -63,20 +64,6 @@ def analyse(data: Runs, baseline: str | None = None) -> Analysis:
     return Analysis(
         data, baseline, note, summary, tuned, comparison, means, stats.ranks(means), stats.friedman(means), several
     )
-
-
-def relative_speed(tuned: pd.DataFrame, baseline: str) -> pd.Series:
-    """Median over tasks of each activation's median samples/s relative to the baseline's in the same task."""
-    per_task = tuned.groupby(["task", "act"])["speed"].median().unstack()
-    if baseline not in per_task:
-        return pd.Series(dtype=float)
-    return per_task.div(per_task[baseline], axis=0).median().sort_values()
-
-
-def speed_noise(tuned: pd.DataFrame) -> float:
-    """The largest relative spread (sd / mean) of samples/s among repeats of one combination."""
-    spread = tuned.groupby(["task", "act"])["speed"].agg(lambda s: s.std() / s.mean() if len(s) > 1 else 0)
-    return float(spread.max()) if len(spread) else 0.0
 
 
 def plain_summary(a: Analysis) -> list[str]:
@@ -164,26 +151,39 @@ def lost_units(a: Analysis) -> list[str]:
 
 
 def divergence(a: Analysis) -> list[str]:
-    rows = a.summary[a.summary["diverged"] > 0]
-    return [f"{r.act} diverged in {r.diverged}/{r.seeds} runs at {r.setting} on {r.task}." for r in rows.itertuples()]
+    """The opening bullets on stability and tuning: every setting with unstable runs (diverged, or ended at chance:
+    stats.collapsed), then every rate chosen at the edge of its grid (harness.report.edges)."""
+    rows = a.summary[(a.summary["diverged"] > 0) | (a.summary["collapsed"] > 0)]
+    items = []
+    for r in rows.itertuples():
+        if not r.collapsed:
+            items.append(f"{r.act} diverged in {r.diverged}/{r.seeds} runs at {r.setting} on {r.task}.")
+            continue
+        counts = ", ".join(
+            f"{n} {what}" for n, what in [(r.diverged, "diverged"), (r.collapsed, "ended at chance")] if n
+        )
+        items.append(
+            f"{r.act} was unstable in {r.diverged + r.collapsed}/{r.seeds} runs at {r.setting} on {r.task}: "
+            f"{counts} (final validation accuracy at most {stats.CHANCE_MARGIN:g}x chance)."
+        )
+    found = edges.find_edges(a.summary)
+    return items + [f"Tuning may be unfinished: {edges.sentence(e)}." for e in found]
 
 
 def speed_sentences(a: Analysis) -> list[str]:
-    if a.tuned["measured_as"].nunique() > 1:
-        return [
-            "Speed is not compared across tasks: the runs were timed differently ("
-            + "; ".join(sorted(a.tuned["measured_as"].unique()))
-            + "); see each task's cost."
-        ]
-    speed = relative_speed(a.tuned, a.baseline).drop(a.baseline, errors="ignore").dropna()
-    if speed.empty:
-        return []
-    listed = ", ".join(f"{act} {value:.2f}×" for act, value in speed.items())
-    text = f"Speed relative to {a.baseline} (median samples/s across tasks; 1 = as fast), slowest first: {listed}."
-    noise = speed_noise(a.tuned)
-    if noise > 0.2:
-        text += (
-            f" Speed varies by up to {100 * noise:.0f}% (sd / mean) between seeds of one combination (a busy "
-            "or shared machine), so small speed differences are noise."
-        )
-    return [text]
+    """Time per training step relative to the baseline, per task and machine, from the cost probe's records alone
+    (harness.report.cost): a run's own samples/s is never summarised."""
+    table = cost_table(a.data.costs, a.tuned, a.baseline)
+    items = []
+    for (task, where), g in table.groupby(["task", "machine"], sort=True):
+        ratios = g[g["act"] != a.baseline].dropna(subset=["step_ratio"]).sort_values("step_ratio", ascending=False)
+        if len(ratios):
+            listed = ", ".join(f"{r.act} {r.step_ratio:.2f}×" for r in ratios.itertuples())
+            items.append(
+                f"{task} on {where}: time per training step relative to {a.baseline} (cost probe, paired rounds; "
+                f"1 = as fast), slowest first: {listed}."
+            )
+    missing = sorted(set(a.tuned["task"]) - set(table["task"]))
+    if missing:
+        items.append(f"No cost probe records for {', '.join(missing)}: no speed or memory figure is shown there.")
+    return items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -15,12 +16,21 @@ import pandas as pd
 
 from harness.common.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
 from harness.records.results import atomic_write, read_summary
-from harness.report import stats
+from harness.report import cost, cost_text, stats
 from harness.report.analysis import Analysis, analyse, plain_summary
 from harness.report.errors import ReportError
 from harness.report.headline import QUESTIONS, first_screen
 from harness.report.load import gather
-from harness.report.render import Block, Bullets, Heading, Text, to_html, to_markdown
+from harness.report.render import (
+    Block,
+    Bullets,
+    Heading,
+    Text,
+    clip_differences,
+    clip_intervals,
+    to_html,
+    to_markdown,
+)
 from harness.report.sections import (
     columns_blocks,
     comparison_blocks,
@@ -50,6 +60,7 @@ OUTPUTS = (
     "friedman.json",
     "skipped.csv",
     "properties.csv",
+    "cost.csv",
     "tables.tex",
     "figures",
 )
@@ -86,6 +97,7 @@ def build_report(
         found = f"; {len(data.skipped)} run folder(s) found, none usable" if len(data.skipped) else ""
         first = f" (e.g. {data.skipped['reason'].iloc[0]})" if len(data.skipped) else ""
         raise ReportError(f"no finished runs under {', '.join(map(str, folders))}{found}{first}")
+    data = cost.attach(data, folders)  # the cost probe's records: the report's only speed and memory figures
     a = analyse(data, baseline)
     out, stale = prepare_out(Path(out) if out is not None else default_out(folders), given=out is not None)
     try:
@@ -135,6 +147,8 @@ def write_report(a: Analysis, paths: list[Path], out: Path, figures: bool, latex
     properties = property_table(gallery) if gallery else pd.DataFrame()
     write_csv(properties, out / "properties.csv")
     a = shown_analysis(a)
+    # shown inside each metric's range (render.RANGES); the CSV tables above keep the intervals as computed
+    a = dataclasses.replace(a, summary=clip_intervals(a.summary), comparison=clip_differences(a.comparison))
     gallery = [(shown_label(label), name, params) for label, name, params in gallery]
     if latex:
         from harness.report.latex import write_latex
@@ -184,6 +198,7 @@ def write_tables(a: Analysis, out: Path, paths: list[Path]) -> None:
     friedman = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in a.friedman.items()}  # valid JSON
     write_text(out / "friedman.json", json.dumps(friedman, indent=2) + "\n")
     write_csv(portable(a.data.skipped, base), out / "skipped.csv")
+    write_csv(cost.cost_table(a.data.costs, a.tuned, a.baseline), out / "cost.csv")
 
 
 def report_activations(a: Analysis) -> list[Item]:
@@ -216,7 +231,9 @@ def tuned_parts(a: Analysis, task: str) -> dict[str, pd.DataFrame]:
     """The runs, metrics and layer rows of one task at each activation's chosen setting."""
     keep = set(a.tuned.loc[a.tuned["task"] == task, "run_dir"])
     assert a.data.layers is not None  # gather leaves layers unset only without runs, and build_report stops there
+    costs = cost.cost_table(a.data.costs, a.tuned, a.baseline)
     return {
+        "cost": costs[costs["task"] == task],
         "runs": a.tuned[a.tuned["task"] == task],
         "metrics": a.data.metrics[a.data.metrics["run_dir"].isin(keep)],
         "layers": a.data.layers[a.data.layers["run_dir"].isin(keep)],
@@ -232,11 +249,12 @@ def draw_figures(a: Analysis, gallery: list[Item], folder: Path) -> dict[str, Pa
 
     colours = palette_for(a)
     metrics = a.data.metrics[a.data.metrics["run_dir"].isin(set(a.tuned["run_dir"]))]
-    chosen = a.summary[a.summary["chosen"]]
     jobs: dict[str, Callable[..., Path]] = {}  # figure name -> draw(path), its data bound as default arguments
     for task in sorted(a.tuned["task"].unique()):
         parts = tuned_parts(a, task)
-        jobs[f"{slug(task)}_overview"] = lambda p, t=parts: overview(t["runs"], t["metrics"], t["layers"], colours, p)
+        jobs[f"{slug(task)}_overview"] = lambda p, t=parts: overview(
+            t["runs"], t["metrics"], t["layers"], colours, p, t["cost"]
+        )
     jobs["learning_curves"] = lambda p: fig.learning_curves(metrics, colours, p)
     for task, m in metrics.groupby("task", sort=True):
         s = slug(task)
@@ -246,8 +264,13 @@ def draw_figures(a: Analysis, gallery: list[Item], folder: Path) -> dict[str, Pa
         jobs[f"{s}_gradient_heatmap"] = lambda p, m=m: fig.gradient_heatmap(m, colours, p)
         if (m["metric"] == "grad_norm_h").any():
             jobs[f"{s}_through_time"] = lambda p, m=m: fig.through_time(m, colours, p)
-    jobs["speed"] = lambda p: summary_figures.relative_speed(a.tuned, a.baseline, colours, p)
-    jobs["accuracy_vs_speed"] = lambda p: summary_figures.accuracy_vs_speed(chosen, a.tuned, colours, p)
+    costs = cost.cost_table(a.data.costs, a.tuned, a.baseline)
+    if not costs.empty:  # no probe records: no cost figure (the runs' own timing is never drawn)
+        from harness.report import cost_figures
+
+        points = cost.accuracy_points(costs, a.summary)
+        jobs["cost"] = lambda p: cost_figures.relative_cost(costs, a.baseline, colours, p)
+        jobs["accuracy_vs_cost"] = lambda p: cost_figures.accuracy_vs_cost(points, colours, p)
     if a.several_settings:
         several = a.summary[a.summary.groupby("task")["setting"].transform("nunique") > 1]
         jobs["accuracy_by_setting"] = lambda p: summary_figures.accuracy_by_setting(several, colours, p)
@@ -312,8 +335,13 @@ def report_blocks(
             f"{slug(task)}_{kind}" for kind in ["units", "activations", "gradients", "gradient_heatmap", "through_time"]
         ]
         if any(n in drawn for n in names):
-            blocks += [Heading(f"Inside the network: {task}", 3), *figure_blocks(drawn, names)]
-    blocks += [Heading("Speed"), *figure_blocks(drawn, ["speed", "accuracy_vs_speed"])]
+            from harness.report.omitted import figure_notes  # what a panel leaves out, named in its caption
+
+            notes = figure_notes(tuned_parts(a, task)["metrics"], slug(task))
+            blocks += [Heading(f"Inside the network: {task}", 3), *figure_blocks(drawn, names, notes)]
+    costs = cost.cost_table(a.data.costs, a.tuned, a.baseline)
+    blocks += cost_text.blocks(costs, sorted(runs["task"].unique()), a.baseline)
+    blocks += figure_blocks(drawn, ["cost", "accuracy_vs_cost"])
     if not drawn:
         blocks.append(Text("Figures were not drawn (figures=False)."))
     blocks += gallery_blocks(properties, drawn) + skipped_blocks(a, paths) + method_blocks(a) + columns_blocks()

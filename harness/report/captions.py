@@ -6,7 +6,9 @@ CAPTIONS = {
     "apart are a real difference; bands that overlap throughout are not.",
     "units": "Dead and saturated units per layer over training (step 0 = initialisation). A dead unit has f'(z) = 0 "
     "on every probe sample, a saturated one |f'(z)| < 0.5% of max|f'|; both no longer learn. A line that climbs "
-    "means units are being lost as training goes on; activations that lose none lie on top of each other at 0.",
+    "means units are being lost as training goes on; activations that lose none lie on top of each other at 0. "
+    "The y axis is fitted to the mean lines (a few percent fill the panel); a band that reaches past it is cut at "
+    "its edge, and no band goes below 0 or above 1.",
     "activations": "Mean and standard deviation of each activation layer's output over training (Glorot and "
     "Bengio, 2010). A mean far from 0 shifts the next layer's input; a standard deviation that shrinks layer by "
     "layer towards 0 means the signal is dying out with depth, one that grows means it is exploding.",
@@ -20,19 +22,23 @@ CAPTIONS = {
     "through_time": "Recurrent network: norm of the gradient of the loss with respect to the hidden state at each "
     "time step t, at initialisation and at the end. A curve that drops towards early time steps means the "
     "gradient vanishes through time, so the network cannot learn long-range dependencies.",
-    "speed": "Training speed relative to the baseline (samples/s over the baseline's median samples/s in the same "
-    "task; 1 = as fast, below 1 = slower). Bars are medians, dots single runs: widely scattered dots mean the "
-    "machine was busy and small differences are noise.",
-    "accuracy_vs_speed": "Accuracy against speed, one point per activation with 95% intervals on both axes. "
-    "Up and to the right is better; an activation to the lower left of another is dominated by it.",
+    "cost": "Cost relative to the baseline, from the cost probe (each setting timed alone, never the runs' own "
+    "timing): time per training step and memory per step, one row of panels per task and machine. Dots are the "
+    "geometric mean of the per-round ratios, bars their 95% interval; 1 = as the baseline, right of it = costlier. "
+    "An activation measured by another probe than the baseline's has no ratio.",
+    "accuracy_vs_cost": "Accuracy against cost: test accuracy at best validation (mean over seeds at each "
+    "activation's chosen setting, 95% interval) against time per training step from the cost probe (median over "
+    "rounds, 95% interval), one panel per task and machine. Ringed and joined: the Pareto front, the activations "
+    "that no other beats on both (faster and at least as accurate, or more accurate and at least as fast).",
     "accuracy_by_setting": "Accuracy at each setting (learning rate, init, ...) per activation, with 95% intervals; "
     "the setting chosen on validation accuracy is ringed. An activation that only does well at one setting is "
     "fragile; compare activations at their own best setting, not at one shared value.",
     "overview": "The five questions at a glance: (1) test accuracy per seed (bar: mean); (2) validation accuracy "
     "per seed against step, where a dip below a curve's best is a drawdown; (3) per layer, units dead at "
     "initialisation (solid) and units lost in training (hatched: alive at init, dead at the end); (4) weight-"
-    "gradient norm by layer, input on the left, at initialisation (solid) and averaged over training (dashed); "
-    "(5) training samples/s per seed.",
+    "gradient norm by layer, input on the left, at initialisation (faint) and averaged over training (bold), each "
+    "activation in its own line style; "
+    "(5) time per training step from the cost probe (median over rounds, 95% interval), per machine.",
     "q_accuracy": "Test accuracy at best validation, one dot per seed (hover: activation, seed, setting, value); "
     "click a legend entry to hide an activation.",
     "q_stability": "Validation accuracy per seed against step; hover names the activation and seed behind a dip.",
@@ -40,7 +46,8 @@ CAPTIONS = {
     "alive at init and dead at the end), one dot per seed.",
     "q_gradient flow": "Weight-gradient norm per layer (input on the left, head on the right), one line per seed, "
     "log scale; the gradient-flow ratio is the head's value over the first layer's.",
-    "q_cost": "Training samples/s, one dot per seed; hover shows how each run was timed.",
+    "q_cost": "Time per training step from the cost probe, median over rounds with its 95% interval, one point per "
+    "machine; hover shows the ratio to the baseline.",
     "critical_difference": "Critical-difference diagram (Demšar, 2006): average rank across tasks, 1 = best. A thick "
     "bar joins activations whose ranks differ by less than the critical difference, i.e. not significantly "
     "different by the Nemenyi test at 5%.",

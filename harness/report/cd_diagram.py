@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.figures import save, style
+from harness.report.palette import looks
 
 
 def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Path) -> Path:
@@ -32,7 +33,7 @@ def critical_difference(ranks: pd.DataFrame, cd: float, colours: dict, path: Pat
             left = i < half
             y = first - 0.35 * (i if left else k - 1 - i)
             end = 0.6 if left else k + 0.4
-            ax.plot([rank, rank, end], [0, y, y], color=colours[act], linewidth=1.5)
+            ax.plot([rank, rank, end], [0, y, y], color=colours[act], linestyle=looks(colours)[act].linestyle, lw=1.5)
             ax.text(
                 end - 0.05 if left else end + 0.05,
                 y,

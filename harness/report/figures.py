@@ -14,19 +14,25 @@ import pandas as pd
 import seaborn as sns
 
 from harness.records.results import atomic_write
-from harness.report.stats import mean_ci
+from harness.report.axes import (
+    clip_bands,
+    fit_axes,
+    fit_fraction_axes,
+    fraction_interval,
+    fraction_limits,
+    geometric_mean,
+    log_interval,
+    nonnegative_interval,
+    plotted_y,
+    t_interval,
+)
+from harness.report.palette import looks
+from harness.report.palette import palette as palette  # every figure's caller takes it from here too
 
 DPI = 110
 LEGEND = "activation"
 WRAP = 3  # panels per row of a per-layer figure
 Interval = Callable[[npt.ArrayLike], tuple[float, float]]  # the band drawn around a mean, from the seeds' values
-
-
-def palette(acts: list[str], baseline: str | None = None) -> dict[str, tuple]:
-    """One fixed colour per activation, baseline first then alphabetical, shared by every figure of a report."""
-    order = sorted(acts, key=lambda a: (a != baseline, a))
-    colours = sns.color_palette("colorblind" if len(order) <= 10 else "husl", len(order))
-    return dict(zip(order, colours))
 
 
 @contextmanager
@@ -36,35 +42,16 @@ def style() -> Iterator[None]:
         yield
 
 
-def t_interval(values: npt.ArrayLike) -> tuple[float, float]:
-    """The bands of every figure: the same Student-t 95% interval of the mean as the tables."""
-    return mean_ci(values)[2:]
-
-
-def nonnegative_interval(values: npt.ArrayLike) -> tuple[float, float]:
-    """The t-interval clipped at 0, for losses and accuracies."""
-    lo, hi = t_interval(values)
-    return max(lo, 0.0), hi
-
-
-def fraction_interval(values: npt.ArrayLike) -> tuple[float, float]:
-    """The t-interval clipped to [0, 1]: a fraction of units cannot be negative."""
-    lo, hi = t_interval(values)
-    return max(lo, 0.0), min(hi, 1.0)
-
-
-def geometric_mean(values: npt.ArrayLike) -> float:
-    """Norms span decades and are drawn on log axes: average them on the log scale."""
-    x = np.asarray(values, dtype=float)
-    x = x[x > 0]
-    return float(np.exp(np.log(x).mean())) if len(x) else math.nan
-
-
-def log_interval(values: npt.ArrayLike) -> tuple[float, float]:
-    """The t-interval of the mean log, back on the original scale: positive, symmetric on a log axis."""
-    x = np.asarray(values, dtype=float)
-    lo, hi = mean_ci(np.log(x[x > 0]))[2:]
-    return math.exp(lo), math.exp(hi)
+def line_styles(colours: dict, acts: list[str], markers: bool = False) -> dict:
+    """seaborn's style arguments that give each activation its palette's line style (and marker): with the hue,
+    every activation of a figure is told apart twice over (harness.report.palette)."""
+    look = looks(colours)
+    return {
+        "style": "act",
+        "style_order": acts,
+        "dashes": {a: look[a].dashes for a in acts},
+        "markers": {a: look[a].marker for a in acts} if markers else False,
+    }
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -119,6 +106,7 @@ def curves(
         height=height,
         aspect=1.35,
         facet_kws={"sharey": sharey, "sharex": sharex},
+        **line_styles(colours, hue_order),
     )
     for ax in g.axes.flat:  # column names once, on top; row names as the first column's y label
         ax.set_title("")
@@ -154,14 +142,25 @@ def learning_curves(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
             sharex="row",
         )  # tasks may train for different numbers of steps
         g.set_xlabels("step")
+        accuracy = list(panels.values()).index("validation accuracy")
+        for ax in g.axes[:, accuracy]:  # an accuracy's band ends at 1; the loss panels only at 0
+            clip_bands(ax, 0.0, 1.0)
+            ax.set_ylim(*fraction_limits(plotted_y(ax)))
+        fit_axes([g.axes[r, c] for r in range(g.axes.shape[0]) for c in range(g.axes.shape[1]) if c != accuracy])
         return save(g.figure, path)
 
 
 def per_layer(
-    metrics: pd.DataFrame, colours: dict, names: dict[str, str], path: Path, sharey: bool, errorbar: Interval
+    metrics: pd.DataFrame,
+    colours: dict,
+    names: dict[str, str],
+    path: Path,
+    errorbar: Interval,
+    fraction: bool = False,
 ) -> Path:
     """Probe metrics per layer against step: one panel per quantity and layer, at most WRAP panels a row, so that a
-    deep network's panels stay legible at the report's width."""
+    deep network's panels stay legible at the report's width. fraction=True: one y range for every panel, fitted to
+    the data inside [0, 1] (fraction_limits); else each panel its own, on a log axis where its values span decades."""
     data = metrics[(metrics["split"] == "probe") & metrics["metric"].isin(list(names))].copy()
     layers = layer_order(data)
     data["panel"] = data["metric"].map(names) + " · " + data["layer"]
@@ -182,24 +181,32 @@ def per_layer(
             errorbar=errorbar,
             height=2.6,
             aspect=1.35,
-            facet_kws={"sharey": sharey, "sharex": True},
+            facet_kws={"sharey": False, "sharex": True},
+            **line_styles(colours, hue_order),
         )
         g.set_titles("{col_name}")
         g.set_axis_labels("step", "")
         g.legend.set_title(LEGEND)
+        shown = [ax for ax in g.axes.flat if ax.has_data()]
+        if fraction:
+            fit_fraction_axes(shown)
+        else:
+            fit_axes(shown)
         return save(g.figure, path)
+
+
+UNITS = {"dead_fraction": "dead fraction", "saturated_fraction": "saturated fraction"}
+STATS = {"act_mean": "output mean", "act_std": "output std"}
 
 
 def units(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Dead and saturated fraction of each layer's units over training."""
-    names = {"dead_fraction": "dead fraction", "saturated_fraction": "saturated fraction"}
-    return per_layer(metrics, colours, names, path, sharey=True, errorbar=fraction_interval)
+    return per_layer(metrics, colours, UNITS, path, errorbar=fraction_interval, fraction=True)
 
 
 def activation_stats(metrics: pd.DataFrame, colours: dict, path: Path) -> Path:
     """Mean and standard deviation of each activation layer's output over training (Glorot and Bengio, 2010)."""
-    names = {"act_mean": "output mean", "act_std": "output std"}
-    return per_layer(metrics, colours, names, path, sharey=False, errorbar=t_interval)
+    return per_layer(metrics, colours, STATS, path, errorbar=t_interval)
 
 
 def gradient_phases(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -231,12 +238,12 @@ def gradients_by_depth(metrics: pd.DataFrame, colours: dict, path: Path) -> Path
             col="phase",
             col_order=phases,
             kind="line",
-            marker="o",
             estimator=geometric_mean,
             errorbar=log_interval,
             height=2.8,
             aspect=1.2,
             facet_kws={"sharey": True},
+            **line_styles(colours, hue_order, markers=True),
         )
         g.set(yscale="log", xticks=range(len(order)))
         for ax in g.axes.flat:

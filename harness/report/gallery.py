@@ -229,7 +229,9 @@ def plot(items: list[Item], path: Path, colours: dict | None = None, ncols: int 
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    colours = colours or dict(zip([i[0] for i in items], sns.color_palette("husl", len(items))))
+    from harness.report.palette import palette
+
+    colours = colours or palette([i[0] for i in items])  # the report's palette: the same look as its other figures
     ncols = min(ncols, len(items))
     nrows = math.ceil(len(items) / ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):

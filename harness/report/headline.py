@@ -10,18 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from harness.common import metrics
-from harness.common.metrics import Metric
+from harness.common.metrics import QUESTIONS, Metric
+from harness.report import edges, stats
 from harness.report.analysis import BEST, Analysis
-from harness.report.render import Block, num, p_value, percent, rate, with_ci
+from harness.report.cost import cost_table
+from harness.report.cost_text import answer
+from harness.report.load import width_name
+from harness.report.render import Block, metric_range, num, p_value, percent, rate, with_ci
 
-QUESTIONS = ["accuracy", "stability", "dead units", "gradient flow", "cost"]
-# How each speed_clock reads (harness.training.loop.Member.speed); ratios are only printed between runs measured alike.
-CLOCKS = {
-    "thread_cpu": "thread CPU time of the training steps (one thread: other processes do not move it)",
-    "cuda_events": "CUDA events around the training steps",
-    "wall": "wall-clock time of the training steps, on a machine that may have been shared",
-}
-NOISY = 0.2  # speed spread (sd / mean across seeds) above which two activations' speeds are not compared
 NA = "n/a"
 
 
@@ -49,7 +45,14 @@ def settings_line(a: Analysis, task: str) -> str:
     return (
         f"{tried} settings tried; each activation at the setting chosen on validation (the best mean validation "
         f"accuracy among settings where no seed diverged or fell to chance; never the test split): {picks}."
+        + edge_warning(a, task)
     )
+
+
+def edge_warning(a: Analysis, task: str) -> str:
+    """' Tuning may be unfinished: ...' for each activation whose rate was chosen at the edge of its grid."""
+    found = edges.find_edges(a.summary[a.summary["task"] == task])
+    return "".join(f" Tuning may be unfinished: {edges.sentence(e, with_task=False)}." for e in found)
 
 
 def init_used(row: object) -> str:
@@ -83,7 +86,8 @@ def accuracy(a: Analysis, task: str) -> str:
 
 def stability(a: Analysis, task: str) -> str:
     rows = chosen(a, task)
-    diverged = ", ".join(f"{r.act} {r.diverged}/{r.seeds}" for r in rows.itertuples())
+    runs = a.tuned[a.tuned["task"] == task]
+    unstable = ", ".join(unstable_runs(runs[runs["act"] == r.act], r.act) for r in rows.itertuples())
     draws = []
     for r in rows.itertuples():
         if math.isnan(r.drawdown_mean):
@@ -95,9 +99,36 @@ def stability(a: Analysis, task: str) -> str:
             f"(seed {int(r.drawdown_worst_seed)})"
         )
     return (
-        f"Diverged: {diverged}. Validation drawdown (worst fall below the running best, in accuracy points), "
-        f"mean [95% CI] and worst seed: {'; '.join(draws)}."
+        f"Unstable runs ({unstable_rule(runs)}): {unstable}. Validation drawdown (worst fall below the running best, "
+        f"in accuracy points), mean [95% CI] and worst seed: {'; '.join(draws)}."
     )
+
+
+def unstable_rule(runs: pd.DataFrame) -> str:
+    """What counts as unstable (stats.diverged, stats.collapsed), with the chance level of the task's dataset."""
+    datasets = sorted(runs["dataset"].dropna().astype(str).unique()) if "dataset" in runs else []
+    chances = zip(datasets, stats.chance_accuracy(pd.Series(datasets, dtype=object)))
+    known = [f"1/{round(1 / c)} on {d}, so at most {stats.CHANCE_MARGIN * c:.3g}" for d, c in chances if c > 0]
+    level = f"chance is {'; '.join(known)}" if known else "chance is unknown for this dataset: none is judged so"
+    return f"diverged, or ended at chance: final validation accuracy at most {stats.CHANCE_MARGIN:g}x chance; {level}"
+
+
+def unstable_runs(runs: pd.DataFrame, act: str) -> str:
+    """'relu 2/8 (1 diverged: seed 3; 1 ended at chance: seed 5)': which seeds did what."""
+    diverged, at_chance = stats.diverged(runs), stats.collapsed(runs)
+    parts = [
+        f"{int(flags.sum())} {what}: {seed_list(runs.loc[flags, 'seed'])}"
+        for flags, what in [(diverged, "diverged"), (at_chance, "ended at chance")]
+        if flags.any()
+    ]
+    text = f"{act} {int((diverged | at_chance).sum())}/{len(runs)}"
+    return text + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def seed_list(seeds: pd.Series) -> str:
+    """'seed 3' or 'seeds 1, 4'."""
+    values = sorted(int(s) for s in seeds)
+    return ("seed " if len(values) == 1 else "seeds ") + ", ".join(map(str, values))
 
 
 def points(x: float | None) -> str:
@@ -155,43 +186,15 @@ def ratio(g: float | None, lo: float, hi: float) -> str:
 
 
 def cost(a: Analysis, task: str) -> str:
-    """Speed per activation, ratios to the baseline only between runs measured alike and not too noisy."""
+    """Time per training step and per forward pass, and memory per step, from the cost probe's records alone
+    (harness.report.cost); a run's own samples/s is never shown. The size is the runs'."""
+    table = cost_table(a.data.costs, a.tuned, a.baseline)
     runs = a.tuned[a.tuned["task"] == task]
-    how = sorted(runs["measured_as"].unique())
-    base = runs[runs["act"] == a.baseline]
-    parts = []
-    for act, group in runs.groupby("act"):
-        speed = group["speed"].dropna()
-        text = f"{act} {rate(speed.mean())} ± {rate(speed.std())}" if len(speed) > 1 else f"{act} {rate(speed.mean())}"
-        if act != a.baseline and len(base):
-            text += f" ({relative(group, base, a.baseline)})"
-        parts.append(text)
     n_params = runs["n_params"].dropna()
-    size = f"; {int(n_params.iloc[0]):,} parameters" if len(n_params) and n_params.nunique() == 1 else ""
+    size = f" {int(n_params.iloc[0]):,} parameters" if len(n_params) and n_params.nunique() == 1 else ""
     width = runs["width"].dropna()
-    size += f", width {int(width.iloc[0])}" if len(width) and width.nunique() == 1 else ""
-    clock = " and ".join(CLOCKS.get(c, c) for c in sorted(set(runs["speed_clock"])))
-    return (
-        f"Training samples/s, mean ± sd over seeds, measured by {clock} ({'; '.join(how)}): "
-        + "; ".join(parts)
-        + size
-        + "."
-    )
-
-
-def relative(group: pd.DataFrame, base: pd.DataFrame, baseline: str) -> str:
-    """'0.85× baseline', or why no ratio is printed."""
-    if set(group["measured_as"]) != set(base["measured_as"]) or group["measured_as"].nunique() > 1:
-        return f"not compared with {baseline}: measured differently"
-    spread = max(cv(group["speed"]), cv(base["speed"]))
-    if spread > NOISY:
-        return f"too noisy to compare with {baseline}: sd/mean {100 * spread:.0f}% across seeds"
-    return f"{group['speed'].median() / base['speed'].median():.2f}× {baseline}"
-
-
-def cv(x: pd.Series) -> float:
-    x = x.dropna()
-    return float(x.std() / x.mean()) if len(x) > 1 and x.mean() > 0 else 0.0
+    size += f", width {int(width.iloc[0])}" if size and len(width) and width.nunique() == 1 else ""
+    return answer(table, task, a.baseline) + (f" Size:{size}." if size else "")
 
 
 ANSWERS: dict[str, Callable[[Analysis, str], str]] = {
@@ -213,8 +216,12 @@ def shown(m: Metric, value: float | None) -> str:
 def metric_cells(m: Metric, s: pd.DataFrame) -> list[str]:
     """A registry metric's results-table cells from the summary over seeds, as its `cell` says."""
     mean = s[f"{m.short}_gmean" if m.geometric else f"{m.short}_mean"]
-    if m.cell == "mean_ci":
-        return [with_ci(v, lo, hi) for v, lo, hi in zip(mean, s[f"{m.short}_ci_low"], s[f"{m.short}_ci_high"])]
+    if m.cell == "mean_ci":  # the interval inside the metric's range: an accuracy's never past 1
+        bounds = metric_range(m)
+        return [
+            with_ci(v, lo, hi, bounds=bounds)
+            for v, lo, hi in zip(mean, s[f"{m.short}_ci_low"], s[f"{m.short}_ci_high"])
+        ]
     if m.cell == "mean_worst":
         return [f"{shown(m, v)} ({shown(m, w)})" for v, w in zip(mean, s[f"{m.short}_worst"])]
     if m.cell == "mean_sd":
@@ -227,7 +234,8 @@ def metric_cells(m: Metric, s: pd.DataFrame) -> list[str]:
 
 def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The registry's table metrics (harness.common.metrics) as columns, one row per task x activation x setting; the
-    divergence count after the first, n_params and width beside them."""
+    divergence count after the first, n_params and the matched width (named: units, channels, hidden size, FFN d_ff)
+    beside them."""
     s = summary
     table = pd.DataFrame({"task": s["task"], "activation": s["act"], "setting": s["setting"], "seeds": s["seeds"]})
     for i, m in enumerate(metrics.in_table()):
@@ -235,7 +243,9 @@ def glance_table(summary: pd.DataFrame) -> pd.DataFrame:
         if i == 0:
             table["diverged"] = [f"{d}/{n}" for d, n in zip(s["diverged"], s["seeds"])]
     table["n_params"] = s["n_params"].map(lambda v: NA if math.isnan(v) else f"{int(v):,}")
-    table["width"] = s["width"].map(lambda v: NA if pd.isna(v) else f"{int(v)}")
+    table["matched width"] = [
+        NA if pd.isna(w) else f"{width_name(str(task))} {int(w)}" for task, w in zip(s["task"], s["width"])
+    ]
     table["note"] = s["note"]
     table = table.reset_index(drop=True)
     if "init_used" in s and s["init_used"].notna().any():

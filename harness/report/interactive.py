@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from harness.report.palette import looks
+
 if TYPE_CHECKING:
     import plotly.graph_objects as go  # plotly loads when a figure is drawn, not at import
 
@@ -64,6 +66,7 @@ def accuracy(runs: pd.DataFrame, colours: dict) -> str:
                 jitter=0.4,
                 pointpos=0,
                 marker_color=colour(colours[act]),
+                marker_symbol=looks(colours)[act].plotly_marker,
                 customdata=np.stack([r["seed"], r["setting"]], axis=1),
                 hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
                 "test acc %{y:.4f}<extra></extra>",
@@ -92,7 +95,7 @@ def validation_curves(metrics: pd.DataFrame, colours: dict) -> str:
                 name=act,
                 legendgroup=act,
                 showlegend=legend_once(shown, act),
-                line={"color": colour(colours[act]), "width": 1.5},
+                line={"color": colour(colours[act]), "width": 1.5, "dash": looks(colours)[act].dash},
                 hovertemplate=f"{act}<br>seed {seed}<br>step %{{x}}<br>val acc %{{y:.4f}}<extra></extra>",
             )
         )
@@ -128,6 +131,7 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
                     pointpos=0,
                     jitter=0.3,
                     marker_color=colour(colours[act]),
+                    marker_symbol=looks(colours)[act].plotly_marker,
                     customdata=r[["seed"]],
                     hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{x}}<br>%{{y:.1%}}<extra></extra>",
                 ),
@@ -144,6 +148,10 @@ def dead_units(layers: pd.DataFrame, colours: dict) -> str:
             x=sum(right) / 2,
             y=0.5,
         )
+    from harness.report.axes import fraction_limits  # the static figures' rule: fitted to the data, not 0-1
+
+    values = layers[["dead_init", "lost"]].to_numpy().ravel()
+    fig.update_yaxes(range=list(fraction_limits(values, floor=True)))
     fig.update_layout(boxmode="group", yaxis_title="fraction of the layer's units", yaxis_tickformat=".0%")
     return to_div(fig)
 
@@ -170,7 +178,8 @@ def gradient_flow(layers: pd.DataFrame, colours: dict) -> str:
                     name=act,
                     legendgroup=act,
                     showlegend=legend_once(shown, act),
-                    line={"color": colour(colours[act])},
+                    line={"color": colour(colours[act]), "dash": looks(colours)[act].dash},
+                    marker={"symbol": looks(colours)[act].plotly_marker},
                     hovertemplate=f"{act}<br>seed {seed}<br>%{{x}}<br>‖∇W‖ %{{y:.3g}}<extra></extra>",
                 ),
                 row=1,
@@ -181,30 +190,43 @@ def gradient_flow(layers: pd.DataFrame, colours: dict) -> str:
     return to_div(fig)
 
 
-def cost(runs: pd.DataFrame, colours: dict) -> str:
-    """Training samples/s, one dot per seed."""
+def cost(table: pd.DataFrame, colours: dict) -> str:
+    """Time per training step from the cost probe (harness.report.cost), median over rounds with its 95% interval,
+    one point per machine: never the runs' own timing."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for act in [a for a in colours if a in set(runs["act"])]:
-        r = runs[(runs["act"] == act) & runs["speed"].notna()]
+    if table.empty:  # the figure stays, empty, so that every question has one: it says why
+        fig.add_annotation(text="no cost probe records: no speed figure", showarrow=False, x=0.5, y=0.5)
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+    for act in [a for a in colours if a in set(table["act"])]:
+        r = table[table["act"] == act]
+        ms, low, high = (1e3 * r[c].astype(float) for c in ("step_s", "step_low", "step_high"))
+        ratio = [
+            f"{v:.3g}× the baseline" if pd.notna(v) else n or "the baseline" for v, n in zip(r["step_ratio"], r["note"])
+        ]
         fig.add_trace(
-            go.Box(
-                y=r["speed"],
-                x=[act] * len(r),
+            go.Scatter(
+                x=r["machine"],
+                y=ms,
+                mode="markers",
                 name=act,
                 legendgroup=act,
-                boxpoints="all",
-                hoveron="points",
-                pointpos=0,
-                jitter=0.4,
-                marker_color=colour(colours[act]),
-                customdata=np.stack([r["seed"], r["measured_as"]], axis=1),
-                hovertemplate=f"{act}<br>seed %{{customdata[0]}}<br>%{{y:,.0f}} samples/s<br>"
-                "%{customdata[1]}<extra></extra>",
+                marker={"color": colour(colours[act]), "size": 9},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (high - ms).fillna(0),
+                    "arrayminus": (ms - low).fillna(0),
+                },
+                customdata=np.array(ratio, dtype=object)[:, None],
+                hovertemplate=f"{act}<br>%{{x}}<br>%{{y:.3g}} ms per step<br>%{{customdata[0]}}<extra></extra>",
             )
         )
-    fig.update_layout(title="training samples/s, one dot per seed", yaxis_title="samples/s")
+    fig.update_layout(
+        title="time per training step (cost probe)", yaxis_title="ms per step", xaxis_title="", scattermode="group"
+    )
     return to_div(fig)
 
 
@@ -213,5 +235,5 @@ FIGURES = {
     "stability": ("metrics", validation_curves),
     "dead units": ("layers", dead_units),
     "gradient flow": ("layers", gradient_flow),
-    "cost": ("runs", cost),
+    "cost": ("cost", cost),
 }

@@ -5,6 +5,7 @@ A task is a dataset x model; every other swept key (lr, init, depth, ...) is a s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class Runs:
     metrics: pd.DataFrame  # metrics.csv rows plus task, setting, act, lr, seed
     skipped: pd.DataFrame  # run_dir, reason
     layers: pd.DataFrame | None = None  # one row per run and layer: dead at init, lost, gradient norms
+    costs: pd.DataFrame | None = None  # the cost probe's settings, labelled as the runs (harness.report.cost.attach)
 
 
 def gather(paths: list[Path]) -> Runs:
@@ -131,9 +133,7 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
         runs[column] = pd.to_numeric(runs[column], errors="coerce") if column in runs else float("nan")
     runs["lr"] = runs["config.trainer.lr"].astype(float)
     runs["seed"] = runs["seed"].astype(int)
-    # a gated activation with model.match_params=true trains a narrower width than it was asked for
-    asked = runs["config.model.width"]
-    runs["width"] = runs["width_used"].fillna(asked) if "width_used" in runs else asked
+    runs["width"] = matched_width(runs)
     config = [c for c in runs.columns if c.startswith("config.") and not c.startswith("config.activation.")]
     candidates = [c for c in config if c not in AXES | WATCH_ONLY]
     runs["task"] = runs["dataset"].astype(str) + " / " + runs["model"].astype(str)
@@ -155,6 +155,73 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
                 for _, r in group.iterrows()
             ]
     return runs
+
+
+# The width model.match_params matches, per model family (harness.networks.gated.hidden_width; the transformer keeps
+# d_model and narrows its FFN: harness.networks.models.transformer.ffn_width), as the results table names it.
+WIDTH_NAMES = {"mlp": "units", "cnn": "channels", "rnn": "hidden size", "transformer": "FFN d_ff"}
+
+
+def model_of(task: str) -> str:
+    """'digits / mlp' -> 'mlp': the model of a task label (label() writes them)."""
+    return task.rsplit(" / ", 1)[-1]
+
+
+def width_name(task: str) -> str:
+    """What a task's matched width is: 'units', 'channels', 'hidden size', 'FFN d_ff' ('width' for another model)."""
+    return WIDTH_NAMES.get(model_of(task), "width")
+
+
+def matched_width(runs: pd.DataFrame) -> pd.Series:
+    """Each run's width that model.match_params matches: the hidden width trained (`width_used`: a gated activation
+    trains a narrower one than config.model.width), and for a model that matches in its FFN (the transformer), d_ff."""
+    asked = runs["config.model.width"]
+    width = runs["width_used"].fillna(asked) if "width_used" in runs else asked
+    ffn = [i for i, model in runs["model"].items() if getattr(family_network(str(model)), "matches_ffn", False)]
+    width = width.astype(float)
+    for i in ffn:
+        width.loc[i] = ffn_width_of(runs.loc[i])
+    return width
+
+
+def family_network(model: str) -> object:
+    from harness.networks.models import MODELS  # torch loads here, and only for a report
+
+    return MODELS[model].network if model in MODELS else None
+
+
+def ffn_width_of(run: pd.Series) -> float:
+    """The transformer's d_ff from a run's config: model.ffn_ratio x d_model, or 2/3 of it for a gated activation with
+    model.match_params (harness.networks.models.transformer.ffn_width); NaN where the activation cannot be built
+    here (a user's own with match_params)."""
+    from torch import nn
+
+    from harness.networks.activations import ACTIVATIONS, make_activation
+    from harness.networks.models.transformer import TransformerConfig, ffn_width
+
+    def value(key: str, default: object) -> object:
+        v = run.get(f"config.model.{key}")
+        return default if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    m = TransformerConfig(
+        depth=1,
+        width=int(value("width", TransformerConfig.width)),  # type: ignore[call-overload]
+        ffn_ratio=float(value("ffn_ratio", TransformerConfig.ffn_ratio)),  # type: ignore[arg-type]
+        match_params=bool(value("match_params", False)),
+    )
+    name = str(run.get("activation"))
+    if m.match_params and name not in ACTIVATIONS:
+        return math.nan
+    params = {
+        k.removeprefix("config.activation."): v
+        for k, v in run.items()
+        if str(k).startswith("config.activation.") and k != "config.activation.name" and pd.notna(v)
+    }
+    try:  # without match_params d_ff does not depend on the activation
+        act = make_activation(name, **params) if m.match_params else nn.Identity()
+    except Exception:  # parameters this registry no longer takes: the width cannot be told
+        return math.nan
+    return float(ffn_width(m, act))
 
 
 def short_names(columns: list[str]) -> dict[str, str]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.common import metrics
+from harness.common.metrics import Metric
 from harness.common.text import PATH_LIMIT, clean
 
 # Every string a page shows passes harness.common.text.clean: no control characters or escape sequences, and bounded.
@@ -81,13 +83,65 @@ def num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def with_ci(mean: float | None, lo: float | None, hi: float | None, digits: int = 3) -> str:
-    """'0.637 [0.611, 0.663]': the mean and its 95% interval (the interval left out when there is none)."""
+# What each metric format can be (harness.common.metrics FORMATS): a fraction (percent, accuracy points) lies in
+# [0, 1], a rate, ratio or loss is never negative. An interval is never shown outside its metric's range: a 2-seed
+# t-interval of an accuracy near 1 reaches past 1, which no accuracy can.
+RANGES = {
+    "percent": (0.0, 1.0),
+    "points": (0.0, 1.0),
+    "rate": (0.0, math.inf),
+    "ratio": (0.0, math.inf),
+    "loss": (0.0, math.inf),
+    "number": (-math.inf, math.inf),
+}
+UNBOUNDED = (-math.inf, math.inf)
+
+
+def metric_range(m: Metric) -> tuple[float, float]:
+    return RANGES[m.fmt]
+
+
+def clip(value: float, bounds: tuple[float, float]) -> float:
+    """value inside bounds; NaN stays NaN."""
+    return value if math.isnan(value) else min(max(value, bounds[0]), bounds[1])
+
+
+def with_ci(
+    mean: float | None,
+    lo: float | None,
+    hi: float | None,
+    digits: int = 3,
+    bounds: tuple[float, float] = UNBOUNDED,
+) -> str:
+    """'0.637 [0.611, 0.663]': the mean and its 95% interval, clipped to bounds (the metric's range: metric_range),
+    the interval left out when there is none."""
     if mean is None or math.isnan(mean):
         return "–"
-    if lo is None or math.isnan(lo):
+    if lo is None or math.isnan(lo) or hi is None:
         return num(mean, digits)
-    return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+    return f"{num(mean, digits)} [{num(clip(lo, bounds), digits)}, {num(clip(hi, bounds), digits)}]"
+
+
+def clip_intervals(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary over seeds with every registry metric's interval clipped to the metric's range, for
+    display: every table, answer and figure then shows an accuracy's interval inside [0, 1]. The CSV keeps the
+    t-interval as computed."""
+    clipped = {}
+    for m in metrics.METRICS:
+        low, high = metric_range(m)
+        for column in [f"{m.short}_ci_low", f"{m.short}_ci_high"]:
+            if column in summary:
+                clipped[column] = pd.to_numeric(summary[column], errors="coerce").clip(low, high)
+    return summary.assign(**clipped)
+
+
+def clip_differences(comparison: pd.DataFrame, metric: str = "test_acc_at_best_val") -> pd.DataFrame:
+    """The paired comparisons with their intervals clipped to what a difference of the metric can be (an
+    accuracy's: [-1, 1]), for display, as clip_intervals does for the summary."""
+    low, high = metric_range(metrics.BY_KEY[metric])
+    columns = [c for c in ["diff_adj_low", "diff_adj_high", "diff_ci_low", "diff_ci_high"] if c in comparison]
+    span = high - low
+    return comparison.assign(**{c: pd.to_numeric(comparison[c], errors="coerce").clip(-span, span) for c in columns})
 
 
 def p_value(p: float | None) -> str:

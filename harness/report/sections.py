@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.common import metrics
-from harness.report import stats
+from harness.report import edges, stats
 from harness.report.analysis import Analysis
 from harness.report.captions import CAPTIONS
+from harness.report.cost import compute_line
 from harness.report.headline import glance_table
 from harness.report.render import Block, Bullets, Figure, Heading, Table, Text, num, p_value, percent, with_ci
 
@@ -21,13 +22,15 @@ def caption(name: str) -> str:
     return CAPTIONS.get(name, CAPTIONS.get(name.rsplit("_", 1)[-1], CAPTIONS.get(name.split("_", 1)[-1], "")))
 
 
-def figure_blocks(drawn: dict[str, Path | str], names: list[str]) -> list[Block]:
+def figure_blocks(drawn: dict[str, Path | str], names: list[str], notes: dict[str, str] | None = None) -> list[Block]:
+    """The figures drawn, each with its caption and its note (which activations a panel leaves out, and why)."""
     blocks: list[Block] = []
     for name in names:
         if name not in drawn:
             continue
         result = drawn[name]
-        blocks.append(Figure(result, caption(name)) if isinstance(result, Path) else Text(f"{name}: {result}"))
+        text = " ".join(filter(None, [caption(name), (notes or {}).get(name, "")]))
+        blocks.append(Figure(result, text) if isinstance(result, Path) else Text(f"{name}: {result}"))
     return blocks
 
 
@@ -42,7 +45,9 @@ def results_blocks(a: Analysis, drawn: dict[str, Path | str]) -> list[Block]:
             table,
             "The five questions as columns. Accuracy over the runs that did not diverge; drawdown in "
             "accuracy points; dead, lost and dead-at-end are mean fractions of units over layers; grad ratio "
-            "= head over first-layer weight-gradient norm (geometric mean over seeds)." + note,
+            "= head over first-layer weight-gradient norm (geometric mean over seeds). Matched width: the width "
+            "model.match_params matches, named (the MLP's units, the CNN's channels, the RNN's hidden size, the "
+            "transformer's FFN width d_ff)." + note,
         ),
         Heading("Per layer", 3),
         Table(
@@ -62,7 +67,7 @@ def results_blocks(a: Analysis, drawn: dict[str, Path | str]) -> list[Block]:
 
 
 def layer_display(a: Analysis) -> pd.DataFrame:
-    from harness.report.figures import geometric_mean
+    from harness.report.axes import geometric_mean
 
     assert a.data.layers is not None  # gather leaves layers unset only without runs, and no report is made then
     layers = a.data.layers[a.data.layers["run_dir"].isin(a.tuned["run_dir"])]
@@ -95,7 +100,7 @@ def display_settings(s: pd.DataFrame) -> pd.DataFrame:
             "test acc at best val [95% CI]": [
                 with_ci(m, lo, hi) for m, lo, hi in zip(s["acc_mean"], s["acc_ci_low"], s["acc_ci_high"])
             ],
-            "chosen": s["chosen"].map({True: "yes", False: ""}),
+            "chosen": edges.chosen_marks(s),  # a rate chosen at its grid's edge says so, and what to try next
         }
     ).reset_index(drop=True)
 
@@ -218,9 +223,10 @@ def method_blocks(a: Analysis) -> list[Block]:
                 "(per unit, from the trainer's masks; n/a for runs that predate them). Gradient-flow ratio: the "
                 "head's weight-gradient norm over the first hidden layer's, at step 0 and averaged over training's "
                 "logged steps.",
+                compute_line(a.data.runs),
                 "Raw numbers: summary.csv (every task x activation x setting), layers.csv (every run x layer), "
-                "comparison.csv, ranks.csv, task_means.csv, friedman.json, properties.csv and skipped.csv beside this "
-                "report; tables.tex with --latex.",
+                "comparison.csv, ranks.csv, task_means.csv, friedman.json, properties.csv, cost.csv and skipped.csv "
+                "beside this report; tables.tex with --latex.",
             ]
         ),
     ]

@@ -56,6 +56,7 @@ def shown_analysis(a: Analysis) -> Analysis:
         runs=relabel(a.data.runs, names),
         metrics=relabel(a.data.metrics, names),
         layers=relabel(a.data.layers, names),
+        costs=relabel(a.data.costs, names),
     )
     return dataclasses.replace(
         a,

@@ -1,4 +1,5 @@
-"""The run configuration as plain dataclasses, built from plain dicts, with its validation and its hash.
+"""The run configuration as plain dataclasses, built from plain dicts, and its hash (its values are checked in
+harness.setup.validation).
 
 Where each default is written, once: the trainer's and the dataset's in TrainerConfig and DatasetConfig below
 (conf/trainer/default.yaml repeats none of them); a model family's in its config class beside its network
@@ -17,7 +18,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,20 +25,19 @@ from typing import Any
 
 # ConfigError and its kinds are defined in harness.common.errors; the code has always imported them from here.
 from harness.common.errors import ActivationError as ActivationError
-from harness.common.errors import ConfigError, check, init_fields, one_of, typed_fields
+from harness.common.errors import ConfigError, init_fields, one_of, typed_fields
 from harness.common.errors import DataError as DataError
 
 if typing.TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
     from harness.networks.models.base import BaseModelConfig
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
-# Below this rate a float32 weight never moves: Adam's step is about lr, under the rounding step (about 1e-9) of a
-# weight of order 1e-2; SGD's is smaller still. Large rates stay allowed: diverging on purpose is an experiment.
-MIN_LR = 1e-10
-MAX_THREADS = 1024  # more CPU threads than any machine has cores; 100000 fails creating their stacks
+# logger=NAME: the trackers each choice logs to (harness/trackers/ holds them; conf/logger/NAME.yaml selects one)
+LOGGERS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "tensorboard": ("tensorboard",),
+    "mlflow": ("mlflow",),
+    "many": ("tensorboard", "mlflow"),
+}
 DEFAULT_MODEL = "mlp"  # what Config() trains; conf/config.yaml's defaults list names it for the command line
 # The names of the other axes live in their registries, next to what they build: models, cells, norms and inits in
 # harness/networks/models/, datasets in harness/setup/data.py, optimizers in harness/setup/optimizers.py; the model
@@ -58,6 +57,13 @@ WATCH_ONLY = (
     "trainer.threads",
     "dataset.root",
     "dataset.download",
+    # which trackers watch the run (harness/trackers/): its group's override `logger=NAME` and each key, for the
+    # folder names; to_dict leaves the section out (a summary records the run, not who watched it)
+    "logger.name",
+    "logger.mlflow_uri",
+    "logger.experiment",
+    "logger.every_s",
+    "logger",
 )
 # Watch-only keys that schema v1 hashed: hashed at this value whatever they are set to, so that the hash of a
 # config that leaves them at their default is the one v1 wrote.
@@ -109,10 +115,12 @@ class ModelKeys:
 
 @dataclass
 class DatasetConfig:
-    name: str = "mnist1d"
-    root: str = "data"
+    name: str = "mnist1d"  # which dataset (harness/setup/data.py); dataset=NAME picks conf/dataset/NAME.yaml
+    root: str = "data"  # where datasets are cached (mnist1d's .npz) or read in torchvision's folder layout
+    # fetch mnist, fashion_mnist or cifar10 through torchvision, in the check before the run folder exists
     download: bool = False
     train_size: int | None = None  # subsample the training split, for quick runs
+    # the validation split, carved from the training split with a fixed seed (the same for every run seed)
     val_fraction: float = 0.1
 
 
@@ -120,26 +128,40 @@ class DatasetConfig:
 class TrainerConfig:
     """The MNIST-1D authors' budget: Adam, lr 1e-2, batch 100, 6,000 steps, evaluation every 250 steps."""
 
-    steps: int = 6000
-    batch_size: int = 100
-    lr: float = 1e-2
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
+    steps: int = 6000  # optimizer steps; 0: the network at initialisation only
+    batch_size: int = 100  # training samples per step
+    lr: float = 1e-2  # at least MIN_LR (1e-10); large rates are allowed, to diverge on purpose
+    optimizer: str = "adam"  # adam, adamw or sgd (harness/setup/optimizers.py)
+    weight_decay: float = 0.0  # the optimizer's weight_decay
     momentum: float = 0.9  # SGD only
-    grad_clip: float | None = None
-    device: str = "auto"
-    eval_every: int = 250
-    log_every: int = 250
-    precision: str = "fp32"
-    compile: bool = False
-    checkpoint_every: int = 0  # 0: no checkpoints
-    progress: bool = True
+    grad_clip: float | None = None  # clip the gradient norm to this; null: off
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda or mps
+    eval_every: int = 250  # steps between evaluations on the validation and test splits
+    log_every: int = 250  # steps between logged metrics; probes and gradient norms run on logged steps only
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast)
+    compile: bool = False  # torch.compile the model
+    # 0: no checkpoints; else one at the first log or evaluation step after each multiple, so that a resumed run
+    # logs exactly what an uninterrupted one does
+    checkpoint_every: int = 0
+    progress: bool = True  # the progress bar
     # torch CPU threads: "auto" (harness.setup.resolve.resolve_threads), a count, or null: torch's
     threads: Any = "auto"
     # with steps=0: born-dead fraction over this many fresh initialisations (harness/training/born_dead.py)
     init_trials: int = 0
     # the training step as a CUDA graph: auto, true or false (harness/training/capture.py, docs/speed.md)
     capture: Any = "auto"
+
+
+@dataclass
+class LoggerConfig:
+    """Which trackers a run also logs to (harness/trackers/, docs/trackers.md); its own records stay as they are."""
+
+    name: str = "none"  # none, tensorboard, mlflow or many (both); logger=NAME picks conf/logger/NAME.yaml
+    # MLflow's tracking URI; null: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder
+    mlflow_uri: str | None = None
+    experiment: str = "activation-harness"  # the MLflow experiment that runs and sweeps are logged under
+    # live: the fewest seconds between two batches of a run's new rows (its first boundary's and its end's always go)
+    every_s: float = 10.0
 
 
 @dataclass
@@ -154,64 +176,16 @@ class Config:
         model: ModelKeys = field(default_factory=lambda: unset_model_keys())
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    seed: int = 0
-    resume: bool = False
+    seed: int = 0  # seeds torch, numpy and Python's random (0 to 2**32 - 1)
+    resume: bool = False  # with hydra.sweep.dir=DIR: skip finished jobs, continue unfinished ones from checkpoints
+    # the trackers it is logged to as well: logger=tensorboard, mlflow or many (harness/trackers/, docs/trackers.md)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Mapping):
             self.model = model_config(self.model)
         elif isinstance(self.model, ModelKeys):  # Config()'s default: the default family's, every key unset
             self.model = model_config(vars(self.model))
-
-
-def validate(config: Config) -> None:
-    """Refuse invalid values with one clear line (types were checked when the config was built)."""
-    t, d = config.trainer, config.dataset
-    check_finite(config)
-    check(t.steps >= 0, f"trainer.steps must be >= 0, got {t.steps}")
-    check(t.batch_size > 0, f"trainer.batch_size must be > 0, got {t.batch_size}")
-    check(t.lr > 0, f"trainer.lr must be > 0, got {t.lr}")
-    check(t.lr >= MIN_LR, f"trainer.lr={t.lr} is below {MIN_LR}: a float32 weight would never move")
-    check(0 <= config.seed < 2**32, f"seed must be in [0, 2**32 - 1], got {config.seed}")  # numpy's seed range
-    check(0 <= t.momentum < 1, f"trainer.momentum must be in [0, 1), got {t.momentum}")
-    check(t.weight_decay >= 0, f"trainer.weight_decay must be >= 0, got {t.weight_decay}")
-    check(t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}")
-    check(t.eval_every > 0, f"trainer.eval_every must be > 0, got {t.eval_every}")
-    check(t.log_every > 0, f"trainer.log_every must be > 0, got {t.log_every}")
-    check(t.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {t.checkpoint_every}")
-    check(
-        t.threads in (None, "auto") or (type(t.threads) is int and t.threads > 0),
-        f"trainer.threads must be auto, a count > 0 or null, got {t.threads!r}",
-    )
-    check(
-        type(t.threads) is not int or t.threads <= MAX_THREADS,
-        f"trainer.threads must be <= {MAX_THREADS}, got {t.threads}",
-    )
-    check(0 <= t.init_trials <= 100_000, f"trainer.init_trials must be in [0, 100000], got {t.init_trials}")
-    check(
-        t.init_trials == 0 or t.steps == 0,
-        f"trainer.init_trials={t.init_trials} measures initialisations only; it needs trainer.steps=0",
-    )
-    one_of("trainer.device", t.device, DEVICES)
-    check(t.capture in ("auto", True, False), f"trainer.capture must be auto, true or false, got {t.capture!r}")
-    check(
-        t.capture is not True or (t.precision != "fp16" and not t.compile),
-        "trainer.capture=true cannot capture fp16's loss scaling or a compiled model; use trainer.capture=auto",
-    )
-    one_of("trainer.precision", t.precision, PRECISIONS)
-    config.model.check()
-    check(d.train_size is None or d.train_size > 0, f"dataset.train_size must be > 0, got {d.train_size}")
-    check(0 < d.val_fraction < 1, f"dataset.val_fraction must be in (0, 1), got {d.val_fraction}")
-
-
-def check_finite(node: DataclassInstance | type[DataclassInstance], prefix: str = "") -> None:
-    """Every float value of the config (its nested sections too) is a finite number: nan and inf mean nothing."""
-    for f in dataclasses.fields(node):
-        value, key = getattr(node, f.name), prefix + f.name
-        if dataclasses.is_dataclass(value):
-            check_finite(value, key + ".")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, got {value}")
 
 
 # ---------------------------------------------------------------- from plain dicts
@@ -312,6 +286,7 @@ def to_dict(config: Config) -> dict[str, Any]:
     own = tree["model"]
     recorded = {key: own.get(key, UNUSED_MODEL_KEYS.get(key)) for key in init_fields(ModelKeys)}
     tree["model"] = recorded | {key: value for key, value in own.items() if key not in recorded}
+    del tree["logger"]  # watch-only, and not recorded: a run's records are the same whichever trackers watched it
     return tree
 
 
@@ -324,6 +299,8 @@ def config_hash(config: Config) -> str:
     """
     tree = to_dict(config)
     for key in WATCH_ONLY:
+        if key.split(".")[0] not in tree:  # logger: to_dict leaves it out
+            continue
         node, leaf = _parent(tree, key)
         if key in HASHED_AT_DEFAULT:
             node[leaf] = HASHED_AT_DEFAULT[key]

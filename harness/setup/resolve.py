@@ -10,11 +10,12 @@ import torch
 from harness.networks.activations import ActivationSpec, activation_spec
 from harness.networks.gated import expansion
 from harness.networks.models import INITS, MODELS
-from harness.setup.config import Config, ConfigError, one_of, validate
+from harness.setup.config import Config, ConfigError, one_of
 from harness.setup.data import check_fits, check_pair, check_root
 from harness.setup.datafiles import check_files
 from harness.setup.footprint import check_memory, checked
 from harness.setup.optimizers import OPTIMIZERS
+from harness.setup.validation import validate
 
 AUTO = "auto"  # model.init=auto: each activation's recommended init (harness.networks.activations.ACTIVATIONS)
 TORCH_THREADS = torch.get_num_threads()  # torch's own default, read before any run sets another

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from harness.common.text import SCREEN_LIMIT, clean
 from harness.sweeps.launchers import LauncherConfig, jobs_at_once, launcher_kind
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def plan_groups(
         keys[job.name] = None if reason else group_key(job.config)
         if reason:
             why[reason] = why.get(reason, 0) + 1
-    lines = [f"not grouped: {reason} ({n} job(s), one job per run)" for reason, n in why.items()]
+    lines = [clean(f"not grouped ({n} job(s)): {reason}", SCREEN_LIMIT) for reason, n in why.items()]
     groupable = [j for j in jobs if keys[j.name] is not None]
     if isinstance(group_size, int):
         size = group_size

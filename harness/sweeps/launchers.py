@@ -6,6 +6,7 @@ Hydra's plugin scanner imports this module at start-up: it imports nothing heavy
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -13,6 +14,12 @@ from typing import Any, Literal
 LauncherKind = Literal["basic", "joblib", "submitit_local", "submitit_slurm"]
 # hydra.launcher: a DictConfig (a plain dict in tests), its values whatever types its launcher's schema has
 LauncherConfig = Mapping[str, Any]
+# The loggers of Hydra's launchers that log a line per job ("#12 : seed=3 ...") and the joblib call they make
+LAUNCHER_LOGGERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+)
 
 
 def launcher_kind(launcher_cfg: LauncherConfig) -> LauncherKind:
@@ -63,3 +70,13 @@ def threads_per_job(launcher_cfg: LauncherConfig, cpus: int | None = None) -> in
     if kind in ("submitit_local", "submitit_slurm"):
         return launcher_cfg.get("cpus_per_task") or 1
     return None
+
+
+def quiet_launcher(launcher_cfg: LauncherConfig, hydra_verbose: object = False) -> bool:
+    """Keep the launcher's per-job lines off the screen (the sweeper prints one line for the whole sweep), unless
+    the user asks for chatter: hydra.launcher.verbose=N (joblib's own key: it then also prints joblib's
+    "[Parallel(n_jobs=2)]: Done 1 tasks" lines) or Hydra's hydra.verbose. Returns whether they are kept off."""
+    asked = int(launcher_cfg.get("verbose") or 0) > 0 or bool(hydra_verbose)
+    for name in LAUNCHER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if asked else logging.WARNING)
+    return not asked

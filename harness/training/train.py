@@ -3,21 +3,28 @@ group of one), train it with the loop below (top to bottom), record each member.
 
 from __future__ import annotations
 
+import logging
+import time
 import traceback
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from harness.common.text import FILE_ONLY
 from harness.networks import probes
 from harness.records.results import new_summary, now, write_metrics, write_record
 from harness.setup.config import Config, TrainerConfig
 from harness.setup.data import load_dataset
 from harness.setup.resolve import resolve
+from harness.trackers.live import Trackers
 from harness.training.born_dead import born_dead_trials
 from harness.training.capture import GradNorms
+from harness.training.console import PROGRESS
 from harness.training.group import Group, build_group, check_group
 from harness.training.meters import Timer, WindowStats
+
+log = logging.getLogger(__name__)
 
 
 def check(config: Config) -> torch.device:
@@ -67,9 +74,10 @@ def run_group(
         )
         for i, (r, p, o) in enumerate(zip(resolved, run_dirs, overrides))
     ]
+    trackers = Trackers(configs, summaries)  # logger=: TensorBoard, MLflow; none holds nothing (harness/trackers/)
     try:
         group = build_group(resolved, data, run_dirs, cpu_threads)
-        train(group)
+        train(group, trackers)
         for s, m in zip(summaries, group.members):
             assert m.summary is not None  # train sets every member's
             s.update(m.summary)
@@ -94,6 +102,7 @@ def run_group(
     for s, p in zip(summaries, run_dirs):
         s["finished_at"] = now()
         record(Path(p), s)
+    trackers.finish(summaries)  # after the records: what they hold goes to the trackers, never the other way
     return summaries
 
 
@@ -105,8 +114,9 @@ def keep_record(run_dir: Path, summary: dict) -> None:
         summary.update(status="failed", error=f"its summary.json could not be written: {exc}")
 
 
-def train(group: Group) -> None:
-    """The loop: every member trains from its own step to trainer.steps; sets each member's summary."""
+def train(group: Group, trackers: Trackers | None = None) -> None:
+    """The loop: every member trains from its own step to trainer.steps; sets each member's summary. trackers:
+    sent each member's new rows at boundaries (harness.trackers.live.Trackers.live), never within a step."""
     trainer, members = group.trainer, group.members
     first = min(m.first_step for m in members)
     window = WindowStats(group.device, len(members))  # read only at boundaries: the loop never waits for the device
@@ -124,6 +134,7 @@ def train(group: Group) -> None:
     )
     loop_timer.start()
     timer.start()
+    began = time.monotonic()  # the progress line's clock (harness-status's rate), evaluations included
     for step in range(first + 1, trainer.steps + 1):
         x, y = group.batches.next(group.waiting)
         log_now, eval_now, _ = boundaries(step, trainer, step)
@@ -140,6 +151,10 @@ def train(group: Group) -> None:
             continue
         timer.stop()  # a boundary: stop the clock, read the device once, measure every member, resume
         boundary(group, step, window, grads, eval_now, timer, loop_timer, bar)
+        if trackers is not None:  # with its clock stopped, as the boundary's own work
+            trackers.live(group.members)
+        progress = PROGRESS.format(step=step, steps=trainer.steps, seconds=time.monotonic() - began, first=first)
+        log.info(progress, extra=FILE_ONLY)  # the job's log file only
         if all(m.summary is not None for m in members):
             break  # every member has left the loop (diverged or failed)
         timer.start()

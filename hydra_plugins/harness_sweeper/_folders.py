@@ -11,7 +11,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness.common.outputs import SymlinkRefused, refuse_symlink, refuse_symlinks
-from harness.common.text import PATH_LIMIT, clean
+from harness.common.text import NOTE_LIMIT, PATH_LIMIT, clean
+
+LINE = PATH_LIMIT + NOTE_LIMIT  # a printed line naming a job folder and saying why (harness.common.text cuts it there)
 
 MULTIRUN = "multirun.yaml"  # Hydra's record of the sweep's configuration (the first sweep's)
 
@@ -92,3 +94,21 @@ def job_outputs(config: DictConfig) -> tuple[str, ...]:
     from harness.sweeps.sweep import FAULT_LOG
 
     return SUMMARY, METRICS, CHECKPOINT, LOCK, FAULT_LOG, ".hydra", f"{config.hydra.job.name}.log"
+
+
+def compact(exc: BaseException) -> str:
+    """One line from Hydra's and OmegaConf's multi-line messages, without their search-path and full_key noise."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    text = text.split("\nConfig search path:")[0]
+    text, found, options = text.partition("\n\nAvailable options in ")
+    if found:  # a missing config-group option: name the valid ones on the same line
+        group, _, names = options.partition(":")
+        text += f"; valid {group}: " + ", ".join(names.split())
+    noise = ("full_key:", "reference_type", "object_type")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise)]
+    full_key = getattr(exc, "full_key", None)
+    if full_key and lines and lines[0].endswith(f": {full_key.rpartition('.')[2]}"):  # name the whole key
+        lines[0] = lines[0].rpartition(": ")[0] + f": {full_key}"
+    return ": ".join(lines)

@@ -16,14 +16,17 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.common.outputs import SymlinkRefused, refuse_symlinks
-from harness.common.text import NOTE_LIMIT, PATH_LIMIT, clean
+from harness.common.text import NOTE_LIMIT, PATH_LIMIT, SCREEN_LIMIT, clean
 from harness.setup.config import EXIT_BAD_INPUT, Config  # EXIT_BAD_INPUT: nothing ran
 from harness.sweeps import grouping
-from harness.sweeps.launchers import launcher_kind, usable_cpus
+from harness.sweeps.launchers import launcher_kind, quiet_launcher, usable_cpus
+from hydra_plugins.harness_sweeper import around
 from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and quoted_override: imported from here
+    LINE,
     MULTIRUN,
     BadSweep,
     check_folder,
+    compact,
     job_outputs,
     pin_sweep_dir,
     quoted_override,
@@ -32,7 +35,6 @@ from hydra_plugins.harness_sweeper._folders import (  # noqa: F401  BadSweep and
 
 EXIT_FAILED = 1  # a job failed or did not finish
 EXIT_INTERRUPTED = 130
-LINE = PATH_LIMIT + NOTE_LIMIT  # a printed line naming a job folder and saying why (harness.common.text cuts it there)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class HarnessSweeperConf:
     max_batch_size: int | None = None
     params: dict[str, str] | None = None
     group_size: Any = 1  # members per group job (an int, or auto); 1: one job per run (grouping.py)
+    cost_probe: bool = True  # time each cost setting alone before the jobs start (harness/training/cost.py)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="harness", node=HarnessSweeperConf, provider="harness")
@@ -58,32 +61,19 @@ class Job:
     hydra_files: dict | None = None  # its .hydra/config.yaml and overrides.yaml as Hydra writes them (members)
 
 
-def compact(exc: BaseException) -> str:
-    """One line from Hydra's and OmegaConf's multi-line messages, without their search-path and full_key noise."""
-    text = str(exc)
-    if exc.__cause__ is not None and str(exc.__cause__) not in text:
-        text += "\n" + str(exc.__cause__)
-    text = text.split("\nConfig search path:")[0]
-    text, found, options = text.partition("\n\nAvailable options in ")
-    if found:  # a missing config-group option: name the valid ones on the same line
-        group, _, names = options.partition(":")
-        text += f"; valid {group}: " + ", ".join(names.split())
-    noise = ("full_key:", "reference_type", "object_type")
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(noise)]
-    full_key = getattr(exc, "full_key", None)
-    if full_key and lines and lines[0].endswith(f": {full_key.rpartition('.')[2]}"):  # name the whole key
-        lines[0] = lines[0].rpartition(": ")[0] + f": {full_key}"
-    return ": ".join(lines)
-
-
 class HarnessSweeper(BasicSweeper):
     """BasicSweeper's cartesian product, made safe to interrupt, resume and run on a cluster."""
 
     def __init__(
-        self, max_batch_size: int | None = None, params: dict[str, str] | None = None, group_size: Any = 1
+        self,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
+        group_size: Any = 1,
+        cost_probe: bool = True,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.group_size = group_size
+        self.cost_probe = cost_probe
         self.told: set[str] = set()  # the grouping lines said once, not again when a broken pool relaunches
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -93,12 +83,19 @@ class HarnessSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         try:
             jobs = self.plan(arguments)
+            around.check_trackers(jobs)
         except BadSweep as exc:
             print(f"error: {clean(exc)}", file=sys.stderr)  # one line, whatever a swept value holds
             sys.exit(EXIT_BAD_INPUT)
         command = resume_command(str(self.sweep_dir))
         self.start(jobs, command)
+        around.open_trackers(jobs, self.sweep_dir)
+        if self.cost_probe:
+            assert self.launcher is not None  # set by setup(), before sweep()
+            around.probe_costs(self.launcher, self.sweep_dir, jobs)
         returns, stopped = self.launch_all(jobs)
+        ended = all(r.status == JobStatus.COMPLETED and r._return_value != "failed" for r in returns)
+        around.close_trackers(jobs, self.sweep_dir, ended and not stopped)
         self.report(jobs, returns, stopped, command)
         return returns
 
@@ -217,7 +214,8 @@ class HarnessSweeper(BasicSweeper):
             state, summary = job_state(folder)
             if state == "corrupt" and (aside := set_aside(folder)):
                 why = (summary or {}).get("note", "corrupt summary.json")
-                print(clean(f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns", LINE))
+                line = f"{job.name}: {why}; its files set aside ({aside.name}, ...); the job reruns"
+                print(clean(line, SCREEN_LIMIT))
         self.record_crashes(jobs, "its process died in an earlier attempt; resume again to retry it")
         manifest = [
             {
@@ -236,9 +234,10 @@ class HarnessSweeper(BasicSweeper):
             + (f"{running} running in another process (left alone), " if running else "")
             + f"{len(self.to_run(jobs))} to run with the {launcher} launcher"
         )
-        print(f"results: {self.sweep_dir}")
+        print(f"results: {self.sweep_dir}")  # a path and a command to copy: whole, each on its own line
         print(f"resume:  {command}")
         launcher_cfg = self.config.hydra.launcher
+        quiet_launcher(launcher_cfg, self.config.hydra.verbose)  # no line per job unless hydra.launcher.verbose=N
         if launcher_cfg.get("timeout_min") is not None:
             print(f"note: the launcher stops a job after hydra.launcher.timeout_min={launcher_cfg.timeout_min} minutes")
         if launcher_cfg.get("max_num_timeout") and not self.config.trainer.checkpoint_every:
@@ -337,6 +336,8 @@ class HarnessSweeper(BasicSweeper):
             rows.append((state, job.name, summary))
         print(f"\nsweep results: {self.sweep_dir}")
         print(format_table(rows))
+        done = [job.skip_to or self.sweep_dir / job.name for job, row in zip(jobs, rows) if row[0] in FINISHED]
+        around.edge_warnings(jobs, done)
         bad = sum(state not in FINISHED for state, _, _ in rows)
         if stopped:
             print(f"sweep stopped early ({stopped})")

@@ -132,6 +132,7 @@ def check_command(argv: list[str], script_dir: Path) -> Path | None:
     except Exception as exc:
         raise BadCommand(compact(exc)) from None
     check_config(config)
+    check_trackers(config)
     kept = check_run_dir(folder, config)
     fetch_data(config.dataset)
     return folder if kept else None
@@ -157,6 +158,16 @@ def check_config(config: Config) -> None:
         raise
     except BaseException as exc:  # a custom target probed here that raises anything, sys.exit included
         raise BadCommand(f"the activation could not be built: {type(exc).__name__}: {compact(exc)}") from None
+
+
+def check_trackers(config: Config) -> None:
+    """logger=: each tracker installed and, for an MLflow server, answering (harness.trackers.live.check)."""
+    from harness.trackers.live import TrackerError, check
+
+    try:
+        check(config.logger)
+    except TrackerError as exc:
+        raise BadCommand(str(exc)) from None
 
 
 def fetch_data(dataset: DatasetConfig) -> None:

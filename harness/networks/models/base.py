@@ -57,7 +57,7 @@ class BaseModelConfig:
     other_family_keys: ClassVar[dict[str, str]] = {}
 
     def check(self) -> None:
-        """Refuse invalid values, one line each (harness.setup.config.validate calls it; types were checked when the
+        """Refuse invalid values, one line each (harness.setup.validation.validate calls it; types were checked when the
         config was built)."""
         check(self.depth >= 0, f"model.depth must be >= 0, got {self.depth}")
         check(self.width > 0, f"model.width must be > 0, got {self.width}")

@@ -25,7 +25,7 @@ class RNNConfig(BaseModelConfig):
     depth: int = 1
     width: int = 6  # hidden units per direction
     cell: str = "gru"  # elman, gru or lstm (CELLS)
-    bidirectional: bool = True
+    bidirectional: bool = True  # a second direction reads the sequence backwards; the head reads both
 
     gated_refusal = "cannot replace tanh in the rnn's recurrence, whose state keeps its size"
 
