@@ -109,7 +109,7 @@ def cost_job(job_dir: Path, cpu_threads: int | None) -> str:
 
     problem = probe_job(job_dir, cpu_threads)
     if problem is None:
-        log.info("cost probe: every listed setting measured")
+        log.info("cost probe: every listed setting measured", extra=FILE_ONLY)  # the sweeper says so on the screen
         return "ok"
     log.error(clean(f"cost probe failed: {problem}", SCREEN_LIMIT))
     return "failed"
