@@ -247,3 +247,14 @@ def good_record() -> dict:
     return {"probe": "p", "device": "cpu", "device_name": "cpu", "threads": 1, "hostname": "h", "n_params": 3,
             "measured_at": "2026-12-06T00:00:00+00:00", "steps_per_round": 1, "step_s": [1e-3] * 3,
             "forward_s": [1e-4] * 3, "memory": memory}  # fmt: skip
+
+
+@pytest.mark.cuda  # skipped without a GPU (tests/conftest.py); scripts/gpu_check.sh runs it
+def test_on_cuda_the_probe_records_the_allocators_peak_of_a_step(tmp_path):
+    on_gpu = with_trainer(SMALL, device="cuda")
+    s = cost.build_setting(entry(on_gpu), tmp_path, None, {})
+    cost.run_rounds([s], 2)
+    memory = cost_memory.step_memory(s.group, s.entry["config"], s.threads, (None, None))
+    counted = memory["param_bytes"] + memory["grad_bytes"] + memory["optimizer_bytes"]
+    assert s.group.device.type == "cuda" and all(t > 0 for t in s.step_s)
+    assert memory["peak_alloc_bytes"] > counted and memory["peak_rss_bytes"] is None
