@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,9 @@ def test_a_settings_probe_time_stays_within_its_budget(monkeypatch, step_s, swee
 
         def forward(self, _=None) -> None: ...
 
-    monkeypatch.setattr(cost, "timed", lambda s, block, n: step_s if block.__name__ == "train_step" else forward_s)
+    seconds = lambda s, block, n: step_s if block.__name__ == "train_step" else forward_s  # noqa: E731
+    monkeypatch.setattr(cost, "timed", seconds)
+    monkeypatch.setattr(cost, "wall", seconds)  # the budget reads wall time
     fake = Fake()
     rounds = cost.size_rounds([fake])  # type: ignore[list-item]
     planned = rounds * fake.steps_per_round * (step_s + forward_s)
@@ -258,3 +261,15 @@ def test_on_cuda_the_probe_records_the_allocators_peak_of_a_step(tmp_path):
     counted = memory["param_bytes"] + memory["grad_bytes"] + memory["optimizer_bytes"]
     assert s.group.device.type == "cuda" and all(t > 0 for t in s.step_s)
     assert memory["peak_alloc_bytes"] > counted and memory["peak_rss_bytes"] is None
+
+
+def test_the_budget_is_wall_time_a_step_that_waits_is_not_free(tmp_path, monkeypatch):
+    """Thread CPU time does not count a step's waits; the sweep's wall time does, and so does the cap a setting
+    gets (here 0.1 s for a sweep whose 5% is far more)."""
+    monkeypatch.setattr(cost, "SETTING_LIMIT_S", 0.1)
+    s = cost.build_setting(entry(SMALL, sweep_steps=10**6), tmp_path, 1, {})
+    awake = s.train_step
+    s.train_step = lambda _=None: (time.sleep(0.01), awake())[1]  # type: ignore[method-assign]
+    s.train_step.__name__ = "train_step"
+    rounds = cost.size_rounds([s])
+    assert rounds * s.steps_per_round * 0.01 <= 0.1  # by CPU time: 6 rounds of 7 steps, 0.42 s of sleep alone

@@ -17,6 +17,7 @@ from harness.common.text import FILE_ONLY, SCREEN_LIMIT
 from harness.records.results import write_summary
 from harness.sweeps import grouping, launchers
 from harness.sweeps.joblock import LOCK
+from harness.sweeps.jobtable import format_table
 from harness.sweeps.status import read_progress, status_report, time_left
 from harness.training.console import PROGRESS, format_summary, keep_detail_off_the_console
 from tests.test_sweeps import TINY, hydra_config, run_py
@@ -275,3 +276,11 @@ def test_the_end_of_run_screen_names_each_accuracy_and_fits_one_screen_line_per_
 def test_a_sweep_whose_jobs_have_all_ended_has_no_time_left():
     assert time_left(["finished", "failed"], [12.0], []) == "none: every job has ended"
     assert time_left(["finished", "pending"], [12.0], []).startswith("about 12 s")
+
+
+def test_the_end_table_shows_what_tells_long_named_jobs_apart():
+    name = "activation.target=tests.test_slurm.SlowReLU,activation=custom,dataset=digits,seed={},trainer.steps=1000"
+    rows = [("ok", name.format(0), {"test_acc": 0.5, "train_time_s": 1.0}), ("failed", name.format(1), {"error": "x"})]
+    table = format_table(rows).splitlines()
+    assert table[1].split()[-1] == "seed=0" and " seed=1 " in table[2]  # cut in the middle, both read the same
+    assert format_table([("ok", "seed=0", {})]).splitlines()[1].split()[-1] == "seed=0"  # short names stay whole

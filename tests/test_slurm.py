@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.records.cost import read_costs
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,7 +258,7 @@ def test_a_cancelled_job_fails_in_the_table_within_a_minute_and_resume_reruns_it
         assert time.time() - cancelled_at < 60
     assert proc.returncode == 1, text[-3000:]
     table = text[text.index("sweep results:") :]
-    line = next(x for x in table.splitlines() if job_dir(out, 1).name in x)
+    line = next(x for x in table.splitlines() if " seed=1 " in x)  # long names: the table shows what differs
     assert line.startswith("failed") and f"JobEndedWithoutResult: SLURM job {job} ended CANCELLED" in line
     assert "1 ok, 1 failed of 2 jobs" in table
     assert_same_results(job_dir(out, 0), job_dir(uninterrupted, 0))  # the other job was waited for
@@ -319,10 +320,12 @@ def test_a_group_is_one_slurm_job_with_its_time_scaled_and_the_basic_launchers_r
     assert rc == 0, text[-3000:]
     rc, text = sweep(out, SLURM, "hydra.launcher.timeout_min=7", "seed=0,1", *GROUPED)
     assert rc == 0, text[-3000:]
-    ids = [p.name for p in (out / ".submitit").iterdir() if p.is_dir()]  # one job: no array task suffix
-    assert len(ids) == 1 and sacct_states(ids[0]) == ["COMPLETED"]  # two members, one SLURM job
+    # the cost probe's job first, then the group's: one job each, no array task suffix
+    probe, group = sorted((p.name for p in (out / ".submitit").iterdir() if p.is_dir()), key=int)
+    assert sacct_states(group) == ["COMPLETED"]  # two members, one SLURM job
+    assert sacct_states(probe) == ["COMPLETED"] and len(read_costs(out)) == 1  # the probe ran on the cluster too
     limit = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-j", ids[0], "-o", "timelimitraw"], capture_output=True, text=True, check=True
+        ["sacct", "-n", "-X", "-P", "-j", group, "-o", "timelimitraw"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert limit == ["14"]  # 2 members x the preset's 7 minutes
     for seed in (0, 1):

@@ -42,7 +42,10 @@ def format_table(rows: list[tuple[str, str, dict | None]], wrap: bool = False) -
     cells = [(state, job_line(state, summary)) for state, _, summary in rows]
     names = [clean(name, PATH_LIMIT) for _, name, _ in rows]
     note_room = min(max([len(note) for _, (_, _, note) in cells] + [len("note")]), NOTE_ROOM)
-    width = max(min(max([len(name) for name in names] + [3]), SCREEN_LIMIT - FIXED - note_room), 3)
+    room = SCREEN_LIMIT - FIXED - note_room
+    if any(len(name) > room for name in names):
+        names = apart(names)
+    width = max(min(max([len(name) for name in names] + [3]), room), 3)
     lines = [f"{'status':<10} {'test_acc':>8} {'time_s':>7}  {'job':<{width}}  note"]
     for (state, (acc, secs, note)), name in zip(cells, names):
         room = SCREEN_LIMIT - FIXED - width
@@ -54,6 +57,14 @@ def format_table(rows: list[tuple[str, str, dict | None]], wrap: bool = False) -
         counts[state] = counts.get(state, 0) + 1
     lines.append(", ".join(f"{n} {clean(state, 12)}" for state, n in counts.items()) + f" of {len(rows)} jobs")
     return "\n".join(lines)
+
+
+def apart(names: list[str]) -> list[str]:
+    """Job folder names (`key=value,key=value,...`) shortened to the parts that tell them apart, when they are too
+    long for the table: `seed=1` rather than a name cut in its middle, which may cut exactly that."""
+    parts = [name.split(",") for name in names]
+    shared = set.intersection(*map(set, parts)) if len(parts) > 1 else set()
+    return [",".join(p for p in split if p not in shared) or name for split, name in zip(parts, names)]
 
 
 def varying_label(jobs: list[dict], folder: str) -> str:

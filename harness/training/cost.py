@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -90,14 +91,22 @@ def timed(s: Setting, block: Callable[[object], None], n: int) -> float:
     return sum(time_blocks(calls, s.group.device, 1, warmup=0)) / n
 
 
+def wall(s: Setting, block: Callable[[object], None], n: int) -> float:
+    """Mean wall seconds of one of n calls: the budget is the sweep's wall time, whatever clock the rounds read
+    (a step that waits, on I/O or a sleep, costs the sweep its wait but no thread CPU time)."""
+    began = time.perf_counter()
+    timed(s, block, n)
+    return (time.perf_counter() - began) / n
+
+
 def size_rounds(settings: list[Setting]) -> int:
     """Warm every setting up, set its steps per round, and return the number of rounds the budget allows."""
     rounds = MAX_ROUNDS
     for s in settings:
         timed(s, s.train_step, WARMUP_STEPS)  # first steps: allocation, a captured graph's capture
         timed(s, s.forward, 2)
-        step = max(timed(s, s.train_step, WARMUP_STEPS), 1e-7)
-        per_round = step + timed(s, s.forward, 2)
+        step = max(wall(s, s.train_step, WARMUP_STEPS), 1e-7)
+        per_round = step + wall(s, s.forward, 2)
         budget = min(SETTING_LIMIT_S, SWEEP_SHARE * s.entry["sweep_steps"] * step)
         s.steps_per_round = max(1, min(math.ceil(ROUND_MIN_S / per_round), int(budget / (MIN_ROUNDS * per_round))))
         rounds = min(rounds, max(MIN_ROUNDS, int(budget / (s.steps_per_round * per_round))))
