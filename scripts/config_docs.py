@@ -252,31 +252,30 @@ def model_section() -> list[str]:
     return out[:-1]
 
 
+def schema_section(group: str, cls: type, where: str) -> list[str]:
+    """A group whose keys are one dataclass of the schema: its choices, then its keys."""
+    out = [f"### `{group}=`: conf/{group}/, `{cls.__name__}` ({where})", ""]
+    out += ["| choice | description |", "|---|---|"]
+    out += [f"| `{group}={choice_name(group, p)}` | {yaml_comment(p)} |" for p in choices(group)]
+    return [*out, "", *schema_table(cls, f"{group}.")]
+
+
 def dataset_section() -> list[str]:
     from harness.setup.config import DatasetConfig
 
-    out = ["### `dataset=`: conf/dataset/, `DatasetConfig` (harness/setup/config.py)", ""]
-    out += ["| choice | description |", "|---|---|"]
-    out += [f"| `dataset={choice_name('dataset', p)}` | {yaml_comment(p)} |" for p in choices("dataset")]
-    return [*out, "", *schema_table(DatasetConfig, "dataset.")]
+    return schema_section("dataset", DatasetConfig, "harness/setup/config.py")
 
 
 def trainer_section() -> list[str]:
     from harness.setup.config import TrainerConfig
 
-    out = ["### `trainer=`: conf/trainer/, `TrainerConfig` (harness/setup/config.py)", ""]
-    out += ["| choice | description |", "|---|---|"]
-    out += [f"| `trainer={choice_name('trainer', p)}` | {yaml_comment(p)} |" for p in choices("trainer")]
-    return [*out, "", *schema_table(TrainerConfig, "trainer.")]
+    return schema_section("trainer", TrainerConfig, "harness/setup/config.py")
 
 
 def logger_section() -> list[str]:
     from harness.setup.config import LoggerConfig
 
-    out = ["### `logger=`: conf/logger/, `LoggerConfig` (harness/setup/config.py; [trackers.md](trackers.md))", ""]
-    out += ["| choice | description |", "|---|---|"]
-    out += [f"| `logger={choice_name('logger', p)}` | {yaml_comment(p)} |" for p in choices("logger")]
-    return [*out, "", *schema_table(LoggerConfig, "logger.")]
+    return schema_section("logger", LoggerConfig, "harness/setup/config.py; [trackers.md](trackers.md)")
 
 
 def hydra_section() -> list[str]:

@@ -63,10 +63,10 @@ def data_root(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("data"))
 
 
-def tiny_config(data_root: str, *overrides: str) -> Config:
-    """compose_config with a few-step, quiet, small-data run on data cached in data_root. threads=1: two torch
+def tiny_overrides(data_root: str) -> list[str]:
+    """A few-step, quiet, small-data run on data cached in data_root, as command-line overrides. threads=1: two torch
     threads on a busy 2-core machine spin-wait and run ~20x slower."""
-    base = [
+    return [
         "trainer.steps=20",
         "trainer.eval_every=10",
         "trainer.log_every=10",
@@ -76,7 +76,11 @@ def tiny_config(data_root: str, *overrides: str) -> Config:
         "trainer.device=cpu",
         "trainer.threads=1",
     ]
-    return compose_config(*base, *overrides)
+
+
+def tiny_config(data_root: str, *overrides: str) -> Config:
+    """compose_config of tiny_overrides, then `overrides`."""
+    return compose_config(*tiny_overrides(data_root), *overrides)
 
 
 @pytest.fixture

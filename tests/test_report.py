@@ -423,11 +423,9 @@ def test_every_figure_gives_an_activation_the_same_colour(sweeps, monkeypatch):
         plt.close(figure)
 
 
-def test_width_is_the_width_trained_when_matched():
-    """A gated run with model.match_params=true trains a narrower width than config.model.width: show that one."""
-    from harness.report.load import label
-
-    runs = pd.DataFrame(
+def matched_and_not() -> pd.DataFrame:
+    """Two MLP runs at model.width=100: SwiGLU with model.match_params=true (it trained width 67) and ReLU."""
+    return pd.DataFrame(
         {
             "config.model.width": [100, 100],
             "width_used": [67, None],
@@ -438,4 +436,10 @@ def test_width_is_the_width_trained_when_matched():
             "activation": ["swiglu", "relu"],
         }
     )
-    assert label(runs)["width"].tolist() == [67, 100]
+
+
+def test_width_is_the_width_trained_when_matched():
+    """A gated run with model.match_params=true trains a narrower width than config.model.width: show that one."""
+    from harness.report.load import label
+
+    assert label(matched_and_not())["width"].tolist() == [67, 100]

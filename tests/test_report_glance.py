@@ -377,19 +377,9 @@ def test_the_transformer_shows_its_matched_ffn_width(tmp_path):
 def test_the_mlp_shows_its_matched_hidden_width():
     from harness.report.headline import glance_table
     from harness.report.load import label
+    from tests.test_report import matched_and_not
 
-    runs = pd.DataFrame(
-        {
-            "config.model.width": [100, 100],
-            "width_used": [67, None],
-            "config.trainer.lr": [0.01] * 2,
-            "seed": [0, 1],
-            "dataset": ["digits"] * 2,
-            "model": ["mlp"] * 2,
-            "activation": ["swiglu", "relu"],
-        }
-    )
-    labelled = label(runs)
+    labelled = label(matched_and_not())
     s = labelled.assign(
         act=labelled["activation"], seeds=1, diverged=0, note="", n_params=1.0, **{c: np.nan for c in STAT_COLUMNS}
     )

@@ -12,16 +12,18 @@ import math
 import socket
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from harness.setup.config import Config
 from harness.trackers import live
 from harness.trackers.export import SWEEP_MANIFEST, export
 from harness.trackers.records import figures, params, read_rows, read_state, tag_of
 from harness.training import group
 from harness.training.train import run, run_group
-from tests.conftest import run_py_in_process
+from tests.conftest import run_py_in_process, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACKER_PACKAGES = ("tensorboard", "mlflow", "torch.utils.tensorboard")
@@ -210,12 +212,18 @@ def test_a_bad_logger_value_is_refused_in_one_line(override, said, tiny):
         resolve(tiny(override))
 
 
-@pytest.mark.extra("trackers")
-def test_an_export_sends_each_run_once_and_a_second_adds_nothing(tiny, tmp_path):
+def two_run_sweep(tiny: Callable[..., Config], tmp_path: Path) -> Path:
+    """A folder the export takes for a sweep: two finished runs (seeds 0 and 1) and a sweep.json."""
     sweep = tmp_path / "sweep"
     for seed in (0, 1):
         assert run(tiny(f"seed={seed}"), sweep / f"seed={seed}")["status"] == "ok"
     (sweep / SWEEP_MANIFEST).write_text("{}")
+    return sweep
+
+
+@pytest.mark.extra("trackers")
+def test_an_export_sends_each_run_once_and_a_second_adds_nothing(tiny, tmp_path):
+    sweep = two_run_sweep(tiny, tmp_path)
     logger = live.LoggerConfig(name="tensorboard")
     first = export([sweep], logger)
     files = sorted(sweep.rglob("events.out.tfevents.*"))
@@ -238,14 +246,7 @@ def test_a_sweep_logs_each_job_as_a_run_of_its_own(tmp_path, data_root, capsys):
         "-m",
         "activation=relu,gelu",
         "logger=tensorboard",
-        "trainer.steps=20",
-        "trainer.eval_every=10",
-        "trainer.log_every=10",
-        "trainer.progress=false",
-        f"dataset.root={data_root}",
-        "dataset.train_size=300",
-        "trainer.device=cpu",
-        "trainer.threads=1",
+        *tiny_overrides(data_root),
         f"hydra.sweep.dir={out}",
         preflight=False,
     )

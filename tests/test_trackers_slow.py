@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from harness.setup.config import LoggerConfig
-from harness.trackers.export import SWEEP_MANIFEST, export
+from harness.trackers.export import export
 from harness.trackers.records import figures, params, read_rows, tag_of
 from harness.training.train import run
 from tests.conftest import chromium
-from tests.test_trackers import assert_tensorboard_holds, free_port
+from tests.test_trackers import assert_tensorboard_holds, free_port, two_run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -180,10 +180,7 @@ def test_a_run_logs_through_an_mlflow_server(tiny, tmp_path):
 
 @pytest.mark.extra("trackers")
 def test_an_mlflow_export_of_a_sweep_nests_its_runs_and_a_second_adds_nothing(tiny, tmp_path):
-    sweep = tmp_path / "sweep"
-    for seed in (0, 1):
-        assert run(tiny(f"seed={seed}"), sweep / f"seed={seed}")["status"] == "ok"
-    (sweep / SWEEP_MANIFEST).write_text("{}")
+    sweep = two_run_sweep(tiny, tmp_path)
     logger = LoggerConfig(name="mlflow", mlflow_uri=f"sqlite:///{tmp_path}/mlflow.db")
     uri = logger.mlflow_uri
     assert export([sweep], logger).sent == 2

@@ -35,10 +35,7 @@ def plan_probe(sweep_dir: Path, configs: Iterable[Config]) -> tuple[list[dict], 
     """(the settings the probe job must measure, the number measured earlier and reused); the list is written to
     <sweep>/.cost/settings.json for the probe job when it is not empty."""
     settings = settings_of(configs)
-    try:
-        measured = {s["cost_id"] for s in read_costs(sweep_dir)}
-    except Unreadable:
-        measured = set()  # measured again (harness.records.cost.add_costs replaces the damaged file)
+    measured = measured_ids(sweep_dir)
     todo = [entry for key, entry in settings.items() if key not in measured]
     if todo:
         folder = Path(sweep_dir) / COST_DIR
@@ -50,8 +47,14 @@ def plan_probe(sweep_dir: Path, configs: Iterable[Config]) -> tuple[list[dict], 
 
 def missing(sweep_dir: Path, todo: list[dict]) -> list[str]:
     """The settings of `todo` that the sweep's cost.json still lacks once the probe job has run."""
-    try:
-        measured = {s["cost_id"] for s in read_costs(sweep_dir)}
-    except Unreadable:
-        measured = set()
+    measured = measured_ids(sweep_dir)
     return [entry["cost_id"] for entry in todo if entry["cost_id"] not in measured]
+
+
+def measured_ids(sweep_dir: Path) -> set[str]:
+    """The settings the sweep's cost.json holds; none when it is damaged (they are measured again, and
+    harness.records.cost.add_costs replaces the file)."""
+    try:
+        return {s["cost_id"] for s in read_costs(sweep_dir)}
+    except Unreadable:
+        return set()

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.common.metrics import METRICS
+from harness.common import metrics
 from harness.records.results import METRICS as METRICS_FILE
 from harness.records.results import atomic_write, flatten
 
@@ -61,7 +61,7 @@ def params(summary: dict) -> dict[str, str | int | float | bool]:
 
 def figures(summary: dict) -> dict[str, float]:
     """The summary's numbers at the end: the metric registry's stored metrics, and a few more (EXTRA_FIGURES)."""
-    keys = [m.key for m in METRICS if m.source != "report"] + list(EXTRA_FIGURES)
+    keys = metrics.stored() + list(EXTRA_FIGURES)
     out = {}
     for key in keys:
         value = summary.get(key)
