@@ -32,12 +32,17 @@ def compose_config(*overrides: str) -> Config:
 COST_PROBE = "hydra.sweeper.cost_probe"
 
 
+def probe_off(args: tuple[str, ...]) -> tuple[str, ...]:
+    """A sweep's (-m, or a study's hydra.mode) cost probe off unless the arguments set it: it has tests of its own
+    (test_cost_probe.py, the SLURM tests); the others would pay its seconds for nothing."""
+    return args if any(a.startswith(COST_PROBE) for a in args) else (*args, f"{COST_PROBE}=false")
+
+
 def run_py_in_process(*args: str, preflight: bool = True) -> int:
     """`python run.py ARGS` in this process, with sys.argv patched for the call: its exit status. run.cli (the
     preflight, then Hydra), or with preflight=False run.main (Hydra only, as a sweep's own jobs start)."""
     saved = sys.argv
-    if not any(a.startswith(COST_PROBE) for a in args):  # a sweep's (-m, or a study's hydra.mode) cost probe:
-        args = (*args, f"{COST_PROBE}=false")  # it has tests of its own (test_cost_probe.py); the others skip it
+    args = probe_off(args)
     # imported, not run as a script, run.py's config_path would be looked up as a Python package: name the folder
     sys.argv = ["run.py", "--config-path", CONF_DIR, *args]
     try:

@@ -19,7 +19,7 @@ import run
 from harness.records.results import read_summary
 from harness.sweeps import joblock, status, sweep
 from harness.sweeps.joblock import LOCK, JobBusy, JobLock, lock_state
-from tests.conftest import CONF_DIR, run_py_in_process
+from tests.conftest import CONF_DIR, probe_off, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -166,7 +166,13 @@ def test_a_job_whose_process_died_is_recorded_failed_on_resume_and_the_others_ru
 def run_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
-        [sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, **kwargs
+        [sys.executable, "run.py", *probe_off(args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        **kwargs,
     )
 
 

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 
 from harness.records.results import load_checkpoint_file, read_summary, write_checkpoint_file
 from harness.sweeps import launchers, sweep
-from tests.conftest import CONF_DIR, run_py_in_process
+from tests.conftest import CONF_DIR, probe_off, run_py_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # digits ships with scikit-learn: nothing to generate or download, so every job starts at once
@@ -52,7 +52,7 @@ def run_py(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python run.py ARGS` from the repository root, as a user would type it."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
-        [sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "run.py", *probe_off(args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
