@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from experiments import comparison_studies, rate_studies  # noqa: E402
+from experiments import comparison_studies, ffn_studies, rate_studies  # noqa: E402
 from experiments.study_tables import (  # noqa: E402
     by_layer,
     cells,
@@ -312,6 +312,7 @@ STUDIES = {
         comparison_studies.modern_activations,
         rate_studies.lr_fairness,
         rate_studies.transformer_ffn,
+        ffn_studies.ffn_activations,
     ]
 }
 NEEDS_METRICS = {"vanishing_gradients", "article_claims"}

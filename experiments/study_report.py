@@ -3,9 +3,10 @@
     python experiments/study_report.py NAME SWEEP_DIR [SWEEP_DIR ...] [--out results/NAME]
 
 NAME is one of the studies in conf/experiment/: dying_relu, mnist1d_baselines, vanishing_gradients, article_claims,
-modern_activations, lr_fairness, transformer_ffn. The tables here are the evidence that experiments/NAME.md quotes.
+modern_activations, lr_fairness, transformer_ffn, ffn_activations. The tables here are the evidence that
+experiments/NAME.md quotes.
 Statistics, tables, Markdown and figure style are harness.report's (one pipeline); experiments/studies.py,
-comparison_studies.py and rate_studies.py hold only what each study asks of its runs.
+comparison_studies.py, rate_studies.py and ffn_studies.py hold only what each study asks of its runs.
 """
 
 from __future__ import annotations

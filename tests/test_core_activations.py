@@ -48,7 +48,23 @@ REFERENCE = {
     "bilinear": lambda x: x.chunk(2, 1)[0] * x.chunk(2, 1)[1],
     "relu_squared": lambda x: F.relu(x) ** 2,
     "star_relu": lambda x: 0.8944271909999159 * F.relu(x) ** 2 - 0.4472135954999579,
+    # 2023-2026, at their initial parameters (tests/test_modern_activations.py checks them against the papers' code)
+    "telu": lambda x: x * torch.tanh(torch.exp(x)),
+    "xielu": lambda x: torch.where(x > 0, 0.8 * x**2 + 0.5 * x, 0.8 * torch.expm1(x.clamp(max=-1e-6)) - 0.3 * x),
+    "polyrelu": lambda x: (F.relu(x) ** 3 + F.relu(x) ** 2 + F.relu(x)) / 3,
+    "polynorm": lambda x: sum(x**j * torch.rsqrt((x ** (2 * j)).mean(1, keepdim=True) + 1e-6) for j in (1, 2, 3)) / 3,
+    "drelu": lambda x: F.relu(x.chunk(2, 1)[0]) * F.relu(x.chunk(2, 1)[1]),
+    "rational": lambda x: rational_by_hand(x),
+    "spline": F.silu,  # with its coefficients zeroed by the test: the base alone
 }
+
+
+def rational_by_hand(x: torch.Tensor) -> torch.Tensor:
+    """rationals_config.json's "Rational_version_A5/4" leaky_relu fit, in float32 as the module stores it."""
+    a = torch.tensor([0.029792778657264946, 0.6183735264987601, 2.323309062531321, 3.051936237265109])
+    a = torch.cat([a, torch.tensor([1.4854203263828845, 0.2510244961111299])])
+    b = torch.tensor([-1.1419548357285474, 4.393159974992486, 0.8714712309957245, 0.34719662339598834])
+    return sum(a[i] * x**i for i in range(6)) / (1 + sum(b[j].abs() * x.abs() ** (j + 1) for j in range(4)))
 
 
 def test_every_activation_has_a_reference():
@@ -59,6 +75,8 @@ def test_every_activation_has_a_reference():
 def test_values_and_gradients_match_torch_functional(name):
     params = {k: v for k, v in yaml.safe_load((CONF / f"{name}.yaml").read_text()).items() if k != "name"}
     act = make_activation(name, **params).eval()
+    if name == "spline":  # its coefficients are drawn at random: zero them, leaving w_b silu(z) with w_b = 1
+        torch.nn.init.zeros_(act.coef)
     x = torch.linspace(-7, 7, 6 * 58).reshape(6, 58)  # (B, features), avoiding exact kinks at 0 and 3
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)

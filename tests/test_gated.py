@@ -30,6 +30,7 @@ HAND = {
     "geglu": lambda u, g: u * g * 0.5 * (1 + torch.erf(g / math.sqrt(2))),
     "swiglu": lambda u, g: u * g / (1 + torch.exp(-g)),
     "bilinear": lambda u, g: u * g,
+    "drelu": lambda u, g: torch.where(u > 0, u, torch.zeros_like(u)) * torch.where(g > 0, g, torch.zeros_like(g)),
 }
 # Their hand derivatives (d/du, d/dg).
 HAND_GRAD = {
@@ -38,6 +39,7 @@ HAND_GRAD = {
     "geglu": lambda u, g: (g * norm_cdf(g), u * (norm_cdf(g) + g * torch.exp(-(g**2) / 2) / math.sqrt(2 * math.pi))),
     "swiglu": lambda u, g: (g * torch.sigmoid(g), u * torch.sigmoid(g) * (1 + g * (1 - torch.sigmoid(g)))),
     "bilinear": lambda u, g: (g, u),
+    "drelu": lambda u, g: ((u > 0) * g.clamp_min(0), u.clamp_min(0) * (g > 0)),
 }
 
 

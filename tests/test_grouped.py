@@ -154,6 +154,13 @@ CASES = {  # (extra overrides, slow)
         ],
         True,
     ),
+    # 2023-2026: each member trains its own activation parameters (tests/test_stacked_model.py has them all, fast)
+    "mlp_spline_matched": (["activation=spline", "model.width=8", "model.match_params=true"], True),
+    "mlp_xielu": (["activation=xielu", "model.width=8"], True),
+    "cnn_1d_polynorm": (["model=cnn", "model.width=6", "activation=polynorm"], True),
+    "cnn_1d_drelu": (["model=cnn", "model.width=6", "activation=drelu"], True),
+    "rnn_gru_rational": (["model=rnn", "model.width=3", "dataset=digits", "activation=rational"], True),
+    "transformer_polyrelu": (["model=transformer", "model.width=8", "model.ffn_ratio=2", "activation=polyrelu"], True),
 }
 
 

@@ -4,6 +4,7 @@ family and option the grouped twin tests cover (tests/test_grouped.py CASES)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -24,11 +25,16 @@ RTOL = 1e-9
 def plain_torch(config) -> dict[tuple[int, str, str], float]:
     """(step, split, metric) -> value: the window-mean training loss at each log step and the validation and
     test losses at each evaluation, of the model trained by torch alone."""
+    return train_plain(config, make_optimizer)[0]
+
+
+def train_plain(config, make) -> tuple[dict[tuple[int, str, str], float], torch.nn.Module]:
+    """plain_torch's records with the optimizer make(model, trainer config) builds, and the trained model."""
     t, d = config.trainer, config.dataset
     data = load_dataset(d.name, d.root, d.download, d.train_size, d.val_fraction, torch.device("cpu"))
     data = data.astype(torch.float64)
     model = build_member_model(resolve(config), data)  # the seeded nn modules a run starts from
-    optimizer = make_optimizer(model, t)  # torch.optim's own Adam, AdamW or SGD
+    optimizer = make(model, t)  # torch.optim's own Adam, AdamW or SGD
     order = torch.Generator().manual_seed(config.seed)
     perm, position, window, records = torch.randperm(len(data.x_train), generator=order), 0, [], {}
     for step in range(1, t.steps + 1):
@@ -51,7 +57,7 @@ def plain_torch(config) -> dict[tuple[int, str, str], float]:
                 records[step, "val", "loss"] = F.cross_entropy(model(data.x_val), data.y_val).item()
                 records[step, "test", "loss"] = F.cross_entropy(model(data.x_test), data.y_test).item()
             model.train()
-    return records
+    return records, model
 
 
 @pytest.mark.parametrize(
@@ -64,7 +70,10 @@ def test_a_single_run_equals_plain_torch_float64(tiny, tmp_path, case):
     rows = pd.read_csv(tmp_path / "run" / "metrics.csv")
     rows = rows[rows.layer.isna() & rows.metric.eq("loss")]
     harness = {(r.step, r.split, r.metric): r.value for r in rows.itertuples() if r.step > 0}
-    reference = plain_torch(config)
+    assert_same_records(harness, plain_torch(config))
+
+
+def assert_same_records(harness: dict, reference: dict) -> None:
     assert harness.keys() == reference.keys()
     bad = {
         k: (harness[k], reference[k])
@@ -72,6 +81,62 @@ def test_a_single_run_equals_plain_torch_float64(tiny, tmp_path, case):
         if not math.isclose(harness[k], reference[k], rel_tol=RTOL, abs_tol=1e-12)
     }
     assert not bad, bad
+
+
+def loss_records(run_dir) -> dict[tuple[int, str, str], float]:
+    """A run's (step, split, metric) -> value for its logged losses, as plain_torch records them."""
+    rows = pd.read_csv(run_dir / "metrics.csv")
+    rows = rows[rows.layer.isna() & rows.metric.eq("loss")]
+    return {(r.step, r.split, r.metric): r.value for r in rows.itertuples() if r.step > 0}
+
+
+def two_groups(model: torch.nn.Module, t) -> torch.optim.Optimizer:
+    """The reference for learnable activations: torch.optim with the activation modules' parameters (named
+    `...act...` by every model) in a second param group at weight decay 0, the rest at trainer.weight_decay."""
+    named = list(model.named_parameters())
+    acts = [p for n, p in named if ".act." in n]
+    assert acts, "the model has no activation parameters: the test would not test the exemption"
+    rest = [p for n, p in named if ".act." not in n]
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[t.optimizer]
+    extra = {"momentum": t.momentum} if t.optimizer == "sgd" else {}
+    groups = [{"params": rest}, {"params": acts, "weight_decay": 0.0}]
+    return kind(groups, lr=t.lr, weight_decay=t.weight_decay, **extra)
+
+
+@pytest.mark.parametrize(
+    "activation, optimizer",
+    [
+        ("prelu", "adam"),
+        pytest.param("star_relu", "adamw", marks=pytest.mark.slow),
+        ("star_relu", "sgd"),
+        pytest.param("prelu", "adamw", marks=pytest.mark.slow),
+        pytest.param("rational", "adam", marks=pytest.mark.slow),
+        ("spline", "adamw"),  # per-unit parameters
+    ],
+)
+def test_learnable_activations_take_no_weight_decay_as_torch_with_two_param_groups(
+    tiny, tmp_path, activation, optimizer
+):
+    """trainer.activation_decay=false (the default): the activation's parameters are in a param group at weight
+    decay 0. A large weight decay, so that decaying them would move the records far beyond 1e-9."""
+    overrides = ["trainer.steps=60", "trainer.log_every=30", "trainer.eval_every=30", "model.width=16"]
+    lr = "trainer.lr=0.05" if optimizer == "sgd" else "trainer.lr=0.01"
+    config = tiny(*overrides, f"activation={activation}", f"trainer.optimizer={optimizer}", lr, "seed=2",
+                  "trainer.weight_decay=0.5")  # fmt: skip
+    summary = run(config, tmp_path / "run", dtype=torch.float64)
+    assert summary["status"] == "ok", summary.get("error")
+    reference, model = train_plain(config, two_groups)
+    assert_same_records(loss_records(tmp_path / "run"), reference)
+    final = summary["activation_params_final"]  # the learnt shape the summary records is the reference's
+    for name, p in model.named_parameters():
+        if ".act." in name:
+            layer, _, param = name.partition(".act.")
+            recorded = torch.tensor(final[layer][param], dtype=torch.float64)
+            torch.testing.assert_close(recorded, p.detach().reshape(recorded.shape), rtol=RTOL, atol=1e-12)
+    every = dataclasses.replace(config.trainer, activation_decay=True)  # one group: the activations decay too
+    decayed_too, _ = train_plain(config, lambda m, t: make_optimizer(m, every))
+    far = [k for k in reference if not math.isclose(decayed_too[k], reference[k], rel_tol=1e-6)]
+    assert far, "decaying the activations changes nothing here: this test could not tell"
 
 
 def metric_rows(summary: dict) -> pd.DataFrame:

@@ -74,6 +74,20 @@ METRICS: tuple[Metric, ...] = (
         question="dead units",
     ),
     Metric("saturated_fraction", "saturated", "", "lower", "percent", "loop", "units saturated at the final probe"),
+    # activation sparsity (harness.networks.sparsity): neither better nor worse in itself, what sparse units trade
+    Metric(
+        "zero_fraction", "zero", "exactly zero at end", None, "percent", "loop",
+        "hidden activations exactly zero over the final probe set", question="dead units",
+    ),
+    Metric(
+        "cett_sparsity", "cett", "CETT sparsity at end", None, "percent", "loop",
+        "neurons whose contribution to the next layer can be dropped at CETT 0.2 (MLP, transformer FFN)",
+        question="dead units",
+    ),
+    Metric(
+        "small_fraction", "small", "near zero at end", None, "percent", "loop",
+        "hidden activations at or below 1% of their layer's RMS output on the same sample", question="dead units",
+    ),
     Metric(
         "grad_flow_ratio_init", "ratio_init", "grad ratio init", None, "ratio", "flow",
         "the head's weight-gradient norm over the first hidden layer's at initialisation", cell="gmean",

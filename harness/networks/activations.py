@@ -14,7 +14,20 @@ import torch
 from torch import nn
 
 from harness.common.errors import ActivationError
-from harness.networks.gated import GEGLU, GLU, Bilinear, ReGLU, ReLUSquared, StarReLU, SwiGLU, gate_max_slope, is_gated
+from harness.networks.gated import (
+    GEGLU,
+    GLU,
+    Bilinear,
+    DReLU,
+    ReGLU,
+    ReLUSquared,
+    StarReLU,
+    SwiGLU,
+    gate_max_slope,
+    is_gated,
+)
+from harness.networks.modern import XIELU, PolyNorm, PolyReLU, Rational, TeLU
+from harness.networks.spline import SplineActivation
 
 
 def identity() -> nn.Module:
@@ -88,6 +101,15 @@ ACTIVATIONS: dict[str, ActivationEntry] = {
     "bilinear": ActivationEntry(Bilinear, "xavier", ALONG_FEATURES),  # a linear gate: a product of two linear units
     "relu_squared": ActivationEntry(ReLUSquared, "kaiming"),  # a rectifier (its output's scale grows, as for ReLU)
     "star_relu": ActivationEntry(StarReLU, "lecun"),  # its scale and bias normalise relu(z)^2 for z ~ N(0, 1)
+    # 2023-2026 (harness/networks/modern.py, spline.py; dReLU in gated.py): rectifier-like at initialisation, each
+    # of them (PolyNorm's normalisation makes its input's scale irrelevant; the spline's base is SiLU)
+    "telu": ActivationEntry(TeLU, "kaiming"),
+    "xielu": ActivationEntry(XIELU, "kaiming"),
+    "polyrelu": ActivationEntry(PolyReLU, "kaiming"),
+    "polynorm": ActivationEntry(PolyNorm, "kaiming", ALONG_FEATURES),
+    "drelu": ActivationEntry(DReLU, "kaiming", ALONG_FEATURES),  # ReLU on both halves: the ReLU gain on both
+    "rational": ActivationEntry(Rational, "kaiming"),  # initialised to leaky ReLU
+    "spline": ActivationEntry(SplineActivation, "kaiming"),
 }
 # `custom` is not a factory of its own: it imports the class named by `target` (see make_activation).
 NAMES = sorted([*ACTIVATIONS, "custom"])

@@ -2,8 +2,9 @@
 parameter-matched width they need.
 
 A gated activation takes 2n inputs and gives n outputs: the input is split along `dim` into halves [u, g], and
-out = u * f(g). The first half u is the value and passes as the identity; the second half g is the gate and goes
-through f. This is torch.nn.functional.glu's order, and it is fixed: model.init and the probes rely on it.
+out = v(u) * f(g). The first half u is the value and passes through v, the identity for every unit but dReLU's ReLU;
+the second half g is the gate and goes through f. This is torch.nn.functional.glu's order, and it is fixed:
+model.init and the probes rely on it.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ def identity_gate(g: torch.Tensor) -> torch.Tensor:
 
 
 class GatedActivation(nn.Module):
-    """out = u * gate(g) for the halves [u, g] of the input along `dim` (1: the MLP's features, the CNN's channels).
+    """out = value(u) * gate(g) for the halves [u, g] of the input along `dim` (1: the MLP's features, the CNN's
+    channels); value is the identity but for dReLU.
 
     `expansion` tells a model that the projection before this activation must give twice the units.
     """
 
     expansion = 2
     gate: Callable[[torch.Tensor], torch.Tensor] = staticmethod(identity_gate)
+    value: Callable[[torch.Tensor], torch.Tensor] = staticmethod(identity_gate)
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
@@ -54,7 +57,7 @@ class GatedActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, g = self.split(x)
-        return u * self.gate(g)
+        return self.value(u) * self.gate(g)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -88,6 +91,20 @@ class Bilinear(GatedActivation):
     """Shazeer 2020 (after Mnih and Hinton 2007): u * g, no gate function."""
 
 
+class DReLU(GatedActivation):
+    """Song et al. 2024 (Turbo Sparse, arXiv 2406.05955): relu(u) * relu(g), a ReLU on both halves, so that the
+    unit is exactly zero wherever either half is negative (its sparsity is the point)."""
+
+    value = staticmethod(F.relu)
+    gate = staticmethod(F.relu)
+
+
+def value_is_identity(act: GatedActivation) -> bool:
+    """Whether the value half passes as the identity (model.init then draws it with gain 1; dReLU's goes through a
+    ReLU and gets the ReLU gain: harness/networks/models/weights.py)."""
+    return getattr(type(act), "value", identity_gate) is GatedActivation.value  # a stand-in without one: identity
+
+
 class ReLUSquared(nn.Module):
     """So et al. 2021 (Primer): relu(z)^2. Its derivative 2 relu(z) is unbounded: saturation is not defined."""
 
@@ -111,13 +128,29 @@ class StarReLU(nn.Module):
         return self.scale * F.relu(z).square() + self.bias
 
 
-GATED_ACTIVATIONS = {"glu": GLU, "reglu": ReGLU, "geglu": GEGLU, "swiglu": SwiGLU, "bilinear": Bilinear}
+GATED_ACTIVATIONS = {
+    "glu": GLU,
+    "reglu": ReGLU,
+    "geglu": GEGLU,
+    "swiglu": SwiGLU,
+    "bilinear": Bilinear,
+    "drelu": DReLU,
+}
 SQUARED_ACTIVATIONS = {"relu_squared": ReLUSquared, "star_relu": StarReLU}
 
 
 def expansion(act: nn.Module) -> int:
     """Inputs per output: 2 for a gated activation, 1 for an elementwise one."""
     return getattr(act, "expansion", 1)
+
+
+def set_units(act: nn.Module, units: int) -> None:
+    """Tell an activation how many units its layer has, once the model knows (an activation factory takes no
+    arguments): the per-unit ones (the KAN spline) then make one set of parameters per unit. Every model calls it
+    on each activation it builds; a module without a `set_units` method ignores it. Runs on the meta device too."""
+    hook = getattr(act, "set_units", None)
+    if callable(hook):
+        hook(units)
 
 
 def is_gated(act: nn.Module) -> TypeGuard[GatedActivation]:
@@ -134,16 +167,18 @@ def saturation_defined(act: nn.Module) -> bool:
 
 
 def gated_slopes(act: GatedActivation, x: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, ...]:
-    """(|dy/du|, |dy/dg|, |f'(g)|) elementwise for y = u * f(g): what the unit passes back to its value input, to
-    its gate input, and the gate's own slope; the halves [u, g] along dim (act.dim unless given: a stacked
-    layout's unit axis). Calls `act.gate`, never `act(...)`, so that no forward hook fires."""
+    """(|dy/du|, |dy/dg|, |f'(g)|) elementwise for y = v(u) * f(g): dy/du = v'(u) f(g) and dy/dg = v(u) f'(g), what
+    the unit passes back to its value input and to its gate input, and the gate's own slope; the halves [u, g]
+    along dim (act.dim unless given: a stacked layout's unit axis). Calls `act.value` and `act.gate`, never
+    `act(...)`, so that no forward hook fires."""
     x = x.detach().float()
     u, g = act.split(x) if dim is None else x.chunk(2, dim=dim)
     with torch.enable_grad():
-        g = g.clone().requires_grad_(True)
-        f = act.gate(g)
+        u, g = u.clone().requires_grad_(True), g.clone().requires_grad_(True)
+        v, f = act.value(u), act.gate(g)
+        (dv,) = torch.autograd.grad(v.sum(), u)
         (df,) = torch.autograd.grad(f.sum(), g)
-    return f.detach().abs(), (u * df).abs(), df.abs()
+    return (dv * f).detach().abs(), (v.detach() * df).abs(), df.abs()
 
 
 def per_unit_peak(values: torch.Tensor) -> torch.Tensor:
@@ -175,24 +210,41 @@ def parameter_count(construct: Construct, m: BaseModelConfig, act: ActFactory) -
         return sum(p.numel() for p in construct(m, act).parameters())
 
 
+def closest_size(count: Callable[[int], int], target: int, widest: int) -> int:
+    """The size in [1, widest] whose count is closest to target; a tie goes to the larger. Bisection: count grows
+    with the size."""
+    lo, hi = 1, widest  # the largest size at or under the target lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if count(mid) <= target else (lo, mid - 1)
+    return min({lo, min(lo + 1, widest)}, key=lambda w: (abs(count(w) - target), -w))
+
+
 def matched_width(m: BaseModelConfig, act: ActFactory, construct: Construct) -> int:
     """The hidden width whose n_params with `act` is closest to the ungated twin's (the same model at model.width
-    with a parameter-free elementwise activation); a tie goes to the wider. Bisection: n_params grows with width."""
+    with a parameter-free elementwise activation); a tie goes to the wider."""
     target = parameter_count(construct, m, nn.Identity)
 
     def count(width: int) -> int:
         return parameter_count(construct, dataclasses.replace(m, width=width), act)
 
-    lo, hi = 1, m.width  # the widest width at or under the target lies in [lo, hi]
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if count(mid) <= target else (lo, mid - 1)
-    return min({lo, min(lo + 1, m.width)}, key=lambda w: (abs(count(w) - target), -w))
+    return closest_size(count, target, m.width)
+
+
+def needs_matching(act: ActFactory) -> bool:
+    """Whether model.match_params changes anything for this activation: a gated one (2n inputs) or one with
+    parameters of its own (PReLU's slope, a spline's coefficients per unit). Built on the meta device: no draw from
+    the random generator."""
+    with torch.device("meta"):
+        probe = act()
+        set_units(probe, 2)
+    return expansion(probe) == 2 or next(probe.parameters(), None) is not None
 
 
 def hidden_width(m: BaseModelConfig, act: ActFactory, construct: Construct) -> int:
-    """model.width, or with model.match_params=true and a gated activation, the parameter-matched width.
+    """model.width, or with model.match_params=true and a gated or learnable activation, the parameter-matched width
+    (for PReLU and StarReLU, whose few parameters per layer weigh less than a unit, that is model.width itself).
     construct(model config, act) builds the model (harness.networks.models.build_model passes its own)."""
-    if not m.match_params or m.depth == 0 or expansion(act()) == 1:
+    if not m.match_params or m.depth == 0 or not needs_matching(act):
         return m.width
     return matched_width(m, act, construct)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.networks.activations import derivative, max_abs_derivative
 from harness.networks.gated import (
     GatedActivation,
     gate_max_slope,
@@ -18,6 +18,8 @@ from harness.networks.gated import (
     saturation_defined,
 )
 from harness.networks.models import Recurrent, activation_layers, hidden_layers, layer_weights
+from harness.networks.sparsity import OutputSparsity, layer_fractions, members_cett_sparsity, next_weights
+from harness.networks.unit_slopes import unit_derivative, unit_max_slope
 
 DEAD_TOL = 1e-8  # |f'(z)| at or below this for every probe sample: the unit is dead
 SATURATION_RATIO = 0.005  # |f'(z)| below this fraction of max|f'| for every sample: the unit is saturated
@@ -34,6 +36,11 @@ class LayerStats:
     mean: float
     std: float
     alive: torch.Tensor | None = None  # (units,) bool, on the model's device: which units are alive
+    # activation sparsity (harness.networks.sparsity): outputs exactly 0, outputs near 0 relative to their
+    # sample's RMS, and the CETT-based sparsity (None where the outputs feed no single Linear: CNN, RNN)
+    zero_fraction: float | None = None
+    small_fraction: float | None = None
+    cett_sparsity: float | None = None
 
     @property
     def dead_fraction(self) -> float:
@@ -51,23 +58,24 @@ class _UnitWatch:
     is the same as 'some sample does', in one reduction instead of two comparisons and two reductions.
     """
 
-    max_slope: float | None
+    max_slope: float | torch.Tensor | None  # per unit ((units,)) for a per-unit activation (the spline)
     peak: torch.Tensor | None  # (units,), once the module has run
     sum: torch.Tensor | float  # of the outputs: a tensor once the module has run
     sumsq: torch.Tensor | float
     count: float
 
     def __init__(self, act: nn.Module, max_slope: float | None) -> None:
-        if not saturation_defined(act):  # relu_squared, star_relu: f' is unbounded, saturation is not defined
+        if not saturation_defined(act):  # relu_squared, star_relu, xielu, polyrelu; polynorm (docs/activations.md)
             self.max_slope = None
         else:
-            self.max_slope = max_abs_derivative(act) if max_slope is None else max_slope
+            self.max_slope = unit_max_slope(act) if max_slope is None else max_slope
         self.peak = None
         self.sum = self.sumsq = self.count = 0.0
+        self.sparsity = OutputSparsity(keep=False)
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         (z,) = inputs  # (B, units, ...) pre-activation
-        slope = derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # NaN: neither alive nor unsaturated, as before
+        slope = unit_derivative(module, z).abs_().nan_to_num_(nan=-1.0)  # NaN: neither alive nor unsaturated
         # (units,): the batch axis first, a fast outer reduction (amax over several axes at once is ~40x slower)
         self.keep(per_unit_peak(slope))
         self.add_output(output)
@@ -77,6 +85,7 @@ class _UnitWatch:
 
     def add_output(self, output: torch.Tensor) -> None:
         out = output.detach()
+        self.sparsity.add(out[None])  # one member
         out = (out if out.dtype == torch.float64 else out.float()).flatten()  # float64 runs sum in float64
         self.sum = self.sum + out.sum()
         self.sumsq = self.sumsq + torch.dot(out, out)  # one pass, no squared copy
@@ -106,6 +115,7 @@ class _GatedUnitWatch(_UnitWatch):
         self.max_slope = gate_max_slope(act) if max_slope is None else max_slope
         self.peak = self.gate_peak = None
         self.sum = self.sumsq = self.count = 0.0
+        self.sparsity = OutputSparsity(keep=False)
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
         (x,) = inputs  # (B, 2 units, ...): the halves [u, g]
@@ -120,9 +130,12 @@ class _GatedUnitWatch(_UnitWatch):
         return self.gate_peak >= SATURATION_RATIO * self.max_slope
 
 
-def unit_watch(act: nn.Module, max_slope: float | None) -> _UnitWatch:
-    """The watch for one activation module; max_slope as for probe_units (a gated unit's: its gate's)."""
-    return _GatedUnitWatch(act, max_slope) if is_gated(act) else _UnitWatch(act, max_slope)
+def unit_watch(act: nn.Module, max_slope: float | None, keep: bool = False) -> _UnitWatch:
+    """The watch for one activation module; max_slope as for probe_units (a gated unit's: its gate's); keep: keep
+    its outputs for the CETT (a layer whose outputs feed one Linear)."""
+    watch = _GatedUnitWatch(act, max_slope) if is_gated(act) else _UnitWatch(act, max_slope)
+    watch.sparsity = OutputSparsity(keep)
+    return watch
 
 
 @torch.no_grad()
@@ -134,8 +147,9 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
     """
     watches: dict[str, list[_UnitWatch]] = {}
     handles = []
+    following = next_weights(model)
     for name, acts in activation_layers(model).items():
-        watches[name] = [unit_watch(a, max_slope) for a in acts]
+        watches[name] = [unit_watch(a, max_slope, following[name] is not None) for a in acts]
         handles += [a.register_forward_hook(w) for a, w in zip(acts, watches[name])]
     was_training = model.training
     model.eval()
@@ -145,25 +159,36 @@ def probe_units(model: nn.Module, x: torch.Tensor, max_slope: float | None = Non
         model.train(was_training)
         for h in handles:
             h.remove()
-    stats = {}
-    for name, ws in watches.items():
-        alive = torch.cat([w.alive() for w in ws])
-        defined = all(w.max_slope is not None for w in ws)
-        unsaturated = torch.cat([u for w in ws if (u := w.unsaturated()) is not None]) if defined else alive
-        total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
-        assert isinstance(total, torch.Tensor) and isinstance(total_sq, torch.Tensor), "a watched module never ran"
-        mean = total / n
-        var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
-        values = torch.stack([(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt()]).tolist()  # one sync
-        stats[name] = LayerStats(
-            units=alive.numel(),
-            dead=int(values[0]),
-            saturated=int(values[1]) if defined else None,
-            mean=values[2],
-            std=values[3],
-            alive=alive,
-        )
-    return stats
+    return {name: layer_stats(ws, following[name]) for name, ws in watches.items()}
+
+
+def layer_stats(ws: list[_UnitWatch], following: torch.Tensor | None) -> LayerStats:
+    """One layer's LayerStats from its modules' watches after the probe's forward pass (one read of the device);
+    following: the weight its outputs feed (sparsity.next_weights), for the CETT."""
+    alive = torch.cat([w.alive() for w in ws])
+    defined = all(w.max_slope is not None for w in ws)
+    unsaturated = torch.cat([u for w in ws if (u := w.unsaturated()) is not None]) if defined else alive
+    total, total_sq, n = sum(w.sum for w in ws), sum(w.sumsq for w in ws), sum(w.count for w in ws)
+    assert isinstance(total, torch.Tensor) and isinstance(total_sq, torch.Tensor), "a watched module never ran"
+    mean = total / n
+    var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
+    zero, small = layer_fractions([w.sparsity for w in ws])
+    cett = (
+        members_cett_sparsity(ws[0].sparsity.outputs(), following[None]) if following is not None else zero * math.nan
+    )
+    columns = [(~alive).sum(), (~unsaturated).sum(), mean, var.sqrt(), zero[0], small[0], cett[0]]
+    values = torch.stack([c.double() for c in columns]).tolist()  # one sync
+    return LayerStats(
+        units=alive.numel(),
+        dead=int(values[0]),
+        saturated=int(values[1]) if defined else None,
+        mean=values[2],
+        std=values[3],
+        alive=alive,
+        zero_fraction=values[4],
+        small_fraction=values[5],
+        cett_sparsity=None if following is None else values[6],
+    )
 
 
 def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float | None]:
@@ -177,6 +202,20 @@ def overall_fractions(stats: dict[str, LayerStats]) -> tuple[float, float | None
     if len(saturated) < len(stats):
         return dead, None
     return dead, sum(saturated) / units
+
+
+SPARSITY_KEYS = ("zero_fraction", "small_fraction", "cett_sparsity")  # LayerStats' fields, summary.json's keys
+
+
+def overall_sparsity(stats: dict[str, LayerStats]) -> dict[str, float | None]:
+    """Each sparsity over the whole network, each layer weighted by its number of units (as the dead fraction);
+    over the layers where it is defined, None where none is (cett_sparsity in a CNN or RNN)."""
+    overall: dict[str, float | None] = {}
+    for key in SPARSITY_KEYS:
+        layers = [(s.units, value) for s in stats.values() if (value := getattr(s, key)) is not None]
+        units = sum(n for n, _ in layers)
+        overall[key] = sum(n * v for n, v in layers) / units if units else None
+    return overall
 
 
 def weight_grad_norms(model: nn.Module) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.networks import modern
 from harness.networks.gated import GatedActivation, StarReLU
 from harness.networks.models import (
     CNN,
@@ -33,6 +34,8 @@ from harness.networks.models import (
 )
 from harness.networks.models.rnn import State
 from harness.networks.models.transformer import Block, SelfAttention
+from harness.networks.modern import shaped
+from harness.networks.spline import SplineActivation, stacked_spline
 
 # With record, the RNN's h_t: per recurrent layer, per direction, a list over input time of (K, B, H) (OneModel's
 # (B, H)) with retained gradients; empty for the other families and without record.
@@ -53,13 +56,6 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return bmm_linear(x, layer.weight, layer.bias)
 
 
-def shaped(w: torch.Tensor, z: torch.Tensor, kdim: int, cdim: int) -> torch.Tensor:
-    """A stacked activation parameter ((K, 1) or (K, units)) shaped to broadcast over z."""
-    shape = [1] * z.dim()
-    shape[kdim], shape[cdim] = w.shape
-    return w.view(shape)
-
-
 def prelu(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor:
     """F.prelu: x if x > 0 else w * x, each member's own slope(s)."""
     assert isinstance(act, nn.PReLU)  # STACKED_ACTIVATIONS' key
@@ -75,7 +71,7 @@ def gated(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.Tensor
     """[u, g] halves along one member's units, as GatedActivation.split takes them."""
     assert isinstance(act, GatedActivation)  # STACKED_ACTIVATIONS' key
     u, g = z.chunk(2, dim=cdim)
-    return u * act.gate(g)
+    return act.value(u) * act.gate(g)
 
 
 # The stacked form of an activation module: (z, the shadow's module, member axis, unit axis) -> its output.
@@ -88,6 +84,8 @@ STACKED_ACTIVATIONS: dict[type[nn.Module], StackedActivation] = {
     nn.PReLU: prelu,
     StarReLU: star_relu,
     GatedActivation: gated,
+    **modern.STACKED_FORMS,
+    SplineActivation: stacked_spline,
 }
 
 
@@ -111,7 +109,7 @@ def activation(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torch.T
 
 def why_not_stacked(act: nn.Module) -> str | None:
     """Why a group cannot stack this activation exactly (it then runs one job per run), or None if it can."""
-    if isinstance(act, (nn.Softmax, GatedActivation)) and act.dim != 1:
+    if isinstance(act, (nn.Softmax, GatedActivation, modern.PolyNorm)) and act.dim != 1:
         return f"{type(act).__name__} over dim {act.dim}, not the units"
     if any(isinstance(act, kind) for kind in STACKED_ACTIVATIONS):
         return None

@@ -9,16 +9,18 @@ same definitions (docs/activations.md). A group of one (OneModel) is probed by p
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from harness.networks import stacked_layers
-from harness.networks.activations import max_abs_derivative
 from harness.networks.gated import expansion, gate_max_slope, gated_slopes, is_gated, saturation_defined
 from harness.networks.models import activation_layers
 from harness.networks.probes import DEAD_TOL, SATURATION_RATIO, LayerStats, probe_units
+from harness.networks.sparsity import OutputSparsity, layer_fractions, members_cett_sparsity, next_weights
+from harness.networks.unit_slopes import stacked_unit_derivative, unit_max_slope
 
 if TYPE_CHECKING:
     from harness.networks.stacked import StackedModel
@@ -34,6 +36,9 @@ def stacked_slope(z: torch.Tensor, act: nn.Module, kdim: int, cdim: int) -> torc
     if isinstance(act, nn.Softmax):  # the diagonal of its Jacobian over one member's units
         s = z.float().softmax(cdim)
         return s * (1 - s)
+    diagonal = stacked_unit_derivative(act, z, kdim, cdim)  # PolyNorm's, over one member's units
+    if diagonal is not None:
+        return diagonal
     with torch.enable_grad():
         z = z.detach().to(torch.float64 if z.dtype == torch.float64 else torch.float32).requires_grad_(True)
         (grad,) = torch.autograd.grad(stacked_layers.apply_activation(z, act, kdim, cdim).sum(), z)
@@ -52,6 +57,9 @@ def keep_max(old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
     return new if old is None else torch.maximum(old, new)
 
 
+Threshold = float | torch.Tensor  # one number, or one per unit (a per-unit activation's: the spline)
+
+
 class StackedWatch:
     """One activation module of the shadow tree over every call of a probe: the members' unit peaks and sums."""
 
@@ -60,12 +68,13 @@ class StackedWatch:
     sum: torch.Tensor | float  # (K,) of the outputs, once the module has run
     sumsq: torch.Tensor | float
 
-    def __init__(self, act: nn.Module, thresholds: list[float] | None) -> None:
+    def __init__(self, act: nn.Module, thresholds: list[Threshold] | None, keep: bool = False) -> None:
         self.act, self.gated = act, is_gated(act)
         self.thresholds = thresholds  # per member: SATURATION_RATIO x its max|f'|; None: saturation undefined
         self.peak = self.gate_peak = None
         self.sum = self.sumsq = 0.0
         self.count = 0
+        self.sparsity = OutputSparsity(keep)  # keep: its outputs feed one Linear (the CETT)
 
     def __call__(self, z: torch.Tensor, out: torch.Tensor, kdim: int, cdim: int) -> None:
         act = self.act
@@ -76,7 +85,8 @@ class StackedWatch:
         else:  # NaN: neither alive nor unsaturated, as in probe_units
             slope = stacked_slope(z, self.act, kdim, cdim).abs_().nan_to_num_(nan=-1.0)
             self.peak = keep_max(self.peak, unit_peaks(slope, kdim, cdim))
-        members = out.detach().movedim(kdim, 0)
+        members = out.detach().movedim(kdim, 0)  # (K, B, units, ...)
+        self.sparsity.add(members)
         members = members.reshape(members.shape[0], -1)  # each member's outputs in its own model's order
         members = members if members.dtype == torch.float64 else members.float()
         self.sum = self.sum + members.sum(1)
@@ -91,17 +101,19 @@ class StackedWatch:
         """Which units of each member reach its threshold; only where saturation is defined (thresholds)."""
         slope = self.gate_peak if self.gated else self.peak
         assert slope is not None and self.thresholds is not None
-        return slope >= torch.tensor(self.thresholds, dtype=slope.dtype, device=slope.device)[:, None]
+        per_member = [torch.as_tensor(t, dtype=slope.dtype, device=slope.device) for t in self.thresholds]
+        return slope >= torch.stack([t.expand(slope.shape[1]) for t in per_member])
 
 
-def thresholds(members: list[nn.Module], name: str, j: int, max_slopes: list[float | None]) -> list[float] | None:
+def thresholds(members: list[nn.Module], name: str, j: int, max_slopes: list[float | None]) -> list[Threshold] | None:
     """SATURATION_RATIO x max|f'| of activation module j of layer `name`, per member (None where saturation is
-    undefined): the fixed max|f'| where given, else from the member's own module's current parameters."""
+    undefined): the fixed max|f'| where given, else from the member's own module's current parameters (per unit
+    for a per-unit activation, as probe_units)."""
     acts = [activation_layers(m)[name][j] for m in members]
     if expansion(acts[0]) != 2 and not saturation_defined(acts[0]):
         return None
     slopes = [
-        ms if ms is not None else gate_max_slope(a) if is_gated(a) else max_abs_derivative(a)
+        ms if ms is not None else gate_max_slope(a) if is_gated(a) else unit_max_slope(a)
         for a, ms in zip(acts, max_slopes)
     ]
     return [SATURATION_RATIO * s for s in slopes]
@@ -113,8 +125,12 @@ def probe_members(stack: StackedModel, x: torch.Tensor, max_slopes: list[float |
     max_slopes: each member's activation's max|f'| where fixed, as for probe_units."""
     if not stack.member_axis:
         return [probe_units(stack.shadow, x, max_slopes[0])]
+    following = next_weights(stack.shadow)  # the stacked (K, out, units) weights
     watches = {
-        name: [StackedWatch(a, thresholds(stack.members, name, j, max_slopes)) for j, a in enumerate(acts)]
+        name: [
+            StackedWatch(a, thresholds(stack.members, name, j, max_slopes), following[name] is not None)
+            for j, a in enumerate(acts)
+        ]
         for name, acts in activation_layers(stack.shadow).items()
     }
     shadow_acts = [a for acts in activation_layers(stack.shadow).values() for a in acts]
@@ -130,11 +146,14 @@ def probe_members(stack: StackedModel, x: torch.Tensor, max_slopes: list[float |
         stack.train(was_training)
         for act in shadow_acts:
             del act.stacked_watch
-    return member_stats(watches, stack.k)
+    return member_stats(watches, stack.k, following)
 
 
-def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[str, LayerStats]]:
-    """Each member's LayerStats from the watches, with one read of the device for every member and layer."""
+def member_stats(
+    watches: dict[str, list[StackedWatch]], k: int, following: dict[str, torch.Tensor | None]
+) -> list[dict[str, LayerStats]]:
+    """Each member's LayerStats from the watches, with one read of the device for every member and layer;
+    following: the (K, out, units) weight each layer's outputs feed, for the CETT (sparsity.next_weights)."""
     masks: dict[str, tuple[torch.Tensor, bool]] = {}
     columns = []
     for name, ws in watches.items():
@@ -146,10 +165,12 @@ def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[st
         mean = total / n
         var = (total_sq / n - mean**2).clamp_min(0) * n / max(n - 1, 1)
         masks[name] = alive, defined
-        columns.append(
-            torch.stack([(~alive).sum(1).to(mean.dtype), (~unsaturated).sum(1).to(mean.dtype), mean, var.sqrt()], dim=1)
-        )  # (K, 4)
-    table = torch.stack(columns, dim=1).tolist()  # (K, layers, 4)
+        zero, small = layer_fractions([w.sparsity for w in ws])
+        weight = following[name]
+        cett = members_cett_sparsity(ws[0].sparsity.outputs(), weight) if weight is not None else zero * math.nan
+        counts = [(~alive).sum(1), (~unsaturated).sum(1)]
+        columns.append(torch.stack([c.double() for c in (*counts, mean, var.sqrt(), zero, small, cett)], dim=1))
+    table = torch.stack(columns, dim=1).tolist()  # (K, layers, 7)
     return [
         {
             name: LayerStats(
@@ -159,6 +180,9 @@ def member_stats(watches: dict[str, list[StackedWatch]], k: int) -> list[dict[st
                 mean=row[2],
                 std=row[3],
                 alive=alive[i],
+                zero_fraction=row[4],
+                small_fraction=row[5],
+                cett_sparsity=None if following[name] is None else row[6],
             )
             for (name, (alive, defined)), row in zip(masks.items(), table[i])
         }

@@ -39,6 +39,9 @@ class TrainState:
     grad_count: int = 0
     diverged_at_step: int | None = None
     grad_norm_init_by_layer: dict = field(default_factory=dict)
+    # the activation modules' parameters at initialisation (harness.networks.learnt); None: not known (a checkpoint
+    # from before they were kept)
+    activation_params_init: dict | None = None
     alive_init_by_layer: dict = field(default_factory=dict)  # layer -> (units,) bool on the CPU: the step-0 probe's
     latest: dict = field(default_factory=dict)  # "split.metric" -> the last value recorded of each scalar
 
@@ -57,14 +60,19 @@ class Recorder:
         return self.latest.get(f"{split}.{metric}", math.nan)
 
     def units(self, step: int, stats: dict) -> None:
-        """The rows of one unit probe: dead and saturated fractions, output mean and std, per layer."""
+        """The rows of one unit probe: dead and saturated fractions, output mean and std, and the activation
+        sparsity (harness.networks.sparsity; the CETT's only where it is defined), per layer."""
         for layer, s in stats.items():
             self.rows += [
                 (step, "probe", "dead_fraction", layer, s.dead_fraction, None),
                 (step, "probe", "saturated_fraction", layer, s.saturated_fraction, None),
                 (step, "probe", "act_mean", layer, s.mean, None),
                 (step, "probe", "act_std", layer, s.std, None),
+                (step, "probe", "zero_fraction", layer, s.zero_fraction, None),
+                (step, "probe", "small_fraction", layer, s.small_fraction, None),
             ]
+            if s.cett_sparsity is not None:
+                self.rows.append((step, "probe", "cett_sparsity", layer, s.cett_sparsity, None))
 
     def gradients(self, step: int, split: str, by_layer: dict, through_time: dict) -> None:
         """Per-layer weight-gradient norms and, for RNNs, ||dL/dh_t|| per time step."""

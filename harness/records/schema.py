@@ -121,6 +121,9 @@ class SummaryFields(BaseModel):
     # probes (docs/measurements.md)
     dead_fraction_by_layer: ByLayer | None = None
     saturated_fraction_by_layer: ByLayer | None = None
+    zero_fraction_by_layer: ByLayer | None = None  # activation sparsity (harness.networks.sparsity)
+    small_fraction_by_layer: ByLayer | None = None
+    cett_sparsity_by_layer: ByLayer | None = None
     dead_fraction_init_by_layer: ByLayer | None = None
     lost_fraction_by_layer: ByLayer | None = None
     act_mean_by_layer: dict[str, float | None] | None = None
@@ -145,6 +148,9 @@ class SummaryFields(BaseModel):
     compile: bool | None = None
     n_params: Count | None = None
     width_used: Annotated[int, Field(ge=1)] | None = None
+    # the activation modules' own parameters (harness.networks.learnt): layer -> parameter -> values as (nested) lists
+    activation_params_init: dict[str, dict[str, list[Any]]] | None = None
+    activation_params_final: dict[str, dict[str, list[Any]]] | None = None
     torch_version: str | None = None
     package_versions: dict[str, str | None] | None = None
     git_sha: str | None = None

@@ -245,6 +245,7 @@ def draw_figures(a: Analysis, gallery: list[Item], folder: Path) -> dict[str, Pa
     from harness.report import figures as fig
     from harness.report import summary_figures
     from harness.report.gallery import plot as plot_gallery
+    from harness.report.learnt_gallery import learnt_job
     from harness.report.overview import overview
 
     colours = palette_for(a)
@@ -280,6 +281,8 @@ def draw_figures(a: Analysis, gallery: list[Item], folder: Path) -> dict[str, Pa
         jobs["critical_difference"] = lambda p: critical_difference(a.ranks, a.friedman["cd"], colours, p)
     if gallery:
         jobs["gallery"] = lambda p: plot_gallery(gallery, p, colours)
+        if learnt := learnt_job(gallery, a.tuned, colours):  # learnable activations: f, f' at init and learnt
+            jobs["learnt_shapes"] = learnt
     drawn: dict[str, Path | str] = {}  # the figure's file, or why it could not be drawn
     for name, draw in jobs.items():
         try:

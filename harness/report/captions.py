@@ -53,4 +53,9 @@ CAPTIONS = {
     "different by the Nemenyi test at 5%.",
     "gallery": "Each activation f(x) (solid) and its derivative f'(x) (dashed) on x in [-5, 5] (ReLU6 to 10), as "
     "the reference article draws them.",
+    "learnt_shapes": "The learnable activations' learnt shapes, per task and layer, at each one's chosen setting: f "
+    "(solid) and f' (dashed) at initialisation (black) and after training (colour, one line per run), rebuilt "
+    "from the parameters each run recorded. An activation with parameters per unit (spline) is drawn as the "
+    "pointwise median over the layer's units, with the 10th to 90th percentile over units as a band (after "
+    "training: the first run's).",
 }

@@ -150,7 +150,7 @@ def dead_units(a: Analysis, task: str) -> str:
             text += f" (most dead at init: {by_layer['dead_init'].idxmax()} {percent(by_layer['dead_init'].max())})"
         if len(by_layer) and by_layer["lost"].max() > 0:
             text += f" (most lost: {by_layer['lost'].idxmax()} {percent(by_layer['lost'].max())})"
-        parts.append(text + f", {percent(r.dead_mean)} dead at the end")
+        parts.append(text + f", {percent(r.dead_mean)} dead at the end" + sparsity_text(r))
     missing = (
         ""
         if have_lost
@@ -160,6 +160,20 @@ def dead_units(a: Analysis, task: str) -> str:
         )
     )
     return "Mean over layers and seeds; dead = f'(z) = 0 on every probe sample: " + "; ".join(parts) + "." + missing
+
+
+SPARSITY_WORDS = {"zero": "exactly zero", "cett": "CETT-sparse", "small": "near zero"}  # metrics.py's short names
+
+
+def sparsity_text(row: object) -> str:
+    """' (activations 41% exactly zero, 63% CETT-sparse, 44% near zero)' at the end (docs/activations.md,
+    Sparsity): those the runs measured (CETT only in the MLP and the transformer; none before they were kept)."""
+    found = [
+        f"{percent(v)} {words}"
+        for short, words in SPARSITY_WORDS.items()
+        if (v := getattr(row, f"{short}_mean", math.nan)) is not None and not math.isnan(v)
+    ]
+    return f" (activations {', '.join(found)})" if found else ""
 
 
 def lost_text(x: float | None) -> str:

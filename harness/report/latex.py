@@ -198,7 +198,8 @@ CAPTIONS = {
     "stability": "Diverged seeds, and the validation drawdown (the largest fall of validation accuracy below its "
     "running best, in accuracy points): mean over seeds, worst seed in brackets.",
     "dead units": "Units dead at initialisation, lost in training (alive at step 0, dead at the end) and dead at the "
-    "end: mean fractions over layers and seeds.",
+    "end: mean fractions over layers and seeds; the activation sparsity at the end (outputs exactly zero, the "
+    "CETT-based sparsity at CETT 0.2 in the MLP and transformer FFN, outputs near zero): fractions over the network.",
     "gradient flow": "The head's weight-gradient norm over the first hidden layer's, at initialisation and averaged "
     "over training: geometric mean over seeds (1 = even).",
     "cost": "Size of each model: n_params and the width model.match_params matches (units, channels, hidden size, "

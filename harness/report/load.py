@@ -154,7 +154,7 @@ def label(runs: pd.DataFrame) -> pd.DataFrame:
                 f"{name}(" + ", ".join(f"{c.rsplit('.', 1)[1]}={r[c]}" for c in shown) + ")"
                 for _, r in group.iterrows()
             ]
-    return runs
+    return runs.copy()  # one block per dtype again: a frame built a column at a time makes pandas warn later
 
 
 # The width model.match_params matches, per model family (harness.networks.gated.hidden_width; the transformer keeps

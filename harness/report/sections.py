@@ -180,7 +180,8 @@ def gallery_blocks(properties: pd.DataFrame, drawn: dict[str, Path | str]) -> li
         "normal z; smooth = f' has no jump; zero-gradient region = where f' is exactly 0. Softmax is taken on "
         "the pair (z, 0), where it equals the sigmoid."
     )
-    return [Heading("Activation gallery"), *figure_blocks(drawn, ["gallery"]), Text(text), Table(shown)]
+    learnt = figure_blocks(drawn, ["learnt_shapes"])  # learnable activations only (harness/report/learnt_gallery.py)
+    return [Heading("Activation gallery"), *figure_blocks(drawn, ["gallery"]), Text(text), Table(shown), *learnt]
 
 
 def skipped_blocks(a: Analysis, paths: list[Path]) -> list[Block]:
@@ -235,8 +236,10 @@ def method_blocks(a: Analysis) -> list[Block]:
 def columns_blocks() -> list[Block]:
     """What each results-table column means, from the metric registry (harness.common.metrics)."""
     better = {"higher": "higher is better", "lower": "lower is better", None: "best near 1"}
+    neither = "neither higher nor lower is better in itself"  # activation sparsity: what sparse units trade
     lines = [
-        f"{m.label}: {m.meaning} ({'geometric mean' if m.geometric else 'mean'} over seeds; {better[m.better]})."
+        f"{m.label}: {m.meaning} ({'geometric mean' if m.geometric else 'mean'} over seeds; "
+        f"{neither if m.better is None and m.fmt != 'ratio' else better[m.better]})."
         for m in metrics.in_table()
     ]
     return [Heading("What each column means"), Bullets(lines)]

@@ -76,6 +76,7 @@ ADDED_KEYS: dict[str, object] = {
     "model.ffn_ratio": 4.0,
     "model.patch": 4,
     "trainer.capture": "auto",
+    "trainer.activation_decay": False,
 }
 # A key of ModelKeys that a family lacks is recorded at this value: the one a run of another family carried when
 # one class held every family's keys. model_config accepts such a key at that value (it changes nothing).
@@ -133,6 +134,9 @@ class TrainerConfig:
     lr: float = 1e-2  # at least MIN_LR (1e-10); large rates are allowed, to diverge on purpose
     optimizer: str = "adam"  # adam, adamw or sgd (harness/setup/optimizers.py)
     weight_decay: float = 0.0  # the optimizer's weight_decay
+    # weight decay on the activation modules' own parameters too (PReLU's slope, StarReLU's scale and bias, ...);
+    # false: they take none (harness.setup.optimizers.decay_flags, docs/activations.md)
+    activation_decay: bool = False
     momentum: float = 0.9  # SGD only
     grad_clip: float | None = None  # clip the gradient norm to this; null: off
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda or mps

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from harness.networks.activations import ActivationSpec, activation_spec, probe_activation
-from harness.networks.gated import expansion
+from harness.networks.gated import expansion, set_units
 from harness.setup.config import ActivationError, Config, ConfigError
 from harness.setup.data import DATASETS
 from harness.setup.optimizers import OPTIMIZER_STATES
@@ -44,6 +44,11 @@ class StandIn(nn.Module):
             self.real = spec()
         self.spec, self.probed, self.counter = spec, probed, counter
         self.expansion = expansion(self.real)
+
+    def set_units(self, units: int) -> None:
+        """A per-unit activation's parameters for the layer's units (the spline's), counted in the model."""
+        with torch.device("cpu"):  # as the real instance was built: it runs on real numbers
+            set_units(self.real, units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (BATCH, *x.shape[1:])

@@ -26,6 +26,7 @@ from harness.records.recorder import CHECKPOINT, TrainState, load_checkpoint, re
 from harness.setup.batches import MemberBatches
 from harness.setup.config import Config, ConfigError, TrainerConfig, to_dict
 from harness.setup.data import Dataset
+from harness.setup.optimizers import decay_flags
 from harness.setup.resolve import Resolved, resolve_threads
 from harness.training import capture
 from harness.training.loop import Member, provenance
@@ -181,6 +182,7 @@ def build_group(resolved: list[Resolved], data: Dataset, run_dirs: list[Path], c
         [r.config.trainer.weight_decay for r in resolved],
         t.momentum,
         member_axis=stack.member_axis,
+        decay=decay_flags(models[0], stack.names, t),  # the activations' own parameters: no decay unless asked
     )
     batches = MemberBatches(data.x_train, data.y_train, t.batch_size, [r.config.seed for r in resolved])
     scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from harness.common import flow
-from harness.networks import probes
+from harness.networks import learnt, probes
 from harness.records.recorder import CHECKPOINT, Recorder, TrainState
 from harness.records.results import git_state, package_versions, write_metrics
 from harness.setup.config import Config, TrainerConfig
@@ -60,6 +60,7 @@ class Member:
         self.state.alive_init_by_layer = {k: s.alive.cpu() for k, s in units.items()}
         self.state.grad_norm_init_by_layer, through_time = probes.probe_gradients(self.model, probe_x, probe_y)
         self.rec.gradients(0, "probe", self.state.grad_norm_init_by_layer, through_time)
+        self.state.activation_params_init = learnt.activation_parameters(self.model)  # the learnt shape's start
 
     def record_window(self, step: int, batches: int, loss: float, acc: float, bad: int | None) -> bool:
         """The training window's mean loss and accuracy; False if it diverged in it."""
@@ -151,6 +152,7 @@ class Member:
             "saturated_fraction": saturated,
             "dead_fraction_by_layer": {k: s.dead_fraction for k, s in units.items()},
             "saturated_fraction_by_layer": {k: s.saturated_fraction for k, s in units.items()},
+            **self.sparsity(units),
             "act_mean_by_layer": {k: s.mean for k, s in units.items()},
             "act_std_by_layer": {k: s.std for k, s in units.items()},
             "grad_norm_init_by_layer": state.grad_norm_init_by_layer,
@@ -161,7 +163,16 @@ class Member:
             **{k: dict(v) if isinstance(v, dict) else v for k, v in shared.items() if k != "n_test"},  # its own copy
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "width_used": getattr(self.model, "width_used", self.config.model.width),  # model.match_params
+            "activation_params_init": state.activation_params_init,
+            "activation_params_final": learnt.activation_parameters(self.model),  # its own values (views of the stack)
         }
+
+    @staticmethod
+    def sparsity(units: dict) -> dict:
+        """The final probe's activation sparsity, overall and by layer (null after a divergence: no probe)."""
+        overall = probes.overall_sparsity(units) if units else dict.fromkeys(probes.SPARSITY_KEYS)
+        by_layer = {f"{key}_by_layer": {k: getattr(s, key) for k, s in units.items()} for key in probes.SPARSITY_KEYS}
+        return {**overall, **by_layer}
 
     def course(self, units: dict, grad_mean: dict, n_test: int) -> dict:
         """Dead at init vs lost in training, gradient flow and drawdown (harness/common/flow.py), the test-set size."""

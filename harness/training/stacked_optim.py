@@ -6,6 +6,8 @@ both are (K,) tensors broadcast over each member's slice. The work per step loop
 tensor values (the step counts are device tensors), so it can later run inside a captured CUDA graph. The
 arithmetic follows torch's single-tensor Adam / AdamW / SGD op for op, so float64 agrees with torch.optim run on
 each member alone; the per-member state converts to and from torch's own state_dict format for checkpoints.
+`decay` exempts tensors from weight decay (the activations' own parameters: harness.setup.optimizers.decay_flags),
+as torch.optim does for a second param group at weight_decay 0: the decay term is skipped for them, not zeroed.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class StackedOptimizer(torch.optim.Optimizer):
     """Adam, AdamW or SGD (momentum, no dampening, no nesterov) over stacked members with per-member lr and
-    weight decay. `step(active)` updates only the members whose (K,) bool `active` is True."""
+    weight decay. `step(active)` updates only the members whose (K,) bool `active` is True. `decay`: per tensor,
+    whether weight decay applies to it (None: to every one)."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         member_axis: bool = True,
+        decay: Sequence[bool] | None = None,
     ) -> None:
         params = list(params)
         if kind not in _TORCH_OPTIMIZERS:
@@ -61,6 +65,9 @@ class StackedOptimizer(torch.optim.Optimizer):
         k = len(lrs)
         if len(wds) != k or k == 0:
             raise ValueError(f"lr has {k} members and weight_decay {len(wds)}; they must agree and be > 0")
+        flags = [True] * len(params) if decay is None else [bool(d) for d in decay]
+        if len(flags) != len(params):
+            raise ValueError(f"decay has {len(flags)} flags for {len(params)} parameters")
         if not member_axis and k != 1:
             raise ValueError(f"member_axis=False means one member, got {k} learning rates")
         for p in params:
@@ -84,7 +91,9 @@ class StackedOptimizer(torch.optim.Optimizer):
         super().__init__([{"params": params}], defaults)
         for i in range(k):  # torch's own checks on each member's hyper-parameters (negative lr, betas >= 1, ...)
             self._torch_group(i)
-        self.decays = any(wds)  # whether any member decays: torch skips the term at 0 (0 * an infinite weight is NaN)
+        # whether any member decays any tensor: torch skips the term at 0 (0 * an infinite weight is NaN)
+        self.decays = any(wds) and any(flags)
+        self.decay_flags = dict(zip(map(id, params), flags))  # by tensor: a step may see only those with a grad
         # one model (member_axis=False): its lr and weight decay as Python floats too, for torch's own fused
         # `param + alpha * grad` kernels, so a single run rounds as torch's optimizer does, bit for bit
         self.host = {"lr": lrs[0], "weight_decay": wds[0]} if not member_axis else None
@@ -134,6 +143,7 @@ class StackedOptimizer(torch.optim.Optimizer):
         if not params:
             return
         axis = group["member_axis"]
+        flags = [self.decay_flags[id(p)] for p in params]  # weight decay applies to it, in the order of s and g
         states = [self.state[p] for p in params]
         s, g = [_stacked(p, axis) for p in params], [_stacked(p.grad, axis) for p in params]
         if active is not None:
@@ -147,26 +157,33 @@ class StackedOptimizer(torch.optim.Optimizer):
             torch._foreach_add_(steps, 1)
             counts = torch.stack(steps)
         if self.kind == "sgd":
-            self._sgd(s, g, states)
+            self._sgd(s, g, states, flags)
         else:
-            self._adam(s, g, states, counts)
+            self._adam(s, g, states, counts, flags)
         if active is not None:
             for t, old in zip(tensors, kept):
                 t.copy_(torch.where(_bcast(active, t), t, old))
 
     def _adam(
-        self, s: list[torch.Tensor], g: TensorList, states: list[dict[str, torch.Tensor]], counts: torch.Tensor
+        self,
+        s: list[torch.Tensor],
+        g: TensorList,
+        states: list[dict[str, torch.Tensor]],
+        counts: torch.Tensor,
+        flags: list[bool],
     ) -> None:
         """torch's Adam / AdamW (amsgrad off), op for op, with per-member lr and weight decay; counts: the
-        tensors' step counts (P, K), this step's included."""
+        tensors' step counts (P, K), this step's included; flags: whether each tensor decays."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
         dtype = s[0].dtype
         if self.kind == "adamw" and self.decays:  # param.mul_(1 - lr * weight_decay), before the moments
             decay = (1 - self.lr * self.weight_decay).to(dtype)
-            torch._foreach_mul_(s, [_bcast(decay, t) for t in s])
+            decayed = [t for t, d in zip(s, flags) if d]
+            if decayed:
+                torch._foreach_mul_(decayed, [_bcast(decay, t) for t in decayed])
         elif self.decays:  # grad = grad.add(param, alpha=weight_decay): a new tensor, the gradient itself is kept
-            g = self._decayed(g, s)
+            g = self._decayed(g, s, flags)
         exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
         torch._foreach_lerp_(exp_avg, g, 1 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
@@ -182,11 +199,13 @@ class StackedOptimizer(torch.optim.Optimizer):
         torch._foreach_div_(update, denom)
         torch._foreach_sub_(s, update)
 
-    def _sgd(self, s: list[torch.Tensor], g: TensorList, states: list[dict[str, torch.Tensor]]) -> None:
+    def _sgd(
+        self, s: list[torch.Tensor], g: TensorList, states: list[dict[str, torch.Tensor]], flags: list[bool]
+    ) -> None:
         """torch's SGD (dampening 0, no nesterov), with per-member lr and weight decay."""
         momentum = self.param_groups[0]["momentum"]
         if self.decays:  # grad = grad.add(param, alpha=weight_decay)
-            g = self._decayed(g, s)
+            g = self._decayed(g, s, flags)
         if momentum != 0:  # the buffer starts at zero: its first step is 0 * momentum + grad, the grad itself
             buffers = [st["momentum_buffer"] for st in states]
             torch._foreach_mul_(buffers, momentum)
@@ -198,12 +217,21 @@ class StackedOptimizer(torch.optim.Optimizer):
             lr = self.lr.to(s[0].dtype)
             torch._foreach_sub_(s, torch._foreach_mul(g, [_bcast(lr, t) for t in s]))
 
-    def _decayed(self, g: TensorList, s: list[torch.Tensor]) -> TensorList:
-        """grad + weight_decay * param, new tensors (the gradients themselves are kept)."""
+    def _decayed(self, g: TensorList, s: list[torch.Tensor], which: list[bool]) -> TensorList:
+        """grad + weight_decay * param for the tensors that decay (`which`), new tensors (the gradients themselves
+        are kept); the exempt ones' gradients as they are, as torch skips the term in a group at weight decay 0."""
+        if not any(which):
+            return g
+        gd, sd = [x for x, d in zip(g, which) if d], [x for x, d in zip(s, which) if d]
         if self.host is not None:
-            return torch._foreach_add(g, s, alpha=self.host["weight_decay"])
-        wd = self.weight_decay.to(s[0].dtype)
-        return torch._foreach_add(g, torch._foreach_mul(s, [_bcast(wd, t) for t in s]))
+            new = torch._foreach_add(gd, sd, alpha=self.host["weight_decay"])
+        else:
+            wd = self.weight_decay.to(s[0].dtype)
+            new = torch._foreach_add(gd, torch._foreach_mul(sd, [_bcast(wd, t) for t in sd]))
+        if all(which):
+            return new
+        decayed = iter(new)
+        return [next(decayed) if d else x for x, d in zip(g, which)]
 
     def _torch_group(self, i: int) -> dict[str, Any]:
         """Member i's param_groups entry exactly as torch's own optimizer builds it (same keys, same defaults),

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness.common.errors import DataError, check, one_of
-from harness.networks.gated import expansion
+from harness.networks.gated import expansion, set_units
 from harness.networks.models.base import NORMS, ActFactory, BaseModelConfig, Family
 
 
@@ -43,6 +43,7 @@ class ConvBlock(nn.Module):
     def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, act: ActFactory, norm: str):
         super().__init__()
         activation = act()
+        set_units(activation, c_out)  # the units are the channels: per-unit parameters are per channel
         c_out *= expansion(activation)
         self.conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(c_in, c_out, kernel, stride=2, padding=1)
         self.norm = NORMS[norm](dims, c_out)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from harness.common.errors import one_of
-from harness.networks.gated import expansion
+from harness.networks.gated import expansion, set_units
 from harness.networks.models.base import NORMS, ActFactory, BaseModelConfig, Family
 
 
@@ -38,6 +38,7 @@ class Dense(nn.Module):
     def __init__(self, n_in: int, n_out: int, act: ActFactory, norm: str):
         super().__init__()
         activation = act()
+        set_units(activation, n_out)  # a per-unit activation's parameters (the spline's), before gating doubles n_out
         n_out *= expansion(activation)
         self.linear = nn.Linear(n_in, n_out)
         self.norm = NORMS[norm](0, n_out)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.common.errors import one_of
+from harness.networks.gated import set_units
 from harness.networks.models.base import ActFactory, BaseModelConfig, Family
 
 
@@ -52,6 +53,7 @@ class Cell(nn.Module):
         self.bias_ih = nn.Parameter(torch.empty(self.gates * hidden))
         self.bias_hh = nn.Parameter(torch.empty(self.gates * hidden))
         self.act = act()
+        set_units(self.act, hidden)  # a per-unit activation: one set of parameters per hidden unit
         bound = 1 / math.sqrt(hidden)
         for p in self.parameters(recurse=False):  # the cell's own, as nn.RNN's; not the activation's (PReLU)
             nn.init.uniform_(p, -bound, bound)
@@ -96,6 +98,7 @@ class LSTMCell(Cell):
     def __init__(self, n_in: int, hidden: int, act: ActFactory) -> None:
         super().__init__(n_in, hidden, act)
         self.act_cell = act()  # the second tanh, on the cell state; the probes watch `act`, the candidate
+        set_units(self.act_cell, hidden)
 
     def init_state(self, batch: int, ref: torch.Tensor) -> State:
         zeros = ref.new_zeros(batch, self.hidden_size)

@@ -11,6 +11,7 @@ Its defaults: two blocks of d_model 32, 2 heads, an FFN of 4 x 32, tokens of 4 s
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.common.errors import DataError, check
-from harness.networks.gated import expansion
+from harness.networks.gated import closest_size, expansion, set_units
 from harness.networks.models.base import ActFactory, BaseModelConfig, Family, Projection
 
 RNN_OPTIONS = "model.cell and model.bidirectional are rnn options; the transformer takes neither"
@@ -71,11 +72,23 @@ def token_count(input_shape: tuple[int, ...], patch: int) -> int:
 
 
 def ffn_width(m: TransformerConfig, act: nn.Module) -> int:
-    """d_ff: model.ffn_ratio x width, or for a gated activation with model.match_params=true Shazeer's
-    round(2/3 x ffn_ratio x width), which gives its three matrices the parameters of the ungated FFN's two."""
+    """d_ff: model.ffn_ratio x width, or with model.match_params=true: for a gated activation Shazeer's
+    round(2/3 x ffn_ratio x width), which gives its three matrices the parameters of the ungated FFN's two; for an
+    activation with parameters of its own, the d_ff whose FFN (its two matrices and the activation's parameters at
+    that many units) is closest to the parameter-free FFN's (PReLU's and StarReLU's d_ff stay ffn_ratio x width)."""
+    d_ff = round(m.ffn_ratio * m.width)
     if m.match_params and expansion(act) == 2:
         return round(2 / 3 * m.ffn_ratio * m.width)
-    return round(m.ffn_ratio * m.width)
+    if not m.match_params or next(act.parameters(), None) is None:
+        return d_ff
+
+    def ffn_params(units: int) -> int:  # ffn_in's weight and bias, ffn_out's weight, the activation's own
+        with torch.device("meta"):  # a copy told its units: no memory, no draw from the random generator
+            sized = copy.deepcopy(act).to("meta")
+            set_units(sized, units)
+        return 2 * m.width * units + units + sum(p.numel() for p in sized.parameters())
+
+    return closest_size(ffn_params, 2 * m.width * d_ff + d_ff, d_ff)
 
 
 def norm_layer(norm: str, width: int) -> nn.Module:
@@ -108,6 +121,7 @@ class Block(nn.Module):
         self.norm_attn, self.norm_ffn = norm_layer(norm, width), norm_layer(norm, width)
         self.attn = SelfAttention(width, heads)
         self.act = act()
+        set_units(self.act, d_ff)  # the FFN's features are the units
         self.ffn_in = nn.Linear(width, d_ff * expansion(self.act))
         self.ffn_out = Projection(d_ff, width)
 

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from harness.networks.gated import expansion
+from harness.networks.gated import is_gated, value_is_identity
 from harness.networks.models.base import Projection, hidden_layers
 from harness.networks.models.rnn import Cell, Recurrent
 
@@ -85,19 +85,25 @@ INITS: dict[str, Callable[[torch.Tensor, float], torch.Tensor] | None] = {
 def initialise(model: nn.Module, scheme: str, gain: float) -> None:
     """Re-initialise hidden weight matrices (biases to zero); `default` keeps PyTorch's own.
 
-    A gated layer's weight is drawn as two matrices: the rows of its value half u as for the identity (gain 1), the
-    rows of its gate half g with the activation's gain, each half with its own n outputs as fan-out. A Projection
+    A gated layer's weight is drawn as two matrices: the rows of its value half u as for the identity (gain 1; the
+    activation's gain where u goes through a ReLU, as dReLU's does), the rows of its gate half g with the
+    activation's gain, each half with its own n outputs as fan-out. A Projection
     (the transformer's q, k, v, attention output and FFN output) feeds no activation: gain 1, one matrix.
     """
     draw = INITS[scheme]
     if draw is None:
         return
-    gated = {name: expansion(acts[0]) == 2 for name, acts in activation_layers(model).items()}
-    for is_gated, block in zip(gated.values(), hidden_layers(model)):
+    # per layer: None for an ungated one, else the gain of its value half
+    value_gains = [
+        (1.0 if value_is_identity(acts[0]) else gain) if is_gated(acts[0]) else None
+        for acts in activation_layers(model).values()
+    ]
+    for value_gain, block in zip(value_gains, hidden_layers(model)):
         for module in weight_layers(block):
             plain = isinstance(module, Projection)
             for w in (p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")):
-                parts = zip(w.detach().chunk(2, dim=0), (1.0, gain)) if is_gated and not plain else [(w, gain)]
+                halves = value_gain is not None and not plain
+                parts = zip(w.detach().chunk(2, dim=0), (value_gain or 1.0, gain)) if halves else [(w, gain)]
                 for part, part_gain in parts:
                     with torch.no_grad():
                         draw(part, 1.0 if plain else part_gain)
