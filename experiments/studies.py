@@ -315,5 +315,5 @@ STUDIES = {
         ffn_studies.ffn_activations,
     ]
 }
-NEEDS_METRICS = {"vanishing_gradients", "article_claims"}
+NEEDS_METRICS = {"vanishing_gradients", "article_claims", "ffn_activations"}
 __all__ = ["STUDIES", "NEEDS_METRICS", "layer_index"]

@@ -34,6 +34,7 @@ def synthetic_runs(loss_shift: dict[str, float], acc_shift: dict[str, float], sp
                         "val_acc": val,
                         "test_acc_at_best_val": 0.9 + acc_shift.get(act, 0) + noise if lr == 0.01 else 0.0,
                         "test_loss": 0.3 + loss_shift.get(act, 0) + noise if lr == 0.01 else 9.0,
+                        ffn_studies.LOSS: 0.2 + loss_shift.get(act, 0) + noise if lr == 0.01 else 9.0,
                         "cett_sparsity": sparsity if act == "drelu" else 0.1,
                         "n_params": 1000,
                     }
@@ -73,3 +74,25 @@ def test_level_needs_the_interval_inside_the_margin_and_the_sparsity():
 def test_a_claim_is_left_out_where_one_of_its_activations_did_not_run():
     runs = synthetic_runs({"relu": 0, "swiglu": 0}, {})
     assert ffn_studies.claim_rows(ffn_studies.at_tuned_lr(runs, ffn_studies.BY)[0]).empty
+
+
+def test_loss_claims_read_the_test_loss_where_validation_loss_is_lowest_not_the_last_or_the_lowest_test_loss():
+    def evaluation(run, step, val, test):
+        return [
+            {"run_dir": run, "step": step, "split": "val", "metric": "loss", "value": val},
+            {"run_dir": run, "step": step, "split": "test", "metric": "loss", "value": test},
+            {"run_dir": run, "step": step, "split": "val", "metric": "acc", "value": 0.5},
+        ]
+
+    metrics = pd.DataFrame(
+        evaluation("a", 250, 0.9, 0.8)
+        + evaluation("a", 500, 0.6, 0.7)  # a's lowest validation loss: its test loss here, 0.7
+        + evaluation("a", 750, 0.7, 0.5)  # a's lowest and last test loss, which must not be taken
+        + evaluation("b", 250, float("nan"), 0.3)  # b diverged: no finite validation loss at all
+        + [{"run_dir": "a", "step": 500, "split": "probe", "metric": "loss", "value": -1.0}]
+    )
+    runs = pd.DataFrame({"run_dir": ["b", "a", "c"]}, index=[7, 8, 9])  # c wrote no evaluation
+    got = ffn_studies.loss_at_best_val_loss(runs, metrics)
+    assert list(got.index) == [7, 8, 9]
+    assert got[8] == pytest.approx(0.7)
+    assert np.isnan(got[7]) and np.isnan(got[9])
