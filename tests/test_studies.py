@@ -118,7 +118,8 @@ def test_each_unreported_study_runs_tiny(name, data_root, tmp_path):
 
 def test_ffn_activations_gives_each_model_its_own_budget_and_its_parts_are_the_whole():
     """The MLP at 6,000 steps, the transformer at 1,000 (6,000 with trainer.steps on the command line); the five
-    parts of docs/studies.md cover the 1,408 runs of the study once each."""
+    parts of docs/studies.md (each with -m: a comma list on the command line needs it) cover the 1,408 runs of the
+    study once each."""
     axes = sweep_axes("ffn_activations")
     variant, dataset, activation = axes[0], axes[1], axes[2]
     assert len(activation) == 11 and [len(a) for a in axes[3:]] == [4, 8]
@@ -130,12 +131,13 @@ def test_ffn_activations_gives_each_model_its_own_budget_and_its_parts_are_the_w
             "+experiment=ffn_activations", f"+experiment/ffn_activations={file}", "trainer.steps=6000"
         )
         assert full.trainer.steps == 6000
-    parts = re.findall(r"^python run.py \+experiment=ffn_activations (.*?)\$J", docs_studies(), re.M | re.S)
+    parts = re.findall(r"^python run.py -m \+experiment=ffn_activations (.*?)\$J", docs_studies(), re.M | re.S)
     covered = []
     for part in parts:
         chosen = dict(o.split("=", 1) for o in part.replace("\\\n", " ").split())
         acts = chosen.get("activation", ",".join(a.split("=", 1)[1] for a in activation)).split(",")
-        covered += [(chosen["+experiment/ffn_activations"], chosen["dataset"], a) for a in acts]
+        datasets = chosen["dataset"].split(",")
+        covered += [(chosen["+experiment/ffn_activations"], d, a) for d in datasets for a in acts]
     assert len(parts) == 5 and sorted(covered) == sorted(
         (v.split("=")[1], d.split("=")[1], a.split("=")[1]) for v in variant for d in dataset for a in activation
     )
