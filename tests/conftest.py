@@ -55,6 +55,17 @@ def run_py_in_process(*args: str, preflight: bool = True) -> int:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the tests, as in a terminal, however pytest was started: a process started in
+    the background by a shell without job control (`cmd &` in a script, nohup) inherits SIGINT ignored, and Python
+    then installs no handler, so the tests that press Ctrl-C would see nothing happen."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tiny tensors on a shared 2-core machine: one intra-op thread is faster and never oversubscribed."""
     import torch
